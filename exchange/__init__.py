@@ -1,0 +1,1 @@
+"""The coalition points exchange: service core and composition root."""

@@ -1,0 +1,1 @@
+"""Shared ground for every package: settings, database, errors, clock, invariants."""

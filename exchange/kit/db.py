@@ -1,0 +1,62 @@
+"""The async engine and the unit of work.
+
+One request, one transaction: the edge (GraphQL context, CLI command, background task)
+opens :meth:`Database.transaction`, passes the connection to the use case, and the
+context manager commits on success or rolls back on any exception. Domain code never
+commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import MetaData
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from exchange.kit.embedded import start_embedded, to_async_url
+from exchange.kit.settings import Settings
+
+#: One metadata for every package's tables, so Alembic sees the whole schema.
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """DATABASE_URL when set, else the embedded server (started on demand)."""
+    if settings.database_url:
+        return to_async_url(settings.database_url)
+    return start_embedded(settings.ensure_home())
+
+
+@dataclass
+class Database:
+    engine: AsyncEngine
+
+    @classmethod
+    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+        engine = create_async_engine(
+            url,
+            pool_size=pool_size,
+            max_overflow=pool_size,
+            pool_pre_ping=False,
+            connect_args={"server_settings": {"application_name": "exchange"}},
+        )
+        return cls(engine=engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """A unit of work: commits when the block succeeds, rolls back otherwise."""
+        async with self.engine.begin() as connection:
+            yield connection
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()

@@ -1,0 +1,67 @@
+"""Settings from the environment (and an optional ``.env`` in the working directory).
+
+``DATABASE_URL``        unset: a private embedded PostgreSQL under EXCHANGE_HOME
+``EXCHANGE_HOME``       data directory: embedded database, keys, reports
+``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
+                        EXCHANGE_HOME on first use when unset. Never printed.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+
+
+def _read_dotenv(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.is_file():
+        return values
+    for raw_line in path.read_text(encoding="utf-8").splitlines():
+        line = raw_line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        values[name.strip()] = value.strip().strip("'\"")
+    return values
+
+
+def default_home() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "coalition-exchange"
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str | None
+    secret_key_from_env: str | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
+        values = _read_dotenv(Path.cwd() / ".env")
+        values.update(environ if environ is not None else os.environ)
+        home = Path(values.get("EXCHANGE_HOME") or default_home()).expanduser()
+        return cls(
+            home=home,
+            database_url=values.get("DATABASE_URL") or None,
+            secret_key_from_env=values.get("EXCHANGE_SECRET_KEY") or None,
+        )
+
+    def ensure_home(self) -> Path:
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return self.home
+
+    def secret_key(self) -> bytes:
+        """The pepper: from the environment, else generated once into EXCHANGE_HOME."""
+        if self.secret_key_from_env:
+            return self.secret_key_from_env.encode()
+        path = self.ensure_home() / SECRET_KEY_FILE
+        if not path.exists():
+            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()

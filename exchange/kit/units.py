@@ -1,0 +1,31 @@
+"""Points and money: integers and exact decimals, never floats."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import NewType
+
+from exchange.kit.errors import InvalidInput
+
+Points = NewType("Points", int)
+
+#: Points are signed 64-bit in the database; one operation stays far below that.
+MAX_POINTS_PER_OPERATION = 1_000_000_000_000
+
+
+def positive_points(value: object, *, field: str = "points") -> Points:
+    """Validate a points amount given by a caller: an int in 1..MAX_POINTS_PER_OPERATION."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{field} must be a whole number of points", field=[field])
+    if value <= 0:
+        raise InvalidInput(f"{field} must be greater than zero", field=[field])
+    if value > MAX_POINTS_PER_OPERATION:
+        raise InvalidInput(f"{field} must be at most {MAX_POINTS_PER_OPERATION}", field=[field])
+    return Points(value)
+
+
+def money(value: str | int | Decimal) -> Decimal:
+    """Build an exact Decimal from a string or int; floats are refused."""
+    if isinstance(value, float):
+        raise TypeError("money is never a float")
+    return Decimal(value)

@@ -1,0 +1,141 @@
+"""Value types of the ledger: kinds, policies and the results operations return."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+
+
+class AccountKind(enum.StrEnum):
+    MEMBER_WALLET = "MEMBER_WALLET"
+    MEMBER_HELD = "MEMBER_HELD"
+    PARTNER_ISSUED = "PARTNER_ISSUED"
+    PARTNER_REDEEMED = "PARTNER_REDEEMED"
+    COALITION_BREAKAGE = "COALITION_BREAKAGE"
+    COALITION_ADJUSTMENTS = "COALITION_ADJUSTMENTS"
+
+
+class EntryKind(enum.StrEnum):
+    EARN = "EARN"
+    REDEEM = "REDEEM"
+    HOLD = "HOLD"
+    CAPTURE = "CAPTURE"
+    RELEASE = "RELEASE"
+    REVERSAL = "REVERSAL"
+    EXPIRY = "EXPIRY"
+    TRANSFER = "TRANSFER"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+class ConsumptionKind(enum.StrEnum):
+    """Why points left (positive) or came back to (negative) a lot."""
+
+    HOLD = "HOLD"
+    REDEEM = "REDEEM"
+    TRANSFER = "TRANSFER"
+    EXPIRY = "EXPIRY"
+    EARN_REVERSAL = "EARN_REVERSAL"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+class LotOrigin(enum.StrEnum):
+    EARN = "EARN"
+    TRANSFER = "TRANSFER"
+    ADJUSTMENT = "ADJUSTMENT"
+
+
+class HoldStatus(enum.StrEnum):
+    ACTIVE = "ACTIVE"
+    CAPTURED = "CAPTURED"
+    RELEASED = "RELEASED"
+    EXPIRED = "EXPIRED"
+
+
+#: Hot accounts spread their balance over this many rows so that concurrent
+#: operations of one partner do not queue on a single row (docs/decisions/0002).
+BALANCE_SHARDS = 16
+
+DEFAULT_POINTS_LIFETIME_DAYS = 365
+DEFAULT_HOLD_TTL_SECONDS = 15 * 60
+MAX_HOLD_TTL_SECONDS = 7 * 24 * 3600
+MAX_REFERENCE_LENGTH = 200
+MAX_IDEMPOTENCY_KEY_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class PartnerPolicy:
+    """What the ledger must apply for one partner; set by `partners` on contract change."""
+
+    points_lifetime_days: int = DEFAULT_POINTS_LIFETIME_DAYS
+    credit_limit_points: int | None = None
+    allow_negative_reversal: bool = False
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """What a points-moving operation returns; a replay returns the original entry."""
+
+    entry_id: int
+    kind: EntryKind
+    points: int
+    member_id: int | None
+    partner_id: int | None
+    wallet_balance: int | None
+    replayed: bool = False
+    hold_id: int | None = None
+
+
+@dataclass(frozen=True)
+class LotAllocation:
+    """Points taken from (positive) or given back to (negative) one lot."""
+
+    lot_id: int
+    issuer_partner_id: int | None
+    points: int
+    earned_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Hold:
+    id: int
+    member_id: int
+    partner_id: int
+    points: int
+    captured_points: int
+    status: HoldStatus
+    created_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class IssuerBalance:
+    issuer_partner_id: int | None
+    points: int
+
+
+@dataclass(frozen=True)
+class ExpiringPoints:
+    issuer_partner_id: int | None
+    points: int
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class Wallet:
+    member_id: int
+    available: int
+    held: int
+    by_issuer: list[IssuerBalance]
+
+    @property
+    def balance(self) -> int:
+        return self.available + self.held
+
+
+@dataclass(frozen=True)
+class ExpiryResult:
+    members: int
+    entries: int
+    points: int

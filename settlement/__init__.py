@@ -1,0 +1,1 @@
+"""Settlement: periods, lot attribution, pricing, netting, money journal, reports."""
