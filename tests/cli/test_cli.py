@@ -1,0 +1,164 @@
+"""The `exchange` command, run as a real process against the test database."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from exchange.migrations import upgrade
+from tests.conftest import NOW, Factory
+
+
+def run(args: list[str], database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "DATABASE_URL": database_url, "EXCHANGE_HOME": str(home)}
+    return subprocess.run(  # noqa: S603 (our own command, fixed arguments)
+        [sys.executable, "-m", "exchange.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+async def test_verify_reports_every_invariant_and_exits_zero(
+    database_url: str, tmp_path: Path
+) -> None:
+    result = run(["verify", "--json"], database_url, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["ok"] is True
+    assert len(report["checks"]) >= 9
+    assert all(check["ok"] for check in report["checks"])
+
+
+@pytest.fixture
+async def scratch_database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of its own, for a test that corrupts it on purpose."""
+    name = f"exchange_scratch_{secrets.token_hex(4)}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sqlalchemy.engine.make_url(server_url).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    await upgrade(rendered)
+    yield rendered
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.dispose()
+
+
+async def test_verify_fails_with_status_one_when_a_balance_is_tampered_with(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    engine = create_async_engine(scratch_database_url)
+    async with engine.begin() as conn:
+        await conn.exec_driver_sql(
+            "INSERT INTO ledger_account (kind, member_id, sharded, balance)"
+            " VALUES ('MEMBER_WALLET', 1, false, 500)"
+        )
+    await engine.dispose()
+
+    result = run(["verify"], scratch_database_url, tmp_path)
+
+    assert result.returncode == 1
+    assert "FAIL  each stored balance equals the sum of its postings" in result.stdout
+    assert "LEDGER INVARIANTS BROKEN" in result.stdout
+
+
+async def test_expire_command_expires_lots_as_of_the_given_time(
+    make: Factory, database_url: str, tmp_path: Path
+) -> None:
+    coffee = await make.partner()
+    alice = await make.member()
+    await make.earn(coffee, alice, 25, expires_at=NOW + timedelta(days=3))
+    as_of = (NOW + timedelta(days=4)).isoformat()
+
+    result = run(["expire", "--as-of", as_of, "--json"], database_url, tmp_path)
+
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pointsExpired"] >= 25
+    assert (await make.wallet(alice)).balance == 0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["frobnicate"],
+        ["expire", "--as-of", "yesterday"],
+        ["expire", "--as-of", "2026-01-01T00:00:00"],
+        ["serve", "--port", "eighty"],
+        ["db"],
+    ],
+)
+def test_bad_arguments_get_one_line_and_status_two(args: list[str], tmp_path: Path) -> None:
+    result = run(args, "postgresql://unused/none", tmp_path)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("exchange: error: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_an_unreachable_database_is_one_line_and_status_one(tmp_path: Path) -> None:
+    result = run(["verify"], "postgresql://nobody@127.0.0.1:1/none", tmp_path)
+
+    assert result.returncode == 1
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_serve_demo_seeds_migrates_and_answers_health_probes(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {**os.environ, "DATABASE_URL": database_url, "EXCHANGE_HOME": str(tmp_path)}
+    server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
+        [sys.executable, "-m", "exchange.cli", "serve", "--demo", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        ready = None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                try:
+                    ready = await client.get("/readyz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+            health = await client.get("/healthz")
+        assert ready is not None
+        assert ready.json() == {"status": "ready"}
+        assert health.json() == {"status": "ok"}
+    finally:
+        server.terminate()
+        output, _ = server.communicate(timeout=30)
+    assert "demo coalition" in output
+    assert "Traceback" not in output
