@@ -53,9 +53,22 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
     url = _with_database(server_url, name)
     await upgrade(url)
     yield url
+    await _verify_whole_suite(url)
     async with admin.connect() as connection:
         await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
     await admin.dispose()
+
+
+async def _verify_whole_suite(url: str) -> None:
+    """`exchange verify` over everything the whole suite left behind."""
+    database = Database.connect(url, pool_size=1)
+    try:
+        async with database.transaction() as conn:
+            report = await ledger.verify(conn)
+    finally:
+        await database.dispose()
+    broken = [(c.name, c.examples) for c in report.checks if not c.ok]
+    assert not broken, f"ledger invariants broken after the suite: {broken}"
 
 
 @pytest.fixture(scope="session")
