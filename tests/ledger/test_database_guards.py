@@ -100,6 +100,7 @@ async def test_the_migrated_schema_matches_the_table_definitions(db: Database) -
     from alembic.migration import MigrationContext
 
     import exchange.ledger.tables  # noqa: F401
+    import partners.tables  # noqa: F401
 
     def differences(connection):  # type: ignore[no-untyped-def]
         context = MigrationContext.configure(connection)

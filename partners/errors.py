@@ -1,0 +1,30 @@
+"""The partners package's domain errors, under :class:`PartnersError`.
+
+Tree::
+
+    DomainError (exchange.kit.errors)
+    └── PartnersError
+        ├── PartnerExists         INVALID_INPUT: a partner with that name exists
+        ├── PartnerSuspended      FORBIDDEN
+        └── MemberNotLinked       MEMBER_NOT_LINKED: the partner has no such member ref
+"""
+
+from __future__ import annotations
+
+from exchange.kit.errors import DomainError, ErrorCode
+
+
+class PartnersError(DomainError):
+    """Root of the partners package's business failures."""
+
+
+class PartnerExists(PartnersError):
+    code = ErrorCode.INVALID_INPUT
+
+
+class PartnerSuspended(PartnersError):
+    code = ErrorCode.FORBIDDEN
+
+
+class MemberNotLinked(PartnersError):
+    code = ErrorCode.MEMBER_NOT_LINKED

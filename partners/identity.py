@@ -1,0 +1,201 @@
+"""Member identity: a partner links its own customer reference to a coalition member by
+e-mail and/or phone. The same person linked by two partners is one member.
+
+Identity is stored only as an HMAC blind index (for matching) and AES-GCM ciphertext
+(for the operator's GDPR export), under keys derived from EXCHANGE_SECRET_KEY. A partner
+addresses members only through its own refs and never sees another partner's refs.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange import ledger
+from exchange.kit.errors import InvalidInput, NotFound
+from partners import crypto, repository
+from partners.errors import MemberNotLinked
+
+MAX_REF_LENGTH = 200
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
+_E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
+
+
+def normalize_email(value: str) -> str:
+    email = value.strip().casefold()
+    if len(email) > 254 or not _EMAIL.match(email):
+        raise InvalidInput("email is not a valid e-mail address", field=["email"])
+    return email
+
+
+def normalize_phone(value: str) -> str:
+    """E.164: '+' and 8 to 15 digits; '00' for '+' and punctuation are accepted."""
+    phone = _PHONE_PUNCTUATION.sub("", value.strip())
+    if phone.startswith("00"):
+        phone = "+" + phone[2:]
+    if not _E164.match(phone):
+        raise InvalidInput(
+            "phone must be in international form, e.g. +14155550123", field=["phone"]
+        )
+    return phone
+
+
+@dataclass(frozen=True)
+class IdentityKeys:
+    index_key: bytes
+    encryption_key: bytes
+
+    @classmethod
+    def from_secret(cls, secret: bytes) -> IdentityKeys:
+        return cls(
+            index_key=crypto.derive_key(secret, "member-identity-blind-index"),
+            encryption_key=crypto.derive_key(secret, "member-identity-encryption"),
+        )
+
+
+@dataclass(frozen=True)
+class LinkResult:
+    member_id: int
+    new_member: bool
+    new_link: bool
+
+
+def check_ref(member_ref: str) -> str:
+    if not isinstance(member_ref, str) or not 1 <= len(member_ref) <= MAX_REF_LENGTH:
+        raise InvalidInput(
+            f"memberRef must be 1 to {MAX_REF_LENGTH} characters", field=["memberRef"]
+        )
+    return member_ref
+
+
+async def link_member(
+    conn: AsyncConnection,
+    *,
+    keys: IdentityKeys,
+    partner_id: int,
+    member_ref: str,
+    now: datetime,
+    email: str | None = None,
+    phone: str | None = None,
+) -> LinkResult:
+    """Link ``member_ref`` of ``partner_id`` to the member with this e-mail or phone,
+    creating the member when nobody has either. Linking the same ref again with facts
+    of the same member is a no-op."""
+    check_ref(member_ref)
+    if not email and not phone:
+        raise InvalidInput("give an email or a phone to link a member", field=["email"])
+    facts = {
+        "email": normalize_email(email) if email else None,
+        "phone": normalize_phone(phone) if phone else None,
+    }
+    indexes = {
+        kind: crypto.blind_index(keys.index_key, kind, value) if value else None
+        for kind, value in facts.items()
+    }
+    await repository.lock_identities(conn, indexes=[i for i in indexes.values() if i])
+    matches = await repository.members_by_index(
+        conn, email_index=indexes["email"], phone_index=indexes["phone"]
+    )
+    if len({row.member_id for row in matches}) > 1:
+        raise InvalidInput(
+            "the email and the phone belong to two different members", field=["phone"]
+        )
+    already = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
+    if already is not None and matches and matches[0].member_id != already:
+        raise InvalidInput("this memberRef is linked to a different member", field=["memberRef"])
+    member_id = already or (matches[0].member_id if matches else None)
+    new_member = member_id is None
+    encrypted = _encrypted(keys, facts)
+    if member_id is None:
+        member_id = await ledger.open_member(conn)
+        await repository.insert_identity(
+            conn,
+            member_id=member_id,
+            created_at=now,
+            email_index=indexes["email"],
+            phone_index=indexes["phone"],
+            **encrypted,
+        )
+    else:
+        await repository.add_identity_facts(
+            conn,
+            member_id=member_id,
+            email_index=indexes["email"],
+            phone_index=indexes["phone"],
+            **encrypted,
+        )
+    new_link = await repository.insert_link(
+        conn, partner_id=partner_id, member_ref=member_ref, member_id=member_id, now=now
+    )
+    return LinkResult(member_id=int(member_id), new_member=new_member, new_link=new_link)
+
+
+def _encrypted(keys: IdentityKeys, facts: dict[str, str | None]) -> dict[str, bytes | None]:
+    return {
+        f"{kind}_ciphertext": (
+            crypto.encrypt(keys.encryption_key, value, associated=kind.encode()) if value else None
+        )
+        for kind, value in facts.items()
+    }
+
+
+async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int:
+    """The member a partner's ref points at, or MEMBER_NOT_LINKED."""
+    check_ref(member_ref)
+    member_id = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
+    if member_id is None:
+        raise MemberNotLinked(
+            f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]
+        )
+    return member_id
+
+
+async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
+    if not await repository.delete_link(conn, partner_id=partner_id, member_ref=member_ref):
+        raise MemberNotLinked(
+            f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]
+        )
+
+
+@dataclass(frozen=True)
+class IdentityExport:
+    member_id: int
+    email: str | None
+    phone: str | None
+    links: list[tuple[str, str]]
+    erased: bool
+
+
+async def export_member(
+    conn: AsyncConnection, *, keys: IdentityKeys, member_id: int
+) -> IdentityExport:
+    """The operator's GDPR export: what we hold about one member, decrypted."""
+    row = await repository.identity(conn, member_id=member_id)
+    if row is None:
+        raise NotFound(f"member {member_id} has no identity record", field=["memberId"])
+    links = await repository.links_of_member(conn, member_id=member_id)
+
+    def opened(kind: str) -> str | None:
+        sealed = getattr(row, f"{kind}_ciphertext")
+        if sealed is None:
+            return None
+        return crypto.decrypt(keys.encryption_key, bytes(sealed), associated=kind.encode())
+
+    return IdentityExport(
+        member_id=member_id,
+        email=opened("email"),
+        phone=opened("phone"),
+        links=[(link.partner_name, link.member_ref) for link in links],
+        erased=row.erased_at is not None,
+    )
+
+
+async def erase_member(conn: AsyncConnection, *, member_id: int, now: datetime) -> None:
+    """GDPR erasure: identity and links are destroyed; ledger entries stay, pseudonymous,
+    so every balance and settlement still ties out."""
+    if not await repository.erase_identity(conn, member_id=member_id, now=now):
+        raise NotFound(f"member {member_id} has no identity record", field=["memberId"])

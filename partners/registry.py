@@ -1,0 +1,164 @@
+"""The partner registry: partners, their versioned contracts and status.
+
+A contract change is a new version with an effective date (settlement prices each entry
+with the version in force when it was booked). The ledger's policy flags for a partner
+follow the version in force now: :func:`add_partner` and :func:`change_contract` push
+them at once, :func:`sync_policies` (run by the periodic sweep) when a future-dated
+version comes into force.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange import ledger
+from exchange.kit.errors import InvalidInput, NotFound
+from exchange.ledger.models import PartnerPolicy
+from partners import repository
+from partners.errors import PartnerExists
+from partners.models import Contract, ContractTerms, FundingModel, Partner, PartnerStatus
+
+MAX_LIFETIME_DAYS = 3650
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def _price(value: object, field: str) -> Decimal:
+    if isinstance(value, float):
+        raise InvalidInput(f"{field} must be given as a decimal string, not a float", field=[field])
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise InvalidInput(f"{field} must be a decimal number", field=[field]) from None
+    if not price.is_finite() or price < 0:
+        raise InvalidInput(f"{field} must be zero or more", field=[field])
+    exponent = price.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -8:
+        raise InvalidInput(f"{field} has more than 8 decimal places", field=[field])
+    return price
+
+
+def validate_terms(terms: ContractTerms) -> ContractTerms:
+    if not _CURRENCY.match(terms.currency or ""):
+        raise InvalidInput("currency must be an ISO 4217 code like USD", field=["currency"])
+    fee_rate = _price(terms.fee_rate, "feeRate")
+    if fee_rate >= 1:
+        raise InvalidInput("feeRate must be below 1 (it is a fraction)", field=["feeRate"])
+    if not 1 <= terms.points_lifetime_days <= MAX_LIFETIME_DAYS:
+        raise InvalidInput(
+            f"pointsLifetimeDays must be between 1 and {MAX_LIFETIME_DAYS}",
+            field=["pointsLifetimeDays"],
+        )
+    if terms.credit_limit_points is not None and terms.credit_limit_points < 0:
+        raise InvalidInput("creditLimitPoints must be zero or more", field=["creditLimitPoints"])
+    return ContractTerms(
+        currency=terms.currency,
+        issue_price=_price(terms.issue_price, "issuePrice"),
+        redemption_price=_price(terms.redemption_price, "redemptionPrice"),
+        fee_rate=fee_rate,
+        funding_model=FundingModel(terms.funding_model),
+        points_lifetime_days=terms.points_lifetime_days,
+        credit_limit_points=terms.credit_limit_points,
+        allow_negative_reversal=terms.allow_negative_reversal,
+    )
+
+
+def policy_of(terms: ContractTerms) -> PartnerPolicy:
+    return PartnerPolicy(
+        points_lifetime_days=terms.points_lifetime_days,
+        credit_limit_points=terms.credit_limit_points,
+        allow_negative_reversal=terms.allow_negative_reversal,
+    )
+
+
+def _partner(row: Row[Any]) -> Partner:
+    terms = ContractTerms(
+        currency=row.currency,
+        issue_price=row.issue_price,
+        redemption_price=row.redemption_price,
+        fee_rate=row.fee_rate,
+        funding_model=FundingModel(row.funding_model),
+        points_lifetime_days=row.points_lifetime_days,
+        credit_limit_points=row.credit_limit_points,
+        allow_negative_reversal=row.allow_negative_reversal,
+    )
+    return Partner(
+        id=int(row.id),
+        name=row.name,
+        status=PartnerStatus(row.status),
+        created_at=row.created_at,
+        contract=Contract(int(row.id), int(row.version), row.effective_from, terms),
+    )
+
+
+async def add_partner(
+    conn: AsyncConnection, *, name: str, terms: ContractTerms, now: datetime
+) -> Partner:
+    name = (name or "").strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput("name must be 1 to 100 characters", field=["name"])
+    terms = validate_terms(terms)
+    partner_id = await repository.insert_partner(conn, name=name, created_at=now)
+    if partner_id is None:
+        raise PartnerExists(f"a partner named {name!r} already exists", field=["name"])
+    await repository.insert_contract(conn, partner_id=partner_id, effective_from=now, terms=terms)
+    await ledger.open_partner(conn, partner_id=partner_id, policy=policy_of(terms))
+    return await get_partner(conn, partner_id=partner_id, now=now)
+
+
+async def get_partner(
+    conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
+) -> Partner:
+    row = await repository.partner_in_force(conn, now=now, partner_id=partner_id, name=name)
+    if row is None:
+        raise NotFound(f"partner {name or partner_id} does not exist", field=["partner"])
+    return _partner(row)
+
+
+async def list_partners(conn: AsyncConnection, *, now: datetime) -> list[Partner]:
+    return [_partner(row) for row in await repository.partners_in_force(conn, now=now)]
+
+
+async def change_contract(
+    conn: AsyncConnection,
+    *,
+    partner_id: int,
+    terms: ContractTerms,
+    effective_from: datetime,
+    now: datetime,
+) -> Contract:
+    """Add a contract version; the ledger policy follows the version in force now."""
+    terms = validate_terms(terms)
+    await get_partner(conn, partner_id=partner_id, now=now)
+    await repository.lock_partner(conn, partner_id=partner_id)
+    version = await repository.insert_contract(
+        conn, partner_id=partner_id, effective_from=effective_from, terms=terms
+    )
+    current = await get_partner(conn, partner_id=partner_id, now=now)
+    await ledger.set_partner_policy(
+        conn, partner_id=partner_id, policy=policy_of(current.contract.terms)
+    )
+    return Contract(partner_id, version, effective_from, terms)
+
+
+async def sync_policies(conn: AsyncConnection, *, now: datetime) -> int:
+    """Push every partner's policy in force now to the ledger; returns how many."""
+    partners = await list_partners(conn, now=now)
+    for partner in partners:
+        await ledger.set_partner_policy(
+            conn, partner_id=partner.id, policy=policy_of(partner.contract.terms)
+        )
+    return len(partners)
+
+
+async def set_status(
+    conn: AsyncConnection, *, name: str, status: PartnerStatus, now: datetime
+) -> Partner:
+    partner = await get_partner(conn, name=name, now=now)
+    await repository.set_status(conn, partner_id=partner.id, status=str(status))
+    return await get_partner(conn, partner_id=partner.id, now=now)

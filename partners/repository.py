@@ -1,0 +1,252 @@
+"""All SQL of the partners package."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row, text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from partners.models import ContractTerms
+
+_PARTNER_WITH_CONTRACT = """
+    SELECT p.id, p.name, p.status, p.created_at, c.version, c.effective_from, c.currency,
+           c.issue_price, c.redemption_price, c.fee_rate, c.funding_model,
+           c.points_lifetime_days, c.credit_limit_points, c.allow_negative_reversal
+    FROM partner p
+    JOIN LATERAL (
+        SELECT * FROM partner_contract pc
+        WHERE pc.partner_id = p.id AND pc.effective_from <= :now
+        ORDER BY pc.effective_from DESC, pc.version DESC LIMIT 1
+    ) c ON true
+"""
+
+
+async def insert_partner(conn: AsyncConnection, *, name: str, created_at: datetime) -> int | None:
+    result = await conn.execute(
+        text(
+            "INSERT INTO partner (name, created_at) VALUES (:name, :created_at)"
+            " ON CONFLICT (name) DO NOTHING RETURNING id"
+        ),
+        {"name": name, "created_at": created_at},
+    )
+    return result.scalar()
+
+
+async def insert_contract(
+    conn: AsyncConnection, *, partner_id: int, effective_from: datetime, terms: ContractTerms
+) -> int:
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO partner_contract (partner_id, version, effective_from, currency,
+                issue_price, redemption_price, fee_rate, funding_model, points_lifetime_days,
+                credit_limit_points, allow_negative_reversal)
+            SELECT :partner_id, coalesce(max(version), 0) + 1, :effective_from, :currency,
+                :issue_price, :redemption_price, :fee_rate, :funding_model, :lifetime,
+                :credit_limit, :allow_negative
+            FROM partner_contract WHERE partner_id = :partner_id
+            RETURNING version
+            """
+        ),
+        {
+            "partner_id": partner_id,
+            "effective_from": effective_from,
+            "currency": terms.currency,
+            "issue_price": terms.issue_price,
+            "redemption_price": terms.redemption_price,
+            "fee_rate": terms.fee_rate,
+            "funding_model": str(terms.funding_model),
+            "lifetime": terms.points_lifetime_days,
+            "credit_limit": terms.credit_limit_points,
+            "allow_negative": terms.allow_negative_reversal,
+        },
+    )
+    return int(result.scalar_one())
+
+
+async def lock_partner(conn: AsyncConnection, *, partner_id: int) -> None:
+    await conn.execute(
+        text("SELECT id FROM partner WHERE id = :partner_id FOR UPDATE"),
+        {"partner_id": partner_id},
+    )
+
+
+async def partners_in_force(conn: AsyncConnection, *, now: datetime) -> list[Row[Any]]:
+    result = await conn.execute(text(f"{_PARTNER_WITH_CONTRACT} ORDER BY p.id"), {"now": now})
+    return list(result.all())
+
+
+async def partner_in_force(
+    conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
+) -> Row[Any] | None:
+    result = await conn.execute(
+        text(
+            f"{_PARTNER_WITH_CONTRACT} WHERE (CAST(:partner_id AS bigint) IS NULL"
+            " OR p.id = :partner_id) AND (CAST(:name AS text) IS NULL OR p.name = :name)"
+        ),
+        {"now": now, "partner_id": partner_id, "name": name},
+    )
+    return result.first()
+
+
+async def contracts(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
+    result = await conn.execute(
+        text("SELECT * FROM partner_contract WHERE partner_id = :partner_id ORDER BY version"),
+        {"partner_id": partner_id},
+    )
+    return list(result.all())
+
+
+async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> bool:
+    result = await conn.execute(
+        text("UPDATE partner SET status = :status WHERE id = :partner_id RETURNING id"),
+        {"partner_id": partner_id, "status": status},
+    )
+    return result.first() is not None
+
+
+async def partner_status(conn: AsyncConnection, *, partner_id: int) -> str | None:
+    result = await conn.execute(
+        text("SELECT status FROM partner WHERE id = :partner_id"), {"partner_id": partner_id}
+    )
+    return result.scalar()
+
+
+# --- member identity and links --------------------------------------------------------
+
+
+async def lock_identities(conn: AsyncConnection, *, indexes: list[bytes]) -> None:
+    """Serialize links of one person (same e-mail or phone) across partners."""
+    for index in sorted(indexes):
+        await conn.execute(
+            text("SELECT pg_advisory_xact_lock(727200, hashtext(encode(:index, 'hex')))"),
+            {"index": index},
+        )
+
+
+async def members_by_index(
+    conn: AsyncConnection, *, email_index: bytes | None, phone_index: bytes | None
+) -> list[Row[Any]]:
+    result = await conn.execute(
+        text(
+            """
+            SELECT member_id, email_index, phone_index FROM member_identity
+            WHERE email_index = :email OR phone_index = :phone ORDER BY member_id
+            """
+        ),
+        {"email": email_index, "phone": phone_index},
+    )
+    return list(result.all())
+
+
+async def insert_identity(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(
+        text(
+            """
+            INSERT INTO member_identity (member_id, email_index, phone_index,
+                email_ciphertext, phone_ciphertext, created_at)
+            VALUES (:member_id, :email_index, :phone_index, :email_ciphertext,
+                :phone_ciphertext, :created_at)
+            """
+        ),
+        values,
+    )
+
+
+async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
+    """Fill in an e-mail or phone the member did not have yet."""
+    await conn.execute(
+        text(
+            """
+            UPDATE member_identity SET
+                email_index = coalesce(email_index, :email_index),
+                email_ciphertext = CASE WHEN email_index IS NULL THEN :email_ciphertext
+                                        ELSE email_ciphertext END,
+                phone_index = coalesce(phone_index, :phone_index),
+                phone_ciphertext = CASE WHEN phone_index IS NULL THEN :phone_ciphertext
+                                        ELSE phone_ciphertext END
+            WHERE member_id = :member_id
+            """
+        ),
+        values,
+    )
+
+
+async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int | None:
+    result = await conn.execute(
+        text(
+            "SELECT member_id FROM member_link"
+            " WHERE partner_id = :partner_id AND member_ref = :member_ref"
+        ),
+        {"partner_id": partner_id, "member_ref": member_ref},
+    )
+    member_id = result.scalar()
+    return int(member_id) if member_id is not None else None
+
+
+async def insert_link(
+    conn: AsyncConnection, *, partner_id: int, member_ref: str, member_id: int, now: datetime
+) -> bool:
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO member_link (partner_id, member_ref, member_id, created_at)
+            VALUES (:partner_id, :member_ref, :member_id, :now)
+            ON CONFLICT DO NOTHING RETURNING member_id
+            """
+        ),
+        {"partner_id": partner_id, "member_ref": member_ref, "member_id": member_id, "now": now},
+    )
+    return result.first() is not None
+
+
+async def delete_link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> bool:
+    result = await conn.execute(
+        text(
+            "DELETE FROM member_link WHERE partner_id = :partner_id AND member_ref = :member_ref"
+            " RETURNING member_id"
+        ),
+        {"partner_id": partner_id, "member_ref": member_ref},
+    )
+    return result.first() is not None
+
+
+async def identity(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
+    result = await conn.execute(
+        text("SELECT * FROM member_identity WHERE member_id = :member_id"),
+        {"member_id": member_id},
+    )
+    return result.first()
+
+
+async def links_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
+    result = await conn.execute(
+        text(
+            """
+            SELECT l.partner_id, p.name AS partner_name, l.member_ref, l.created_at
+            FROM member_link l JOIN partner p ON p.id = l.partner_id
+            WHERE l.member_id = :member_id ORDER BY l.partner_id, l.member_ref
+            """
+        ),
+        {"member_id": member_id},
+    )
+    return list(result.all())
+
+
+async def erase_identity(conn: AsyncConnection, *, member_id: int, now: datetime) -> bool:
+    await conn.execute(
+        text("DELETE FROM member_link WHERE member_id = :member_id"), {"member_id": member_id}
+    )
+    result = await conn.execute(
+        text(
+            """
+            UPDATE member_identity SET email_index = NULL, phone_index = NULL,
+                email_ciphertext = NULL, phone_ciphertext = NULL, erased_at = :now
+            WHERE member_id = :member_id RETURNING member_id
+            """
+        ),
+        {"member_id": member_id, "now": now},
+    )
+    return result.first() is not None
