@@ -19,10 +19,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exchange import ledger
+from exchange import ledger, oauth_routes
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.settings import Settings
+from partners import registry
+from partners.runtime import AuthRuntime
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,8 @@ async def sweep_once(database: Database) -> tuple[int, int]:
     """Release expired holds and expire lots, one committed batch at a time."""
     released = expired = 0
     now = utc_now()
+    async with database.transaction() as conn:
+        await registry.sync_policies(conn, now=now)
     while True:
         async with database.transaction() as conn:
             count = await ledger.release_holds_batch(conn, as_of=now)
@@ -61,8 +65,31 @@ async def index(request: Request) -> JSONResponse:
     return JSONResponse(
         {
             "service": "coalition points exchange",
-            "endpoints": {"health": "/healthz", "readiness": "/readyz"},
-            "coming": ["/graphql", "/oauth/token", "/.well-known/jwks.json"],
+            "endpoints": {
+                "health": "/healthz",
+                "readiness": "/readyz",
+                "token": "/oauth/token",
+                "jwks": "/.well-known/jwks.json",
+                "metadata": "/.well-known/oauth-authorization-server",
+                "whoami": "/api/whoami",
+            },
+            "coming": ["/graphql"],
+        }
+    )
+
+
+async def whoami(request: Request) -> JSONResponse:
+    """The caller as the server sees it; the GraphQL `viewer` replaces this (issue 4)."""
+    principal = await oauth_routes.authenticate(request)
+    if isinstance(principal, JSONResponse):
+        return principal
+    return JSONResponse(
+        {
+            "kind": str(principal.kind),
+            "clientId": principal.client_id,
+            "partnerId": principal.partner_id,
+            "memberId": principal.member_id,
+            "scopes": sorted(principal.scopes),
         }
     )
 
@@ -89,10 +116,15 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database.connect(resolve_database_url(settings))
         app.state.database = database
+        app.state.auth = AuthRuntime(
+            database, secret=settings.secret_key(), public_url=settings.public_url
+        )
+        await app.state.auth.start()
         task = asyncio.create_task(_sweep_forever(database)) if sweep else None
         try:
             yield
         finally:
+            await app.state.auth.stop()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -103,5 +135,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/", index),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
+        *oauth_routes.routes,
+        Route("/api/whoami", whoami),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

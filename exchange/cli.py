@@ -11,6 +11,8 @@ import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any, NoReturn
 
 from exchange import ledger
@@ -18,6 +20,10 @@ from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.errors import DomainError
 from exchange.kit.settings import Settings
+from partners import clients, identity, registry
+from partners import keys as key_store
+from partners.identity import IdentityKeys
+from partners.models import ContractTerms, FundingModel, Partner, PartnerStatus
 
 
 class UsageError(Exception):
@@ -58,10 +64,68 @@ def build_parser() -> Parser:
     verify = commands.add_parser("verify", help="check every ledger invariant")
     verify.add_argument("--json", action="store_true")
 
+    _partner_commands(commands)
+    _client_commands(commands)
+    _member_commands(commands)
+    keys = commands.add_parser("keys", help="access-token signing keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
+    keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
+
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
     expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
     expire.add_argument("--json", action="store_true")
     return parser
+
+
+def _partner_commands(commands: Any) -> None:
+    partner = commands.add_parser("partner", help="the partner registry")
+    sub = partner.add_subparsers(dest="partner_command", required=True, parser_class=Parser)
+    add = sub.add_parser("add", help="add a partner with its first contract")
+    add.add_argument("name")
+    add.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
+    add.add_argument("--issue-price", required=True, type=_decimal, help="money per point")
+    add.add_argument("--redemption-price", required=True, type=_decimal)
+    add.add_argument("--fee-rate", type=_decimal, default=Decimal("0"))
+    add.add_argument("--funding", choices=["PREFUNDED", "ON_REDEMPTION"], default="PREFUNDED")
+    add.add_argument("--points-lifetime-days", type=int, default=365)
+    add.add_argument("--credit-limit", type=int, help="cap on outstanding issued points")
+    add.add_argument("--allow-negative-reversal", action="store_true")
+    add.add_argument("--json", action="store_true")
+    listing = sub.add_parser("list", help="every partner with its contract in force")
+    listing.add_argument("--json", action="store_true")
+    for verb in ("suspend", "activate"):
+        status = sub.add_parser(verb, help=f"{verb} a partner (its tokens stop or resume)")
+        status.add_argument("name")
+
+
+def _client_commands(commands: Any) -> None:
+    client = commands.add_parser("client", help="OAuth clients")
+    sub = client.add_subparsers(dest="client_command", required=True, parser_class=Parser)
+    add = sub.add_parser("add", help="create a client; prints its secret once")
+    owner = add.add_mutually_exclusive_group(required=True)
+    owner.add_argument("--partner", metavar="NAME")
+    owner.add_argument("--operator", action="store_true")
+    add.add_argument("--scopes", required=True, help='space-separated, e.g. "points:earn"')
+    add.add_argument("--jwks", metavar="FILE", help="public keys for private_key_jwt")
+    add.add_argument("--json", action="store_true")
+    revoke = sub.add_parser("revoke", help="revoke a client; its tokens stop working")
+    revoke.add_argument("client_id")
+
+
+def _member_commands(commands: Any) -> None:
+    member = commands.add_parser("member", help="an operator's GDPR tools")
+    sub = member.add_subparsers(dest="member_command", required=True, parser_class=Parser)
+    export = sub.add_parser("export", help="what we hold about one member, decrypted")
+    export.add_argument("member_id", type=int)
+    erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
+    erase.add_argument("member_id", type=int)
+
+
+def _decimal(value: str) -> Decimal:
+    try:
+        return Decimal(value)
+    except InvalidOperation:
+        raise argparse.ArgumentTypeError(f"not a decimal number: {value!r}") from None
 
 
 def _database(settings: Settings) -> Database:
@@ -197,11 +261,151 @@ def _seed_demo(url: str) -> None:
     asyncio.run(run())
 
 
+def _partner_json(partner: Partner) -> dict[str, Any]:
+    terms = partner.contract.terms
+    return {
+        "id": partner.id,
+        "name": partner.name,
+        "status": str(partner.status),
+        "contractVersion": partner.contract.version,
+        "currency": terms.currency,
+        "issuePrice": str(terms.issue_price),
+        "redemptionPrice": str(terms.redemption_price),
+        "feeRate": str(terms.fee_rate),
+        "funding": str(terms.funding_model),
+        "pointsLifetimeDays": terms.points_lifetime_days,
+        "creditLimitPoints": terms.credit_limit_points,
+        "allowNegativeReversal": terms.allow_negative_reversal,
+    }
+
+
+def command_partner(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        now = utc_now()
+        async with database.transaction() as conn:
+            if args.partner_command == "add":
+                terms = ContractTerms(
+                    currency=args.currency,
+                    issue_price=args.issue_price,
+                    redemption_price=args.redemption_price,
+                    fee_rate=args.fee_rate,
+                    funding_model=FundingModel(args.funding),
+                    points_lifetime_days=args.points_lifetime_days,
+                    credit_limit_points=args.credit_limit,
+                    allow_negative_reversal=args.allow_negative_reversal,
+                )
+                partners = [await registry.add_partner(conn, name=args.name, terms=terms, now=now)]
+            elif args.partner_command == "list":
+                partners = await registry.list_partners(conn, now=now)
+            else:
+                status = (
+                    PartnerStatus.SUSPENDED
+                    if args.partner_command == "suspend"
+                    else (PartnerStatus.ACTIVE)
+                )
+                partners = [await registry.set_status(conn, name=args.name, status=status, now=now)]
+        if getattr(args, "json", False):
+            rows = [_partner_json(p) for p in partners]
+            print(json.dumps(rows if args.partner_command == "list" else rows[0]))
+            return 0
+        for p in partners:
+            t = p.contract.terms
+            print(
+                f"{p.id:>4}  {p.name:<28} {p.status:<9} {t.currency} issue {t.issue_price}"
+                f" redeem {t.redemption_price} fee {t.fee_rate} {t.funding_model}"
+                f" lifetime {t.points_lifetime_days}d (contract v{p.contract.version})"
+            )
+        if not partners:
+            print("no partners yet: exchange partner add NAME --currency USD ...")
+        return 0
+
+    return _run(run)
+
+
+def command_client(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        now = utc_now()
+        async with database.transaction() as conn:
+            if args.client_command == "revoke":
+                await clients.revoke_client(conn, client_id=args.client_id)
+                print(f"client {args.client_id} revoked; its tokens stop working")
+                return 0
+            partner_id = None
+            if args.partner:
+                partner_id = (await registry.get_partner(conn, name=args.partner, now=now)).id
+            jwks = _read_jwks(args.jwks) if args.jwks else None
+            created = await clients.create_client(
+                conn, scopes=args.scopes.split(), partner_id=partner_id, jwks=jwks
+            )
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "client_id": created.client_id,
+                        "client_secret": created.client_secret,
+                        "scope": " ".join(created.scopes),
+                    }
+                )
+            )
+        else:
+            print(f"client_id:     {created.client_id}")
+            if created.client_secret:
+                print(f"client_secret: {created.client_secret}")
+                print("(the secret is shown only now; store it safely)")
+            print(f"scope:         {' '.join(created.scopes)}")
+        return 0
+
+    return _run(run)
+
+
+def _read_jwks(path: str) -> dict[str, Any]:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise UsageError(f"--jwks {path}: {error}") from None
+    if not isinstance(value, dict):
+        raise UsageError(f"--jwks {path}: not a JSON Web Key Set")
+    return value
+
+
+def command_member(args: argparse.Namespace) -> int:
+    settings = Settings.from_environment()
+    keys = IdentityKeys.from_secret(settings.secret_key())
+
+    async def run(database: Database) -> int:
+        async with database.transaction() as conn:
+            if args.member_command == "erase":
+                await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
+                print(f"member {args.member_id}: identity erased; ledger entries kept")
+                return 0
+            exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
+        print(json.dumps(exported.__dict__, default=str))
+        return 0
+
+    return _run(run)
+
+
+def command_keys(args: argparse.Namespace) -> int:
+    settings = Settings.from_environment()
+
+    async def run(database: Database) -> int:
+        async with database.transaction() as conn:
+            kid = await key_store.rotate(conn, secret=settings.secret_key(), now=utc_now())
+        print(f"now signing with {kid}; the previous key stays published until its tokens expire")
+        return 0
+
+    return _run(run)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": command_serve,
     "db": command_db_upgrade,
     "verify": command_verify,
     "expire": command_expire,
+    "partner": command_partner,
+    "client": command_client,
+    "member": command_member,
+    "keys": command_keys,
 }
 
 

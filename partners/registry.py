@@ -76,12 +76,17 @@ def policy_of(terms: ContractTerms) -> PartnerPolicy:
     )
 
 
+def _plain(value: Decimal) -> Decimal:
+    """0.01000000 as 0.01, 100 as 100 (not 1E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
+
+
 def _partner(row: Row[Any]) -> Partner:
     terms = ContractTerms(
         currency=row.currency,
-        issue_price=row.issue_price,
-        redemption_price=row.redemption_price,
-        fee_rate=row.fee_rate,
+        issue_price=_plain(row.issue_price),
+        redemption_price=_plain(row.redemption_price),
+        fee_rate=_plain(row.fee_rate),
         funding_model=FundingModel(row.funding_model),
         points_lifetime_days=row.points_lifetime_days,
         credit_limit_points=row.credit_limit_points,
@@ -161,4 +166,5 @@ async def set_status(
 ) -> Partner:
     partner = await get_partner(conn, name=name, now=now)
     await repository.set_status(conn, partner_id=partner.id, status=str(status))
+    await repository.notify_auth_change(conn)
     return await get_partner(conn, partner_id=partner.id, now=now)

@@ -250,3 +250,15 @@ async def erase_identity(conn: AsyncConnection, *, member_id: int, now: datetime
         {"member_id": member_id, "now": now},
     )
     return result.first() is not None
+
+
+# --- change notification --------------------------------------------------------------
+
+#: Channel on which every server process hears that tokens may have stopped being valid
+#: (a partner suspended, a client or token revoked, keys rotated).
+AUTH_CHANNEL = "exchange_auth"
+
+
+async def notify_auth_change(conn: AsyncConnection) -> None:
+    """Delivered to listeners when the transaction commits."""
+    await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": AUTH_CHANNEL})

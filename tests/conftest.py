@@ -28,6 +28,9 @@ from exchange.migrations import upgrade
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
+#: Every process sharing the test database must share the pepper its keys are sealed under.
+TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
+
 
 @pytest.fixture(scope="session")
 def server_url() -> Iterator[str]:

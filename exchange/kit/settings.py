@@ -2,6 +2,8 @@
 
 ``DATABASE_URL``        unset: a private embedded PostgreSQL under EXCHANGE_HOME
 ``EXCHANGE_HOME``       data directory: embedded database, keys, reports
+``EXCHANGE_PUBLIC_URL`` the URL clients reach the service at; the OAuth issuer
+                        (default: http://127.0.0.1:8000, or what `serve` listens on)
 ``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
                         EXCHANGE_HOME on first use when unset. Never printed.
 """
@@ -39,6 +41,7 @@ class Settings:
     home: Path
     database_url: str | None
     secret_key_from_env: str | None = field(default=None, repr=False)
+    public_url: str = "http://127.0.0.1:8000"
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -49,6 +52,7 @@ class Settings:
             home=home,
             database_url=values.get("DATABASE_URL") or None,
             secret_key_from_env=values.get("EXCHANGE_SECRET_KEY") or None,
+            public_url=(values.get("EXCHANGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
         )
 
     def ensure_home(self) -> Path:

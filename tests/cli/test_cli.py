@@ -20,11 +20,16 @@ import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.migrations import upgrade
-from tests.conftest import NOW, Factory
+from tests.conftest import NOW, TEST_SECRET_KEY, Factory
 
 
 def run(args: list[str], database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "DATABASE_URL": database_url, "EXCHANGE_HOME": str(home)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(home),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+    }
     return subprocess.run(  # noqa: S603 (our own command, fixed arguments)
         [sys.executable, "-m", "exchange.cli", *args],
         env=env,
@@ -135,7 +140,12 @@ async def test_serve_demo_seeds_migrates_and_answers_health_probes(
     database_url: str, tmp_path: Path
 ) -> None:
     port = _free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "EXCHANGE_HOME": str(tmp_path)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(tmp_path),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+    }
     server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
         [sys.executable, "-m", "exchange.cli", "serve", "--demo", "--port", str(port)],
         env=env,

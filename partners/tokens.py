@@ -1,0 +1,163 @@
+"""Access tokens: RFC 9068 JWTs (``typ: at+jwt``) signed ES256, verified in-process.
+
+Verification needs no database round trip: the key set, the revoked token ids and the
+suspended partners and revoked clients live in an :class:`AuthState` snapshot that the
+server refreshes every few seconds and at once when told (see ``exchange.app``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from partners.keys import SigningKeys
+from partners.principal import Principal, PrincipalKind
+from partners.repository import notify_auth_change
+
+ACCESS_TOKEN_LIFETIME = timedelta(minutes=10)
+MEMBER_TOKEN_LIFETIME = timedelta(minutes=5)
+CLOCK_LEEWAY_SECONDS = 30
+MAX_TOKEN_LENGTH = 4096
+
+
+class InvalidToken(Exception):
+    """The token is not one we accept; the message is safe to show."""
+
+
+@dataclass(frozen=True)
+class TokenSettings:
+    issuer: str
+    audience: str
+
+
+@dataclass(frozen=True)
+class AuthState:
+    keys: KeySet
+    revoked_token_ids: frozenset[str] = frozenset()
+    inactive_client_ids: frozenset[str] = frozenset()
+    suspended_partner_ids: frozenset[int] = frozenset()
+    loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+async def load_auth_state(conn: AsyncConnection, *, keys: SigningKeys, now: datetime) -> AuthState:
+    revoked = (
+        await conn.execute(
+            text("SELECT jti FROM revoked_token WHERE expires_at > :now"), {"now": now}
+        )
+    ).scalars()
+    clients = (
+        await conn.execute(text("SELECT client_id FROM oauth_client WHERE status <> 'ACTIVE'"))
+    ).scalars()
+    partners = (
+        await conn.execute(text("SELECT id FROM partner WHERE status <> 'ACTIVE'"))
+    ).scalars()
+    return AuthState(
+        keys=keys.published,
+        revoked_token_ids=frozenset(revoked),
+        inactive_client_ids=frozenset(clients),
+        suspended_partner_ids=frozenset(int(p) for p in partners),
+        loaded_at=now,
+    )
+
+
+def issue(
+    keys: SigningKeys,
+    settings: TokenSettings,
+    *,
+    client_id: str,
+    subject: str,
+    scopes: list[str],
+    now: datetime,
+    lifetime: timedelta = ACCESS_TOKEN_LIFETIME,
+    extra: dict[str, Any] | None = None,
+) -> tuple[str, dict[str, Any]]:
+    issued_at = int(now.timestamp())
+    claims = {
+        "iss": settings.issuer,
+        "sub": subject,
+        "aud": settings.audience,
+        "client_id": client_id,
+        "scope": " ".join(scopes),
+        "jti": secrets.token_urlsafe(16),
+        "iat": issued_at,
+        "nbf": issued_at,
+        "exp": issued_at + int(lifetime.total_seconds()),
+        **(extra or {}),
+    }
+    header = {"typ": "at+jwt", "alg": "ES256", "kid": keys.active_kid}
+    return jwt.encode(header, claims, keys.active, algorithms=["ES256"]), claims
+
+
+def decode(token: str, settings: TokenSettings, keys: KeySet, *, now: datetime) -> dict[str, Any]:
+    """Check signature, type and registered claims; return the claims."""
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise InvalidToken("malformed access token")
+    try:
+        decoded = jwt.decode(token, keys, algorithms=["ES256"])
+    except (JoseError, ValueError) as error:
+        raise InvalidToken("the access token's signature or format is invalid") from error
+    if decoded.header.get("typ", "").lower() not in ("at+jwt", "application/at+jwt"):
+        raise InvalidToken("not an access token (typ must be at+jwt)")
+    registry = jwt.JWTClaimsRegistry(
+        now=int(now.timestamp()),
+        leeway=CLOCK_LEEWAY_SECONDS,
+        iss={"essential": True, "value": settings.issuer},
+        aud={"essential": True, "value": settings.audience},
+        exp={"essential": True},
+        sub={"essential": True},
+        jti={"essential": True},
+    )
+    try:
+        registry.validate(decoded.claims)
+    except JoseError as error:
+        raise InvalidToken(f"the access token is not valid: {error.description}") from error
+    return dict(decoded.claims)
+
+
+def principal_of(claims: dict[str, Any], state: AuthState) -> Principal:
+    if claims["jti"] in state.revoked_token_ids:
+        raise InvalidToken("the access token was revoked")
+    client_id = str(claims.get("client_id", ""))
+    if client_id in state.inactive_client_ids:
+        raise InvalidToken("the client of this access token was revoked")
+    partner_id = claims.get("partner_id")
+    if partner_id is not None and int(partner_id) in state.suspended_partner_ids:
+        raise InvalidToken("the partner of this access token is suspended")
+    try:
+        kind = PrincipalKind(claims.get("kind", ""))
+    except ValueError:
+        raise InvalidToken("the access token names no known kind of caller") from None
+    actor = claims.get("act") or {}
+    return Principal(
+        kind=kind,
+        client_id=client_id,
+        scopes=frozenset(str(claims.get("scope", "")).split()),
+        token_id=str(claims["jti"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
+        partner_id=int(partner_id) if partner_id is not None else None,
+        member_id=int(claims["member_id"]) if claims.get("member_id") is not None else None,
+        actor_client_id=actor.get("sub") if isinstance(actor, dict) else None,
+    )
+
+
+def verify(token: str, settings: TokenSettings, state: AuthState, *, now: datetime) -> Principal:
+    return principal_of(decode(token, settings, state.keys, now=now), state)
+
+
+async def revoke(conn: AsyncConnection, *, token_id: str, expires_at: datetime) -> None:
+    await conn.execute(
+        text(
+            "INSERT INTO revoked_token (jti, expires_at) VALUES (:jti, :expires_at)"
+            " ON CONFLICT DO NOTHING"
+        ),
+        {"jti": token_id, "expires_at": expires_at},
+    )
+    await notify_auth_change(conn)
