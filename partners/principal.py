@@ -6,6 +6,7 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime
 
+from exchange.kit.db import RowScope
 from exchange.kit.errors import Forbidden
 
 
@@ -26,6 +27,10 @@ class Principal:
     member_id: int | None = None
     #: For a member token obtained by token exchange: the partner client that acted.
     actor_client_id: str | None = None
+
+    def row_scope(self) -> RowScope:
+        """What row-level security should let this caller see."""
+        return RowScope(kind=str(self.kind), partner_id=self.partner_id, member_id=self.member_id)
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from exchange.kit.embedded import start_embedded, to_async_url
@@ -37,6 +37,27 @@ def resolve_database_url(settings: Settings) -> str:
     return start_embedded(settings.ensure_home())
 
 
+@dataclass(frozen=True)
+class RowScope:
+    """Who a transaction acts for, as row-level security sees it (migration 0003).
+
+    ``kind`` is OPERATOR, PARTNER or MEMBER. Bound per transaction; a transaction bound
+    to no scope but running as ``exchange_api`` sees no partner-scoped row at all.
+    """
+
+    kind: str
+    partner_id: int | None = None
+    member_id: int | None = None
+
+
+_BIND_SCOPE = text(
+    "SELECT set_config('role', 'exchange_api', true),"
+    " set_config('exchange.principal_kind', :kind, true),"
+    " set_config('exchange.partner_id', :partner_id, true),"
+    " set_config('exchange.member_id', :member_id, true)"
+)
+
+
 @dataclass
 class Database:
     engine: AsyncEngine
@@ -53,9 +74,22 @@ class Database:
         return cls(engine=engine)
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[AsyncConnection]:
-        """A unit of work: commits when the block succeeds, rolls back otherwise."""
+    async def transaction(self, scope: RowScope | None = None) -> AsyncIterator[AsyncConnection]:
+        """A unit of work: commits when the block succeeds, rolls back otherwise.
+
+        With a ``scope`` (every API request), the transaction runs as ``exchange_api``
+        under row-level security for that caller; without one it is internal work.
+        """
         async with self.engine.begin() as connection:
+            if scope is not None:
+                await connection.execute(
+                    _BIND_SCOPE,
+                    {
+                        "kind": scope.kind,
+                        "partner_id": str(scope.partner_id or ""),
+                        "member_id": str(scope.member_id or ""),
+                    },
+                )
             yield connection
 
     async def dispose(self) -> None:
