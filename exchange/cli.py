@@ -226,10 +226,15 @@ def command_serve(args: argparse.Namespace) -> int:
     upgrade_sync(url)
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.home}"
     print(f"database: {where} (migrated)")
+    public_url = settings.public_url
+    if "EXCHANGE_PUBLIC_URL" not in os.environ:
+        host = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host  # noqa: S104
+        public_url = f"http://{host}:{args.port}"
+        os.environ["EXCHANGE_PUBLIC_URL"] = public_url
     if args.demo:
-        _seed_demo(url)
+        _seed_demo(url, settings, public_url)
     os.environ["DATABASE_URL"] = url  # workers join the same database
-    print(f"serving http://{args.host}:{args.port}/  (health: /healthz, readiness: /readyz)")
+    print(f"serving {public_url}/  (health: /healthz, readiness: /readyz)")
     uvicorn.run(
         "exchange.app:create_app",
         factory=True,
@@ -241,21 +246,37 @@ def command_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seed_demo(url: str) -> None:
+def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
     from exchange.demo import seed
 
     async def run() -> None:
         database = Database.connect(url, pool_size=1)
         try:
             async with database.transaction() as conn:
-                summary = await seed(conn, now=utc_now())
+                summary = await seed(
+                    conn,
+                    now=utc_now(),
+                    keys=IdentityKeys.from_secret(settings.secret_key()),
+                    home=settings.ensure_home(),
+                )
         finally:
             await database.dispose()
         state = "seeded" if summary.seeded else "already seeded"
         print(
-            f"demo coalition {state}: partners "
-            + ", ".join(f"{pid} {name}" for pid, name in summary.partners.items())
-            + f"; members {summary.members}"
+            f"demo coalition {state}: "
+            + ", ".join(f"{name} (partner {pid})" for name, pid in summary.partners.items())
+        )
+        print("demo credentials (new on every run; the secrets are shown only now):")
+        for credential in summary.credentials:
+            print(
+                f"  {credential['who']}: client_id={credential['client_id']}"
+                f" client_secret={credential['client_secret']}"
+            )
+        partner = summary.credentials[0]
+        print("first request:")
+        print(
+            f"  curl -s -u '{partner['client_id']}:{partner['client_secret']}'"
+            f" -d grant_type=client_credentials {public_url}/oauth/token"
         )
 
     asyncio.run(run())

@@ -1,74 +1,157 @@
-"""A small demo coalition for ``exchange serve --demo``: three partners, a few members
-and some history. Seeding twice does nothing the second time."""
+"""A small demo coalition for ``exchange serve --demo``: three partners with contracts,
+four linked members with some history, and OAuth clients whose credentials are printed.
+
+Seeding twice does not duplicate the coalition. Client secrets are shown once, so each
+run replaces the previous run's demo clients (their ids are kept in EXCHANGE_HOME) with
+new ones and prints the new credentials.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import contextlib
+import json
+from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
+from pathlib import Path
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
-from exchange.ledger.models import PartnerPolicy
+from exchange.kit.errors import DomainError
+from partners import clients, identity, registry
+from partners.identity import IdentityKeys
+from partners.models import ContractTerms, FundingModel
 
 DEMO_CLIENT = "demo-seed"
+CLIENTS_FILE = "demo-clients.json"
 
 PARTNERS = {
-    1: ("Bean There Coffee", PartnerPolicy(points_lifetime_days=365)),
-    2: ("Reel Cinemas", PartnerPolicy(points_lifetime_days=540)),
-    3: (
-        "Fresh Basket Grocers",
-        PartnerPolicy(points_lifetime_days=365, credit_limit_points=10_000_000),
+    "Bean There Coffee": ContractTerms(
+        currency="USD",
+        issue_price=Decimal("0.010"),
+        redemption_price=Decimal("0.008"),
+        fee_rate=Decimal("0.02"),
+        funding_model=FundingModel.PREFUNDED,
+    ),
+    "Reel Cinemas": ContractTerms(
+        currency="USD",
+        issue_price=Decimal("0.012"),
+        redemption_price=Decimal("0.009"),
+        fee_rate=Decimal("0.015"),
+        funding_model=FundingModel.ON_REDEMPTION,
+        points_lifetime_days=540,
+    ),
+    "Fresh Basket Grocers": ContractTerms(
+        currency="USD",
+        issue_price=Decimal("0.008"),
+        redemption_price=Decimal("0.007"),
+        fee_rate=Decimal("0.02"),
+        credit_limit_points=50_000_000,
     ),
 }
+MEMBERS = [  # (partner, member ref, e-mail)
+    ("Bean There Coffee", "alice", "alice@example.com"),
+    ("Reel Cinemas", "alice-r", "alice@example.com"),
+    ("Bean There Coffee", "bob", "bob@example.com"),
+    ("Fresh Basket Grocers", "carol", "carol@example.com"),
+    ("Fresh Basket Grocers", "dan", "dan@example.com"),
+]
+HISTORY = [  # (operation, partner, member ref, points)
+    ("earn", "Bean There Coffee", "alice", 1_200),
+    ("earn", "Reel Cinemas", "alice-r", 800),
+    ("earn", "Fresh Basket Grocers", "carol", 5_000),
+    ("earn", "Bean There Coffee", "bob", 300),
+    ("redeem", "Reel Cinemas", "alice-r", 1_000),
+    ("redeem", "Bean There Coffee", "bob", 100),
+]
+PARTNER_SCOPES = [
+    "points:earn",
+    "points:redeem",
+    "points:reverse",
+    "members:link",
+    "members:read",
+    "transactions:read",
+    "settlement:read",
+    "wallet:read",
+]
+OPERATOR_SCOPES = ["partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"]
 
 
-@dataclass(frozen=True)
+@dataclass
 class DemoSummary:
     seeded: bool
-    partners: dict[int, str]
-    members: list[int]
+    partners: dict[str, int]
+    credentials: list[dict[str, str | None]] = field(default_factory=list)
 
 
-async def seed(conn: AsyncConnection, *, now: datetime) -> DemoSummary:
-    names = {partner_id: name for partner_id, (name, _) in PARTNERS.items()}
-    for partner_id, (_, policy) in PARTNERS.items():
-        await ledger.open_partner(conn, partner_id=partner_id, policy=policy)
-    marker = await conn.execute(
-        text("SELECT member_id FROM ledger_entry WHERE client_id = :client"),
-        {"client": DEMO_CLIENT},
-    )
-    existing = sorted({row.member_id for row in marker})
-    if existing:
-        return DemoSummary(seeded=False, partners=names, members=existing)
-    members = [await ledger.open_member(conn) for _ in range(4)]
-    key = iter(range(1, 1000))
-    history = [
-        (ledger.earn, 1, members[0], 1_200),
-        (ledger.earn, 2, members[0], 800),
-        (ledger.earn, 3, members[1], 5_000),
-        (ledger.earn, 1, members[2], 300),
-        (ledger.redeem, 2, members[0], 1_000),
-        (ledger.redeem, 1, members[1], 1_500),
-    ]
-    for operation, partner_id, member_id, points in history:
-        await operation(
+async def _partner_ids(conn: AsyncConnection, now: datetime) -> tuple[dict[str, int], bool]:
+    ids, created = {}, False
+    for name, terms in PARTNERS.items():
+        try:
+            ids[name] = (await registry.get_partner(conn, name=name, now=now)).id
+        except DomainError:
+            ids[name] = (await registry.add_partner(conn, name=name, terms=terms, now=now)).id
+            created = True
+    return ids, created
+
+
+async def _history(
+    conn: AsyncConnection, ids: dict[str, int], keys: IdentityKeys, now: datetime
+) -> None:
+    members = {}
+    for partner, ref, email in MEMBERS:
+        linked = await identity.link_member(
+            conn, keys=keys, partner_id=ids[partner], member_ref=ref, email=email, now=now
+        )
+        members[ref] = linked.member_id
+    for number, (operation, partner, ref, points) in enumerate(HISTORY, start=1):
+        use_case = ledger.earn if operation == "earn" else ledger.redeem
+        await use_case(
             conn,
             client_id=DEMO_CLIENT,
-            idempotency_key=f"demo-{next(key)}",
-            partner_id=partner_id,
-            member_id=member_id,
+            idempotency_key=f"demo-{number}",
+            partner_id=ids[partner],
+            member_id=members[ref],
             points=points,
             now=now,
         )
-    await ledger.transfer(
-        conn,
-        client_id=DEMO_CLIENT,
-        idempotency_key=f"demo-{next(key)}",
-        from_member_id=members[1],
-        to_member_id=members[3],
-        points=500,
-        now=now,
+
+
+async def _fresh_clients(
+    conn: AsyncConnection, ids: dict[str, int], home: Path
+) -> list[dict[str, str | None]]:
+    path = home / CLIENTS_FILE
+    if path.exists():
+        for client_id in json.loads(path.read_text()):
+            with contextlib.suppress(DomainError):
+                await clients.revoke_client(conn, client_id=client_id)
+    coffee = await clients.create_client(
+        conn, scopes=PARTNER_SCOPES, partner_id=ids["Bean There Coffee"]
     )
-    return DemoSummary(seeded=True, partners=names, members=members)
+    operator = await clients.create_client(conn, scopes=OPERATOR_SCOPES)
+    path.write_text(json.dumps([coffee.client_id, operator.client_id]))
+    return [
+        {
+            "who": "partner Bean There Coffee",
+            "client_id": coffee.client_id,
+            "client_secret": coffee.client_secret,
+            "scope": " ".join(coffee.scopes),
+        },
+        {
+            "who": "operator",
+            "client_id": operator.client_id,
+            "client_secret": operator.client_secret,
+            "scope": " ".join(operator.scopes),
+        },
+    ]
+
+
+async def seed(
+    conn: AsyncConnection, *, now: datetime, keys: IdentityKeys, home: Path
+) -> DemoSummary:
+    ids, created = await _partner_ids(conn, now)
+    if created:
+        await _history(conn, ids, keys, now)
+    credentials = await _fresh_clients(conn, ids, home)
+    return DemoSummary(seeded=created, partners=ids, credentials=credentials)
