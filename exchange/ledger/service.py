@@ -21,7 +21,7 @@ from exchange.kit.invariant import invariant
 from exchange.kit.units import positive_points
 from exchange.ledger import repository
 from exchange.ledger.errors import InsufficientPoints, LimitExceeded
-from exchange.ledger.idempotency import Started, begin_entry, check_key
+from exchange.ledger.idempotency import Started, begin_entry, check_key, find_replay
 from exchange.ledger.models import (
     MAX_REFERENCE_LENGTH,
     AccountKind,
@@ -199,21 +199,35 @@ async def earn(
     points = positive_points(points)
     check_key(client_id, idempotency_key)
     check_reference(reference)
-    effective_at = require_aware(effective_at or now, "effectiveAt")
-    issued = await partner_account(conn, partner_id, AccountKind.PARTNER_ISSUED)
-    if expires_at is None:
-        expires_at = effective_at + timedelta(days=int(issued.points_lifetime_days or 365))
-    expires_at = require_aware(expires_at, "expiresAt")
-    if expires_at <= max(now, effective_at):
-        raise InvalidInput("expiresAt must be in the future", field=["expiresAt"])
+    # The request as the caller gave it: a replay later must hash the same, so nothing
+    # derived from the clock goes in.
     request = {
         "partner": partner_id,
         "member": member_id,
         "points": points,
         "reference": reference,
-        "expires_at": expires_at.isoformat(),
+        "expires_at": require_aware(expires_at, "expiresAt").isoformat() if expires_at else None,
+        "effective_at": require_aware(effective_at, "effectiveAt").isoformat()
+        if effective_at
+        else None,
         "metadata": metadata,
     }
+    effective_at = require_aware(effective_at or now, "effectiveAt")
+    issued = await partner_account(conn, partner_id, AccountKind.PARTNER_ISSUED)
+    earlier = await find_replay(
+        conn,
+        kind=EntryKind.EARN,
+        client_id=client_id,
+        idempotency_key=idempotency_key,
+        request=request,
+    )
+    if earlier is not None:
+        return await replayed(conn, earlier)
+    if expires_at is None:
+        expires_at = effective_at + timedelta(days=int(issued.points_lifetime_days or 365))
+    expires_at = require_aware(expires_at, "expiresAt")
+    if expires_at <= max(now, effective_at):
+        raise InvalidInput("expiresAt must be in the future", field=["expiresAt"])
     started = await begin_entry(
         conn,
         kind=EntryKind.EARN,
@@ -289,15 +303,18 @@ async def redeem(
     points = positive_points(points)
     check_key(client_id, idempotency_key)
     check_reference(reference)
-    effective_at = require_aware(effective_at or now, "effectiveAt")
-    redeemed = await partner_account(conn, partner_id, AccountKind.PARTNER_REDEEMED)
-    request = {
+    request = {  # as given: nothing derived from the clock, so a later replay matches
         "partner": partner_id,
         "member": member_id,
         "points": points,
         "reference": reference,
+        "effective_at": require_aware(effective_at, "effectiveAt").isoformat()
+        if effective_at
+        else None,
         "metadata": metadata,
     }
+    effective_at = require_aware(effective_at or now, "effectiveAt")
+    redeemed = await partner_account(conn, partner_id, AccountKind.PARTNER_REDEEMED)
     started = await begin_entry(
         conn,
         kind=EntryKind.REDEEM,

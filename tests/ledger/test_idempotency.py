@@ -76,3 +76,20 @@ async def test_an_empty_or_oversized_key_is_invalid(make: Factory, key: str) -> 
         await make.earn(coffee, alice, 10, key=key)
 
     assert (error.value.code, error.value.field) == (ErrorCode.INVALID_INPUT, ["idempotencyKey"])
+
+
+async def test_a_replay_days_later_still_returns_the_original(make: Factory) -> None:
+    from datetime import timedelta
+
+    coffee = await make.partner()
+    alice = await make.member()
+    earned = await make.earn(coffee, alice, 100, key="late-earn")
+    redeemed = await make.redeem(coffee, alice, 10, key="late-redeem")
+    later = NOW + timedelta(days=3)
+
+    earn_again = await make.earn(coffee, alice, 100, key="late-earn", now=later)
+    redeem_again = await make.redeem(coffee, alice, 10, key="late-redeem", now=later)
+
+    assert (earn_again.entry_id, earn_again.replayed) == (earned.entry_id, True)
+    assert (redeem_again.entry_id, redeem_again.replayed) == (redeemed.entry_id, True)
+    assert (await make.wallet(alice)).balance == 90
