@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from exchange import ledger, oauth_routes
+from exchange import graphql_http, ledger, oauth_routes
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.settings import Settings
@@ -73,7 +73,7 @@ async def index(request: Request) -> JSONResponse:
                 "metadata": "/.well-known/oauth-authorization-server",
                 "whoami": "/api/whoami",
             },
-            "coming": ["/graphql"],
+            "graphql": "/graphql",
         }
     )
 
@@ -116,6 +116,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database.connect(resolve_database_url(settings))
         app.state.database = database
+        app.state.identity_keys = graphql_http.identity_keys(settings.secret_key())
         app.state.auth = AuthRuntime(
             database, secret=settings.secret_key(), public_url=settings.public_url
         )
@@ -136,6 +137,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *oauth_routes.routes,
+        Route("/graphql", graphql_http.GraphQLEndpoint(), methods=["GET", "POST"]),
         Route("/api/whoami", whoami),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -262,3 +262,14 @@ AUTH_CHANNEL = "exchange_auth"
 async def notify_auth_change(conn: AsyncConnection) -> None:
     """Delivered to listeners when the transaction commits."""
     await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": AUTH_CHANNEL})
+
+
+async def is_linked(conn: AsyncConnection, *, partner_id: int, member_id: int) -> bool:
+    result = await conn.execute(
+        text(
+            "SELECT 1 FROM member_link WHERE partner_id = :partner_id AND member_id = :member_id"
+            " LIMIT 1"
+        ),
+        {"partner_id": partner_id, "member_id": member_id},
+    )
+    return result.first() is not None

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.ledger import repository
-from exchange.ledger.models import AccountKind, ExpiringPoints, IssuerBalance, Wallet
+from exchange.ledger.models import (
+    AccountKind,
+    EntryKind,
+    ExpiringPoints,
+    IssuerBalance,
+    Wallet,
+)
 
 MAX_EXPIRING_WITHIN_DAYS = 3660
 
@@ -48,3 +57,71 @@ async def expiring(
         )
         for row in rows
     ]
+
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class EntryView:
+    id: int
+    kind: EntryKind
+    points: int
+    partner_id: int | None
+    member_id: int | None
+    counterparty_member_id: int | None
+    reference: str | None
+    created_at: datetime
+    effective_at: datetime
+    target_entry_id: int | None
+    hold_id: int | None
+
+
+def _entry(row: Row[Any]) -> EntryView:
+    return EntryView(
+        id=int(row.id),
+        kind=EntryKind(row.kind),
+        points=int(row.points),
+        partner_id=row.partner_id,
+        member_id=row.member_id,
+        counterparty_member_id=row.counterparty_member_id,
+        reference=row.reference,
+        created_at=row.created_at,
+        effective_at=row.effective_at,
+        target_entry_id=row.target_entry_id,
+        hold_id=row.hold_id,
+    )
+
+
+async def entries(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    partner_id: int | None = None,
+    member_id: int | None = None,
+    kinds: list[EntryKind] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    reference: str | None = None,
+) -> list[EntryView]:
+    """One page of entries, newest first; ``limit`` is capped at MAX_PAGE."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
+    rows = await repository.entries_page(
+        conn,
+        limit=limit,
+        before_id=before_id,
+        partner_id=partner_id,
+        member_id=member_id,
+        kinds=[str(kind) for kind in kinds] if kinds else None,
+        since=since,
+        until=until,
+        reference=reference,
+    )
+    return [_entry(row) for row in rows]
+
+
+async def entries_by_ids(conn: AsyncConnection, *, entry_ids: list[int]) -> dict[int, EntryView]:
+    rows = await repository.entries_by_ids(conn, entry_ids=entry_ids)
+    return {int(row.id): _entry(row) for row in rows}

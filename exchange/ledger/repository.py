@@ -743,3 +743,54 @@ async def account_balance(conn: AsyncConnection, *, account_id: int) -> int:
         {"account_id": account_id},
     )
     return int(result.scalar_one())
+
+
+async def entries_page(
+    conn: AsyncConnection,
+    *,
+    limit: int,
+    before_id: int | None = None,
+    partner_id: int | None = None,
+    member_id: int | None = None,
+    kinds: Sequence[str] | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    reference: str | None = None,
+) -> list[Row[Any]]:
+    """Newest first, keyset-paginated on id (no OFFSET). ``member_id`` also matches the
+    recipient of a transfer."""
+    result = await conn.execute(
+        text(
+            f"""
+            SELECT {_ENTRY_COLUMNS} FROM ledger_entry
+            WHERE (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
+              AND (CAST(:partner_id AS bigint) IS NULL OR partner_id = :partner_id)
+              AND (CAST(:member_id AS bigint) IS NULL OR member_id = :member_id
+                   OR counterparty_member_id = :member_id)
+              AND (CAST(:kinds AS text[]) IS NULL OR kind = ANY(CAST(:kinds AS text[])))
+              AND (CAST(:since AS timestamptz) IS NULL OR effective_at >= :since)
+              AND (CAST(:until AS timestamptz) IS NULL OR effective_at < :until)
+              AND (CAST(:reference AS text) IS NULL OR reference = :reference)
+            ORDER BY id DESC LIMIT :limit
+            """
+        ),
+        {
+            "before_id": before_id,
+            "partner_id": partner_id,
+            "member_id": member_id,
+            "kinds": list(kinds) if kinds else None,
+            "since": since,
+            "until": until,
+            "reference": reference,
+            "limit": limit,
+        },
+    )
+    return list(result.all())
+
+
+async def entries_by_ids(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> list[Row[Any]]:
+    result = await conn.execute(
+        text(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = ANY(:ids)"),
+        {"ids": list(entry_ids)},
+    )
+    return list(result.all())

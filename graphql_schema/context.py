@@ -1,0 +1,48 @@
+"""What every resolver gets: the caller, the database and per-request loaders."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from strawberry.dataloader import DataLoader
+
+from exchange.kit.db import Database
+from partners import registry
+from partners.identity import IdentityKeys
+from partners.models import Partner
+from partners.principal import Principal
+
+
+@dataclass
+class Context:
+    database: Database
+    principal: Principal
+    identity_keys: IdentityKeys
+    clock: Callable[[], datetime]
+    request_id: str
+    loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+
+    @asynccontextmanager
+    async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction, under row-level security for the caller."""
+        async with self.database.transaction(self.principal.row_scope()) as conn:
+            yield conn
+
+    @property
+    def partners(self) -> DataLoader[int, Partner | None]:
+        if "partners" not in self.loaders:
+
+            async def load(ids: list[int]) -> list[Partner | None]:
+                async with self.database.transaction() as conn:
+                    everyone = {
+                        p.id: p for p in await registry.list_partners(conn, now=self.clock())
+                    }
+                return [everyone.get(partner_id) for partner_id in ids]
+
+            self.loaders["partners"] = DataLoader(load_fn=load)
+        return self.loaders["partners"]

@@ -1,0 +1,148 @@
+"""The Query root."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.kit.errors import DomainError, Forbidden
+from graphql_schema import ids
+from graphql_schema.context import Context
+from graphql_schema.errors import query_error
+from graphql_schema.types import (
+    FirstArgument,
+    Hold,
+    Node,
+    PageInfo,
+    Partner,
+    PartnerConnection,
+    PartnerEdge,
+    Transaction,
+    TransactionConnection,
+    TransactionFilter,
+    ViewerKind,
+)
+from graphql_schema.wallets import Member, Wallet, load_wallet, transactions_page
+from partners import operations, registry
+from partners.principal import PrincipalKind
+
+
+@strawberry.type
+class Viewer:
+    kind: ViewerKind
+    scopes: list[str]
+    partner_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def partner(self, info: Info[Context, None]) -> Partner | None:
+        if self.partner_id is None:
+            return None
+        async with info.context.database.transaction() as conn:
+            found = await registry.get_partner(
+                conn, partner_id=self.partner_id, now=info.context.clock()
+            )
+        return Partner.of(found, with_contract=True)
+
+
+@strawberry.type
+class Query:
+    @strawberry.field(description="The caller: kind, partner and scopes.")
+    def viewer(self, info: Info[Context, None]) -> Viewer:
+        principal = info.context.principal
+        return Viewer(
+            kind=ViewerKind(str(principal.kind)),
+            scopes=sorted(principal.scopes),
+            partner_id=principal.partner_id if principal.kind == PrincipalKind.PARTNER else None,
+        )
+
+    @strawberry.field(description="A member linked to the calling partner, by its own ref.")
+    async def member(self, info: Info[Context, None], member_ref: str) -> Member | None:
+        context = info.context
+        try:
+            context.principal.require("members:read")
+            async with context.unit_of_work() as conn:
+                member_id = await operations.member_of_ref(conn, context.principal, member_ref)
+        except DomainError as error:
+            if error.code == "MEMBER_NOT_LINKED":
+                return None
+            raise query_error(error) from None
+        return Member.of(member_id)
+
+    @strawberry.field(description="A member token's own wallet.")
+    async def wallet(self, info: Info[Context, None]) -> Wallet | None:
+        principal = info.context.principal
+        if principal.kind != PrincipalKind.MEMBER or principal.member_id is None:
+            raise query_error(Forbidden("wallet needs a member's token"))
+        return await load_wallet(info, principal.member_id)
+
+    @strawberry.field
+    async def transactions(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: str | None = None,
+        filter: TransactionFilter | None = None,
+    ) -> TransactionConnection:
+        return await transactions_page(info, first, after, filter)
+
+    @strawberry.field
+    async def partners(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: str | None = None,
+    ) -> PartnerConnection:
+        context = info.context
+        size = 20 if first is None else first
+        after_id = ids.decode_as(after, "Partner") if after else 0
+        if not 1 <= size <= 100 or after_id is None:
+            raise query_error(Forbidden("invalid page arguments"))
+        async with context.database.transaction() as conn:
+            everyone = await registry.list_partners(conn, now=context.clock())
+        visible = [p for p in everyone if p.id > after_id]
+        page = visible[:size]
+        admin = context.principal.has("partners:admin")
+        edges = [
+            PartnerEdge(
+                cursor=ids.encode("Partner", p.id),
+                node=Partner.of(p, with_contract=admin or p.id == context.principal.partner_id),
+            )
+            for p in page
+        ]
+        return PartnerConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(visible) > size,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+    @strawberry.field(description="Any object by its global ID, if the caller may see it.")
+    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
+        decoded = ids.decode(id)
+        if decoded is None:
+            return None
+        type_name, key = decoded
+        context = info.context
+        async with context.unit_of_work() as conn:
+            if type_name == "Transaction":
+                entry = await operations.transaction_for(conn, context.principal, key)
+                return Transaction.of(entry) if entry else None
+            if type_name == "Hold":
+                hold = await operations.hold_for(conn, context.principal, key)
+                return Hold.of(hold) if hold else None
+            if type_name == "Partner":
+                found = await context.partners.load(key)
+                if found is None:
+                    return None
+                own = context.principal.partner_id == key
+                return Partner.of(
+                    found, with_contract=own or context.principal.has("partners:admin")
+                )
+            if type_name == "Member":
+                try:
+                    await operations.wallet_of(conn, context.principal, key)
+                except DomainError:
+                    return None
+                return Member.of(key)
+        return None

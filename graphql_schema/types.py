@@ -1,0 +1,224 @@
+"""GraphQL object types. Resolvers on them only load and map; rules live in the domain."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.kit.errors import DomainError
+from exchange.kit.errors import ErrorCode as DomainErrorCode
+from exchange.ledger.models import EntryKind
+from exchange.ledger.models import Hold as HoldModel
+from exchange.ledger.models import HoldStatus as HoldStatusModel
+from exchange.ledger.queries import EntryView
+from graphql_schema import ids
+from graphql_schema.context import Context
+from graphql_schema.scalars import BigInt
+from partners.models import Partner as PartnerModel
+
+ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
+TransactionKind = strawberry.enum(EntryKind, name="TransactionKind")
+HoldStatus = strawberry.enum(HoldStatusModel, name="HoldStatus")
+
+
+@strawberry.enum
+class ViewerKind(enum.Enum):
+    PARTNER = "PARTNER"
+    OPERATOR = "OPERATOR"
+    MEMBER = "MEMBER"
+
+
+@strawberry.type
+class UserError:
+    field: list[str] | None
+    code: ErrorCode  # type: ignore[valid-type]
+    message: str
+
+    @classmethod
+    def of(cls, error: DomainError) -> UserError:
+        field = ["input", *error.field] if error.field else None
+        return cls(field=field, code=error.code, message=error.message)
+
+
+@strawberry.interface(description="An object with an opaque global ID.")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class Contract:
+    version: int
+    currency: str
+    issue_price: Decimal
+    redemption_price: Decimal
+    fee_rate: Decimal
+    funding_model: str
+    points_lifetime_days: int
+    credit_limit_points: BigInt | None  # type: ignore[valid-type]
+    effective_from: datetime
+
+
+@strawberry.type
+class Partner(Node):
+    name: str
+    status: str
+    contract: Contract | None
+
+    @classmethod
+    def of(cls, partner: PartnerModel, *, with_contract: bool) -> Partner:
+        terms = partner.contract.terms
+        contract = Contract(
+            version=partner.contract.version,
+            currency=terms.currency,
+            issue_price=terms.issue_price,
+            redemption_price=terms.redemption_price,
+            fee_rate=terms.fee_rate,
+            funding_model=str(terms.funding_model),
+            points_lifetime_days=terms.points_lifetime_days,
+            credit_limit_points=terms.credit_limit_points,
+            effective_from=partner.contract.effective_from,
+        )
+        return cls(
+            id=strawberry.ID(ids.encode("Partner", partner.id)),
+            name=partner.name,
+            status=str(partner.status),
+            contract=contract if with_contract else None,
+        )
+
+
+async def _partner(info: Info[Context, None], partner_id: int | None) -> Partner | None:
+    if partner_id is None:
+        return None
+    found = await info.context.partners.load(partner_id)
+    if found is None:
+        return None
+    principal = info.context.principal
+    own = principal.partner_id == partner_id or principal.has("partners:admin")
+    return Partner.of(found, with_contract=own)
+
+
+@strawberry.type
+class Transaction(Node):
+    kind: TransactionKind  # type: ignore[valid-type]
+    points: BigInt  # type: ignore[valid-type]
+    reference: str | None
+    created_at: datetime
+    effective_at: datetime
+    partner_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def partner(self, info: Info[Context, None]) -> Partner | None:
+        return await _partner(info, self.partner_id)
+
+    @classmethod
+    def of(cls, entry: EntryView) -> Transaction:
+        return cls(
+            id=strawberry.ID(ids.encode("Transaction", entry.id)),
+            kind=entry.kind,
+            points=entry.points,
+            reference=entry.reference,
+            created_at=entry.created_at,
+            effective_at=entry.effective_at,
+            partner_id=entry.partner_id,
+        )
+
+
+@strawberry.type
+class Hold(Node):
+    points: BigInt  # type: ignore[valid-type]
+    captured_points: BigInt  # type: ignore[valid-type]
+    status: HoldStatus  # type: ignore[valid-type]
+    expires_at: datetime
+
+    @classmethod
+    def of(cls, hold: HoldModel) -> Hold:
+        return cls(
+            id=strawberry.ID(ids.encode("Hold", hold.id)),
+            points=hold.points,
+            captured_points=hold.captured_points,
+            status=hold.status,
+            expires_at=hold.expires_at,
+        )
+
+
+@strawberry.type
+class PartnerBalance:
+    points: BigInt  # type: ignore[valid-type]
+    partner_id: strawberry.Private[int | None]
+
+    @strawberry.field(description="The issuing partner; null for coalition-issued points.")
+    async def partner(self, info: Info[Context, None]) -> Partner | None:
+        return await _partner(info, self.partner_id)
+
+
+@strawberry.type
+class ExpiringPoints:
+    points: BigInt  # type: ignore[valid-type]
+    expires_at: datetime
+    partner_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def partner(self, info: Info[Context, None]) -> Partner | None:
+        return await _partner(info, self.partner_id)
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type
+class TransactionEdge:
+    cursor: str
+    node: Transaction
+
+
+@strawberry.type
+class TransactionConnection:
+    edges: list[TransactionEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def of(cls, entries: list[EntryView], first: int) -> TransactionConnection:
+        page = entries[:first]
+        edges = [
+            TransactionEdge(cursor=ids.encode("Transaction", e.id), node=Transaction.of(e))
+            for e in page
+        ]
+        return cls(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(entries) > first,
+                end_cursor=edges[-1].cursor if edges else None,
+            ),
+        )
+
+
+@strawberry.type
+class PartnerEdge:
+    cursor: str
+    node: Partner
+
+
+@strawberry.type
+class PartnerConnection:
+    edges: list[PartnerEdge]
+    page_info: PageInfo
+
+
+@strawberry.input
+class TransactionFilter:
+    kinds: list[TransactionKind] | None = None  # type: ignore[valid-type]
+    member_ref: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    reference: str | None = None
+
+
+FirstArgument = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]

@@ -1,0 +1,148 @@
+"""Wallet and Member types, and the paging helper they share with the queries."""
+
+from __future__ import annotations
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.kit.errors import DomainError, InvalidInput
+from exchange.ledger.models import Wallet as WalletModel
+from graphql_schema import ids
+from graphql_schema.context import Context
+from graphql_schema.errors import query_error
+from graphql_schema.scalars import BigInt
+from graphql_schema.types import (
+    ExpiringPoints,
+    FirstArgument,
+    Node,
+    PartnerBalance,
+    TransactionConnection,
+    TransactionFilter,
+)
+from partners import operations
+
+DEFAULT_PAGE = 20
+
+
+def page_arguments(first: int | None, after: str | None) -> tuple[int, int | None]:
+    size = DEFAULT_PAGE if first is None else first
+    if not 1 <= size <= 100:
+        raise query_error(InvalidInput("first must be between 1 and 100", field=["first"]))
+    if after is None:
+        return size, None
+    before_id = ids.decode_as(after, "Transaction")
+    if before_id is None:
+        raise query_error(InvalidInput("after is not a cursor from this API", field=["after"]))
+    return size, before_id
+
+
+async def transactions_page(
+    info: Info[Context, None],
+    first: int | None,
+    after: str | None,
+    filter: TransactionFilter | None,
+    *,
+    member_id: int | None = None,
+) -> TransactionConnection:
+    size, before_id = page_arguments(first, after)
+    wanted = operations.TransactionFilter(
+        kinds=list(filter.kinds) if filter and filter.kinds else None,
+        member_ref=filter.member_ref if filter else None,
+        since=filter.since if filter else None,
+        until=filter.until if filter else None,
+        reference=filter.reference if filter else None,
+    )
+    context = info.context
+    try:
+        async with context.unit_of_work() as conn:
+            if member_id is not None:
+                await operations.wallet_of(conn, context.principal, member_id)
+                entries = await operations.member_transactions(
+                    conn,
+                    context.principal,
+                    member_id=member_id,
+                    first=size + 1,
+                    before_id=before_id,
+                )
+            else:
+                entries = await operations.transactions(
+                    conn, context.principal, first=size + 1, before_id=before_id, filter=wanted
+                )
+    except DomainError as error:
+        raise query_error(error) from None
+    return TransactionConnection.of(entries, size)
+
+
+@strawberry.type
+class Wallet:
+    balance: BigInt  # type: ignore[valid-type]
+    available: BigInt  # type: ignore[valid-type]
+    held: BigInt  # type: ignore[valid-type]
+    by_partner: list[PartnerBalance]
+    member_id: strawberry.Private[int]
+
+    @classmethod
+    def of(cls, wallet: WalletModel) -> Wallet:
+        return cls(
+            balance=wallet.balance,
+            available=wallet.available,
+            held=wallet.held,
+            by_partner=[
+                PartnerBalance(points=b.points, partner_id=b.issuer_partner_id)
+                for b in wallet.by_issuer
+            ],
+            member_id=wallet.member_id,
+        )
+
+    @strawberry.field
+    async def expiring(
+        self, info: Info[Context, None], within_days: int = 30
+    ) -> list[ExpiringPoints]:
+        context = info.context
+        try:
+            async with context.unit_of_work() as conn:
+                soon = await operations.expiring_of(
+                    conn,
+                    context.principal,
+                    self.member_id,
+                    within_days=within_days,
+                    now=context.clock(),
+                )
+        except DomainError as error:
+            raise query_error(error) from None
+        return [
+            ExpiringPoints(points=e.points, expires_at=e.expires_at, partner_id=e.issuer_partner_id)
+            for e in soon
+        ]
+
+    @strawberry.field
+    async def transactions(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: str | None = None,
+    ) -> TransactionConnection:
+        return await transactions_page(info, first, after, None, member_id=self.member_id)
+
+
+async def load_wallet(info: Info[Context, None], member_id: int) -> Wallet:
+    context = info.context
+    try:
+        async with context.unit_of_work() as conn:
+            wallet = await operations.wallet_of(conn, context.principal, member_id)
+    except DomainError as error:
+        raise query_error(error) from None
+    return Wallet.of(wallet)
+
+
+@strawberry.type
+class Member(Node):
+    member_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def wallet(self, info: Info[Context, None]) -> Wallet:
+        return await load_wallet(info, self.member_id)
+
+    @classmethod
+    def of(cls, member_id: int) -> Member:
+        return cls(id=strawberry.ID(ids.encode("Member", member_id)), member_id=member_id)

@@ -1,0 +1,228 @@
+"""End to end over HTTP with real tokens: linking, earning, redeeming, holds, reversals,
+transfers — each happy path and its userErrors."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+import pytest
+
+from exchange.kit.db import Database
+from tests.graphql.conftest import Caller, email, new_partner
+
+LINK = """mutation($ref: String!, $email: String) {
+  linkMember(input: {memberRef: $ref, email: $email}) {
+    member { id wallet { balance } } userErrors { field code message } } }"""
+EARN = """mutation($key: String!, $ref: String!, $points: Int!, $reference: String) {
+  earnPoints(input: {idempotencyKey: $key, memberRef: $ref, points: $points,
+                     reference: $reference}) {
+    transaction { id kind points reference partner { name } }
+    wallet { balance available held byPartner { points partner { name } } }
+    userErrors { field code message } } }"""
+REDEEM = """mutation($key: String!, $ref: String!, $points: Int!) {
+  redeemPoints(input: {idempotencyKey: $key, memberRef: $ref, points: $points}) {
+    transaction { id kind points } wallet { balance available held }
+    userErrors { field code message } } }"""
+HOLD = """mutation($key: String!, $ref: String!, $points: Int!) {
+  holdPoints(input: {idempotencyKey: $key, memberRef: $ref, points: $points}) {
+    hold { id points status expiresAt } wallet { balance available held }
+    userErrors { field code message } } }"""
+CAPTURE = """mutation($key: String!, $hold: ID!, $points: Int) {
+  captureHold(input: {idempotencyKey: $key, holdId: $hold, points: $points}) {
+    transaction { id kind points } wallet { balance available held }
+    userErrors { field code message } } }"""
+RELEASE = """mutation($hold: ID!) {
+  releaseHold(input: {holdId: $hold}) {
+    hold { status } wallet { available held } userErrors { field code message } } }"""
+REVERSE = """mutation($key: String!, $tx: ID!, $points: Int) {
+  reverseTransaction(input: {idempotencyKey: $key, transactionId: $tx, points: $points}) {
+    transaction { kind points } wallet { balance } userErrors { field code message } } }"""
+
+
+def key() -> str:
+    return secrets.token_hex(8)
+
+
+async def _linked(partner: Caller, points: int = 0) -> str:
+    ref = f"cust-{secrets.token_hex(4)}"
+    linked = await partner.gql(LINK, ref=ref, email=email())
+    assert linked["data"]["linkMember"]["userErrors"] == []
+    if points:
+        earned = await partner.gql(EARN, key=key(), ref=ref, points=points)
+        assert earned["data"]["earnPoints"]["userErrors"] == []
+    return ref
+
+
+@pytest.fixture
+async def partner(db: Database, api: httpx.AsyncClient) -> Caller:
+    return await new_partner(db, api)
+
+
+async def test_earn_returns_the_transaction_and_the_wallet(partner: Caller) -> None:
+    ref = await _linked(partner)
+
+    result = await partner.gql(EARN, key=key(), ref=ref, points=250, reference="till-7")
+    payload = result["data"]["earnPoints"]
+
+    assert payload["userErrors"] == []
+    assert payload["transaction"]["kind"] == "EARN"
+    assert payload["transaction"]["points"] == "250"  # BigInt is a JSON string
+    assert payload["transaction"]["reference"] == "till-7"
+    assert payload["wallet"]["balance"] == "250"
+    assert payload["wallet"]["byPartner"][0]["points"] == "250"
+
+
+async def test_an_earn_replay_returns_the_same_transaction_and_moves_nothing(
+    partner: Caller,
+) -> None:
+    ref = await _linked(partner)
+    same = key()
+
+    first = (await partner.gql(EARN, key=same, ref=ref, points=40))["data"]["earnPoints"]
+    again = (await partner.gql(EARN, key=same, ref=ref, points=40))["data"]["earnPoints"]
+    reused = (await partner.gql(EARN, key=same, ref=ref, points=41))["data"]["earnPoints"]
+
+    assert again["transaction"]["id"] == first["transaction"]["id"]
+    assert again["wallet"]["balance"] == "40"
+    assert reused["userErrors"][0]["code"] == "IDEMPOTENCY_KEY_REUSED"
+
+
+@pytest.mark.parametrize(
+    ("points", "code", "field"),
+    [(0, "INVALID_INPUT", ["input", "points"]), (-3, "INVALID_INPUT", ["input", "points"])],
+)
+async def test_bad_points_are_user_errors(
+    partner: Caller, points: int, code: str, field: list[str]
+) -> None:
+    ref = await _linked(partner, 10)
+
+    payload = (await partner.gql(EARN, key=key(), ref=ref, points=points))["data"]["earnPoints"]
+
+    assert payload["transaction"] is None
+    assert payload["userErrors"] == [
+        {"field": field, "code": code, "message": payload["userErrors"][0]["message"]}
+    ]
+
+
+async def test_an_unknown_member_ref_is_member_not_linked(partner: Caller) -> None:
+    payload = (await partner.gql(EARN, key=key(), ref="nobody", points=5))["data"]["earnPoints"]
+
+    assert payload["userErrors"][0]["code"] == "MEMBER_NOT_LINKED"
+    assert payload["userErrors"][0]["field"] == ["input", "memberRef"]
+
+
+async def test_redeem_and_insufficient_points(partner: Caller) -> None:
+    ref = await _linked(partner, 100)
+
+    ok = (await partner.gql(REDEEM, key=key(), ref=ref, points=60))["data"]["redeemPoints"]
+    short = (await partner.gql(REDEEM, key=key(), ref=ref, points=41))["data"]["redeemPoints"]
+
+    assert ok["wallet"]["balance"] == "40"
+    assert short["userErrors"][0]["code"] == "INSUFFICIENT_POINTS"
+    assert short["wallet"] is None
+
+
+async def test_hold_capture_part_and_release(partner: Caller) -> None:
+    ref = await _linked(partner, 100)
+
+    held = (await partner.gql(HOLD, key=key(), ref=ref, points=70))["data"]["holdPoints"]
+    hold_id = held["hold"]["id"]
+    captured = (await partner.gql(CAPTURE, key=key(), hold=hold_id, points=50))["data"][
+        "captureHold"
+    ]
+    again = (await partner.gql(RELEASE, hold=hold_id))["data"]["releaseHold"]
+    second = (await partner.gql(HOLD, key=key(), ref=ref, points=30))["data"]["holdPoints"]
+    released = (await partner.gql(RELEASE, hold=second["hold"]["id"]))["data"]["releaseHold"]
+
+    assert (held["hold"]["status"], held["wallet"]["held"]) == ("ACTIVE", "70")
+    assert captured["transaction"]["points"] == "50"
+    assert captured["wallet"] == {"balance": "50", "available": "50", "held": "0"}
+    assert again["userErrors"][0]["code"] == "HOLD_NOT_ACTIVE"
+    assert released["hold"]["status"] == "RELEASED"
+    assert released["wallet"] == {"available": "50", "held": "0"}
+
+
+async def test_reverse_a_redemption_then_it_is_used_up(partner: Caller) -> None:
+    ref = await _linked(partner, 100)
+    redemption = (await partner.gql(REDEEM, key=key(), ref=ref, points=30))["data"]["redeemPoints"]
+    tx = redemption["transaction"]["id"]
+
+    reversed_ = (await partner.gql(REVERSE, key=key(), tx=tx))["data"]["reverseTransaction"]
+    twice = (await partner.gql(REVERSE, key=key(), tx=tx))["data"]["reverseTransaction"]
+    garbage = (await partner.gql(REVERSE, key=key(), tx="not-an-id"))["data"]["reverseTransaction"]
+
+    assert (reversed_["transaction"]["kind"], reversed_["wallet"]["balance"]) == ("REVERSAL", "100")
+    assert twice["userErrors"][0]["code"] == "ALREADY_REVERSED"
+    assert garbage["userErrors"][0]["code"] == "NOT_FOUND"
+
+
+async def test_another_partner_can_not_touch_my_transactions_or_members(
+    db: Database, api: httpx.AsyncClient, partner: Caller
+) -> None:
+    ref = await _linked(partner, 100)
+    redemption = (await partner.gql(REDEEM, key=key(), ref=ref, points=30))["data"]["redeemPoints"]
+    other = await new_partner(db, api)
+
+    reversal = await other.gql(REVERSE, key=key(), tx=redemption["transaction"]["id"])
+    earn = await other.gql(EARN, key=key(), ref=ref, points=5)
+
+    assert reversal["data"]["reverseTransaction"]["userErrors"][0]["code"] == "NOT_FOUND"
+    assert earn["data"]["earnPoints"]["userErrors"][0]["code"] == "MEMBER_NOT_LINKED"
+
+
+async def test_a_missing_scope_is_a_forbidden_user_error(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    reader = await new_partner(db, api, scopes="members:link transactions:read")
+    ref = await _linked(reader)
+
+    payload = (await reader.gql(EARN, key=key(), ref=ref, points=5))["data"]["earnPoints"]
+
+    assert payload["userErrors"][0]["code"] == "FORBIDDEN"
+
+
+async def test_a_member_transfers_points_to_another_member_by_email(partner: Caller) -> None:
+    alice_ref = f"alice-{secrets.token_hex(3)}"
+    bob_email = email()
+    await partner.gql(LINK, ref=alice_ref, email=email())
+    await partner.gql(LINK, ref=f"bob-{secrets.token_hex(3)}", email=bob_email)
+    await partner.gql(EARN, key=key(), ref=alice_ref, points=80)
+    alice = await partner.member_token(alice_ref, "wallet:read wallet:transfer")
+
+    transfer = """mutation($key: String!, $to: String!) {
+      transferPoints(input: {idempotencyKey: $key, points: 30, toEmail: $to}) {
+        transaction { kind points } wallet { balance } userErrors { code } } }"""
+    sent = (await alice.gql(transfer, key=key(), to=bob_email))["data"]["transferPoints"]
+    unknown = (await alice.gql(transfer, key=key(), to=email()))["data"]["transferPoints"]
+
+    assert sent["transaction"]["kind"] == "TRANSFER"
+    assert sent["wallet"]["balance"] == "50"
+    assert unknown["userErrors"][0]["code"] == "NOT_FOUND"
+
+
+async def test_no_token_is_401_with_a_bearer_challenge(api: httpx.AsyncClient) -> None:
+    response = await api.post("/graphql", json={"query": "{ viewer { kind } }"})
+
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"].startswith("Bearer")
+
+
+async def test_malformed_requests_get_clear_errors_not_500s(partner: Caller) -> None:
+    headers: dict[str, Any] = {"Authorization": f"Bearer {partner.token}"}
+    broken_json = await partner.api.post(
+        "/graphql", content=b"{not json", headers=headers | {"content-type": "application/json"}
+    )
+    wrong_type = await partner.api.post(
+        "/graphql",
+        json={"query": EARN, "variables": {"key": "k", "ref": "r", "points": "ten"}},
+        headers=headers,
+    )
+    syntax = await partner.api.post("/graphql", json={"query": "{ viewer { "}, headers=headers)
+
+    assert broken_json.status_code == 400
+    assert wrong_type.status_code in (200, 400)
+    assert "errors" in wrong_type.json()
+    assert syntax.status_code in (200, 400)
+    assert "errors" in syntax.json()
