@@ -273,11 +273,9 @@ def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
                 f" client_secret={credential['client_secret']}"
             )
         partner = summary.credentials[0]
-        print("first request:")
-        print(
-            f"  curl -s -u '{partner['client_id']}:{partner['client_secret']}'"
-            f" -d grant_type=client_credentials {public_url}/oauth/token"
-        )
+        print("first request: a token, then earn 100 points for the demo member 'alice'")
+        for line in first_request(partner, public_url):
+            print(f"  {line}")
 
     asyncio.run(run())
 
@@ -416,6 +414,22 @@ def command_keys(args: argparse.Namespace) -> int:
         return 0
 
     return _run(run)
+
+
+def first_request(credential: dict[str, str | None], public_url: str) -> list[str]:
+    """Two copy-pasteable shell lines: get a token, call earnPoints with it."""
+    extract = "python3 -c 'import sys,json; print(json.load(sys.stdin)[\"access_token\"])'"
+    query = (
+        'mutation { earnPoints(input: {idempotencyKey: \\"first-1\\", memberRef: \\"alice\\",'
+        " points: 100}) { transaction { id points } wallet { balance }"
+        " userErrors { code message } } }"
+    )
+    return [
+        f"TOKEN=$(curl -s -u '{credential['client_id']}:{credential['client_secret']}'"
+        f" -d grant_type=client_credentials {public_url}/oauth/token | {extract})",
+        f'curl -s {public_url}/graphql -H "Authorization: Bearer $TOKEN"'
+        f" -H 'Content-Type: application/json' -d '{{\"query\": \"{query}\"}}'",
+    ]
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {

@@ -33,14 +33,36 @@ CACHE_SIZE = 512
 
 def _should_mask(error: GraphQLError) -> bool:
     """Our own errors carry a code; syntax and validation errors have no original error.
-    Anything else is unexpected: masked, and logged with its traceback."""
+    Anything else is unexpected."""
     original = error.original_error
     if original is None or (error.extensions or {}).get("code"):
         return False
-    if isinstance(original, GraphQLError):
-        return False
-    log.error("unexpected error in %s", error.path, exc_info=original)
-    return True
+    return not isinstance(original, GraphQLError)
+
+
+class MaskUnexpectedErrors(MaskErrors):
+    """Replace an unexpected error by a message with the request id; log the original
+    with the same id, so support can find it and the client learns nothing internal."""
+
+    def __init__(self) -> None:
+        super().__init__(should_mask_error=_should_mask)
+
+    def anonymise_error(self, error: GraphQLError) -> GraphQLError:
+        request_id = getattr(self.execution_context.context, "request_id", "") or "unknown"
+        log.error(
+            "unexpected error (request %s) at %s",
+            request_id,
+            error.path,
+            exc_info=error.original_error,
+        )
+        return GraphQLError(
+            message=f"Unexpected error (request id {request_id}); it was logged.",
+            nodes=error.nodes,
+            source=error.source,
+            positions=error.positions,
+            path=error.path,
+            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+        )
 
 
 schema = strawberry.Schema(
@@ -54,9 +76,6 @@ schema = strawberry.Schema(
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
-        lambda: MaskErrors(
-            should_mask_error=_should_mask,
-            error_message="Unexpected error; it was logged. Contact support if it persists.",
-        ),
+        MaskUnexpectedErrors,
     ],
 )

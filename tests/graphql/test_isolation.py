@@ -1,0 +1,165 @@
+"""Partner B reads nothing of partner A's: every Query field and every Node type, found
+by introspection. A new field or Node type that this walk does not cover fails it."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from exchange.kit.clock import utc_now
+from exchange.kit.db import Database
+from graphql_schema import ids
+from partners import clients, registry
+from tests.graphql.conftest import Caller, email, token_for
+from tests.partners.test_registry import TERMS, unique_name
+
+# One probe per Query field, run as partner B. Each names what B may legitimately see.
+QUERY_PROBES: dict[str, str] = {
+    "viewer": "{ viewer { kind scopes partner { id name contract { issuePrice } } } }",
+    "member": """query($ref: String!) { member(memberRef: $ref) { id wallet { balance
+        byPartner { points partner { id } }
+        transactions(first: 50) { edges { node { id } } } } } }""",
+    "wallet": "{ wallet { balance } }",
+    "transactions": """{ transactions(first: 100) { edges { cursor node { id kind points
+        reference partner { id name contract { issuePrice } } } } } }""",
+    "partners": """{ partners(first: 100) { edges { node { id name
+        contract { issuePrice redemptionPrice } } } } }""",
+    "node": "(walked per Node type below)",
+}
+
+
+async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Caller:
+    terms = type(TERMS)(**{**TERMS.__dict__, "issue_price": price})
+    async with db.transaction() as conn:
+        partner = await registry.add_partner(conn, name=unique_name(), terms=terms, now=utc_now())
+        created = await clients.create_client(
+            conn,
+            scopes=[
+                "points:earn",
+                "points:redeem",
+                "points:reverse",
+                "members:link",
+                "members:read",
+                "transactions:read",
+                "wallet:read",
+            ],
+            partner_id=partner.id,
+        )
+    assert created.client_secret
+    token = await token_for(api, created.client_id, created.client_secret)
+    return Caller(api, token, created.client_id, created.client_secret, partner.id)
+
+
+async def _history(partner: Caller, ref: str) -> dict[str, str]:
+    """Link a member, earn, redeem, hold; return the global ids created."""
+    linked = await partner.gql(
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { member { id } userErrors { code } } }",
+        r=ref,
+        e=email(),
+    )
+    earn = await partner.gql(
+        "mutation($r: String!, $receipt: String) { earnPoints(input: {idempotencyKey: $r,"
+        " memberRef: $r, points: 500, reference: $receipt}) { transaction { id } } }",
+        r=ref,
+        receipt=f"receipt-{ref}",
+    )
+    redeem = await partner.gql(
+        "mutation($r: String!, $k2: String!) { redeemPoints(input: {idempotencyKey: $k2,"
+        " memberRef: $r, points: 100}) { transaction { id } } }",
+        r=ref,
+        k2=f"r-{ref}",
+    )
+    hold = await partner.gql(
+        "mutation($r: String!, $k3: String!) { holdPoints(input: {idempotencyKey: $k3,"
+        " memberRef: $r, points: 50}) { hold { id } } }",
+        r=ref,
+        k3=f"h-{ref}",
+    )
+    return {
+        "Member": linked["data"]["linkMember"]["member"]["id"],
+        "Transaction": earn["data"]["earnPoints"]["transaction"]["id"],
+        "Redemption": redeem["data"]["redeemPoints"]["transaction"]["id"],
+        "Hold": hold["data"]["holdPoints"]["hold"]["id"],
+    }
+
+
+async def _introspect(caller: Caller) -> tuple[set[str], set[str]]:
+    result = await caller.gql(
+        '{ __schema { queryType { fields { name } } } __type(name: "Node")'
+        " { possibleTypes { name } } }"
+    )
+    data = result["data"]
+    fields = {f["name"] for f in data["__schema"]["queryType"]["fields"]}
+    node_types = {t["name"] for t in data["__type"]["possibleTypes"]}
+    return fields, node_types
+
+
+async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    a_price = Decimal(f"0.0{secrets.randbelow(10**6):06d}1")
+    partner_a = await _partner(db, api, a_price)
+    partner_b = await _partner(db, api, Decimal("0.02"))
+    a_ref, b_ref = f"a-{secrets.token_hex(6)}", f"b-{secrets.token_hex(6)}"
+    a_ids = await _history(partner_a, a_ref)
+    await _history(partner_b, b_ref)
+    a_secrets = [*a_ids.values(), a_ref, f"receipt-{a_ref}", str(a_price)]
+    assert partner_a.partner_id is not None
+    a_partner_id = ids.encode("Partner", partner_a.partner_id)
+
+    fields, node_types = await _introspect(partner_b)
+    assert fields == set(QUERY_PROBES), (
+        f"the isolation walk does not cover {fields - set(QUERY_PROBES)}: add a probe"
+    )
+
+    seen: dict[str, Any] = {}
+    for field, probe in QUERY_PROBES.items():
+        if field == "node":
+            continue
+        variables = {"ref": a_ref} if "$ref" in probe else {}
+        seen[field] = await partner_b.gql(probe, **variables)
+    assert seen["member"]["data"]["member"] is None
+
+    walked = {"Partner"}
+    node_probe = (
+        "query($id: ID!) { node(id: $id) { id ... on Partner { contract { issuePrice } } } }"
+    )
+    for type_name, global_id in a_ids.items():
+        kind = "Transaction" if type_name == "Redemption" else type_name
+        result = await partner_b.gql(node_probe, id=global_id)
+        assert result["data"]["node"] is None, (kind, result)
+        walked.add(kind)
+    a_partner_node = await partner_b.gql(node_probe, id=a_partner_id)
+    assert a_partner_node["data"]["node"]["contract"] is None  # the name is public, terms not
+    assert node_types <= walked, f"no node(id:) probe for {node_types - walked}"
+
+    text = json.dumps(seen)
+    leaked = [value for value in a_secrets if value in text]
+    assert not leaked, f"partner B saw partner A's {leaked}"
+
+
+async def test_a_member_token_reads_only_its_own_wallet(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await _partner(db, api, Decimal("0.01"))
+    mine, other = f"m-{secrets.token_hex(4)}", f"o-{secrets.token_hex(4)}"
+    await _history(partner, mine)
+    others = await _history(partner, other)
+    member = await partner.member_token(mine)
+
+    wallet = await member.gql(
+        "{ wallet { balance transactions(first: 50) { edges { node { id } } } } }"
+    )
+    node = await member.gql("query($id: ID!) { node(id: $id) { id } }", id=others["Member"])
+    foreign = await member.gql("query($id: ID!) { node(id: $id) { id } }", id=others["Transaction"])
+
+    assert wallet["data"]["wallet"]["balance"] == "400"  # 500 - 100 redeemed (50 held stays)
+    own_ids = {e["node"]["id"] for e in wallet["data"]["wallet"]["transactions"]["edges"]}
+    assert others["Transaction"] not in own_ids
+    assert node["data"]["node"] is None
+    assert foreign["data"]["node"] is None
