@@ -17,6 +17,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from graphql_schema.cost import QueryCost
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.scalars import SCALAR_MAP
@@ -77,5 +78,6 @@ schema = strawberry.Schema(
         lambda: ParserCache(maxsize=CACHE_SIZE),
         lambda: ValidationCache(maxsize=CACHE_SIZE),
         MaskUnexpectedErrors,
+        QueryCost,
     ],
 )

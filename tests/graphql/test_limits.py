@@ -1,0 +1,64 @@
+"""Limits: query cost (reported in every response, Shopify style), a per-client bucket
+and aliases; each refused with a clear error and nothing executed. (The depth limit
+guards future recursive types: no path in today's schema is deeper than six.)"""
+
+from __future__ import annotations
+
+import httpx
+
+from exchange.kit.db import Database
+from tests.graphql.conftest import new_partner
+
+EXPENSIVE = """{ transactions(first: 100) { edges { node { id
+  partner { id contract { issuePrice } } } } } }"""
+
+
+async def test_every_response_reports_its_cost(db: Database, api: httpx.AsyncClient) -> None:
+    partner = await new_partner(db, api)
+
+    result = await partner.gql("{ viewer { kind partner { name } } }")
+
+    cost = result["extensions"]["cost"]
+    assert cost["requestedQueryCost"] == 2  # viewer 1 + partner 1
+    assert cost["actualQueryCost"] == 2
+    assert cost["throttleStatus"]["maximumAvailable"] >= 1000
+
+
+async def test_a_query_above_the_cost_limit_is_refused(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await new_partner(db, api)
+    # 302 + 302 + 402: three paginated fields at 100 each, above the limit of 1000
+    huge = """{ transactions(first: 100) { edges { node { id partner { id } } } }
+      partners(first: 100) { edges { node { id contract { issuePrice } } } }
+      t2: transactions(first: 100) { edges { node { partner { contract { version } } } } } }"""
+
+    result = await partner.gql(huge)
+
+    assert result["data"] is None
+    assert result["errors"][0]["extensions"]["code"] == "MAX_COST_EXCEEDED"
+    assert result["extensions"]["cost"]["actualQueryCost"] == 0
+
+
+async def test_a_client_that_spends_too_fast_is_throttled(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await new_partner(db, api)
+
+    codes = []
+    for _ in range(7):  # 7 x 402 points against a bucket of 2000
+        result = await partner.gql(EXPENSIVE)
+        codes.append((result.get("errors") or [{}])[0].get("extensions", {}).get("code"))
+
+    assert "THROTTLED" in codes
+    assert codes[0] is None
+
+
+async def test_too_many_aliases_are_refused(db: Database, api: httpx.AsyncClient) -> None:
+    partner = await new_partner(db, api)
+    many = "{ " + "".join(f"a{i}: viewer {{ kind }} " for i in range(40)) + "}"
+
+    result = await partner.gql(many)
+
+    assert result["data"] is None
+    assert "aliases" in result["errors"][0]["message"].lower()
