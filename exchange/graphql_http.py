@@ -7,7 +7,9 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
+import orjson
 from starlette.requests import Request
+from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 
@@ -21,7 +23,50 @@ from partners.principal import Principal
 PRINCIPAL_KEY = "exchange.principal"
 
 
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+_STATUS = "__status"
+_MEDIA = "__media_type"
+
+
+def _accepts_graphql_response(request: Any) -> bool:
+    return GRAPHQL_RESPONSE in request.headers.get("accept", "")
+
+
 class _Strawberry(GraphQL[Context, None]):
+    """GraphQL over HTTP: ``application/graphql-response+json`` when the client accepts
+    it, with 4xx for a request that could not be executed at all (parse, validation or
+    variable errors, no ``data``); legacy ``application/json`` (always 200) otherwise.
+    Bodies are encoded with orjson."""
+
+    def encode_json(self, data: object) -> bytes:
+        return orjson.dumps(data)
+
+    async def process_result(self, request: Any, result: Any) -> Any:
+        response: dict[str, Any] = dict(await super().process_result(request, result))
+        if not _accepts_graphql_response(request):
+            return response
+        response[_MEDIA] = GRAPHQL_RESPONSE
+        not_executed = (
+            result.data is None and result.errors and all(not error.path for error in result.errors)
+        )
+        if not_executed:
+            response.pop("data", None)
+            response[_STATUS] = 400
+        return response
+
+    def create_response(self, response_data: Any, sub_response: Any) -> Any:
+        status, media = 200, "application/json"
+        if isinstance(response_data, dict):
+            status = response_data.pop(_STATUS, 200)
+            media = response_data.pop(_MEDIA, "application/json")
+        response = StarletteResponse(
+            self.encode_json(response_data), status_code=status, media_type=media
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
+
     async def get_context(self, request: Any, response: Any) -> Context:
         principal: Principal = request.scope[PRINCIPAL_KEY]
         app_state = request.app.state
