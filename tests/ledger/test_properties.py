@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from exchange import ledger
@@ -222,6 +222,19 @@ class Run:
 
     async def do_advance(self, days: int) -> Any:
         self.now += timedelta(days=days)
+        # Holds past their expiry are released by the sweep (TTL: 7 days).
+        async with self.make.db.transaction() as conn:
+            await ledger.release_holds_batch(conn, as_of=self.now)
+        for hold in list(self.model.holds):
+            hold_id, m, reserved = hold
+            async with self.make.db.transaction() as conn:
+                found = await ledger.get_hold(conn, hold_id=hold_id)
+            assert found is not None
+            if found.expires_at <= self.now:
+                assert found.status == "EXPIRED"
+                self.model.holds.remove(hold)
+                self.model.held[m] -= reserved
+                self.model.available[m] += reserved
         expiring = []
         for member_id in self.members:
             async with self.make.db.transaction() as conn:
@@ -244,6 +257,14 @@ class Run:
         assert (replayed.entry_id, replayed.replayed) == (original.entry_id, True)
 
 
+@example(
+    sequence=[
+        ("earn", 0, 0, 95, 2),
+        ("hold", 0, 0, 75),
+        ("advance", 7),
+        ("capture", 0, None),
+    ]
+)
 @settings(
     max_examples=40,
     deadline=None,
