@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy
+from hypothesis import settings
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange import ledger
@@ -27,6 +28,11 @@ from exchange.ledger.models import PartnerPolicy
 from exchange.migrations import upgrade
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+
+# CI runs a fixed, reproducible set of examples; a developer's run explores new ones.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 #: Every process sharing the test database must share the pepper its keys are sealed under.
 TEST_SECRET_KEY = "test-secret-key-" + "x" * 32
