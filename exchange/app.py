@@ -17,11 +17,12 @@ from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from exchange import graphql_http, ledger, oauth_routes
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
+from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings
 from partners import registry
 from partners.runtime import AuthRuntime
@@ -117,6 +118,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         database = Database.connect(resolve_database_url(settings))
         app.state.database = database
         app.state.identity_keys = graphql_http.identity_keys(settings.secret_key())
+        app.state.notifications = Notifications(database.engine.url.render_as_string(False))
         app.state.auth = AuthRuntime(
             database, secret=settings.secret_key(), public_url=settings.public_url
         )
@@ -126,6 +128,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             yield
         finally:
             await app.state.auth.stop()
+            await app.state.notifications.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -138,6 +141,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/readyz", readyz),
         *oauth_routes.routes,
         Route("/graphql", graphql_http.GraphQLEndpoint(), methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql_http.GraphQLEndpoint()),
         Route("/api/whoami", whoami),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

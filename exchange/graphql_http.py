@@ -5,6 +5,7 @@ GraphiQL."""
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -12,13 +13,24 @@ from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
 
 from exchange import oauth_routes
 from exchange.kit.clock import utc_now
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
 from partners.identity import IdentityKeys
-from partners.principal import Principal
+from partners.principal import Principal, PrincipalKind
+from partners.tokens import InvalidToken
+
+#: The caller of a websocket before connection_init: it may do nothing.
+ANONYMOUS = Principal(
+    kind=PrincipalKind.MEMBER,
+    client_id="",
+    scopes=frozenset(),
+    token_id="",
+    expires_at=datetime.fromtimestamp(0, UTC),
+)
 
 PRINCIPAL_KEY = "exchange.principal"
 
@@ -68,15 +80,32 @@ class _Strawberry(GraphQL[Context, None]):
         return response
 
     async def get_context(self, request: Any, response: Any) -> Context:
-        principal: Principal = request.scope[PRINCIPAL_KEY]
         app_state = request.app.state
+        principal: Principal = request.scope.get(PRINCIPAL_KEY) or ANONYMOUS
         return Context(
             database=app_state.database,
             principal=principal,
             identity_keys=app_state.identity_keys,
             clock=utc_now,
             request_id=request.scope.get("exchange.request_id", ""),
+            notifications=app_state.notifications,
+            authenticate=app_state.auth.verify,
         )
+
+    async def on_ws_connect(self, context: Context) -> Any:
+        """graphql-transport-ws: the token comes in connection_init, as
+        ``{"Authorization": "Bearer <token>"}``; without a valid one the socket closes
+        with 4403."""
+        params = context.connection_params or {}
+        header = str(params.get("Authorization") or params.get("authorization") or "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token or context.authenticate is None:
+            raise ConnectionRejectionError({"reason": "an access token is required"})
+        try:
+            context.principal = await context.authenticate(token.strip())
+        except InvalidToken as error:
+            raise ConnectionRejectionError({"reason": str(error)}) from None
+        return {"kind": str(context.principal.kind)}
 
 
 class GraphQLEndpoint:
@@ -84,6 +113,9 @@ class GraphQLEndpoint:
         self.strawberry = _Strawberry(schema, graphql_ide="graphiql", allow_queries_via_get=True)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":  # authenticated in connection_init
+            await self.strawberry(scope, receive, send)
+            return
         request = Request(scope, receive)
         wants_ide = (
             request.method == "GET"

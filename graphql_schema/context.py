@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
 from exchange.kit.db import Database
+from exchange.kit.notifications import Notifications
 from partners import registry
 from partners.identity import IdentityKeys
 from partners.models import Partner
@@ -26,6 +27,10 @@ class Context:
     clock: Callable[[], datetime]
     request_id: str
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
+    notifications: Notifications | None = None
+    #: Verifies a bearer token; used when a websocket authenticates in connection_init.
+    authenticate: Callable[[str], Awaitable[Principal]] | None = None
+    connection_params: dict[str, Any] | None = None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:

@@ -12,7 +12,15 @@ from exchange.ledger.expiry import expire_batch, release_holds_batch
 from exchange.ledger.holds import capture, get_hold, hold, release
 from exchange.ledger.invariants import VerifyReport, verify
 from exchange.ledger.models import EntryResult, PartnerPolicy, Wallet
-from exchange.ledger.queries import EntryView, entries, entries_by_ids, expiring, wallet
+from exchange.ledger.queries import (
+    EntryView,
+    entries,
+    entries_by_ids,
+    expiring,
+    unwatch_wallet,
+    wallet,
+    watch_wallet,
+)
 from exchange.ledger.reversals import reverse
 from exchange.ledger.service import earn, open_member, open_partner, redeem, set_partner_policy
 from exchange.ledger.transfers import adjust, transfer
@@ -40,6 +48,8 @@ __all__ = [
     "reverse",
     "set_partner_policy",
     "transfer",
+    "unwatch_wallet",
     "verify",
     "wallet",
+    "watch_wallet",
 ]

@@ -125,3 +125,14 @@ async def entries(
 async def entries_by_ids(conn: AsyncConnection, *, entry_ids: list[int]) -> dict[int, EntryView]:
     rows = await repository.entries_by_ids(conn, entry_ids=entry_ids)
     return {int(row.id): _entry(row) for row in rows}
+
+
+async def watch_wallet(
+    conn: AsyncConnection, *, member_id: int, watcher: str, until: datetime
+) -> None:
+    """Ask the database to NOTIFY wallet_updated for this member until ``until``."""
+    await repository.watch_wallet(conn, member_id=member_id, watcher=watcher, expires_at=until)
+
+
+async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
+    await repository.unwatch_wallet(conn, member_id=member_id, watcher=watcher)

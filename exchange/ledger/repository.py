@@ -794,3 +794,25 @@ async def entries_by_ids(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> 
         {"ids": list(entry_ids)},
     )
     return list(result.all())
+
+
+async def watch_wallet(
+    conn: AsyncConnection, *, member_id: int, watcher: str, expires_at: datetime
+) -> None:
+    await conn.execute(
+        text(
+            """
+            INSERT INTO wallet_watch (member_id, watcher, expires_at)
+            VALUES (:member_id, :watcher, :expires_at)
+            ON CONFLICT (member_id, watcher) DO UPDATE SET expires_at = EXCLUDED.expires_at
+            """
+        ),
+        {"member_id": member_id, "watcher": watcher, "expires_at": expires_at},
+    )
+
+
+async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
+    await conn.execute(
+        text("DELETE FROM wallet_watch WHERE member_id = :member_id AND watcher = :watcher"),
+        {"member_id": member_id, "watcher": watcher},
+    )

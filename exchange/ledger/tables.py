@@ -211,3 +211,11 @@ hold = Table(
 )
 Index("ix_ledger_hold_member", hold.c.member_id)
 Index("ix_ledger_hold_active_expiry", hold.c.expires_at, postgresql_where=hold.c.status == "ACTIVE")
+
+wallet_watch = Table(
+    "wallet_watch",
+    metadata,
+    Column("member_id", BigInteger, primary_key=True),
+    Column("watcher", Text, primary_key=True),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)
