@@ -10,6 +10,7 @@ from typing import Any
 
 import orjson
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
@@ -33,6 +34,7 @@ ANONYMOUS = Principal(
 )
 
 PRINCIPAL_KEY = "exchange.principal"
+MAX_BODY_BYTES = 256 * 1024
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -122,6 +124,21 @@ class GraphQLEndpoint:
             and "query" not in request.query_params
             and "text/html" in request.headers.get("accept", "")
         )
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            too_large = JSONResponse(
+                {
+                    "errors": [
+                        {
+                            "message": f"request body above {MAX_BODY_BYTES} bytes",
+                            "extensions": {"code": "PAYLOAD_TOO_LARGE"},
+                        }
+                    ]
+                },
+                status_code=413,
+            )
+            await too_large(scope, receive, send)
+            return
         if scope["type"] == "http" and not wants_ide:
             principal = await oauth_routes.authenticate(request)
             if not isinstance(principal, Principal):

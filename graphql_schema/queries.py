@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+from datetime import datetime
+
 import strawberry
 from strawberry.types import Info
 
-from exchange.kit.errors import DomainError, Forbidden
+from exchange.kit.errors import DomainError, Forbidden, InvalidInput
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.errors import query_error
@@ -45,7 +49,75 @@ class Viewer:
 
 
 @strawberry.type
+class LinkedMember:
+    member_ref: str
+    linked_at: datetime
+    member: Member
+
+
+@strawberry.type
+class LinkedMemberEdge:
+    cursor: str
+    node: LinkedMember
+
+
+@strawberry.type
+class LinkedMemberConnection:
+    edges: list[LinkedMemberEdge]
+    page_info: PageInfo
+
+
+def _ref_cursor(member_ref: str) -> str:
+    return base64.urlsafe_b64encode(f"ref:{member_ref}".encode()).decode()
+
+
+def _ref_after(cursor: str) -> str | None:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return decoded[4:] if decoded.startswith("ref:") else None
+
+
+@strawberry.type
 class Query:
+    @strawberry.field(description="The calling partner's linked members, by its own refs.")
+    async def members(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: str | None = None,
+    ) -> LinkedMemberConnection:
+        context = info.context
+        size = 20 if first is None else first
+        after_ref = _ref_after(after) if after else None
+        if not 1 <= size <= 100 or (after and after_ref is None):
+            raise query_error(InvalidInput("first must be 1 to 100; after a cursor from here"))
+        try:
+            async with context.unit_of_work() as conn:
+                links = await operations.linked_members(
+                    conn, context.principal, first=size + 1, after_ref=after_ref
+                )
+        except DomainError as error:
+            raise query_error(error) from None
+        edges = [
+            LinkedMemberEdge(
+                cursor=_ref_cursor(link.member_ref),
+                node=LinkedMember(
+                    member_ref=link.member_ref,
+                    linked_at=link.linked_at,
+                    member=Member.of(link.member_id),
+                ),
+            )
+            for link in links[:size]
+        ]
+        return LinkedMemberConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(links) > size, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
     @strawberry.field(description="The caller: kind, partner and scopes.")
     def viewer(self, info: Info[Context, None]) -> Viewer:
         principal = info.context.principal

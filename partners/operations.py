@@ -347,3 +347,21 @@ async def transaction_for(
     ):
         return None
     return found
+
+
+@dataclass(frozen=True)
+class LinkedMember:
+    member_ref: str
+    member_id: int
+    linked_at: datetime
+
+
+async def linked_members(
+    conn: AsyncConnection, principal: Principal, *, first: int, after_ref: str | None
+) -> list[LinkedMember]:
+    """The calling partner's own links, by ref; ``first`` + 1 rows to tell if more follow."""
+    principal.require("members:read")
+    rows = await repository.links_of_partner(
+        conn, partner_id=principal.require_partner(), after_ref=after_ref, limit=first
+    )
+    return [LinkedMember(row.member_ref, int(row.member_id), row.created_at) for row in rows]

@@ -273,3 +273,21 @@ async def is_linked(conn: AsyncConnection, *, partner_id: int, member_id: int) -
         {"partner_id": partner_id, "member_id": member_id},
     )
     return result.first() is not None
+
+
+async def links_of_partner(
+    conn: AsyncConnection, *, partner_id: int, after_ref: str | None, limit: int
+) -> list[Row[Any]]:
+    """A partner's links in member_ref order, keyset-paginated."""
+    result = await conn.execute(
+        text(
+            """
+            SELECT member_ref, member_id, created_at FROM member_link
+            WHERE partner_id = :partner_id
+              AND (CAST(:after AS text) IS NULL OR member_ref > :after)
+            ORDER BY member_ref LIMIT :limit
+            """
+        ),
+        {"partner_id": partner_id, "after": after_ref, "limit": limit},
+    )
+    return list(result.all())

@@ -28,6 +28,8 @@ QUERY_PROBES: dict[str, str] = {
         reference partner { id name contract { issuePrice } } } } } }""",
     "partners": """{ partners(first: 100) { edges { node { id name
         contract { issuePrice redemptionPrice } } } } }""",
+    "members": """{ members(first: 100) { edges { cursor node { memberRef
+        member { id wallet { balance } } } } } }""",
     "node": "(walked per Node type below)",
 }
 

@@ -226,3 +226,65 @@ async def test_malformed_requests_get_clear_errors_not_500s(partner: Caller) -> 
     assert "errors" in wrong_type.json()
     assert syntax.status_code in (200, 400)
     assert "errors" in syntax.json()
+
+
+HOSTILE = [
+    {"query": EARN, "variables": {"key": "k", "ref": "r", "points": 2**40}},
+    {"query": EARN, "variables": {"key": "k", "ref": "r", "points": 1.5}},
+    {"query": EARN, "variables": {"key": "k" * 500, "ref": "r", "points": 1}},
+    {"query": EARN, "variables": {"key": "k", "ref": "r" * 5000, "points": 1}},
+    {"query": EARN, "variables": {"key": "", "ref": "", "points": 1}},
+    {"query": EARN, "variables": None},
+    {"query": "mutation { earnPoints(input: {}) { userErrors { code } } }"},
+    {"query": '{ node(id: "\\u0000\\uffff") { id } }'},
+    {"query": "{ transactions(first: -1) { edges { cursor } } }"},
+    {"query": '{ transactions(first: 5, after: "garbage") { edges { cursor } } }'},
+    {"query": '{ member(memberRef: "") { id } }'},
+    {"query": 42},
+    {"query": ["not", "a", "string"]},
+    {"variables": {"a": 1}},
+]
+
+
+@pytest.mark.parametrize("body", HOSTILE)
+async def test_hostile_input_never_gets_a_500_and_moves_nothing(
+    partner: Caller, body: dict[str, Any]
+) -> None:
+    ref = await _linked(partner, 10)
+    headers = {"Authorization": f"Bearer {partner.token}"}
+
+    response = await partner.api.post("/graphql", json=body, headers=headers)
+
+    assert response.status_code < 500, response.text
+    wallet = await partner.gql(
+        "query($r: String!) { member(memberRef: $r) { wallet { balance } } }", r=ref
+    )
+    assert wallet["data"]["member"]["wallet"]["balance"] == "10"
+
+
+async def test_an_oversized_document_is_refused_with_413(partner: Caller) -> None:
+    huge = "{ viewer { kind } }" + " " * (300 * 1024)
+
+    response = await partner.api.post(
+        "/graphql", json={"query": huge}, headers={"Authorization": f"Bearer {partner.token}"}
+    )
+
+    assert response.status_code == 413
+
+
+async def test_a_partner_pages_through_its_own_linked_members(partner: Caller) -> None:
+    refs = sorted([f"pg-{secrets.token_hex(3)}" for _ in range(3)])
+    for ref in refs:
+        await partner.gql(LINK, ref=ref, email=email())
+    page = (
+        "query($after: String) { members(first: 2, after: $after) { edges { cursor node {"
+        " memberRef member { wallet { balance } } } } pageInfo { hasNextPage endCursor } } }"
+    )
+
+    first = (await partner.gql(page))["data"]["members"]
+    second = (await partner.gql(page, after=first["pageInfo"]["endCursor"]))["data"]["members"]
+
+    seen = [e["node"]["memberRef"] for e in first["edges"] + second["edges"]]
+    assert seen == refs
+    assert first["pageInfo"]["hasNextPage"] is True
+    assert second["pageInfo"]["hasNextPage"] is False
