@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
@@ -24,6 +24,8 @@ from partners import clients, identity, registry
 from partners import keys as key_store
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel, Partner, PartnerStatus
+from settlement import reports as settlement_reports
+from settlement import service as settlement_service
 
 
 class UsageError(Exception):
@@ -70,6 +72,21 @@ def build_parser() -> Parser:
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
+
+    settle = commands.add_parser("settle", help="run settlement for a period [from, to)")
+    settle.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        type=_day_or_time,
+        help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
+    )
+    settle.add_argument("--to", dest="end", required=True, type=_day_or_time)
+    settle.add_argument("--json", action="store_true")
+    report = commands.add_parser("report", help="export a settlement run")
+    report.add_argument("run", type=int)
+    report.add_argument("--format", choices=["json", "csv"], required=True)
+    report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
 
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
     expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
@@ -119,6 +136,15 @@ def _member_commands(commands: Any) -> None:
     export.add_argument("member_id", type=int)
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
     erase.add_argument("member_id", type=int)
+
+
+def _day_or_time(value: str) -> datetime:
+    try:
+        if len(value) == 10:
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date: {value!r}") from None
+    return _timestamp(value)
 
 
 def _decimal(value: str) -> Decimal:
@@ -432,6 +458,65 @@ def first_request(credential: dict[str, str | None], public_url: str) -> list[st
     ]
 
 
+def command_settle(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        print(f"settling [{args.start.isoformat()}, {args.end.isoformat()}) …", file=sys.stderr)
+        async with database.transaction() as conn:
+            result = await settlement_service.run_settlement(
+                conn, start=args.start, end=args.end, now=utc_now()
+            )
+        doc = result.document
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "run": result.id,
+                        "status": str(result.status),
+                        "digest": result.digest,
+                        **doc,
+                    },
+                    sort_keys=True,
+                )
+            )
+            return 0
+        print(
+            f"settlement run {result.id} ({result.status}), {doc['currency']},"
+            f" digest {result.digest[:12]}"
+        )
+        for key, amount in doc["netPositions"].items():
+            name = doc["parties"].get(key, key)
+            print(f"  {name:<30} net {amount:>14}  ({'pays' if amount[0] != '-' else 'receives'})")
+        for instruction in doc["instructions"]:
+            print(
+                f"  pay: {instruction['payer']} -> {instruction['payee']} {instruction['amount']}"
+            )
+        rec = doc["reconciliation"]
+        print(
+            f"  journal balanced: {rec['journalBalanced']}; partners net = coalition margin"
+            f" {rec['coalitionMargin']}: {rec['partnersNetEqualsMargin']}"
+        )
+        return 0
+
+    return _run(run)
+
+
+def command_report(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        async with database.transaction() as conn:
+            result = await settlement_service.get_run(conn, run_id=args.run)
+        body = (settlement_reports.to_json if args.format == "json" else settlement_reports.to_csv)(
+            result.document
+        )
+        if args.out == "-":
+            sys.stdout.write(body)
+        else:
+            await asyncio.to_thread(Path(args.out).write_text, body)
+            print(f"wrote {args.out} ({args.format}, run {result.id})")
+        return 0
+
+    return _run(run)
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": command_serve,
     "db": command_db_upgrade,
@@ -441,6 +526,8 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "client": command_client,
     "member": command_member,
     "keys": command_keys,
+    "settle": command_settle,
+    "report": command_report,
 }
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import exchange.ledger.tables  # noqa: F401  (registers the ledger's tables)
 import partners.tables  # noqa: F401  (registers the partners' tables)
+import settlement.tables  # noqa: F401  (registers settlement's tables)
 from exchange.kit.db import metadata
 
 target_metadata = metadata

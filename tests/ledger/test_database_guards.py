@@ -101,6 +101,7 @@ async def test_the_migrated_schema_matches_the_table_definitions(db: Database) -
 
     import exchange.ledger.tables  # noqa: F401
     import partners.tables  # noqa: F401
+    import settlement.tables  # noqa: F401
 
     def differences(connection):  # type: ignore[no-untyped-def]
         context = MigrationContext.configure(connection)

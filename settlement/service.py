@@ -1,0 +1,244 @@
+"""A settlement run for a period [start, end): from the points ledger alone, priced with
+each partner's contract in force when each entry was booked, into obligations, a
+balanced money journal, net positions and payment instructions. Deterministic: the same
+ledger and period give the same document, byte for byte.
+
+Funding models (by the issuer's contract):
+- PREFUNDED: the issuer owes the coalition issued x issue price; the coalition owes the
+  redeemer redeemed x the redeemer's redemption price. Breakage and spread stay with the
+  coalition. Coalition-issued points (operator adjustments) are funded the same way.
+- ON_REDEMPTION: for its points redeemed at another partner, the issuer owes that partner
+  redeemed x the redeemer's redemption price, and the coalition that amount x its fee
+  rate. Its own points redeemed at itself move no money. Breakage stays with the issuer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import defaultdict
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.kit.clock import require_aware
+from exchange.kit.errors import InvalidInput
+from settlement import journal, netting, repository
+from settlement.models import COALITION, Obligation, RunStatus, SettlementRun, Terms, party
+from settlement.money import allocate, round_total
+
+
+async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
+    rows = await repository.contracts(conn, partner_ids=sorted(partner_ids))
+    return {
+        (int(r.partner_id), int(r.version)): Terms(
+            name=r.name,
+            currency=r.currency,
+            issue_price=r.issue_price,
+            redemption_price=r.redemption_price,
+            fee_rate=r.fee_rate,
+            funding_model=r.funding_model,
+        )
+        for r in rows
+    }
+
+
+def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int | None) -> Terms:
+    if version is None or (partner_id, version) not in terms:
+        raise InvalidInput(
+            f"partner {partner_id} has points booked in the period before any contract was in"
+            " force; add a contract that covers them",
+            field=["from"],
+        )
+    return terms[(partner_id, version)]
+
+
+def _obligations(
+    issued: list[Row[Any]], redeemed: list[Row[Any]], terms: dict[tuple[int, int], Terms]
+) -> list[Obligation]:
+    exact: list[Obligation] = []
+    for row in issued:
+        contract = _priced(terms, row.partner_id, row.version)
+        if contract.funding_model == "PREFUNDED" and row.points:
+            exact.append(
+                Obligation(
+                    party(row.partner_id), COALITION, "issuance", row.points * contract.issue_price
+                )
+            )
+    for row in redeemed:
+        if not row.points:
+            continue
+        redeemer = _priced(terms, row.redeemer_id, row.redeemer_version)
+        value = row.points * redeemer.redemption_price
+        issuer = (
+            None if row.issuer_id is None else _priced(terms, row.issuer_id, row.issuer_version)
+        )
+        if issuer is None or issuer.funding_model == "PREFUNDED":
+            exact.append(Obligation(COALITION, party(row.redeemer_id), "redemption", value))
+        elif row.issuer_id != row.redeemer_id:
+            exact.append(
+                Obligation(party(row.issuer_id), party(row.redeemer_id), "redemption", value)
+            )
+            exact.append(
+                Obligation(party(row.issuer_id), COALITION, "fee", value * issuer.fee_rate)
+            )
+    return exact
+
+
+def _rounded(exact: list[Obligation], currency: str) -> list[Obligation]:
+    """Sum per (debtor, creditor, reason), then round all together (largest remainder)."""
+    grouped: dict[tuple[str, str, str], Decimal] = defaultdict(Decimal)
+    for o in exact:
+        grouped[(o.debtor, o.creditor, o.reason)] += o.amount
+    rounded = allocate(grouped, currency)
+    return [Obligation(d, c, r, amount) for (d, c, r), amount in sorted(rounded.items()) if amount]
+
+
+def _currency(terms: dict[tuple[int, int], Terms]) -> str:
+    currencies = sorted({t.currency for t in terms.values()})
+    if len(currencies) > 1:
+        raise InvalidInput(
+            f"the partners settle in {', '.join(currencies)}; a run across currencies needs"
+            " an exchange-rate table for the period, which this version does not take yet",
+            field=["currency"],
+        )
+    return currencies[0] if currencies else "USD"
+
+
+def _points(
+    issued: list[Row[Any]], redeemed: list[Row[Any]], expired: list[Row[Any]]
+) -> dict[str, Any]:
+    per: dict[str, dict[str, int]] = defaultdict(
+        lambda: {"issued": 0, "redeemedAt": 0, "redeemedFrom": 0, "expired": 0}
+    )
+    for row in issued:
+        per[party(row.partner_id)]["issued"] += int(row.points)
+    matrix: dict[tuple[str, str], int] = defaultdict(int)
+    for row in redeemed:
+        per[party(row.redeemer_id)]["redeemedAt"] += int(row.points)
+        per[party(row.issuer_id)]["redeemedFrom"] += int(row.points)
+        matrix[(party(row.issuer_id), party(row.redeemer_id))] += int(row.points)
+    for row in expired:
+        per[party(row.partner_id)]["expired"] += int(row.points)
+    return {
+        "byParty": {key: per[key] for key in sorted(per)},
+        "matrix": [
+            {"issuer": i, "redeemer": r, "points": p} for (i, r), p in sorted(matrix.items()) if p
+        ],
+    }
+
+
+def _money(amount: Decimal) -> str:
+    return format(amount, "f")
+
+
+def build_document(
+    *,
+    start: datetime,
+    end: datetime,
+    currency: str,
+    names: dict[str, str],
+    points: dict[str, Any],
+    obligations: list[Obligation],
+) -> dict[str, Any]:
+    net = netting.net_positions(obligations)
+    legs = journal.postings(obligations, net)
+    margin = -net.get(COALITION, Decimal(0))
+    partners_net = sum((amount for key, amount in net.items() if key != COALITION), Decimal(0))
+    return {
+        "period": {"from": start.isoformat(), "to": end.isoformat()},
+        "currency": currency,
+        "parties": dict(sorted(names.items())),
+        "points": points,
+        "obligations": [
+            {
+                "debtor": o.debtor,
+                "creditor": o.creditor,
+                "reason": o.reason,
+                "amount": _money(o.amount),
+            }
+            for o in obligations
+        ],
+        "netPositions": {key: _money(amount) for key, amount in net.items()},
+        "bilateral": [
+            {"a": a, "b": b, "aOwesB": _money(amount)}
+            for (a, b), amount in netting.bilateral(obligations).items()
+        ],
+        "instructions": [
+            {"payer": i.payer, "payee": i.payee, "amount": _money(i.amount)}
+            for i in netting.instructions(net)
+        ],
+        "journal": [{"account": account, "amount": _money(amount)} for account, amount in legs],
+        "reconciliation": {
+            "journalBalanced": sum((amount for _, amount in legs), Decimal(0)) == 0,
+            "coalitionMargin": _money(round_total(margin, currency)),
+            "partnersNetEqualsMargin": partners_net == margin,
+        },
+    }
+
+
+def digest_of(document: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+async def compute(
+    conn: AsyncConnection, *, start: datetime, end: datetime
+) -> tuple[str, dict[str, Any], list[tuple[str, Decimal]]]:
+    issued = await repository.issued(conn, start=start, end=end)
+    redeemed = await repository.redeemed(conn, start=start, end=end)
+    expired = await repository.expired(conn, start=start, end=end)
+    ids = (
+        {r.partner_id for r in issued}
+        | {r.issuer_id for r in redeemed}
+        | {r.redeemer_id for r in redeemed}
+        | {r.partner_id for r in expired}
+    )
+    terms = await _terms(conn, {int(i) for i in ids if i is not None})
+    currency = _currency(terms)
+    obligations = _rounded(_obligations(issued, redeemed, terms), currency)
+    names = {party(pid): t.name for (pid, _), t in terms.items()} | {COALITION: "Coalition"}
+    document = build_document(
+        start=start,
+        end=end,
+        currency=currency,
+        names=names,
+        points=_points(issued, redeemed, expired),
+        obligations=obligations,
+    )
+    net = netting.net_positions(obligations)
+    return currency, document, journal.postings(obligations, net)
+
+
+async def run_settlement(
+    conn: AsyncConnection, *, start: datetime, end: datetime, now: datetime
+) -> SettlementRun:
+    """Compute and store a DRAFT run for [start, end); an earlier draft of exactly that
+    period is superseded."""
+    start, end = require_aware(start, "from"), require_aware(end, "to")
+    if start >= end:
+        raise InvalidInput("the period must end after it starts", field=["to"])
+    if end > now:
+        raise InvalidInput("the period has not ended yet; settle it after it ends", field=["to"])
+    currency, document, legs = await compute(conn, start=start, end=end)
+    digest = digest_of(document)
+    await repository.supersede_drafts(conn, start=start, end=end)
+    run_id = await repository.insert_run(
+        conn, start=start, end=end, currency=currency, document=document, digest=digest, now=now
+    )
+    if legs:
+        await repository.insert_postings(conn, run_id=run_id, legs=legs)
+    return SettlementRun(id=run_id, status=RunStatus.DRAFT, digest=digest, document=document)
+
+
+async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
+    from exchange.kit.errors import NotFound
+
+    row = await repository.run_by_id(conn, run_id=run_id)
+    if row is None:
+        raise NotFound(f"settlement run {run_id} does not exist", field=["run"])
+    return SettlementRun(
+        id=int(row.id), status=RunStatus(row.status), digest=row.digest, document=dict(row.document)
+    )
