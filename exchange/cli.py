@@ -82,7 +82,12 @@ def build_parser() -> Parser:
         help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
     )
     settle.add_argument("--to", dest="end", required=True, type=_day_or_time)
+    settle.add_argument("--finalize", action="store_true", help="close the period too")
     settle.add_argument("--json", action="store_true")
+    payment = commands.add_parser("payment", help="record a paid settlement instruction")
+    payment.add_argument("run", type=int)
+    payment.add_argument("instruction", type=int, help="its number in the run, from 1")
+    payment.add_argument("--reference", required=True, help="the bank transfer's reference")
     report = commands.add_parser("report", help="export a settlement run")
     report.add_argument("run", type=int)
     report.add_argument("--format", choices=["json", "csv"], required=True)
@@ -465,6 +470,8 @@ def command_settle(args: argparse.Namespace) -> int:
             result = await settlement_service.run_settlement(
                 conn, start=args.start, end=args.end, now=utc_now()
             )
+            if args.finalize:
+                result = await settlement_service.finalize(conn, run_id=result.id, now=utc_now())
         doc = result.document
         if args.json:
             print(
@@ -500,6 +507,22 @@ def command_settle(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def command_payment(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        async with database.transaction() as conn:
+            result = await settlement_service.record_payment(
+                conn,
+                run_id=args.run,
+                instruction=args.instruction,
+                reference=args.reference,
+                now=utc_now(),
+            )
+        print(f"run {result.id}: instruction {args.instruction} paid; run is {result.status}")
+        return 0
+
+    return _run(run)
+
+
 def command_report(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction() as conn:
@@ -528,6 +551,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "keys": command_keys,
     "settle": command_settle,
     "report": command_report,
+    "payment": command_payment,
 }
 
 

@@ -17,7 +17,26 @@ _CONTRACT_AT = """
 """
 
 
-async def issued(conn: AsyncConnection, *, start: datetime, end: datetime) -> list[Row[Any]]:
+#: Entries a run settles: booked in its period and created by its cut-off ...
+REGULAR = "e.effective_at >= :start AND e.effective_at < :end AND e.created_at <= :cutoff"
+#: ... and, as prior-period adjustments, entries booked into a period a FINALIZED run
+#: closed, created after that run's cut-off, after the previous finalized run's cut-off
+#: (which settled what came before) and by this run's cut-off.
+LATE = """
+    e.created_at > :since AND e.created_at <= :cutoff AND EXISTS (
+        SELECT 1 FROM settlement_run r WHERE r.status IN ('FINALIZED', 'PAID')
+          AND e.effective_at >= r.period_start AND e.effective_at < r.period_end
+          AND e.created_at > r.cutoff)
+"""
+
+
+def window(late: bool) -> str:
+    return LATE if late else REGULAR
+
+
+async def issued(
+    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
+) -> list[Row[Any]]:
     """Points issued per issuer and contract version, net of earn reversals booked in the
     period."""
     result = await conn.execute(
@@ -28,17 +47,19 @@ async def issued(conn: AsyncConnection, *, start: datetime, end: datetime) -> li
             FROM ledger_entry e
             LEFT JOIN ledger_entry t ON t.id = e.target_entry_id
             LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="e.partner_id")}) c ON true
-            WHERE e.effective_at >= :start AND e.effective_at < :end
+            WHERE {window(late)}
               AND (e.kind = 'EARN' OR (e.kind = 'REVERSAL' AND t.kind = 'EARN'))
             GROUP BY e.partner_id, c.version
             """
         ),
-        {"start": start, "end": end},
+        params,
     )
     return list(result.all())
 
 
-async def redeemed(conn: AsyncConnection, *, start: datetime, end: datetime) -> list[Row[Any]]:
+async def redeemed(
+    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
+) -> list[Row[Any]]:
     """Points redeemed per (issuer, redeemer) and the contract versions in force, from lot
     consumptions, net of redemption reversals booked in the period."""
     result = await conn.execute(
@@ -51,26 +72,28 @@ async def redeemed(conn: AsyncConnection, *, start: datetime, end: datetime) -> 
             JOIN ledger_entry e ON e.id = c.entry_id
             LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="c.issuer_partner_id")}) ic ON true
             LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="c.redeemer_partner_id")}) rc ON true
-            WHERE c.kind = 'REDEEM' AND e.effective_at >= :start AND e.effective_at < :end
+            WHERE c.kind = 'REDEEM' AND {window(late)}
             GROUP BY c.issuer_partner_id, c.redeemer_partner_id, ic.version, rc.version
             """
         ),
-        {"start": start, "end": end},
+        params,
     )
     return list(result.all())
 
 
-async def expired(conn: AsyncConnection, *, start: datetime, end: datetime) -> list[Row[Any]]:
+async def expired(
+    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
+) -> list[Row[Any]]:
     result = await conn.execute(
         text(
-            """
+            f"""
             SELECT c.issuer_partner_id AS partner_id, sum(c.points) AS points
             FROM ledger_lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id
-            WHERE c.kind = 'EXPIRY' AND e.effective_at >= :start AND e.effective_at < :end
+            WHERE c.kind = 'EXPIRY' AND {window(late)}
             GROUP BY c.issuer_partner_id
             """
         ),
-        {"start": start, "end": end},
+        params,
     )
     return list(result.all())
 
@@ -99,13 +122,15 @@ async def insert_run(
     document: dict[str, Any],
     digest: str,
     now: datetime,
+    cutoff: datetime,
 ) -> int:
     result = await conn.execute(
         text(
             """
             INSERT INTO settlement_run (period_start, period_end, currency, status, document,
-                digest, created_at)
-            VALUES (:start, :end, :currency, 'DRAFT', CAST(:document AS jsonb), :digest, :now)
+                digest, created_at, cutoff)
+            VALUES (:start, :end, :currency, 'DRAFT', CAST(:document AS jsonb), :digest, :now,
+                :cutoff)
             RETURNING id
             """
         ),
@@ -116,6 +141,7 @@ async def insert_run(
             "document": json.dumps(document),
             "digest": digest,
             "now": now,
+            "cutoff": cutoff,
         },
     )
     return int(result.scalar_one())
@@ -160,3 +186,73 @@ async def supersede_drafts(conn: AsyncConnection, *, start: datetime, end: datet
         ),
         {"start": start, "end": end},
     )
+
+
+async def previous_cutoff(conn: AsyncConnection, *, start: datetime) -> datetime | None:
+    """The cut-off of the latest finalized run that ended by ``start``."""
+    result = await conn.execute(
+        text(
+            """
+            SELECT cutoff FROM settlement_run
+            WHERE status IN ('FINALIZED', 'PAID') AND period_end <= :start
+            ORDER BY period_end DESC, id DESC LIMIT 1
+            """
+        ),
+        {"start": start},
+    )
+    value = result.scalar()
+    return value if isinstance(value, datetime) else None
+
+
+async def overlapping_finalized(
+    conn: AsyncConnection, *, start: datetime, end: datetime
+) -> Row[Any] | None:
+    result = await conn.execute(
+        text(
+            """
+            SELECT id, period_start, period_end FROM settlement_run
+            WHERE status IN ('FINALIZED', 'PAID')
+              AND period_start < :end AND period_end > :start
+            ORDER BY id LIMIT 1
+            """
+        ),
+        {"start": start, "end": end},
+    )
+    return result.first()
+
+
+async def lock_runs(conn: AsyncConnection) -> None:
+    """One finalization at a time (periods must not overlap)."""
+    await conn.execute(text("SELECT pg_advisory_xact_lock(727400)"))
+
+
+async def set_status(conn: AsyncConnection, *, run_id: int, status: str, at: datetime) -> None:
+    column = "finalized_at" if status == "FINALIZED" else "paid_at"
+    await conn.execute(
+        text(f"UPDATE settlement_run SET status = :status, {column} = :at WHERE id = :run_id"),
+        {"run_id": run_id, "status": status, "at": at},
+    )
+
+
+async def record_payment(
+    conn: AsyncConnection, *, run_id: int, instruction: int, reference: str, at: datetime
+) -> bool:
+    result = await conn.execute(
+        text(
+            """
+            INSERT INTO settlement_payment (run_id, instruction, reference, paid_at)
+            VALUES (:run_id, :instruction, :reference, :at)
+            ON CONFLICT DO NOTHING RETURNING instruction
+            """
+        ),
+        {"run_id": run_id, "instruction": instruction, "reference": reference, "at": at},
+    )
+    return result.first() is not None
+
+
+async def payments_of_run(conn: AsyncConnection, *, run_id: int) -> list[Row[Any]]:
+    result = await conn.execute(
+        text("SELECT * FROM settlement_payment WHERE run_id = :run_id ORDER BY instruction"),
+        {"run_id": run_id},
+    )
+    return list(result.all())

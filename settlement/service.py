@@ -25,10 +25,14 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.clock import require_aware
-from exchange.kit.errors import InvalidInput
+from exchange.kit.errors import DomainError, ErrorCode, InvalidInput
 from settlement import journal, netting, repository
 from settlement.models import COALITION, Obligation, RunStatus, SettlementRun, Terms, party
 from settlement.money import allocate, round_total
+
+
+class PeriodClosed(DomainError):
+    code = ErrorCode.PERIOD_CLOSED
 
 
 async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
@@ -184,30 +188,49 @@ def digest_of(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-async def compute(
-    conn: AsyncConnection, *, start: datetime, end: datetime
-) -> tuple[str, dict[str, Any], list[tuple[str, Decimal]]]:
-    issued = await repository.issued(conn, start=start, end=end)
-    redeemed = await repository.redeemed(conn, start=start, end=end)
-    expired = await repository.expired(conn, start=start, end=end)
-    ids = (
-        {r.partner_id for r in issued}
-        | {r.issuer_id for r in redeemed}
-        | {r.redeemer_id for r in redeemed}
-        | {r.partner_id for r in expired}
+def _late(obligations: list[Obligation]) -> list[Obligation]:
+    return [
+        Obligation(o.debtor, o.creditor, f"{o.reason} (prior-period adjustment)", o.amount)
+        for o in obligations
+    ]
+
+
+async def _facts(
+    conn: AsyncConnection, params: dict[str, Any], *, late: bool
+) -> tuple[list[Row[Any]], list[Row[Any]], list[Row[Any]]]:
+    return (
+        await repository.issued(conn, params=params, late=late),
+        await repository.redeemed(conn, params=params, late=late),
+        await repository.expired(conn, params=params, late=late),
     )
+
+
+async def compute(
+    conn: AsyncConnection, *, start: datetime, end: datetime, cutoff: datetime
+) -> tuple[str, dict[str, Any], list[tuple[str, Decimal]]]:
+    since = await repository.previous_cutoff(conn, start=start)
+    params = {"start": start, "end": end, "cutoff": cutoff, "since": since}
+    regular = await _facts(conn, params, late=False)
+    late = await _facts(conn, params, late=True)
+    ids: set[int] = set()
+    for issued, redeemed, expired in (regular, late):
+        ids |= {r.partner_id for r in issued} | {r.partner_id for r in expired}
+        ids |= {r.issuer_id for r in redeemed} | {r.redeemer_id for r in redeemed}
     terms = await _terms(conn, {int(i) for i in ids if i is not None})
     currency = _currency(terms)
-    obligations = _rounded(_obligations(issued, redeemed, terms), currency)
+    exact = _obligations(regular[0], regular[1], terms)
+    exact += _late(_obligations(late[0], late[1], terms))
+    obligations = _rounded(exact, currency)
     names = {party(pid): t.name for (pid, _), t in terms.items()} | {COALITION: "Coalition"}
     document = build_document(
         start=start,
         end=end,
         currency=currency,
         names=names,
-        points=_points(issued, redeemed, expired),
+        points=_points(*regular),
         obligations=obligations,
     )
+    document["priorPeriodAdjustments"] = _points(*late)
     net = netting.net_positions(obligations)
     return currency, document, journal.postings(obligations, net)
 
@@ -215,22 +238,80 @@ async def compute(
 async def run_settlement(
     conn: AsyncConnection, *, start: datetime, end: datetime, now: datetime
 ) -> SettlementRun:
-    """Compute and store a DRAFT run for [start, end); an earlier draft of exactly that
-    period is superseded."""
+    """Compute and store a DRAFT run for [start, end) with entries created by ``now``; an
+    earlier draft of exactly that period is superseded."""
     start, end = require_aware(start, "from"), require_aware(end, "to")
     if start >= end:
         raise InvalidInput("the period must end after it starts", field=["to"])
     if end > now:
         raise InvalidInput("the period has not ended yet; settle it after it ends", field=["to"])
-    currency, document, legs = await compute(conn, start=start, end=end)
+    closed = await repository.overlapping_finalized(conn, start=start, end=end)
+    if closed is not None:
+        raise PeriodClosed(
+            f"run {closed.id} already finalized [{closed.period_start.isoformat()},"
+            f" {closed.period_end.isoformat()}); late entries into it are settled by the"
+            " next period's run",
+            field=["from"],
+        )
+    currency, document, legs = await compute(conn, start=start, end=end, cutoff=now)
     digest = digest_of(document)
     await repository.supersede_drafts(conn, start=start, end=end)
     run_id = await repository.insert_run(
-        conn, start=start, end=end, currency=currency, document=document, digest=digest, now=now
+        conn,
+        start=start,
+        end=end,
+        currency=currency,
+        document=document,
+        digest=digest,
+        now=now,
+        cutoff=now,
     )
     if legs:
         await repository.insert_postings(conn, run_id=run_id, legs=legs)
     return SettlementRun(id=run_id, status=RunStatus.DRAFT, digest=digest, document=document)
+
+
+async def finalize(conn: AsyncConnection, *, run_id: int, now: datetime) -> SettlementRun:
+    """Close the run's period: the run becomes immutable; later entries booked into the
+    period go to the next run as prior-period adjustments."""
+    await repository.lock_runs(conn)
+    run = await get_run(conn, run_id=run_id)
+    if run.status != RunStatus.DRAFT:
+        raise PeriodClosed(f"run {run_id} is {run.status.lower()}, not a draft", field=["run"])
+    row = await repository.run_by_id(conn, run_id=run_id)
+    assert row is not None
+    closed = await repository.overlapping_finalized(
+        conn, start=row.period_start, end=row.period_end
+    )
+    if closed is not None:
+        raise PeriodClosed(f"run {closed.id} already closed an overlapping period", field=["run"])
+    await repository.set_status(conn, run_id=run_id, status="FINALIZED", at=now)
+    return await get_run(conn, run_id=run_id)
+
+
+async def record_payment(
+    conn: AsyncConnection, *, run_id: int, instruction: int, reference: str, now: datetime
+) -> SettlementRun:
+    """Record that instruction number ``instruction`` (from 1) was paid; the run is PAID
+    once every instruction is."""
+    run = await get_run(conn, run_id=run_id)
+    if run.status not in (RunStatus.FINALIZED, RunStatus.PAID):
+        raise InvalidInput("only a finalized run's instructions can be paid", field=["run"])
+    count = len(run.document["instructions"])
+    if not 1 <= instruction <= count:
+        raise InvalidInput(f"the run has instructions 1 to {count}", field=["instruction"])
+    if not reference or len(reference) > 200:
+        raise InvalidInput(
+            "give the payment's reference (1 to 200 characters)", field=["reference"]
+        )
+    if not await repository.record_payment(
+        conn, run_id=run_id, instruction=instruction, reference=reference, at=now
+    ):
+        raise InvalidInput(f"instruction {instruction} is already paid", field=["instruction"])
+    paid = await repository.payments_of_run(conn, run_id=run_id)
+    if len(paid) == count and run.status == RunStatus.FINALIZED:
+        await repository.set_status(conn, run_id=run_id, status="PAID", at=now)
+    return await get_run(conn, run_id=run_id)
 
 
 async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:

@@ -9,6 +9,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     Index,
+    Integer,
     Numeric,
     Table,
     Text,
@@ -28,6 +29,9 @@ settlement_run = Table(
     Column("document", JSONB, nullable=False),
     Column("digest", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("cutoff", DateTime(timezone=True), nullable=False),
+    Column("finalized_at", DateTime(timezone=True)),
+    Column("paid_at", DateTime(timezone=True)),
     CheckConstraint("period_start < period_end", name="period"),
     CheckConstraint("status IN ('DRAFT', 'SUPERSEDED', 'FINALIZED', 'PAID')", name="status"),
 )
@@ -43,3 +47,12 @@ settlement_posting = Table(
     CheckConstraint("amount <> 0", name="amount_not_zero"),
 )
 Index("ix_settlement_posting_run_id", settlement_posting.c.run_id)
+
+settlement_payment = Table(
+    "settlement_payment",
+    metadata,
+    Column("run_id", BigInteger, ForeignKey("settlement_run.id"), primary_key=True),
+    Column("instruction", Integer, primary_key=True, autoincrement=False),
+    Column("reference", Text, nullable=False),
+    Column("paid_at", DateTime(timezone=True), nullable=False),
+)

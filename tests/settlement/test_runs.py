@@ -289,8 +289,8 @@ async def _unbalanced_journal(db: Database) -> None:
         run = await conn.scalar(
             text(
                 "INSERT INTO settlement_run (period_start, period_end, currency, status,"
-                " document, digest, created_at) VALUES ('2030-01-01', '2030-02-01', 'USD',"
-                " 'DRAFT', '{}', 'x', now()) RETURNING id"
+                " document, digest, created_at, cutoff) VALUES ('2030-01-01', '2030-02-01', 'USD',"
+                " 'DRAFT', '{}', 'x', now(), now()) RETURNING id"
             )
         )
         await conn.execute(
