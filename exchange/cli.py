@@ -90,7 +90,7 @@ def build_parser() -> Parser:
     payment.add_argument("--reference", required=True, help="the bank transfer's reference")
     report = commands.add_parser("report", help="export a settlement run")
     report.add_argument("run", type=int)
-    report.add_argument("--format", choices=["json", "csv"], required=True)
+    report.add_argument("--format", choices=["json", "csv", "html", "beancount"], required=True)
     report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
 
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
@@ -527,9 +527,13 @@ def command_report(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction() as conn:
             result = await settlement_service.get_run(conn, run_id=args.run)
-        body = (settlement_reports.to_json if args.format == "json" else settlement_reports.to_csv)(
-            result.document
-        )
+        document, status = result.document, str(result.status)
+        body = {
+            "json": lambda: settlement_reports.to_json(document),
+            "csv": lambda: settlement_reports.to_csv(document),
+            "html": lambda: settlement_reports.to_html(document, run_id=result.id, status=status),
+            "beancount": lambda: settlement_reports.to_beancount(document, run_id=result.id),
+        }[args.format]()
         if args.out == "-":
             sys.stdout.write(body)
         else:

@@ -6,6 +6,8 @@ import csv
 import io
 import json
 import secrets
+import shutil
+import subprocess
 from pathlib import Path
 
 from exchange.kit.db import Database
@@ -56,3 +58,56 @@ def test_settle_with_a_bad_period_is_one_line_and_status_two(tmp_path: Path) -> 
 
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+async def test_html_report_and_a_beancount_export_that_bean_check_accepts(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    period = Period(db, year=1801 + secrets.randbelow(190))
+    coffee = await period.partner(issue="0.010", redeem="0.008")
+    cinema = await period.partner(
+        issue="0.012", redeem="0.009", funding="ON_REDEMPTION", fee="0.02"
+    )
+    alice = await period.member()
+    await period.earn(cinema, alice, 800, day=1)
+    await period.earn(coffee, alice, 400, day=2)
+    await period.redeem(coffee, alice, 700, day=3)  # 700 of cinema's points at coffee
+    settled = run(
+        [
+            "settle",
+            "--from",
+            period.start.date().isoformat(),
+            "--to",
+            period.end.date().isoformat(),
+            "--json",
+        ],
+        database_url,
+        tmp_path,
+    )
+    run_id = str(json.loads(settled.stdout)["run"])
+    page, ledger_file = tmp_path / "run.html", tmp_path / "run.beancount"
+
+    html_made = run(
+        ["report", run_id, "--format", "html", "--out", str(page)], database_url, tmp_path
+    )
+    bean_made = run(
+        ["report", run_id, "--format", "beancount", "--out", str(ledger_file)],
+        database_url,
+        tmp_path,
+    )
+    checked = subprocess.run(  # noqa: S603, ASYNC221 (bean-check, a short local run)
+        [shutil.which("bean-check") or "bean-check", str(ledger_file)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert html_made.returncode == 0, html_made.stderr
+    assert bean_made.returncode == 0, bean_made.stderr
+    text = page.read_text()
+    assert text.count("<svg") == 2  # the heatmap and the bar chart, inline
+    assert "http" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")  # no assets
+    assert ">700</text>" in text  # the matrix cell: cinema's points redeemed at coffee
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # cinema owes coffee 700 x 0.008 = 5.60 and the coalition 5.60 x 0.02 = 0.112 -> 0.11
+    assert "5.71 USD" in ledger_file.read_text()
