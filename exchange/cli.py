@@ -20,10 +20,12 @@ from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.errors import DomainError
 from exchange.kit.settings import Settings
+from exchange.ledger.invariants import CheckResult
 from partners import clients, identity, registry
 from partners import keys as key_store
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel, Partner, PartnerStatus
+from settlement import reconciliation as settlement_reconciliation
 from settlement import reports as settlement_reports
 from settlement import service as settlement_service
 
@@ -192,6 +194,11 @@ def command_verify(args: argparse.Namespace) -> int:
     async def verify(database: Database) -> int:
         async with database.transaction() as conn:
             report = await ledger.verify(conn)
+        async with database.transaction() as conn:
+            settled = await settlement_reconciliation.verify(conn)
+        report = ledger.VerifyReport(
+            checks=[*report.checks, *(CheckResult(c.name, c.ok, c.examples) for c in settled)]
+        )
         if args.json:
             print(json.dumps({"ok": report.ok, "checks": [c.__dict__ for c in report.checks]}))
         else:

@@ -105,3 +105,19 @@ async def test_a_run_is_paid_once_every_instruction_is(db: Database) -> None:
 
     assert latest.status == "PAID"
     assert again.value.code == ErrorCode.INVALID_INPUT
+
+
+async def test_a_finalized_run_still_ties_to_the_ledger(db: Database) -> None:
+    from settlement import reconciliation
+
+    period = Period(db)
+    coffee = await period.partner(issue="0.010", redeem="0.008")
+    await period.earn(coffee, await period.member(), 70, day=1)
+    run = await period.settle()
+    async with db.transaction() as conn:
+        await service.finalize(conn, run_id=run.id, now=period.end)
+
+    async with db.transaction() as conn:
+        checks = await reconciliation.verify(conn)
+
+    assert all(check.ok for check in checks), checks
