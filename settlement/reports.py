@@ -64,7 +64,7 @@ def _heatmap(document: dict[str, Any]) -> str:
         return "<p>No redemptions in the period.</p>"
     top = max(abs(int(c["points"])) for c in cells) or 1
     size, left, head = 56, 180, 110
-    width, height = left + size * len(redeemers), head + size * len(issuers)
+    width, height = left + size * len(redeemers) + 140, head + size * len(issuers)
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}"'
         ' role="img" aria-label="Points issued by (rows) and redeemed at (columns)">'
@@ -94,8 +94,9 @@ def _heatmap(document: dict[str, Any]) -> str:
                 f' fill="rgb({shade},{shade + 10 if shade < 245 else 245},255)">'
                 f"<title>{points} points</title></rect>"
             )
+            ink = "#fff" if shade < 140 else "#222"
             parts.append(
-                f'<text x="{x + size // 2}" y="{y + size // 2 + 4}"'
+                f'<text x="{x + size // 2}" y="{y + size // 2 + 4}" fill="{ink}"'
                 f' text-anchor="middle" font-size="11">{points}</text>'
             )
     parts.append("</svg>")
@@ -174,7 +175,19 @@ def to_html(document: dict[str, Any], *, run_id: int, status: str) -> str:
                 f"<p>Period {html.escape(period['from'])} to {html.escape(period['to'])}"
                 f" (end excluded), amounts in {currency}.</p>",
                 "<h2>Totals by party</h2>",
-                _table(summary[0], summary[1:]),
+                _table(
+                    [
+                        "party",
+                        "name",
+                        "issued",
+                        "redeemed here",
+                        "its points redeemed",
+                        "expired",
+                        f"net ({currency})",
+                        "currency",
+                    ],
+                    summary[1:],
+                ),
                 "<h2>Points issued by (rows) and redeemed at (columns)</h2>",
                 _heatmap(document),
                 "<h2>Net positions</h2><p>Right of the line pays, left receives.</p>",
