@@ -106,7 +106,7 @@ class _Coster:
         return 1 + inner
 
     def first(self, node: FieldNode) -> int:
-        for argument in node.arguments:
+        for argument in node.arguments or ():
             if argument.name.value == "first":
                 value = value_from_ast_untyped(argument.value, self.variables)
                 if isinstance(value, int) and value > 0:

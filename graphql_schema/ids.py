@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 
-TYPES = frozenset({"Transaction", "Hold", "Partner", "Member"})
+TYPES = frozenset({"Transaction", "Hold", "Partner", "Member", "SettlementRun"})
 
 
 def encode(type_name: str, key: int) -> str:

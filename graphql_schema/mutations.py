@@ -16,6 +16,12 @@ from exchange.kit.errors import DomainError, NotFound
 from exchange.ledger.models import EntryResult
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.settlement import (
+    FinalizeSettlementPayload,
+    RunSettlementPayload,
+    finalize_settlement,
+    run_settlement,
+)
 from graphql_schema.types import Hold, Transaction, UserError
 from graphql_schema.wallets import Member, Wallet
 from partners import operations
@@ -160,6 +166,11 @@ async def _hold_payload(info: Info[Context, None], payload: type, work: Work) ->
 
 @strawberry.type
 class Mutation:
+    run_settlement: RunSettlementPayload = strawberry.mutation(resolver=run_settlement)
+    finalize_settlement: FinalizeSettlementPayload = strawberry.mutation(
+        resolver=finalize_settlement
+    )
+
     @strawberry.mutation
     async def link_member(
         self, info: Info[Context, None], input: LinkMemberInput

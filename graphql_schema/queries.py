@@ -11,8 +11,10 @@ from strawberry.types import Info
 
 from exchange.kit.errors import DomainError, Forbidden, InvalidInput
 from graphql_schema import ids
+from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.errors import query_error
+from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
     FirstArgument,
     Hold,
@@ -29,6 +31,7 @@ from graphql_schema.types import (
 from graphql_schema.wallets import Member, Wallet, load_wallet, transactions_page
 from partners import operations, registry
 from partners.principal import PrincipalKind
+from settlement import operations as settlement_operations
 
 
 @strawberry.type
@@ -189,6 +192,12 @@ class Query:
             ),
         )
 
+    settlement_runs: SettlementRunConnection = strawberry.field(
+        resolver=settlement_api.settlement_runs,
+        description="Operators: every run. Partners (settlement:read): their own statement"
+        " of each finalized run.",
+    )
+
     @strawberry.field(description="Any object by its global ID, if the caller may see it.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         decoded = ids.decode(id)
@@ -211,6 +220,15 @@ class Query:
                 return Partner.of(
                     found, with_contract=own or context.principal.has("partners:admin")
                 )
+            if type_name == "SettlementRun":
+                try:
+                    visible = await settlement_operations.runs(
+                        conn, context.principal, first=1, before_id=key + 1
+                    )
+                except DomainError:
+                    return None
+                match = [v for v in visible if v.id == key]
+                return settlement_api.SettlementRun.of(match[0]) if match else None
             if type_name == "Member":
                 try:
                     await operations.wallet_of(conn, context.principal, key)

@@ -21,6 +21,7 @@ from graphql_schema.cost import QueryCost
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.scalars import SCALAR_MAP
+from graphql_schema.settlement import SettlementRun
 from graphql_schema.subscriptions import Subscription
 from graphql_schema.types import Hold, Partner, Transaction
 from graphql_schema.wallets import Member
@@ -72,7 +73,7 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[Transaction, Hold, Partner, Member],
+    types=[Transaction, Hold, Partner, Member, SettlementRun],
     extensions=[
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

@@ -256,3 +256,23 @@ async def payments_of_run(conn: AsyncConnection, *, run_id: int) -> list[Row[Any
         {"run_id": run_id},
     )
     return list(result.all())
+
+
+async def runs_page(
+    conn: AsyncConnection, *, before_id: int | None, limit: int, finalized_only: bool
+) -> list[Row[Any]]:
+    result = await conn.execute(
+        text(
+            """
+            SELECT id, period_start, period_end, currency, status, digest, document,
+                   created_at, finalized_at, paid_at
+            FROM settlement_run
+            WHERE (CAST(:before AS bigint) IS NULL OR id < :before)
+              AND (NOT :finalized_only OR status IN ('FINALIZED', 'PAID'))
+              AND status <> 'SUPERSEDED'
+            ORDER BY id DESC LIMIT :limit
+            """
+        ),
+        {"before": before_id, "limit": limit, "finalized_only": finalized_only},
+    )
+    return list(result.all())

@@ -159,17 +159,21 @@ async def _close(
     reservations = await repository.hold_reservations(conn, hold_id=row.id)
     reserved = sum(int(r.remaining) for r in reservations)
     invariant(reserved == row.points, f"hold {row.id} reserves {reserved}, not {row.points}")
-    held_id = await repository.change_held(conn, member_id=row.member_id, points=-row.points)
-    legs = [(held_id, -int(row.points))]
     balance = None
     returned = int(row.points) - captured
+    legs: list[tuple[int, int]] = []
+    if not returned:
+        # Lots move below even when nothing returns to the wallet, so take its lock first.
+        await repository.lock_wallets(conn, member_ids=[row.member_id])
     if returned:
-        # The wallet lock comes before any lot moves (the ledger's locking discipline).
+        # Lock order everywhere: wallet, then held account, then lots (docs/decisions/0002).
         wallet = await repository.credit_wallet(conn, member_id=row.member_id, points=returned)
         invariant(wallet is not None, "a hold's member has a wallet")
         assert wallet is not None
         legs.append((int(wallet.id), returned))
         balance = int(wallet.balance)
+    held_id = await repository.change_held(conn, member_id=row.member_id, points=-row.points)
+    legs.insert(0, (held_id, -int(row.points)))
     # Unreserve every lot, then redeem the captured part: each lot's remaining moves by
     # exactly what goes back to the wallet.
     unreserve = [

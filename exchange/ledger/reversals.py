@@ -53,6 +53,9 @@ async def reverse(
             field=["transactionId"],
         )
     request = {"partner": partner_id, "target": entry_id, "points": points}
+    # Serialize reversals of one target: lock it first, so that a concurrent identical
+    # request finds the committed original below and replays it.
+    await repository.entry_by_id(conn, entry_id=entry_id, for_update=True)
     earlier = await find_replay(
         conn,
         kind=EntryKind.REVERSAL,
@@ -62,8 +65,6 @@ async def reverse(
     )
     if earlier is not None:
         return await replayed(conn, earlier)
-    # Serialize reversals of one target: lock it, then count what is left.
-    await repository.entry_by_id(conn, entry_id=entry_id, for_update=True)
     left = int(target.points) - await repository.reversed_points(conn, target_entry_id=entry_id)
     if left <= 0:
         raise AlreadyReversed(

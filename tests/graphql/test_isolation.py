@@ -5,19 +5,24 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 import httpx
 
+from exchange import ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from graphql_schema import ids
 from partners import clients, registry
+from settlement import service as settlement_service
 from tests.graphql.conftest import Caller, email, token_for
 from tests.partners.test_registry import TERMS, unique_name
 
 # One probe per Query field, run as partner B. Each names what B may legitimately see.
+LONG_AGO = datetime(1700, 1, 1, tzinfo=UTC)
+
 QUERY_PROBES: dict[str, str] = {
     "viewer": "{ viewer { kind scopes partner { id name contract { issuePrice } } } }",
     "member": """query($ref: String!) { member(memberRef: $ref) { id wallet { balance
@@ -30,6 +35,8 @@ QUERY_PROBES: dict[str, str] = {
         contract { issuePrice redemptionPrice } } } } }""",
     "members": """{ members(first: 100) { edges { cursor node { memberRef
         member { id wallet { balance } } } } } }""",
+    "settlementRuns": """{ settlementRuns(first: 100) { edges { node { id status
+        netPositions { party amount } instructions { payer payee amount } } } } }""",
     "node": "(walked per Node type below)",
 }
 
@@ -37,7 +44,8 @@ QUERY_PROBES: dict[str, str] = {
 async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Caller:
     terms = type(TERMS)(**{**TERMS.__dict__, "issue_price": price})
     async with db.transaction() as conn:
-        partner = await registry.add_partner(conn, name=unique_name(), terms=terms, now=utc_now())
+        # Contracts in force since 1700: the walk also settles a past period.
+        partner = await registry.add_partner(conn, name=unique_name(), terms=terms, now=LONG_AGO)
         created = await clients.create_client(
             conn,
             scopes=[
@@ -48,6 +56,7 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
                 "members:read",
                 "transactions:read",
                 "wallet:read",
+                "settlement:read",
             ],
             partner_id=partner.id,
         )
@@ -90,6 +99,38 @@ async def _history(partner: Caller, ref: str) -> dict[str, str]:
     }
 
 
+async def _settled_past_period(db: Database, a: Caller, b: Caller) -> int:
+    """A finalized run in a past year where A's points were redeemed at B."""
+    start = datetime(1701 + secrets.randbelow(90), 3, 1, tzinfo=UTC)
+    assert a.partner_id is not None
+    assert b.partner_id is not None
+    async with db.transaction() as conn:
+        member = await ledger.open_member(conn)
+        await ledger.earn(
+            conn,
+            client_id="walk",
+            idempotency_key=f"w-{start.year}-1",
+            partner_id=a.partner_id,
+            member_id=member,
+            points=100,
+            now=start + timedelta(days=1),
+        )
+        await ledger.redeem(
+            conn,
+            client_id="walk",
+            idempotency_key=f"w-{start.year}-2",
+            partner_id=b.partner_id,
+            member_id=member,
+            points=60,
+            now=start + timedelta(days=2),
+        )
+        run = await settlement_service.run_settlement(
+            conn, start=start, end=start + timedelta(days=30), now=utc_now()
+        )
+        await settlement_service.finalize(conn, run_id=run.id, now=utc_now())
+    return run.id
+
+
 async def _introspect(caller: Caller) -> tuple[set[str], set[str]]:
     result = await caller.gql(
         '{ __schema { queryType { fields { name } } } __type(name: "Node")'
@@ -110,6 +151,9 @@ async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
     a_ref, b_ref = f"a-{secrets.token_hex(6)}", f"b-{secrets.token_hex(6)}"
     a_ids = await _history(partner_a, a_ref)
     await _history(partner_b, b_ref)
+    run_id = await _settled_past_period(db, partner_a, partner_b)
+    # A's party key may appear where A is B's counterparty (an instruction "A pays B");
+    # A's own net position, customers, references and prices may not.
     a_secrets = [*a_ids.values(), a_ref, f"receipt-{a_ref}", str(a_price)]
     assert partner_a.partner_id is not None
     a_partner_id = ids.encode("Partner", partner_a.partner_id)
@@ -126,6 +170,11 @@ async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
         variables = {"ref": a_ref} if "$ref" in probe else {}
         seen[field] = await partner_b.gql(probe, **variables)
     assert seen["member"]["data"]["member"] is None
+    own = f"partner:{partner_b.partner_id}"
+    for edge in seen["settlementRuns"]["data"]["settlementRuns"]["edges"]:
+        assert {n["party"] for n in edge["node"]["netPositions"]} <= {own}
+        for instruction in edge["node"]["instructions"]:
+            assert own in (instruction["payer"], instruction["payee"])
 
     walked = {"Partner"}
     node_probe = (
@@ -136,6 +185,16 @@ async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
         result = await partner_b.gql(node_probe, id=global_id)
         assert result["data"]["node"] is None, (kind, result)
         walked.add(kind)
+    run_node = await partner_b.gql(
+        "query($id: ID!) { node(id: $id) { id ... on SettlementRun { netPositions { party }"
+        " instructions { payer payee } } } }",
+        id=ids.encode("SettlementRun", run_id),
+    )
+    seen["settlementRunNode"] = run_node
+    assert run_node["data"]["node"]["netPositions"] == [
+        {"party": f"partner:{partner_b.partner_id}"}
+    ]
+    walked.add("SettlementRun")
     a_partner_node = await partner_b.gql(node_probe, id=a_partner_id)
     assert a_partner_node["data"]["node"]["contract"] is None  # the name is public, terms not
     assert node_types <= walked, f"no node(id:) probe for {node_types - walked}"

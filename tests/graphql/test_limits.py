@@ -62,3 +62,14 @@ async def test_too_many_aliases_are_refused(db: Database, api: httpx.AsyncClient
 
     assert result["data"] is None
     assert "aliases" in result["errors"][0]["message"].lower()
+
+
+async def test_a_paginated_field_without_arguments_costs_its_default_page(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await new_partner(db, api)
+
+    result = await partner.gql("{ transactions { edges { node { id } } } }")
+
+    assert "errors" not in result
+    assert result["extensions"]["cost"]["requestedQueryCost"] == 2 + 20 * 2

@@ -1,0 +1,157 @@
+"""Settlement in the API: runs as Nodes, runSettlement and finalizeSettlement."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+
+import strawberry
+from strawberry.types import Info
+
+from exchange.kit.errors import DomainError, NotFound
+from graphql_schema import ids
+from graphql_schema.context import Context
+from graphql_schema.errors import query_error
+from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
+from settlement import operations
+from settlement.models import RunStatus
+from settlement.operations import RunView
+
+SettlementStatus = strawberry.enum(RunStatus, name="SettlementStatus")
+
+
+@strawberry.type
+class NetPosition:
+    party: str = strawberry.field(description="'coalition' or 'partner:<id>'")
+    amount: Decimal = strawberry.field(description="Positive: pays; negative: receives.")
+
+
+@strawberry.type
+class PaymentInstruction:
+    payer: str
+    payee: str
+    amount: Decimal
+
+
+@strawberry.type
+class SettlementRun(Node):
+    status: SettlementStatus  # type: ignore[valid-type]
+    period_from: datetime
+    period_to: datetime
+    currency: str
+    digest: str
+    net_positions: list[NetPosition]
+    instructions: list[PaymentInstruction]
+
+    @classmethod
+    def of(cls, view: RunView) -> SettlementRun:
+        return cls(
+            id=strawberry.ID(ids.encode("SettlementRun", view.id)),
+            status=view.status,
+            period_from=view.period_start,
+            period_to=view.period_end,
+            currency=view.currency,
+            digest=view.digest,
+            net_positions=[
+                NetPosition(party=k, amount=Decimal(v)) for k, v in view.net_positions.items()
+            ],
+            instructions=[
+                PaymentInstruction(payer=i["payer"], payee=i["payee"], amount=Decimal(i["amount"]))
+                for i in view.instructions
+            ],
+        )
+
+
+@strawberry.type
+class SettlementRunEdge:
+    cursor: str
+    node: SettlementRun
+
+
+@strawberry.type
+class SettlementRunConnection:
+    edges: list[SettlementRunEdge]
+    page_info: PageInfo
+
+
+async def settlement_runs(
+    info: Info[Context, None], first: FirstArgument | None = None, after: str | None = None
+) -> SettlementRunConnection:
+    context = info.context
+    size = 20 if first is None else first
+    before_id = ids.decode_as(after, "SettlementRun") if after else None
+    try:
+        if not 1 <= size <= 100 or (after and before_id is None):
+            raise NotFound("first must be 1 to 100; after a cursor from here", field=["after"])
+        async with context.database.transaction() as conn:
+            views = await operations.runs(
+                conn, context.principal, first=size + 1, before_id=before_id
+            )
+    except DomainError as error:
+        raise query_error(error) from None
+    edges = [
+        SettlementRunEdge(cursor=ids.encode("SettlementRun", v.id), node=SettlementRun.of(v))
+        for v in views[:size]
+    ]
+    return SettlementRunConnection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=len(views) > size, end_cursor=edges[-1].cursor if edges else None
+        ),
+    )
+
+
+@strawberry.input
+class RunSettlementInput:
+    from_: datetime = strawberry.field(name="from")
+    to: datetime
+
+
+@strawberry.input
+class FinalizeSettlementInput:
+    run_id: strawberry.ID
+
+
+@strawberry.type
+class RunSettlementPayload:
+    run: SettlementRun | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class FinalizeSettlementPayload:
+    run: SettlementRun | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+async def run_settlement(
+    info: Info[Context, None], input: RunSettlementInput
+) -> RunSettlementPayload:
+    context = info.context
+    try:
+        async with context.database.transaction() as conn:
+            run = await operations.run(
+                conn, context.principal, start=input.from_, end=input.to, now=context.clock()
+            )
+            view = await operations.run_view(conn, context.principal, run_id=run.id)
+    except DomainError as error:
+        return RunSettlementPayload(user_errors=[UserError.of(error)])
+    return RunSettlementPayload(run=SettlementRun.of(view))
+
+
+async def finalize_settlement(
+    info: Info[Context, None], input: FinalizeSettlementInput
+) -> FinalizeSettlementPayload:
+    context = info.context
+    try:
+        run_id = ids.decode_as(input.run_id, "SettlementRun")
+        if run_id is None:
+            raise NotFound("no settlement run has that id", field=["runId"])
+        async with context.database.transaction() as conn:
+            run = await operations.finalize(
+                conn, context.principal, run_id=run_id, now=context.clock()
+            )
+            view = await operations.run_view(conn, context.principal, run_id=run.id)
+    except DomainError as error:
+        return FinalizeSettlementPayload(user_errors=[UserError.of(error)])
+    return FinalizeSettlementPayload(run=SettlementRun.of(view))
