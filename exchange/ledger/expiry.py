@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.ledger import repository
 from exchange.ledger.holds import release_expired_holds
-from exchange.ledger.models import ExpiryResult
+from exchange.ledger.models import AccountKind, ExpiryResult
 from exchange.ledger.service import expire_member_lots
 
 DEFAULT_BATCH = 500
@@ -25,10 +25,17 @@ async def expire_batch(
     for member_id in member_ids:
         await repository.lock_wallets(conn, member_ids=[member_id])
         lots = await repository.expired_lots(conn, member_id=member_id, as_of=as_of)
-        expired = await expire_member_lots(conn, member_id=member_id, lots=lots, now=as_of)
+        expired = await expire_member_lots(
+            conn, member_id=member_id, lots=lots, now=as_of, defer_breakage=True
+        )
         if expired:
             entries += 1
             points += expired
+    if points:
+        # One shard update after all the batch's wallets: the lock order stays
+        # wallet -> shard, as in every spend (docs/decisions/0002).
+        breakage = await repository.coalition_account_id(conn, kind=AccountKind.COALITION_BREAKAGE)
+        await repository.change_sharded_balance(conn, account_id=breakage, points=points)
     return ExpiryResult(members=len(member_ids), entries=entries, points=points)
 
 

@@ -106,10 +106,16 @@ async def replayed(conn: AsyncConnection, started: Started) -> EntryResult:
 
 
 async def expire_member_lots(
-    conn: AsyncConnection, *, member_id: int, lots: list[Row[Any]], now: datetime
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    lots: list[Row[Any]],
+    now: datetime,
+    defer_breakage: bool = False,
 ) -> int:
     """Sweep a member's expired lots into breakage as one EXPIRY entry. The caller holds
-    the wallet lock. Returns the points expired."""
+    the wallet lock. Returns the points expired. With ``defer_breakage`` the caller adds
+    them to the breakage account itself (once per batch, after every wallet it locks)."""
     allocations = repository.allocate(lots, sum(int(lot.remaining) for lot in lots))
     points = sum(a.points for a in allocations)
     if points == 0:
@@ -132,7 +138,8 @@ async def expire_member_lots(
     invariant(wallet is not None, "the wallet of a member with lots exists")
     assert wallet is not None
     breakage = await repository.coalition_account_id(conn, kind=AccountKind.COALITION_BREAKAGE)
-    await repository.change_sharded_balance(conn, account_id=breakage, points=points)
+    if not defer_breakage:
+        await repository.change_sharded_balance(conn, account_id=breakage, points=points)
     await repository.insert_postings(
         conn, entry_id=started.entry_id, legs=[(wallet.id, -points), (breakage, points)]
     )
