@@ -10,10 +10,12 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.kit.errors import DomainError, Forbidden, InvalidInput
+from exchange.ledger.models import AccountKind as LedgerAccountKind
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.errors import query_error
+from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
     FirstArgument,
@@ -74,6 +76,14 @@ def _ref_cursor(member_ref: str) -> str:
     return base64.urlsafe_b64encode(f"ref:{member_ref}".encode()).decode()
 
 
+def _ref_after_prefix(cursor: str, prefix: str) -> str | None:
+    try:
+        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    return decoded[len(prefix) :] if decoded.startswith(prefix) else None
+
+
 def _ref_after(cursor: str) -> str | None:
     try:
         decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
@@ -82,8 +92,91 @@ def _ref_after(cursor: str) -> str | None:
     return decoded[4:] if decoded.startswith("ref:") else None
 
 
+AccountKind = strawberry.enum(LedgerAccountKind, name="AccountKind")
+
+
+@strawberry.type
+class LedgerAccount:
+    kind: AccountKind  # type: ignore[valid-type]
+    balance: BigInt  # type: ignore[valid-type]
+    partner_id: strawberry.Private[int | None]
+    member_id: strawberry.Private[int | None]
+
+    @strawberry.field
+    async def partner(self, info: Info[Context, None]) -> Partner | None:
+        if self.partner_id is None:
+            return None
+        found = await info.context.partners.load(self.partner_id)
+        return Partner.of(found, with_contract=True) if found else None
+
+    @strawberry.field
+    def member(self) -> Member | None:
+        return Member.of(self.member_id) if self.member_id is not None else None
+
+
+@strawberry.type
+class LedgerAccountEdge:
+    cursor: str
+    node: LedgerAccount
+
+
+@strawberry.type
+class LedgerAccountConnection:
+    edges: list[LedgerAccountEdge]
+    page_info: PageInfo
+
+
+def _account_cursor(account_id: int) -> str:
+    return base64.urlsafe_b64encode(f"account:{account_id}".encode()).decode()
+
+
 @strawberry.type
 class Query:
+    @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
+    async def ledger_accounts(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: str | None = None,
+        kind: AccountKind | None = None,  # type: ignore[valid-type]
+    ) -> LedgerAccountConnection:
+        context = info.context
+        size = 20 if first is None else first
+        after_id = 0
+        if after:
+            decoded = _ref_after_prefix(after, "account:")
+            if decoded is None or not decoded.isdigit():
+                raise query_error(InvalidInput("after is not a cursor from here", field=["after"]))
+            after_id = int(decoded)
+        if not 1 <= size <= 100:
+            raise query_error(InvalidInput("first must be between 1 and 100", field=["first"]))
+        try:
+            async with context.database.transaction() as conn:
+                rows = await operations.ledger_accounts(
+                    conn,
+                    context.principal,
+                    after_id=after_id,
+                    first=size + 1,
+                    kind=LedgerAccountKind(kind.value) if kind else None,
+                )
+        except DomainError as error:
+            raise query_error(error) from None
+        edges = [
+            LedgerAccountEdge(
+                cursor=_account_cursor(r.id),
+                node=LedgerAccount(
+                    kind=r.kind, balance=r.balance, partner_id=r.partner_id, member_id=r.member_id
+                ),
+            )
+            for r in rows[:size]
+        ]
+        return LedgerAccountConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(rows) > size, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
     @strawberry.field(description="The calling partner's linked members, by its own refs.")
     async def members(
         self,

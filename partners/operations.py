@@ -14,8 +14,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
-from exchange.ledger.models import EntryKind, EntryResult, ExpiringPoints, Hold, Wallet
-from exchange.ledger.queries import EntryView
+from exchange.ledger import queries
+from exchange.ledger.models import (
+    AccountKind,
+    EntryKind,
+    EntryResult,
+    ExpiringPoints,
+    Hold,
+    Wallet,
+)
+from exchange.ledger.queries import AccountView, EntryView
 from partners import crypto, identity, repository
 from partners.identity import IdentityKeys, LinkResult
 from partners.principal import Principal, PrincipalKind
@@ -365,3 +373,18 @@ async def linked_members(
         conn, partner_id=principal.require_partner(), after_ref=after_ref, limit=first
     )
     return [LinkedMember(row.member_ref, int(row.member_id), row.created_at) for row in rows]
+
+
+async def ledger_accounts(
+    conn: AsyncConnection,
+    principal: Principal,
+    *,
+    after_id: int,
+    first: int,
+    kind: AccountKind | None,
+) -> list[AccountView]:
+    """Every ledger account with its balance: the operator's view (ledger:read:all)."""
+    if principal.kind != PrincipalKind.OPERATOR:
+        raise Forbidden("ledger accounts are the operator's view")
+    principal.require("ledger:read:all")
+    return await queries.accounts(conn, after_id=after_id, limit=first, kind=kind)

@@ -136,3 +136,24 @@ async def watch_wallet(
 
 async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
     await repository.unwatch_wallet(conn, member_id=member_id, watcher=watcher)
+
+
+@dataclass(frozen=True)
+class AccountView:
+    id: int
+    kind: AccountKind
+    partner_id: int | None
+    member_id: int | None
+    balance: int
+
+
+async def accounts(
+    conn: AsyncConnection, *, after_id: int, limit: int, kind: AccountKind | None = None
+) -> list[AccountView]:
+    rows = await repository.accounts_page(
+        conn, after_id=after_id, limit=limit, kind=str(kind) if kind else None
+    )
+    return [
+        AccountView(int(r.id), AccountKind(r.kind), r.partner_id, r.member_id, int(r.balance))
+        for r in rows
+    ]

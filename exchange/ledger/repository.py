@@ -816,3 +816,23 @@ async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str)
         text("DELETE FROM wallet_watch WHERE member_id = :member_id AND watcher = :watcher"),
         {"member_id": member_id, "watcher": watcher},
     )
+
+
+async def accounts_page(
+    conn: AsyncConnection, *, after_id: int, limit: int, kind: str | None
+) -> list[Row[Any]]:
+    """Accounts with their balance (sharded ones summed), in id order."""
+    result = await conn.execute(
+        text(
+            """
+            SELECT a.id, a.kind, a.partner_id, a.member_id,
+                   a.balance + coalesce((SELECT sum(s.balance) FROM ledger_account_shard s
+                                         WHERE s.account_id = a.id), 0) AS balance
+            FROM ledger_account a
+            WHERE a.id > :after_id AND (CAST(:kind AS text) IS NULL OR a.kind = :kind)
+            ORDER BY a.id LIMIT :limit
+            """
+        ),
+        {"after_id": after_id, "limit": limit, "kind": kind},
+    )
+    return list(result.all())

@@ -37,6 +37,7 @@ QUERY_PROBES: dict[str, str] = {
         member { id wallet { balance } } } } } }""",
     "settlementRuns": """{ settlementRuns(first: 100) { edges { node { id status
         netPositions { party amount } instructions { payer payee amount } } } } }""",
+    "ledgerAccounts": "{ ledgerAccounts(first: 100) { edges { node { kind balance } } } }",
     "node": "(walked per Node type below)",
 }
 

@@ -288,3 +288,42 @@ async def test_a_partner_pages_through_its_own_linked_members(partner: Caller) -
     assert seen == refs
     assert first["pageInfo"]["hasNextPage"] is True
     assert second["pageInfo"]["hasNextPage"] is False
+
+
+async def test_concurrent_redemptions_over_http_never_overdraw(partner: Caller) -> None:
+    import asyncio
+
+    ref = await _linked(partner, 95)
+
+    results = await asyncio.gather(
+        *[partner.gql(REDEEM, key=key(), ref=ref, points=10) for _ in range(20)]
+    )
+
+    payloads = [r["data"]["redeemPoints"] for r in results]
+    succeeded = [p for p in payloads if not p["userErrors"]]
+    refused = [p["userErrors"][0]["code"] for p in payloads if p["userErrors"]]
+    assert len(succeeded) == 9
+    assert refused == ["INSUFFICIENT_POINTS"] * 11
+    wallet = await partner.gql(
+        "query($r: String!) { member(memberRef: $r) { wallet { balance } } }", r=ref
+    )
+    assert wallet["data"]["member"]["wallet"]["balance"] == "5"
+
+
+async def test_an_operator_lists_ledger_accounts_with_balances(
+    db: Database, api: httpx.AsyncClient, partner: Caller
+) -> None:
+    from tests.graphql.conftest import new_operator
+
+    await _linked(partner, 40)
+    operator = await new_operator(db, api)
+
+    page = await operator.gql(
+        "{ ledgerAccounts(first: 100, kind: PARTNER_ISSUED) { edges { node { kind balance"
+        " partner { id } } } pageInfo { hasNextPage } } }"
+    )
+
+    nodes = [e["node"] for e in page["data"]["ledgerAccounts"]["edges"]]
+    assert nodes
+    assert {n["kind"] for n in nodes} == {"PARTNER_ISSUED"}
+    assert all(int(n["balance"]) <= 0 for n in nodes)  # issuing runs an issued account negative
