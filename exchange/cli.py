@@ -84,6 +84,15 @@ def build_parser() -> Parser:
         help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
     )
     settle.add_argument("--to", dest="end", required=True, type=_day_or_time)
+    settle.add_argument("--currency", help="settlement currency (needed when partners differ)")
+    settle.add_argument(
+        "--rate",
+        action="append",
+        default=[],
+        type=_rate,
+        metavar="CUR=RATE",
+        help="exchange rate for the period, 1 CUR = RATE settlement units; repeat per currency",
+    )
     settle.add_argument("--finalize", action="store_true", help="close the period too")
     settle.add_argument("--json", action="store_true")
     payment = commands.add_parser("payment", help="record a paid settlement instruction")
@@ -94,6 +103,9 @@ def build_parser() -> Parser:
     report.add_argument("run", type=int)
     report.add_argument("--format", choices=["json", "csv", "html", "beancount"], required=True)
     report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
+    report.add_argument(
+        "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
+    )
 
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
     expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
@@ -152,6 +164,13 @@ def _day_or_time(value: str) -> datetime:
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a date: {value!r}") from None
     return _timestamp(value)
+
+
+def _rate(value: str) -> tuple[str, Decimal]:
+    currency, _, rate = value.partition("=")
+    if len(currency) != 3 or not currency.isupper():
+        raise argparse.ArgumentTypeError(f"expected CUR=RATE, like EUR=1.08: {value!r}")
+    return currency, _decimal(rate)
 
 
 def _decimal(value: str) -> Decimal:
@@ -475,7 +494,12 @@ def command_settle(args: argparse.Namespace) -> int:
         print(f"settling [{args.start.isoformat()}, {args.end.isoformat()}) …", file=sys.stderr)
         async with database.transaction() as conn:
             result = await settlement_service.run_settlement(
-                conn, start=args.start, end=args.end, now=utc_now()
+                conn,
+                start=args.start,
+                end=args.end,
+                now=utc_now(),
+                currency=args.currency,
+                rates=dict(args.rate),
             )
             if args.finalize:
                 result = await settlement_service.finalize(conn, run_id=result.id, now=utc_now())
@@ -514,6 +538,13 @@ def command_settle(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def _write(out: str, body: str) -> None:
+    if out == "-":
+        sys.stdout.write(body)
+    else:
+        Path(out).write_text(body)
+
+
 def command_payment(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction() as conn:
@@ -534,7 +565,22 @@ def command_report(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction() as conn:
             result = await settlement_service.get_run(conn, run_id=args.run)
+            partner = (
+                await registry.get_partner(conn, name=args.partner, now=utc_now())
+                if args.partner
+                else None
+            )
         document, status = result.document, str(result.status)
+        if partner is not None:
+            if args.format not in ("json", "csv"):
+                raise UsageError("a partner statement comes as json or csv")
+            body = (
+                settlement_reports.to_json(settlement_reports.statement(document, partner.id))
+                if args.format == "json"
+                else settlement_reports.statement_csv(document, partner.id)
+            )
+            await asyncio.to_thread(_write, args.out, body)
+            return 0
         body = {
             "json": lambda: settlement_reports.to_json(document),
             "csv": lambda: settlement_reports.to_csv(document),

@@ -102,9 +102,17 @@ async def settlement_runs(
 
 
 @strawberry.input
+class ExchangeRateInput:
+    currency: str
+    rate: Decimal = strawberry.field(description="1 unit = rate units of the settlement currency")
+
+
+@strawberry.input
 class RunSettlementInput:
     from_: datetime = strawberry.field(name="from")
     to: datetime
+    currency: str | None = None
+    rates: list[ExchangeRateInput] | None = None
 
 
 @strawberry.input
@@ -131,7 +139,13 @@ async def run_settlement(
     try:
         async with context.database.transaction() as conn:
             run = await operations.run(
-                conn, context.principal, start=input.from_, end=input.to, now=context.clock()
+                conn,
+                context.principal,
+                start=input.from_,
+                end=input.to,
+                now=context.clock(),
+                currency=input.currency,
+                rates={r.currency: r.rate for r in input.rates or []},
             )
             view = await operations.run_view(conn, context.principal, run_id=run.id)
     except DomainError as error:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -43,9 +44,13 @@ async def run(
     start: datetime,
     end: datetime,
     now: datetime,
+    currency: str | None = None,
+    rates: dict[str, Decimal] | None = None,
 ) -> SettlementRun:
     _operator(principal, "settlement:run")
-    return await service.run_settlement(conn, start=start, end=end, now=now)
+    return await service.run_settlement(
+        conn, start=start, end=end, now=now, currency=currency, rates=rates
+    )
 
 
 async def finalize(

@@ -33,14 +33,20 @@ async def verify(conn: AsyncConnection) -> list[Check]:
     runs = (
         await conn.execute(
             text(
-                "SELECT id, period_start, period_end, cutoff, digest, document FROM"
+                "SELECT id, period_start, period_end, cutoff, digest, document, currency FROM"
                 " settlement_run WHERE status IN ('FINALIZED', 'PAID') ORDER BY id"
             )
         )
     ).all()
     for run in runs:
+        rates = {k: Decimal(v) for k, v in run.document.get("exchangeRates", {}).items()}
         _, document, _ = await compute(
-            conn, start=run.period_start, end=run.period_end, cutoff=run.cutoff
+            conn,
+            start=run.period_start,
+            end=run.period_end,
+            cutoff=run.cutoff,
+            currency=run.currency,
+            rates=rates,
         )
         if digest_of(document) != run.digest:
             drifted.append(f"run {run.id}")

@@ -258,3 +258,34 @@ def _next_day(day: str) -> str:
     from datetime import date, timedelta
 
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+
+def statement(document: dict[str, Any], partner_id: int) -> dict[str, Any]:
+    """One partner's statement: only what concerns it — its points, its obligations
+    (with counterparties), its net position and the payments it makes or receives."""
+    own = f"partner:{partner_id}"
+    points = document["points"]
+    return {
+        "partner": own,
+        "name": document["parties"].get(own, ""),
+        "period": document["period"],
+        "currency": document["currency"],
+        "points": points["byParty"].get(own, {}),
+        "redemptionsOfItsPoints": [c for c in points["matrix"] if c["issuer"] == own],
+        "redemptionsAtIt": [c for c in points["matrix"] if c["redeemer"] == own],
+        "obligations": [o for o in document["obligations"] if own in (o["debtor"], o["creditor"])],
+        "netPosition": document["netPositions"].get(own, "0"),
+        "instructions": [i for i in document["instructions"] if own in (i["payer"], i["payee"])],
+    }
+
+
+def statement_csv(document: dict[str, Any], partner_id: int) -> str:
+    """The statement's obligations, one per row, with the net position last."""
+    own = statement(document, partner_id)
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["debtor", "creditor", "reason", "amount", "currency"])
+    for o in own["obligations"]:
+        writer.writerow([o["debtor"], o["creditor"], o["reason"], o["amount"], own["currency"]])
+    writer.writerow(["net position", "", "", own["netPosition"], own["currency"]])
+    return out.getvalue()

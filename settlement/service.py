@@ -61,22 +61,24 @@ def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int |
 
 
 def _obligations(
-    issued: list[Row[Any]], redeemed: list[Row[Any]], terms: dict[tuple[int, int], Terms]
+    issued: list[Row[Any]],
+    redeemed: list[Row[Any]],
+    terms: dict[tuple[int, int], Terms],
+    rates: dict[str, Decimal],
 ) -> list[Obligation]:
+    """Exact obligations in the settlement currency: each price is converted from its
+    contract's currency with the period's rate (1 unit = rate units of settlement)."""
     exact: list[Obligation] = []
     for row in issued:
         contract = _priced(terms, row.partner_id, row.version)
         if contract.funding_model == "PREFUNDED" and row.points:
-            exact.append(
-                Obligation(
-                    party(row.partner_id), COALITION, "issuance", row.points * contract.issue_price
-                )
-            )
+            value = row.points * contract.issue_price * rates[contract.currency]
+            exact.append(Obligation(party(row.partner_id), COALITION, "issuance", value))
     for row in redeemed:
         if not row.points:
             continue
         redeemer = _priced(terms, row.redeemer_id, row.redeemer_version)
-        value = row.points * redeemer.redemption_price
+        value = row.points * redeemer.redemption_price * rates[redeemer.currency]
         issuer = (
             None if row.issuer_id is None else _priced(terms, row.issuer_id, row.issuer_version)
         )
@@ -101,15 +103,30 @@ def _rounded(exact: list[Obligation], currency: str) -> list[Obligation]:
     return [Obligation(d, c, r, amount) for (d, c, r), amount in sorted(rounded.items()) if amount]
 
 
-def _currency(terms: dict[tuple[int, int], Terms]) -> str:
-    currencies = sorted({t.currency for t in terms.values()})
-    if len(currencies) > 1:
+def _currency(
+    terms: dict[tuple[int, int], Terms], currency: str | None, rates: dict[str, Decimal]
+) -> tuple[str, dict[str, Decimal]]:
+    """The settlement currency and a rate for every currency involved (its own is 1)."""
+    involved = sorted({t.currency for t in terms.values()})
+    chosen = currency or (involved[0] if len(involved) == 1 else None) or "USD"
+    if currency is None and len(involved) > 1:
         raise InvalidInput(
-            f"the partners settle in {', '.join(currencies)}; a run across currencies needs"
-            " an exchange-rate table for the period, which this version does not take yet",
+            f"the partners settle in {', '.join(involved)}; choose a settlement currency"
+            " and give an exchange-rate table for the period",
             field=["currency"],
         )
-    return currencies[0] if currencies else "USD"
+    table = {chosen: Decimal(1), **{k: v for k, v in rates.items() if k != chosen}}
+    missing = [c for c in involved if c not in table]
+    if missing:
+        raise InvalidInput(
+            f"no exchange rate for {', '.join(missing)} into {chosen} for the period;"
+            " the exchange-rate table must cover every currency involved",
+            field=["rates"],
+        )
+    bad = [c for c, rate in table.items() if not rate.is_finite() or rate <= 0]
+    if bad:
+        raise InvalidInput(f"exchange rates must be positive: {', '.join(bad)}", field=["rates"])
+    return chosen, table
 
 
 def _points(
@@ -206,7 +223,13 @@ async def _facts(
 
 
 async def compute(
-    conn: AsyncConnection, *, start: datetime, end: datetime, cutoff: datetime
+    conn: AsyncConnection,
+    *,
+    start: datetime,
+    end: datetime,
+    cutoff: datetime,
+    currency: str | None = None,
+    rates: dict[str, Decimal] | None = None,
 ) -> tuple[str, dict[str, Any], list[tuple[str, Decimal]]]:
     since = await repository.previous_cutoff(conn, start=start)
     params = {"start": start, "end": end, "cutoff": cutoff, "since": since}
@@ -217,9 +240,9 @@ async def compute(
         ids |= {r.partner_id for r in issued} | {r.partner_id for r in expired}
         ids |= {r.issuer_id for r in redeemed} | {r.redeemer_id for r in redeemed}
     terms = await _terms(conn, {int(i) for i in ids if i is not None})
-    currency = _currency(terms)
-    exact = _obligations(regular[0], regular[1], terms)
-    exact += _late(_obligations(late[0], late[1], terms))
+    currency, table = _currency(terms, currency, rates or {})
+    exact = _obligations(regular[0], regular[1], terms, table)
+    exact += _late(_obligations(late[0], late[1], terms, table))
     obligations = _rounded(exact, currency)
     names = {party(pid): t.name for (pid, _), t in terms.items()} | {COALITION: "Coalition"}
     document = build_document(
@@ -231,12 +254,20 @@ async def compute(
         obligations=obligations,
     )
     document["priorPeriodAdjustments"] = _points(*late)
+    if len(table) > 1:
+        document["exchangeRates"] = {k: format(v, "f") for k, v in sorted(table.items())}
     net = netting.net_positions(obligations)
     return currency, document, journal.postings(obligations, net)
 
 
 async def run_settlement(
-    conn: AsyncConnection, *, start: datetime, end: datetime, now: datetime
+    conn: AsyncConnection,
+    *,
+    start: datetime,
+    end: datetime,
+    now: datetime,
+    currency: str | None = None,
+    rates: dict[str, Decimal] | None = None,
 ) -> SettlementRun:
     """Compute and store a DRAFT run for [start, end) with entries created by ``now``; an
     earlier draft of exactly that period is superseded."""
@@ -253,7 +284,9 @@ async def run_settlement(
             " next period's run",
             field=["from"],
         )
-    currency, document, legs = await compute(conn, start=start, end=end, cutoff=now)
+    currency, document, legs = await compute(
+        conn, start=start, end=end, cutoff=now, currency=currency, rates=rates
+    )
     digest = digest_of(document)
     await repository.supersede_drafts(conn, start=start, end=end)
     run_id = await repository.insert_run(

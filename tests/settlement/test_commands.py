@@ -111,3 +111,42 @@ async def test_html_report_and_a_beancount_export_that_bean_check_accepts(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     # cinema owes coffee 700 x 0.008 = 5.60 and the coalition 5.60 x 0.02 = 0.112 -> 0.11
     assert "5.71 USD" in ledger_file.read_text()
+
+
+async def test_a_partner_statement_shows_only_that_partner(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    period = Period(db, year=1801 + secrets.randbelow(190))
+    coffee = await period.partner(issue="0.010", redeem="0.008")
+    cinema = await period.partner(issue="0.012", redeem="0.009")
+    alice = await period.member()
+    await period.earn(coffee, alice, 1_000, day=1)
+    await period.earn(cinema, alice, 100, day=1)
+    await period.redeem(cinema, alice, 300, day=2)
+    settled = run(
+        [
+            "settle",
+            "--from",
+            period.start.date().isoformat(),
+            "--to",
+            period.end.date().isoformat(),
+            "--json",
+        ],
+        database_url,
+        tmp_path,
+    )
+    document = json.loads(settled.stdout)
+    name = document["parties"][f"partner:{cinema}"]
+
+    result = run(
+        ["report", str(document["run"]), "--format", "json", "--out", "-", "--partner", name],
+        database_url,
+        tmp_path,
+    )
+
+    assert result.returncode == 0, result.stderr
+    statement = json.loads(result.stdout)
+    # cinema: owes 100 x 0.012 = 1.20; is owed 300 x 0.009 = 2.70; net -1.50 (receives)
+    assert statement["netPosition"] == "-1.50"
+    assert f"partner:{coffee}" not in json.dumps(statement["obligations"])
+    assert statement["points"]["issued"] == 100

@@ -269,8 +269,44 @@ async def test_partners_in_two_currencies_can_not_be_settled_together(db: Databa
     await period.earn(euros, alice, 10, day=1)
     await period.earn(dollars, alice, 10, day=1)
 
-    with pytest.raises(DomainError, match="exchange-rate"):
+    with pytest.raises(DomainError, match="exchange-rate table"):
         await period.settle()
+
+
+async def test_an_exchange_rate_table_settles_two_currencies_in_one(db: Database) -> None:
+    period = Period(db)
+    euros = await period.partner(issue="0.010", redeem="0.008", currency="EUR")
+    dollars = await period.partner(issue="0.012", redeem="0.009", currency="USD")
+    alice = await period.member()
+    await period.earn(euros, alice, 1_000, day=1)
+    await period.earn(dollars, alice, 500, day=2)
+    await period.redeem(dollars, alice, 400, day=3)  # the euro partner's points
+
+    async with db.transaction() as conn:
+        with pytest.raises(DomainError, match="no exchange rate for EUR"):
+            await run_settlement(
+                conn,
+                start=period.start,
+                end=period.end,
+                now=datetime(9999, 1, 1, tzinfo=UTC),
+                currency="USD",
+            )
+    async with db.transaction() as conn:
+        run = await run_settlement(
+            conn,
+            start=period.start,
+            end=period.end,
+            now=datetime(9999, 1, 1, tzinfo=UTC),
+            currency="USD",
+            rates={"EUR": Decimal("1.10")},
+        )
+
+    # euros: 1000 x 0.010 EUR = 10.00 EUR x 1.10 = 11.00 USD owed for issuance.
+    # dollars: 500 x 0.012 = 6.00 owed; 400 x 0.009 = 3.60 due from the coalition: 2.40 net.
+    assert run.document["currency"] == "USD"
+    assert run.document["exchangeRates"] == {"EUR": "1.10", "USD": "1"}
+    assert run.document["netPositions"][p(euros)] == "11.00"
+    assert run.document["netPositions"][p(dollars)] == "2.40"
 
 
 async def test_a_period_that_has_not_ended_is_refused(db: Database) -> None:
