@@ -107,6 +107,15 @@ def build_parser() -> Parser:
         "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
     )
 
+    bench = commands.add_parser("bench", help="load a running server over HTTP and measure")
+    bench.add_argument("--url", default="http://127.0.0.1:8000")
+    bench.add_argument("--concurrency", type=int, default=16)
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds of load")
+    bench.add_argument("--partners", type=int, default=1)
+    bench.add_argument("--members", type=int, default=1000)
+    bench.add_argument("--mix", default="earn=45,redeem=35,wallet=20")
+    bench.add_argument("--json", action="store_true")
+
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
     expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
     expire.add_argument("--json", action="store_true")
@@ -273,6 +282,7 @@ def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from exchange.migrations import upgrade_sync
+    from exchange.server import NoDelayH11Protocol
 
     if not 1 <= args.port <= 65535:
         raise UsageError("--port must be between 1 and 65535")
@@ -299,6 +309,8 @@ def command_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        http=NoDelayH11Protocol,
+        access_log=False,
     )
     return 0
 
@@ -545,6 +557,66 @@ def _write(out: str, body: str) -> None:
         Path(out).write_text(body)
 
 
+def _mix(value: str) -> dict[str, int]:
+    mix: dict[str, int] = {}
+    for part in value.split(","):
+        name, _, weight = part.partition("=")
+        if name not in ("earn", "redeem", "wallet") or not weight.isdigit():
+            raise UsageError(f"--mix takes earn=N,redeem=N,wallet=N, not {value!r}")
+        mix[name] = int(weight)
+    if not any(mix.values()):
+        raise UsageError("--mix needs a positive weight")
+    return mix
+
+
+def command_bench(args: argparse.Namespace) -> int:
+    from exchange import bench
+
+    mix = _mix(args.mix)
+    if not 1 <= args.concurrency <= 1024 or not 1 <= args.partners <= 500:
+        raise UsageError("--concurrency must be 1 to 1024 and --partners 1 to 500")
+    if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
+        raise UsageError("--members must be 1 to 1,000,000 and --duration positive")
+    settings = Settings.from_environment()
+
+    async def run(database: Database) -> int:
+        tag = f"{int(utc_now().timestamp())}"
+        print(f"setting up {args.partners} partners and {args.members} members …", file=sys.stderr)
+        partners, refs = await bench.setup(
+            database,
+            partners=args.partners,
+            members=args.members,
+            secret=settings.secret_key(),
+            tag=tag,
+        )
+        print(f"loading {args.url} at {args.concurrency} for {args.duration}s …", file=sys.stderr)
+        result = await bench.run_load(
+            args.url,
+            partners,
+            refs,
+            concurrency=args.concurrency,
+            duration=args.duration,
+            mix=mix,
+        )
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"{result['ops_per_s']} ops/s  p50 {result['p50_ms']} ms  p95"
+                f" {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}"
+                f"  (refused: {result['refused_insufficient_points']}; bench CPU"
+                f" {result['bench_cpu_share']:.0%} of a core)"
+            )
+            for op, figures in result["by_operation"].items():
+                print(
+                    f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
+                    f"  p99 {figures['p99_ms']} ms"
+                )
+        return 1 if result["errors"] else 0
+
+    return _run(run)
+
+
 def command_payment(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction() as conn:
@@ -609,6 +681,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "settle": command_settle,
     "report": command_report,
     "payment": command_payment,
+    "bench": command_bench,
 }
 
 

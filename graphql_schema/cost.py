@@ -35,8 +35,8 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 MAX_QUERY_COST = 1_000
-MAXIMUM_AVAILABLE = 2_000
-RESTORE_RATE = 100  # points per second
+MAXIMUM_AVAILABLE = 20_000
+RESTORE_RATE = 5_000  # points per second: ~400 mutations a second per client
 DEFAULT_PAGE = 20
 MUTATION_COST = 10
 

@@ -172,3 +172,57 @@ async def test_serve_demo_seeds_migrates_and_answers_health_probes(
         output, _ = server.communicate(timeout=30)
     assert "demo coalition" in output
     assert "Traceback" not in output
+
+
+async def test_bench_drives_a_running_server_without_errors(
+    database_url: str, tmp_path: Path
+) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(tmp_path),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
+        [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    if (await client.get("/readyz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.1)
+        result = run(
+            [
+                "bench",
+                "--url",
+                f"http://127.0.0.1:{port}",
+                "--concurrency",
+                "2",
+                "--duration",
+                "1",
+                "--members",
+                "5",
+                "--partners",
+                "2",
+                "--json",
+            ],
+            database_url,
+            tmp_path,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["errors"] == 0
+    assert report["operations"] > 0
+    assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}

@@ -1,0 +1,239 @@
+"""`exchange bench`: drive a running server over HTTP with a realistic mix and report
+throughput, latency percentiles, errors and the load generator's own CPU.
+
+Setup (through the database the server uses): bench partners with OAuth clients, and
+members linked to every partner with a starting balance. Load: `concurrency` workers,
+each sending one GraphQL operation at a time for `duration` seconds. A redemption
+refused for insufficient points is a business answer, not an error; an HTTP error,
+a GraphQL error or any other userError is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import resource
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import httpx
+
+from exchange import ledger
+from exchange.kit.clock import utc_now
+from exchange.kit.db import Database
+from partners import clients, identity, registry
+from partners.identity import IdentityKeys
+from partners.models import ContractTerms
+
+EARN = (
+    "mutation($k: String!, $r: String!, $p: Int!) { earnPoints(input: {idempotencyKey: $k,"
+    " memberRef: $r, points: $p}) { transaction { id } userErrors { code } } }"
+)
+REDEEM = (
+    "mutation($k: String!, $r: String!, $p: Int!) { redeemPoints(input: {idempotencyKey: $k,"
+    " memberRef: $r, points: $p}) { transaction { id } userErrors { code } } }"
+)
+WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
+SCOPES = ["points:earn", "points:redeem", "members:link", "members:read"]
+
+
+@dataclass
+class BenchPartner:
+    partner_id: int
+    client_id: str
+    client_secret: str
+    token: str = ""
+
+
+@dataclass
+class Results:
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+    errors: int = 0
+    refused: int = 0
+    error_examples: list[str] = field(default_factory=list)
+
+    def record(self, op: str, seconds: float) -> None:
+        self.latencies.setdefault(op, []).append(seconds)
+
+
+async def setup(
+    database: Database, *, partners: int, members: int, secret: bytes, tag: str
+) -> tuple[list[BenchPartner], list[str]]:
+    """Bench partners with clients; members linked to each partner, with 100,000 points."""
+    keys = IdentityKeys.from_secret(secret)
+    created: list[BenchPartner] = []
+    terms = ContractTerms(
+        currency="USD", issue_price=Decimal("0.01"), redemption_price=Decimal("0.008")
+    )
+    now = utc_now()
+    async with database.transaction() as conn:
+        for number in range(partners):
+            partner = await registry.add_partner(
+                conn, name=f"bench-{tag}-{number}", terms=terms, now=now
+            )
+            client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner.id)
+            assert client.client_secret is not None
+            created.append(BenchPartner(partner.id, client.client_id, client.client_secret))
+    refs = [f"m{number}" for number in range(members)]
+    for start in range(0, members, 500):
+        async with database.transaction() as conn:
+            for ref in refs[start : start + 500]:
+                member_id = None
+                for partner in created:
+                    linked = await identity.link_member(
+                        conn,
+                        keys=keys,
+                        partner_id=partner.partner_id,
+                        member_ref=ref,
+                        email=f"{ref}.{tag}@bench.invalid",
+                        now=now,
+                    )
+                    member_id = linked.member_id
+                assert member_id is not None
+                await ledger.earn(
+                    conn,
+                    client_id=f"bench-{tag}",
+                    idempotency_key=f"seed-{ref}",
+                    partner_id=created[0].partner_id,
+                    member_id=member_id,
+                    points=100_000,
+                    now=now,
+                )
+    return created, refs
+
+
+async def _token(http: httpx.AsyncClient, partner: BenchPartner) -> str:
+    response = await http.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(partner.client_id, partner.client_secret),
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+def _choose(mix: dict[str, int]) -> str:
+    return random.choices(list(mix), weights=list(mix.values()))[0]  # noqa: S311
+
+
+async def _worker(
+    http: httpx.AsyncClient,
+    partners: list[BenchPartner],
+    refs: list[str],
+    mix: dict[str, int],
+    deadline: float,
+    results: Results,
+    worker: int,
+) -> None:
+    sequence = 0
+    while time.monotonic() < deadline:
+        op = _choose(mix)
+        partner = random.choice(partners)  # noqa: S311
+        ref = random.choice(refs)  # noqa: S311
+        sequence += 1
+        key = f"w{worker}-{sequence}-{time.monotonic_ns()}"
+        body: dict[str, Any]
+        if op == "earn":
+            body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
+        elif op == "redeem":
+            body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
+        else:
+            body = {"query": WALLET, "variables": {"r": ref}}
+        started = time.perf_counter()
+        try:
+            response = await http.post(
+                "/graphql", json=body, headers={"Authorization": f"Bearer {partner.token}"}
+            )
+            payload = response.json()
+        except (httpx.HTTPError, ValueError) as error:
+            results.errors += 1
+            if len(results.error_examples) < 5:
+                results.error_examples.append(f"{op}: {type(error).__name__}")
+            continue
+        results.record(op, time.perf_counter() - started)
+        _judge(op, response.status_code, payload, results)
+
+
+def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> None:
+    problem = None
+    if status != 200 or payload.get("errors"):
+        problem = f"{op}: HTTP {status} {str(payload.get('errors'))[:120]}"
+    elif op != "wallet":
+        errors = next(iter(payload["data"].values()))["userErrors"]
+        if errors and errors[0]["code"] == "INSUFFICIENT_POINTS":
+            results.refused += 1
+        elif errors:
+            problem = f"{op}: {errors[0]['code']}"
+    if problem:
+        results.errors += 1
+        if len(results.error_examples) < 5:
+            results.error_examples.append(problem)
+
+
+def _percentile(values: list[float], share: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+
+async def run_load(
+    url: str,
+    partners: list[BenchPartner],
+    refs: list[str],
+    *,
+    concurrency: int,
+    duration: float,
+    mix: dict[str, int],
+) -> dict[str, Any]:
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    # Without TCP_NODELAY a request's header and body writes meet delayed ACKs: ~40 ms each.
+    transport = httpx.AsyncHTTPTransport(
+        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
+        for partner in partners:
+            partner.token = await _token(http, partner)
+        results = Results()
+        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+        started = time.monotonic()
+        deadline = started + duration
+        await asyncio.gather(
+            *(
+                _worker(http, partners, refs, mix, deadline, results, worker)
+                for worker in range(concurrency)
+            )
+        )
+        elapsed = time.monotonic() - started
+        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
+    everything = [s for values in results.latencies.values() for s in values]
+    per_op = {
+        op: {
+            "count": len(values),
+            "p50_ms": round(_percentile(values, 0.50) * 1000, 2),
+            "p99_ms": round(_percentile(values, 0.99) * 1000, 2),
+        }
+        for op, values in sorted(results.latencies.items())
+    }
+    return {
+        "concurrency": concurrency,
+        "duration_s": round(elapsed, 2),
+        "partners": len(partners),
+        "members": len(refs),
+        "operations": len(everything),
+        "ops_per_s": round(len(everything) / elapsed, 1),
+        "p50_ms": round(_percentile(everything, 0.50) * 1000, 2),
+        "p95_ms": round(_percentile(everything, 0.95) * 1000, 2),
+        "p99_ms": round(_percentile(everything, 0.99) * 1000, 2),
+        "mean_ms": round(statistics.fmean(everything) * 1000, 2) if everything else 0.0,
+        "errors": results.errors,
+        "error_examples": results.error_examples,
+        "refused_insufficient_points": results.refused,
+        "bench_cpu_share": round(cpu / elapsed, 3),
+        "by_operation": per_op,
+    }
