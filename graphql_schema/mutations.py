@@ -23,7 +23,7 @@ from graphql_schema.settlement import (
     run_settlement,
 )
 from graphql_schema.types import Hold, Transaction, UserError
-from graphql_schema.wallets import Member, Wallet
+from graphql_schema.wallets import Member, Wallet, load_wallet
 from partners import operations
 
 
@@ -98,15 +98,23 @@ class LinkMemberPayload:
 @strawberry.type
 class TransactionPayload:
     transaction: Transaction | None = None
-    wallet: Wallet | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+    member_id: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="The member's wallet after the operation (read if asked).")
+    async def wallet(self, info: Info[Context, None]) -> Wallet | None:
+        return await load_wallet(info, self.member_id) if self.member_id is not None else None
 
 
 @strawberry.type
 class HoldPayload:
     hold: Hold | None = None
-    wallet: Wallet | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+    member_id: strawberry.Private[int | None] = None
+
+    @strawberry.field(description="The member's wallet after the operation (read if asked).")
+    async def wallet(self, info: Info[Context, None]) -> Wallet | None:
+        return await load_wallet(info, self.member_id) if self.member_id is not None else None
 
 
 # The contract names one payload type per mutation; they share a shape.
@@ -136,15 +144,9 @@ async def _entry_payload(info: Info[Context, None], payload: type, work: Work) -
         async with context.unit_of_work() as conn:
             result = await work(conn)
             entry = await operations.transaction_for(conn, context.principal, result.entry_id)
-            wallet = None
-            if result.member_id is not None:
-                wallet = await operations.wallet_of(conn, context.principal, result.member_id)
     except DomainError as error:
         return payload(user_errors=[UserError.of(error)])
-    return payload(
-        transaction=Transaction.of(entry) if entry else None,
-        wallet=Wallet.of(wallet) if wallet else None,
-    )
+    return payload(transaction=Transaction.of(entry) if entry else None, member_id=result.member_id)
 
 
 async def _hold_payload(info: Info[Context, None], payload: type, work: Work) -> Any:
@@ -154,14 +156,9 @@ async def _hold_payload(info: Info[Context, None], payload: type, work: Work) ->
             result = await work(conn)
             assert result.hold_id is not None
             hold = await operations.hold_for(conn, context.principal, result.hold_id)
-            wallet = None
-            if result.member_id is not None:
-                wallet = await operations.wallet_of(conn, context.principal, result.member_id)
     except DomainError as error:
         return payload(user_errors=[UserError.of(error)])
-    return payload(
-        hold=Hold.of(hold) if hold else None, wallet=Wallet.of(wallet) if wallet else None
-    )
+    return payload(hold=Hold.of(hold) if hold else None, member_id=result.member_id)
 
 
 @strawberry.type
