@@ -5,8 +5,10 @@ guards future recursive types: no path in today's schema is deeper than six.)"""
 from __future__ import annotations
 
 import httpx
+from strawberry.extensions.validation_cache import _get_validate_cache
 
 from exchange.kit.db import Database
+from graphql_schema.schema import CACHE_SIZE
 from tests.graphql.conftest import new_partner
 
 _EXPENSIVE = """{ transactions(first: 100) { edges { node { id
@@ -79,3 +81,20 @@ async def test_a_paginated_field_without_arguments_costs_its_default_page(
 
     assert "errors" not in result
     assert result["extensions"]["cost"]["requestedQueryCost"] == 2 + 20 * 2
+
+
+async def test_a_repeated_document_is_validated_once(db: Database, api: httpx.AsyncClient) -> None:
+    # The validation cache is keyed by the document and the rules; limit rules built per
+    # request would make every request a miss and validate the document again.
+    partner = await new_partner(db, api)
+    document = "query RepeatedForTheCache { viewer { kind } }"
+    cached = _get_validate_cache(CACHE_SIZE)
+    await partner.gql(document)
+    before = cached.cache_info()
+
+    for _ in range(3):
+        await partner.gql(document)
+
+    after = cached.cache_info()
+    assert after.hits - before.hits == 3
+    assert after.misses == before.misses
