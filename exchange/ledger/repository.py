@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.db import sql
 from exchange.ledger.models import (
     BALANCE_SHARDS,
     AccountKind,
@@ -33,7 +34,7 @@ async def open_partner_accounts(
     conn: AsyncConnection, *, partner_id: int, policy: PartnerPolicy
 ) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_account (kind, partner_id, sharded, credit_limit_points,
                                         points_lifetime_days, allow_negative_reversal)
@@ -50,7 +51,7 @@ async def open_partner_accounts(
         },
     )
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_account_shard (account_id, shard)
             SELECT a.id, s FROM ledger_account a, generate_series(0, :last_shard) AS s
@@ -66,7 +67,7 @@ async def set_partner_policy(
     conn: AsyncConnection, *, partner_id: int, policy: PartnerPolicy
 ) -> bool:
     result = await conn.execute(
-        text(
+        sql(
             """
             UPDATE ledger_account SET credit_limit_points = :limit,
                    points_lifetime_days = :lifetime, allow_negative_reversal = :negative
@@ -88,7 +89,7 @@ async def partner_account(
     conn: AsyncConnection, *, partner_id: int, kind: AccountKind
 ) -> Row[Any] | None:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id, credit_limit_points, points_lifetime_days, allow_negative_reversal
             FROM ledger_account WHERE partner_id = :partner_id AND kind = :kind
@@ -101,7 +102,7 @@ async def partner_account(
 
 async def coalition_account_id(conn: AsyncConnection, *, kind: AccountKind) -> int:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT id FROM ledger_account"
             " WHERE kind = :kind AND partner_id IS NULL AND member_id IS NULL"
         ),
@@ -112,7 +113,7 @@ async def coalition_account_id(conn: AsyncConnection, *, kind: AccountKind) -> i
 
 async def open_member(conn: AsyncConnection) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             WITH member AS (SELECT nextval('ledger_member_id_seq') AS id)
             INSERT INTO ledger_account (kind, member_id, sharded)
@@ -127,9 +128,7 @@ async def open_member(conn: AsyncConnection) -> int:
 
 async def member_exists(conn: AsyncConnection, *, member_id: int) -> bool:
     result = await conn.execute(
-        text(
-            "SELECT 1 FROM ledger_account WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'"
-        ),
+        sql("SELECT 1 FROM ledger_account WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'"),
         {"member_id": member_id},
     )
     return result.first() is not None
@@ -138,7 +137,7 @@ async def member_exists(conn: AsyncConnection, *, member_id: int) -> bool:
 async def credit_wallet(conn: AsyncConnection, *, member_id: int, points: int) -> Row[Any] | None:
     """Add (or, with negative points, take without a floor) points; returns (id, balance)."""
     result = await conn.execute(
-        text(
+        sql(
             """
             UPDATE ledger_account SET balance = balance + :points
             WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
@@ -153,7 +152,7 @@ async def credit_wallet(conn: AsyncConnection, *, member_id: int, points: int) -
 async def debit_wallet(conn: AsyncConnection, *, member_id: int, points: int) -> Row[Any] | None:
     """Take points only if the wallet has them: the row lock makes this race-free."""
     result = await conn.execute(
-        text(
+        sql(
             """
             UPDATE ledger_account SET balance = balance - :points
             WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' AND balance >= :points
@@ -168,7 +167,7 @@ async def debit_wallet(conn: AsyncConnection, *, member_id: int, points: int) ->
 async def lock_wallets(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, Row[Any]]:
     """Lock wallets in member order (so two transfers in opposite directions cannot deadlock)."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT member_id, id, balance FROM ledger_account
             WHERE member_id = ANY(:member_ids) AND kind = 'MEMBER_WALLET'
@@ -182,7 +181,7 @@ async def lock_wallets(conn: AsyncConnection, *, member_ids: Sequence[int]) -> d
 
 async def change_held(conn: AsyncConnection, *, member_id: int, points: int) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             UPDATE ledger_account SET balance = balance + :points
             WHERE member_id = :member_id AND kind = 'MEMBER_HELD'
@@ -198,7 +197,7 @@ async def change_sharded_balance(conn: AsyncConnection, *, account_id: int, poin
     """Change a hot account's balance on one randomly chosen shard row."""
     shard = random.randrange(BALANCE_SHARDS)  # noqa: S311 (load spreading, not security)
     await conn.execute(
-        text(
+        sql(
             "UPDATE ledger_account_shard SET balance = balance + :points"
             " WHERE account_id = :account_id AND shard = :shard"
         ),
@@ -209,7 +208,7 @@ async def change_sharded_balance(conn: AsyncConnection, *, account_id: int, poin
 async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
     """Serialize issuance of one partner; only taken for partners with a credit limit."""
     await conn.execute(
-        text("SELECT pg_advisory_xact_lock(727100, :partner_id)"),
+        sql("SELECT pg_advisory_xact_lock(727100, :partner_id)"),
         {"partner_id": partner_id % 2_147_483_647},
     )
 
@@ -217,7 +216,7 @@ async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> No
 async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
     """Points issued by a partner still in wallets or reserved by active holds."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT
               (SELECT coalesce(sum(remaining), 0) FROM ledger_lot
@@ -239,7 +238,7 @@ async def insert_entry(conn: AsyncConnection, **values: Any) -> int | None:
     """Insert an entry; None when (client, idempotency key) already exists."""
     values.setdefault("metadata", "{}")
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_entry (kind, partner_id, member_id, counterparty_member_id,
                 points, client_id, idempotency_key, request_hash, reference, target_entry_id,
@@ -267,7 +266,7 @@ async def entry_by_key(
     conn: AsyncConnection, *, client_id: str, idempotency_key: str
 ) -> Row[Any] | None:
     result = await conn.execute(
-        text(
+        sql(
             f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry"
             " WHERE client_id = :client_id AND idempotency_key = :key"
         ),
@@ -281,7 +280,7 @@ async def entry_by_id(
 ) -> Row[Any] | None:
     lock = " FOR UPDATE" if for_update else ""
     result = await conn.execute(
-        text(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = :entry_id{lock}"),
+        sql(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = :entry_id{lock}"),
         {"entry_id": entry_id},
     )
     return result.first()
@@ -289,7 +288,7 @@ async def entry_by_id(
 
 async def reversed_points(conn: AsyncConnection, *, target_entry_id: int) -> int:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT coalesce(sum(points), 0) FROM ledger_entry"
             " WHERE target_entry_id = :target AND kind = 'REVERSAL'"
         ),
@@ -304,7 +303,7 @@ async def insert_postings(
     """Insert the legs (account_id, signed amount) of one entry; zero legs are dropped."""
     legs = [(account_id, amount) for account_id, amount in legs if amount != 0]
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_posting (entry_id, account_id, amount)
             SELECT :entry_id, leg.account_id, leg.amount
@@ -336,7 +335,7 @@ async def insert_lot(
     source_lot_id: int | None = None,
 ) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id,
                 source_lot_id, amount, remaining, earned_at, expires_at)
@@ -375,7 +374,7 @@ async def spendable_lots(
     """The live lots needed to cover ``points`` (oldest expiry first), and every lot that
     has expired but was not swept yet. Caller holds the member's wallet lock."""
     result = await conn.execute(
-        text(
+        sql(
             """
             WITH live AS (
                 SELECT id, issuer_partner_id, remaining, earned_at, expires_at,
@@ -400,7 +399,7 @@ async def spendable_lots(
 
 async def expired_lots(conn: AsyncConnection, *, member_id: int, as_of: datetime) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id, issuer_partner_id, remaining, earned_at, expires_at FROM ledger_lot
             WHERE member_id = :member_id AND remaining > 0 AND expires_at <= :as_of
@@ -416,7 +415,7 @@ async def members_with_expired_lots(
     conn: AsyncConnection, *, as_of: datetime, limit: int
 ) -> list[int]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT DISTINCT member_id FROM ledger_lot
             WHERE remaining > 0 AND expires_at <= :as_of
@@ -430,7 +429,7 @@ async def members_with_expired_lots(
 
 async def lot_of_entry(conn: AsyncConnection, *, entry_id: int) -> Row[Any] | None:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT id, issuer_partner_id, remaining, earned_at, expires_at"
             " FROM ledger_lot WHERE entry_id = :entry_id AND origin <> 'TRANSFER'"
         ),
@@ -443,7 +442,7 @@ async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> l
     """Per lot, the points a redemption still holds (net of earlier reversals), in the
     order they should be given back: the last consumed first."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT l.id, l.issuer_partner_id, l.earned_at, l.expires_at,
                    sum(c.points) AS remaining
@@ -463,7 +462,7 @@ async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> l
 async def hold_reservations(conn: AsyncConnection, *, hold_id: int) -> list[Row[Any]]:
     """Per lot, the points an active hold reserves, oldest expiry first."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT l.id, l.issuer_partner_id, l.earned_at, l.expires_at,
                    sum(c.points) AS remaining
@@ -516,7 +515,7 @@ async def record_consumptions(
         "points": [a.points for a in allocations],
     }
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points,
                 issuer_partner_id, redeemer_partner_id, hold_id)
@@ -529,7 +528,7 @@ async def record_consumptions(
     )
     if change_lots:
         await conn.execute(
-            text(
+            sql(
                 """
                 UPDATE ledger_lot l SET remaining = l.remaining - c.points
                 FROM (SELECT lot_id, sum(points) AS points
@@ -561,7 +560,7 @@ async def insert_hold(
     hold_entry_id: int,
 ) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO ledger_hold (member_id, partner_id, points, status, created_at,
                 expires_at, hold_entry_id)
@@ -587,7 +586,7 @@ async def hold_by_id(
 ) -> Row[Any] | None:
     lock = " FOR UPDATE" if for_update else ""
     result = await conn.execute(
-        text(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE id = :hold_id{lock}"),
+        sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE id = :hold_id{lock}"),
         {"hold_id": hold_id},
     )
     return result.first()
@@ -595,7 +594,7 @@ async def hold_by_id(
 
 async def hold_by_entry(conn: AsyncConnection, *, hold_entry_id: int) -> Row[Any] | None:
     result = await conn.execute(
-        text(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE hold_entry_id = :entry_id"),
+        sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE hold_entry_id = :entry_id"),
         {"entry_id": hold_entry_id},
     )
     return result.first()
@@ -610,7 +609,7 @@ async def close_hold(
     closing_entry_id: int,
 ) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             UPDATE ledger_hold SET status = :status, captured_points = :captured,
                 closing_entry_id = :closing_entry_id
@@ -628,7 +627,7 @@ async def close_hold(
 
 async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> list[int]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id FROM ledger_hold WHERE status = 'ACTIVE' AND expires_at <= :as_of
             ORDER BY expires_at, id LIMIT :limit FOR UPDATE SKIP LOCKED
@@ -644,7 +643,7 @@ async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit:
 
 async def member_balances(conn: AsyncConnection, *, member_id: int) -> dict[str, int]:
     result = await conn.execute(
-        text("SELECT kind, balance FROM ledger_account WHERE member_id = :member_id"),
+        sql("SELECT kind, balance FROM ledger_account WHERE member_id = :member_id"),
         {"member_id": member_id},
     )
     return {row.kind: int(row.balance) for row in result}
@@ -653,7 +652,7 @@ async def member_balances(conn: AsyncConnection, *, member_id: int) -> dict[str,
 async def balance_by_issuer(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
     """Points a member owns per issuing partner: lots' remaining plus active holds."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT issuer_partner_id, sum(points) AS points FROM (
                 SELECT issuer_partner_id, remaining AS points FROM ledger_lot
@@ -676,7 +675,7 @@ async def expiring_lots(
     conn: AsyncConnection, *, member_id: int, now: datetime, until: datetime
 ) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT issuer_partner_id, expires_at, sum(remaining) AS points FROM ledger_lot
             WHERE member_id = :member_id AND remaining > 0
@@ -692,7 +691,7 @@ async def expiring_lots(
 
 async def lots_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id, issuer_partner_id, origin, entry_id, source_lot_id, amount, remaining,
                    earned_at, expires_at
@@ -706,7 +705,7 @@ async def lots_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[A
 
 async def postings_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT p.account_id, a.kind, a.partner_id, a.member_id, p.amount
             FROM ledger_posting p JOIN ledger_account a ON a.id = p.account_id
@@ -720,7 +719,7 @@ async def postings_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row
 
 async def consumptions_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT lot_id, kind, points, issuer_partner_id, redeemer_partner_id, hold_id
             FROM ledger_lot_consumption WHERE entry_id = :entry_id ORDER BY id
@@ -733,7 +732,7 @@ async def consumptions_of_entry(conn: AsyncConnection, *, entry_id: int) -> list
 
 async def account_balance(conn: AsyncConnection, *, account_id: int) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT a.balance + coalesce((SELECT sum(s.balance) FROM ledger_account_shard s
                                         WHERE s.account_id = a.id), 0)
@@ -760,7 +759,7 @@ async def entries_page(
     """Newest first, keyset-paginated on id (no OFFSET). ``member_id`` also matches the
     recipient of a transfer."""
     result = await conn.execute(
-        text(
+        sql(
             f"""
             SELECT {_ENTRY_COLUMNS} FROM ledger_entry
             WHERE (CAST(:before_id AS bigint) IS NULL OR id < :before_id)
@@ -790,7 +789,7 @@ async def entries_page(
 
 async def entries_by_ids(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> list[Row[Any]]:
     result = await conn.execute(
-        text(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = ANY(:ids)"),
+        sql(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = ANY(:ids)"),
         {"ids": list(entry_ids)},
     )
     return list(result.all())
@@ -800,7 +799,7 @@ async def watch_wallet(
     conn: AsyncConnection, *, member_id: int, watcher: str, expires_at: datetime
 ) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO wallet_watch (member_id, watcher, expires_at)
             VALUES (:member_id, :watcher, :expires_at)
@@ -813,7 +812,7 @@ async def watch_wallet(
 
 async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
     await conn.execute(
-        text("DELETE FROM wallet_watch WHERE member_id = :member_id AND watcher = :watcher"),
+        sql("DELETE FROM wallet_watch WHERE member_id = :member_id AND watcher = :watcher"),
         {"member_id": member_id, "watcher": watcher},
     )
 
@@ -823,7 +822,7 @@ async def accounts_page(
 ) -> list[Row[Any]]:
     """Accounts with their balance (sharded ones summed), in id order."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT a.id, a.kind, a.partner_id, a.member_id,
                    a.balance + coalesce((SELECT sum(s.balance) FROM ledger_account_shard s
