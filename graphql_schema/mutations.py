@@ -44,6 +44,13 @@ class EarnPointsInput:
 
 
 @strawberry.input
+class EarnPointsBatchInput:
+    items: list[EarnPointsInput] = strawberry.field(
+        description="Up to 1,000 earns, each with its own idempotency key."
+    )
+
+
+@strawberry.input
 class RedeemPointsInput:
     idempotency_key: str
     member_ref: str
@@ -115,6 +122,23 @@ class HoldPayload:
     @strawberry.field(description="The member's wallet after the operation (read if asked).")
     async def wallet(self, info: Info[Context, None]) -> Wallet | None:
         return await load_wallet(info, self.member_id) if self.member_id is not None else None
+
+
+@strawberry.type(description="The outcome of one item of a bulk issuance.")
+class EarnPointsBatchResult:
+    idempotency_key: str
+    transaction: Transaction | None = None
+    user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type
+class EarnPointsBatchPayload:
+    results: list[EarnPointsBatchResult] = strawberry.field(
+        default_factory=list, description="One result per item, in the order given."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Errors of the batch as a whole (then no item ran)."
+    )
 
 
 # The contract names one payload type per mutation; they share a shape.
@@ -207,6 +231,51 @@ class Mutation:
                 expires_at=input.expires_at,
             ),
         )
+
+    @strawberry.mutation(
+        description="Bulk issuance: items that fail report their own userErrors and move"
+        " nothing; the others are written together."
+    )
+    async def earn_points_batch(
+        self, info: Info[Context, None], input: EarnPointsBatchInput
+    ) -> EarnPointsBatchPayload:
+        c = info.context
+        items = [
+            operations.BatchEarn(
+                idempotency_key=item.idempotency_key,
+                member_ref=item.member_ref,
+                points=item.points,
+                reference=item.reference,
+                expires_at=item.expires_at,
+            )
+            for item in input.items
+        ]
+        try:
+            async with c.unit_of_work() as conn:
+                outcomes = await operations.earn_points_batch(
+                    conn, c.principal, items=items, now=c.clock()
+                )
+                written = [o.entry_id for o in outcomes if isinstance(o, EntryResult)]
+                views = await operations.transactions_for(conn, c.principal, written)
+        except DomainError as error:
+            return EarnPointsBatchPayload(user_errors=[UserError.of(error)])
+        results = []
+        for item, outcome in zip(items, outcomes, strict=True):
+            if isinstance(outcome, EntryResult):
+                view = views.get(outcome.entry_id)
+                transaction = Transaction.of(view) if view is not None else None
+                results.append(
+                    EarnPointsBatchResult(
+                        idempotency_key=item.idempotency_key, transaction=transaction
+                    )
+                )
+            else:
+                results.append(
+                    EarnPointsBatchResult(
+                        idempotency_key=item.idempotency_key, user_errors=[UserError.of(outcome)]
+                    )
+                )
+        return EarnPointsBatchPayload(results=results)
 
     @strawberry.mutation
     async def redeem_points(

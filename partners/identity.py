@@ -154,6 +154,15 @@ async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) ->
     return member_id
 
 
+async def resolve_many(
+    conn: AsyncConnection, *, partner_id: int, member_refs: list[str]
+) -> dict[str, int]:
+    """The members behind many of a partner's refs, in one query; unknown (or malformed)
+    refs are simply absent."""
+    wanted = sorted({ref for ref in member_refs if isinstance(ref, str) and ref})
+    return await repository.links(conn, partner_id=partner_id, member_refs=wanted)
+
+
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
     if not await repository.delete_link(conn, partner_id=partner_id, member_ref=member_ref):
         raise MemberNotLinked(

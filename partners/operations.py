@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
-from exchange.kit.errors import Forbidden, InvalidInput, NotFound
+from exchange.kit.errors import DomainError, Forbidden, InvalidInput, NotFound
 from exchange.ledger import queries
 from exchange.ledger.models import (
     AccountKind,
@@ -25,6 +25,7 @@ from exchange.ledger.models import (
 )
 from exchange.ledger.queries import AccountView, EntryView
 from partners import crypto, identity, repository
+from partners.errors import MemberNotLinked
 from partners.identity import IdentityKeys, LinkResult
 from partners.principal import Principal, PrincipalKind
 
@@ -81,6 +82,53 @@ async def earn_points(
         now=now,
         reference=reference,
         expires_at=expires_at,
+    )
+
+
+@dataclass(frozen=True)
+class BatchEarn:
+    """One item of a bulk issuance, as the partner gives it."""
+
+    idempotency_key: str
+    member_ref: str
+    points: int
+    reference: str | None = None
+    expires_at: datetime | None = None
+
+
+async def earn_points_batch(
+    conn: AsyncConnection, principal: Principal, *, items: list[BatchEarn], now: datetime
+) -> list[EntryResult | DomainError]:
+    """Bulk issuance: one outcome per item, in order (see :func:`ledger.earn_batch`)."""
+    principal.require("points:earn")
+    partner_id = principal.require_partner()
+    if len(items) > ledger.MAX_BATCH:
+        raise InvalidInput(f"a batch holds at most {ledger.MAX_BATCH} items", field=["items"])
+    members = await identity.resolve_many(
+        conn, partner_id=partner_id, member_refs=[item.member_ref for item in items]
+    )
+    resolved: list[ledger.EarnItem | DomainError] = []
+    for index, item in enumerate(items):
+        member_id = members.get(item.member_ref)
+        if member_id is None:
+            resolved.append(
+                MemberNotLinked(
+                    f"no member is linked to memberRef {item.member_ref!r}",
+                    field=["items", str(index), "memberRef"],
+                )
+            )
+            continue
+        resolved.append(
+            ledger.EarnItem(
+                idempotency_key=item.idempotency_key,
+                member_id=member_id,
+                points=item.points,
+                reference=item.reference,
+                expires_at=item.expires_at,
+            )
+        )
+    return await ledger.earn_batch(
+        conn, client_id=principal.client_id, partner_id=partner_id, items=resolved, now=now
     )
 
 
@@ -344,17 +392,21 @@ async def hold_for(conn: AsyncConnection, principal: Principal, hold_id: int) ->
 async def transaction_for(
     conn: AsyncConnection, principal: Principal, entry_id: int
 ) -> EntryView | None:
-    found = (await ledger.entries_by_ids(conn, entry_ids=[entry_id])).get(entry_id)
-    if found is None:
-        return None
-    if principal.kind == PrincipalKind.PARTNER and found.partner_id != principal.partner_id:
-        return None
-    if principal.kind == PrincipalKind.MEMBER and principal.member_id not in (
-        found.member_id,
-        found.counterparty_member_id,
-    ):
-        return None
-    return found
+    return (await transactions_for(conn, principal, [entry_id])).get(entry_id)
+
+
+async def transactions_for(
+    conn: AsyncConnection, principal: Principal, entry_ids: list[int]
+) -> dict[int, EntryView]:
+    """Many entries at once, each only if the caller may see it."""
+    found = await ledger.entries_by_ids(conn, entry_ids=entry_ids)
+    return {
+        entry_id: view
+        for entry_id, view in found.items()
+        if principal.kind != PrincipalKind.PARTNER or view.partner_id == principal.partner_id
+        if principal.kind != PrincipalKind.MEMBER
+        or principal.member_id in (view.member_id, view.counterparty_member_id)
+    }
 
 
 @dataclass(frozen=True)

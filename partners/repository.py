@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.db import sql
 from partners.models import ContractTerms
 
 _PARTNER_WITH_CONTRACT = """
@@ -25,7 +26,7 @@ _PARTNER_WITH_CONTRACT = """
 
 async def insert_partner(conn: AsyncConnection, *, name: str, created_at: datetime) -> int | None:
     result = await conn.execute(
-        text(
+        sql(
             "INSERT INTO partner (name, created_at) VALUES (:name, :created_at)"
             " ON CONFLICT (name) DO NOTHING RETURNING id"
         ),
@@ -38,7 +39,7 @@ async def insert_contract(
     conn: AsyncConnection, *, partner_id: int, effective_from: datetime, terms: ContractTerms
 ) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO partner_contract (partner_id, version, effective_from, currency,
                 issue_price, redemption_price, fee_rate, funding_model, points_lifetime_days,
@@ -68,13 +69,13 @@ async def insert_contract(
 
 async def lock_partner(conn: AsyncConnection, *, partner_id: int) -> None:
     await conn.execute(
-        text("SELECT id FROM partner WHERE id = :partner_id FOR UPDATE"),
+        sql("SELECT id FROM partner WHERE id = :partner_id FOR UPDATE"),
         {"partner_id": partner_id},
     )
 
 
 async def partners_in_force(conn: AsyncConnection, *, now: datetime) -> list[Row[Any]]:
-    result = await conn.execute(text(f"{_PARTNER_WITH_CONTRACT} ORDER BY p.id"), {"now": now})
+    result = await conn.execute(sql(f"{_PARTNER_WITH_CONTRACT} ORDER BY p.id"), {"now": now})
     return list(result.all())
 
 
@@ -82,7 +83,7 @@ async def partner_in_force(
     conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
 ) -> Row[Any] | None:
     result = await conn.execute(
-        text(
+        sql(
             f"{_PARTNER_WITH_CONTRACT} WHERE (CAST(:partner_id AS bigint) IS NULL"
             " OR p.id = :partner_id) AND (CAST(:name AS text) IS NULL OR p.name = :name)"
         ),
@@ -93,7 +94,7 @@ async def partner_in_force(
 
 async def contracts(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
     result = await conn.execute(
-        text("SELECT * FROM partner_contract WHERE partner_id = :partner_id ORDER BY version"),
+        sql("SELECT * FROM partner_contract WHERE partner_id = :partner_id ORDER BY version"),
         {"partner_id": partner_id},
     )
     return list(result.all())
@@ -101,7 +102,7 @@ async def contracts(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]
 
 async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> bool:
     result = await conn.execute(
-        text("UPDATE partner SET status = :status WHERE id = :partner_id RETURNING id"),
+        sql("UPDATE partner SET status = :status WHERE id = :partner_id RETURNING id"),
         {"partner_id": partner_id, "status": status},
     )
     return result.first() is not None
@@ -109,7 +110,7 @@ async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> 
 
 async def partner_status(conn: AsyncConnection, *, partner_id: int) -> str | None:
     result = await conn.execute(
-        text("SELECT status FROM partner WHERE id = :partner_id"), {"partner_id": partner_id}
+        sql("SELECT status FROM partner WHERE id = :partner_id"), {"partner_id": partner_id}
     )
     return result.scalar()
 
@@ -121,7 +122,7 @@ async def lock_identities(conn: AsyncConnection, *, indexes: list[bytes]) -> Non
     """Serialize links of one person (same e-mail or phone) across partners."""
     for index in sorted(indexes):
         await conn.execute(
-            text("SELECT pg_advisory_xact_lock(727200, hashtext(encode(:index, 'hex')))"),
+            sql("SELECT pg_advisory_xact_lock(727200, hashtext(encode(:index, 'hex')))"),
             {"index": index},
         )
 
@@ -130,7 +131,7 @@ async def members_by_index(
     conn: AsyncConnection, *, email_index: bytes | None, phone_index: bytes | None
 ) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT member_id, email_index, phone_index FROM member_identity
             WHERE email_index = :email OR phone_index = :phone ORDER BY member_id
@@ -143,7 +144,7 @@ async def members_by_index(
 
 async def insert_identity(conn: AsyncConnection, **values: Any) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO member_identity (member_id, email_index, phone_index,
                 email_ciphertext, phone_ciphertext, created_at)
@@ -158,7 +159,7 @@ async def insert_identity(conn: AsyncConnection, **values: Any) -> None:
 async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
     """Fill in an e-mail or phone the member did not have yet."""
     await conn.execute(
-        text(
+        sql(
             """
             UPDATE member_identity SET
                 email_index = coalesce(email_index, :email_index),
@@ -176,7 +177,7 @@ async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
 
 async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int | None:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT member_id FROM member_link"
             " WHERE partner_id = :partner_id AND member_ref = :member_ref"
         ),
@@ -186,11 +187,24 @@ async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> in
     return int(member_id) if member_id is not None else None
 
 
+async def links(
+    conn: AsyncConnection, *, partner_id: int, member_refs: list[str]
+) -> dict[str, int]:
+    result = await conn.execute(
+        sql(
+            "SELECT member_ref, member_id FROM member_link"
+            " WHERE partner_id = :partner_id AND member_ref = ANY(CAST(:refs AS text[]))"
+        ),
+        {"partner_id": partner_id, "refs": member_refs},
+    )
+    return {row.member_ref: int(row.member_id) for row in result}
+
+
 async def insert_link(
     conn: AsyncConnection, *, partner_id: int, member_ref: str, member_id: int, now: datetime
 ) -> bool:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO member_link (partner_id, member_ref, member_id, created_at)
             VALUES (:partner_id, :member_ref, :member_id, :now)
@@ -204,7 +218,7 @@ async def insert_link(
 
 async def delete_link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> bool:
     result = await conn.execute(
-        text(
+        sql(
             "DELETE FROM member_link WHERE partner_id = :partner_id AND member_ref = :member_ref"
             " RETURNING member_id"
         ),
@@ -215,7 +229,7 @@ async def delete_link(conn: AsyncConnection, *, partner_id: int, member_ref: str
 
 async def identity(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
     result = await conn.execute(
-        text("SELECT * FROM member_identity WHERE member_id = :member_id"),
+        sql("SELECT * FROM member_identity WHERE member_id = :member_id"),
         {"member_id": member_id},
     )
     return result.first()
@@ -223,7 +237,7 @@ async def identity(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
 
 async def links_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT l.partner_id, p.name AS partner_name, l.member_ref, l.created_at
             FROM member_link l JOIN partner p ON p.id = l.partner_id
@@ -237,10 +251,10 @@ async def links_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[
 
 async def erase_identity(conn: AsyncConnection, *, member_id: int, now: datetime) -> bool:
     await conn.execute(
-        text("DELETE FROM member_link WHERE member_id = :member_id"), {"member_id": member_id}
+        sql("DELETE FROM member_link WHERE member_id = :member_id"), {"member_id": member_id}
     )
     result = await conn.execute(
-        text(
+        sql(
             """
             UPDATE member_identity SET email_index = NULL, phone_index = NULL,
                 email_ciphertext = NULL, phone_ciphertext = NULL, erased_at = :now
@@ -261,12 +275,12 @@ AUTH_CHANNEL = "exchange_auth"
 
 async def notify_auth_change(conn: AsyncConnection) -> None:
     """Delivered to listeners when the transaction commits."""
-    await conn.execute(text("SELECT pg_notify(:channel, '')"), {"channel": AUTH_CHANNEL})
+    await conn.execute(sql("SELECT pg_notify(:channel, '')"), {"channel": AUTH_CHANNEL})
 
 
 async def is_linked(conn: AsyncConnection, *, partner_id: int, member_id: int) -> bool:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT 1 FROM member_link WHERE partner_id = :partner_id AND member_id = :member_id"
             " LIMIT 1"
         ),
@@ -280,7 +294,7 @@ async def links_of_partner(
 ) -> list[Row[Any]]:
     """A partner's links in member_ref order, keyset-paginated."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT member_ref, member_id, created_at FROM member_link
             WHERE partner_id = :partner_id

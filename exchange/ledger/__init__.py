@@ -2,12 +2,13 @@
 invariants (DESIGN.md section 4).
 
 Use cases, each taking the unit of work's connection and keyword-only arguments:
-:func:`earn`, :func:`redeem`, :func:`hold`, :func:`capture`, :func:`release`,
+:func:`earn`, :func:`earn_batch`, :func:`redeem`, :func:`hold`, :func:`capture`, :func:`release`,
 :func:`reverse`, :func:`transfer`, :func:`adjust`, :func:`expire_batch`,
 :func:`release_holds_batch`; reads :func:`wallet`, :func:`expiring`, :func:`get_hold`;
 and :func:`verify` for the invariants.
 """
 
+from exchange.ledger.batches import MAX_BATCH, EarnItem, earn_batch
 from exchange.ledger.expiry import expire_batch, release_holds_batch
 from exchange.ledger.holds import capture, get_hold, hold, release
 from exchange.ledger.invariants import VerifyReport, verify
@@ -26,6 +27,8 @@ from exchange.ledger.service import earn, open_member, open_partner, redeem, set
 from exchange.ledger.transfers import adjust, transfer
 
 __all__ = [
+    "MAX_BATCH",
+    "EarnItem",
     "EntryResult",
     "EntryView",
     "PartnerPolicy",
@@ -34,6 +37,7 @@ __all__ = [
     "adjust",
     "capture",
     "earn",
+    "earn_batch",
     "entries",
     "entries_by_ids",
     "expire_batch",
