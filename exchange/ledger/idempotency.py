@@ -33,6 +33,10 @@ def request_hash(kind: EntryKind, request: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
+def encode_metadata(metadata: dict[str, Any] | None) -> str:
+    return json.dumps(metadata or {}, sort_keys=True, default=str)
+
+
 def check_key(client_id: str, idempotency_key: str) -> None:
     if not client_id:
         raise InvalidInput("a client is required", field=["clientId"])
@@ -87,7 +91,7 @@ async def begin_entry(
         hold_id=hold_id,
         created_at=created_at,
         effective_at=effective_at,
-        metadata=json.dumps(metadata or {}, sort_keys=True, default=str),
+        metadata=encode_metadata(metadata),
     )
     if entry_id is not None:
         return Started(entry_id=entry_id, replay=None)

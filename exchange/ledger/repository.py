@@ -205,6 +205,98 @@ async def change_sharded_balance(conn: AsyncConnection, *, account_id: int, poin
     )
 
 
+async def earn_at_once(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    request_hash: bytes,
+    partner_id: int,
+    member_id: int,
+    points: int,
+    reference: str | None,
+    metadata: str,
+    now: datetime,
+    effective_at: datetime,
+    expires_at: datetime | None,
+) -> tuple[int, int] | None:
+    """A plain earn as one statement: entry, wallet, shard, both postings and the lot.
+
+    Writes only when nothing needs deciding: the key is new, the partner has no credit
+    limit, the member exists and the expiry is in the future. Returns the wallet
+    balance, or None having written nothing (the caller then takes the step-by-step
+    path, which decides the case). The locks are taken in the step-by-step order:
+    the key, then the wallet, then a shard.
+    """
+    result = await conn.execute(
+        sql(
+            """
+            WITH issued AS (
+                SELECT id, coalesce(CAST(:expires_at AS timestamptz), CAST(:effective_at AS
+                    timestamptz) + make_interval(days => coalesce(points_lifetime_days, 365)))
+                    AS expires_at
+                FROM ledger_account
+                WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
+                  AND credit_limit_points IS NULL
+            ), new_entry AS (
+                INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
+                    idempotency_key, request_hash, reference, created_at, effective_at,
+                    metadata)
+                SELECT 'EARN', :partner_id, :member_id, :points, :client_id, :key, :digest,
+                    :reference, :now, :effective_at, CAST(:metadata AS jsonb)
+                FROM issued
+                WHERE issued.expires_at > greatest(CAST(:now AS timestamptz),
+                    CAST(:effective_at AS timestamptz))
+                  AND EXISTS (SELECT 1 FROM ledger_account
+                              WHERE member_id = :member_id AND kind = 'MEMBER_WALLET')
+                ON CONFLICT (client_id, idempotency_key) DO NOTHING
+                RETURNING id
+            ), wallet AS (
+                UPDATE ledger_account SET balance = balance + :points
+                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
+                  AND EXISTS (SELECT 1 FROM new_entry)
+                RETURNING id, balance
+            ), shard AS (
+                UPDATE ledger_account_shard SET balance = balance - :points
+                WHERE account_id = (SELECT id FROM issued) AND shard = :shard
+                  AND EXISTS (SELECT 1 FROM new_entry)
+            ), legs AS (
+                INSERT INTO ledger_posting (entry_id, account_id, amount)
+                SELECT new_entry.id, wallet.id, :points FROM new_entry, wallet
+                UNION ALL
+                SELECT new_entry.id, issued.id, -:points FROM new_entry, issued
+            ), lot AS (
+                INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id,
+                    amount, remaining, earned_at, expires_at)
+                SELECT :member_id, :partner_id, 'EARN', new_entry.id, :points, :points,
+                    :effective_at, issued.expires_at
+                FROM new_entry, issued
+            )
+            SELECT (SELECT id FROM new_entry) AS entry_id, (SELECT balance FROM wallet)
+                AS balance
+            """
+        ),
+        {
+            "client_id": client_id,
+            "key": idempotency_key,
+            "digest": request_hash,
+            "partner_id": partner_id,
+            "member_id": member_id,
+            "points": points,
+            "reference": reference,
+            "metadata": metadata,
+            "now": now,
+            "effective_at": effective_at,
+            "expires_at": expires_at,
+            "shard": random.randrange(BALANCE_SHARDS),  # noqa: S311 (load spreading)
+        },
+    )
+    row = result.one()
+    if row.entry_id is None:
+        return None
+    return int(row.entry_id), int(row.balance)
+
+
 async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
     """Serialize issuance of one partner; only taken for partners with a credit limit."""
     await conn.execute(

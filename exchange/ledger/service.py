@@ -21,7 +21,14 @@ from exchange.kit.invariant import invariant
 from exchange.kit.units import positive_points
 from exchange.ledger import repository
 from exchange.ledger.errors import InsufficientPoints, LimitExceeded
-from exchange.ledger.idempotency import Started, begin_entry, check_key, find_replay
+from exchange.ledger.idempotency import (
+    Started,
+    begin_entry,
+    check_key,
+    encode_metadata,
+    find_replay,
+    request_hash,
+)
 from exchange.ledger.models import (
     MAX_REFERENCE_LENGTH,
     AccountKind,
@@ -220,6 +227,32 @@ async def earn(
         "metadata": metadata,
     }
     effective_at = require_aware(effective_at or now, "effectiveAt")
+    written = await repository.earn_at_once(
+        conn,
+        client_id=client_id,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash(EntryKind.EARN, request),
+        partner_id=partner_id,
+        member_id=member_id,
+        points=points,
+        reference=reference,
+        metadata=encode_metadata(metadata),
+        now=now,
+        effective_at=effective_at,
+        expires_at=expires_at,
+    )
+    if written is not None:  # the common case, in one round trip
+        entry_id, balance = written
+        return EntryResult(
+            entry_id=entry_id,
+            kind=EntryKind.EARN,
+            points=points,
+            member_id=member_id,
+            partner_id=partner_id,
+            wallet_balance=balance,
+        )
+    # Everything else step by step: a replay or a reused key, a partner with a credit
+    # limit, an unknown partner or member, an expiry not in the future.
     issued = await partner_account(conn, partner_id, AccountKind.PARTNER_ISSUED)
     earlier = await find_replay(
         conn,

@@ -5,7 +5,9 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import event
 
+from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.ledger.models import PartnerPolicy
 from tests.conftest import NOW, Factory
@@ -158,3 +160,44 @@ async def test_wallet_breaks_the_balance_down_by_issuing_partner(make: Factory) 
     # Lots expire in the same order (same lifetime, earned in order): coffee's go first.
     assert wallet.balance == 110
     assert {b.issuer_partner_id: b.points for b in wallet.by_issuer} == {coffee: 70, cinema: 40}
+
+
+async def test_a_plain_earn_is_one_statement_and_a_replay_still_replays(make: Factory) -> None:
+    coffee = await make.partner()
+    alice = await make.member()
+    statements: list[str] = []
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        statements.append(statement)
+
+    event.listen(make.db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        async with make.db.transaction() as conn:
+            first = await ledger.earn(
+                conn,
+                client_id="one-trip",
+                idempotency_key="k1",
+                partner_id=coffee,
+                member_id=alice,
+                points=40,
+                now=NOW,
+            )
+        plain = len(statements)
+        async with make.db.transaction() as conn:
+            again = await ledger.earn(
+                conn,
+                client_id="one-trip",
+                idempotency_key="k1",
+                partner_id=coffee,
+                member_id=alice,
+                points=40,
+                now=NOW,
+            )
+    finally:
+        event.remove(make.db.engine.sync_engine, "before_cursor_execute", count)
+
+    assert plain == 1
+    assert again.replayed
+    assert again.entry_id == first.entry_id
+    assert await partner_balance(make.db, coffee, "PARTNER_ISSUED") == -40
+    assert [(lot.amount, lot.remaining) for lot in await lots(make.db, alice)] == [(40, 40)]
