@@ -22,9 +22,10 @@ from typing import Any
 
 import httpx
 
-from exchange import ledger
+from exchange import ledger, seed
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.errors import NotFound
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms
@@ -103,6 +104,23 @@ async def setup(
                     points=100_000,
                     now=now,
                 )
+    return created, refs
+
+
+async def setup_seeded(database: Database, *, members: int) -> tuple[list[BenchPartner], list[str]]:
+    """A new client for each partner of `exchange bench seed`, and refs of ``members``
+    random seeded members that every seed partner has linked (a worker draws a partner
+    and a ref independently)."""
+    async with database.transaction() as conn:
+        partner_ids = await seed.seed_partners(conn)
+        if not partner_ids:
+            raise NotFound("no seed partners here: run 'exchange bench seed' first")
+        refs = await seed.share_members(conn, partner_ids=partner_ids, count=members)
+        created = []
+        for partner_id in partner_ids:
+            client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner_id)
+            assert client.client_secret is not None
+            created.append(BenchPartner(partner_id, client.client_id, client.client_secret))
     return created, refs
 
 

@@ -107,19 +107,63 @@ def build_parser() -> Parser:
         "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
     )
 
-    bench = commands.add_parser("bench", help="load a running server over HTTP and measure")
-    bench.add_argument("--url", default="http://127.0.0.1:8000")
-    bench.add_argument("--concurrency", type=int, default=16)
-    bench.add_argument("--duration", type=float, default=10.0, help="seconds of load")
-    bench.add_argument("--partners", type=int, default=1)
-    bench.add_argument("--members", type=int, default=1000)
-    bench.add_argument("--mix", default="earn=45,redeem=35,wallet=20")
-    bench.add_argument("--json", action="store_true")
+    _bench_commands(commands)
 
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
     expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
     expire.add_argument("--json", action="store_true")
     return parser
+
+
+def _bench_commands(commands: Any) -> None:
+    bench = commands.add_parser(
+        "bench",
+        help="load a running server over HTTP and measure",
+        description="Load a running server over HTTP with a mix of operations and report"
+        " throughput, latency percentiles and errors. Without --seeded it first creates"
+        " bench partners and members; 'exchange bench seed' fills a database at scale.",
+    )
+    bench.add_argument("--url", default="http://127.0.0.1:8000")
+    bench.add_argument("--concurrency", type=int, default=16)
+    bench.add_argument("--duration", type=float, default=10.0, help="seconds of load")
+    bench.add_argument("--partners", type=int, default=1)
+    bench.add_argument(
+        "--members", type=int, default=1000, help="members to create (with --seeded: to pick)"
+    )
+    bench.add_argument("--mix", default="earn=45,redeem=35,wallet=20")
+    bench.add_argument(
+        "--seeded",
+        action="store_true",
+        help="use the partners and members of 'exchange bench seed' (new clients; --members"
+        " random seeded members, linked to every seed partner) instead of creating any",
+    )
+    bench.add_argument("--json", action="store_true")
+    sub = bench.add_subparsers(
+        dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
+    )
+    seed = sub.add_parser(
+        "seed",
+        help="fill the database with members and a points history at scale",
+        description="Fill the database (DATABASE_URL, or the embedded one under"
+        " EXCHANGE_HOME) with seed partners seed-0..., members linked by refs seed-<n>, and"
+        " earn and redeem entries over the last 60 days; prints progress to stderr and the"
+        " settlement period that covers them. Refuses a database that is already seeded.",
+    )
+    seed.add_argument(
+        "--members", dest="seed_members", type=int, required=True, metavar="N", help="members"
+    )
+    seed.add_argument(
+        "--entries",
+        dest="seed_entries",
+        type=int,
+        required=True,
+        metavar="M",
+        help="ledger entries, 30%% of them redemptions",
+    )
+    seed.add_argument(
+        "--partners", dest="seed_partners", type=int, default=10, metavar="P", help="default 10"
+    )
+    seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
 
 
 def _partner_commands(commands: Any) -> None:
@@ -572,6 +616,8 @@ def _mix(value: str) -> dict[str, int]:
 def command_bench(args: argparse.Namespace) -> int:
     from exchange import bench
 
+    if args.bench_command == "seed":
+        return command_bench_seed(args)
     mix = _mix(args.mix)
     if not 1 <= args.concurrency <= 1024 or not 1 <= args.partners <= 500:
         raise UsageError("--concurrency must be 1 to 1024 and --partners 1 to 500")
@@ -580,15 +626,22 @@ def command_bench(args: argparse.Namespace) -> int:
     settings = Settings.from_environment()
 
     async def run(database: Database) -> int:
-        tag = f"{int(utc_now().timestamp())}"
-        print(f"setting up {args.partners} partners and {args.members} members …", file=sys.stderr)
-        partners, refs = await bench.setup(
-            database,
-            partners=args.partners,
-            members=args.members,
-            secret=settings.secret_key(),
-            tag=tag,
-        )
+        if args.seeded:
+            print(f"picking {args.members} seeded members …", file=sys.stderr)
+            partners, refs = await bench.setup_seeded(database, members=args.members)
+        else:
+            tag = f"{int(utc_now().timestamp())}"
+            print(
+                f"setting up {args.partners} partners and {args.members} members …",
+                file=sys.stderr,
+            )
+            partners, refs = await bench.setup(
+                database,
+                partners=args.partners,
+                members=args.members,
+                secret=settings.secret_key(),
+                tag=tag,
+            )
         print(f"loading {args.url} at {args.concurrency} for {args.duration}s …", file=sys.stderr)
         result = await bench.run_load(
             args.url,
@@ -613,6 +666,42 @@ def command_bench(args: argparse.Namespace) -> int:
                     f"  p99 {figures['p99_ms']} ms"
                 )
         return 1 if result["errors"] else 0
+
+    return _run(run)
+
+
+def command_bench_seed(args: argparse.Namespace) -> int:
+    from exchange import seed
+
+    try:
+        seed.check_counts(
+            members=args.seed_members, entries=args.seed_entries, partners=args.seed_partners
+        )
+    except DomainError as error:
+        raise UsageError(error.message) from None
+    settings = Settings.from_environment()
+
+    async def run(database: Database) -> int:
+        summary = await seed.seed(
+            database,
+            members=args.seed_members,
+            entries=args.seed_entries,
+            partners=args.seed_partners,
+            secret=settings.secret_key(),
+            now=utc_now(),
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+        period = f"--from {summary.period_start.date()} --to {summary.period_end.date()}"
+        if args.seed_json:
+            print(json.dumps({**summary.__dict__, "settle": period}, default=str))
+        else:
+            print(
+                f"seeded {summary.members:,} members and {summary.entries:,} entries"
+                f" ({summary.redemptions:,} redemptions) for partners {summary.partners[0]}"
+                f"..{summary.partners[-1]} in {summary.seconds} s; settle them with"
+                f" 'exchange settle {period}'"
+            )
+        return 0
 
     return _run(run)
 

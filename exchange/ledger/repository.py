@@ -297,6 +297,68 @@ async def earn_at_once(
     return int(row.entry_id), int(row.balance)
 
 
+async def begin_redeem(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    idempotency_key: str,
+    request_hash: bytes,
+    partner_id: int,
+    member_id: int,
+    points: int,
+    reference: str | None,
+    metadata: str,
+    now: datetime,
+    effective_at: datetime,
+) -> Row[Any]:
+    """A redemption's first round trip: the entry (if its key is new) and the wallet
+    debited if it holds the points, in the step-by-step lock order (key, then wallet).
+    Returns (account_id, entry_id, wallet_id, balance); entry_id is None when nothing
+    was written (a known key, or no such partner), wallet_id None when the wallet was
+    not debited (the caller then fails the request, rolling the entry back)."""
+    result = await conn.execute(
+        sql(
+            """
+            WITH redeemed AS (
+                SELECT id FROM ledger_account
+                WHERE partner_id = :partner_id AND kind = 'PARTNER_REDEEMED'
+            ), new_entry AS (
+                INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
+                    idempotency_key, request_hash, reference, created_at, effective_at,
+                    metadata)
+                SELECT 'REDEEM', :partner_id, :member_id, :points, :client_id, :key, :digest,
+                    :reference, :now, :effective_at, CAST(:metadata AS jsonb)
+                FROM redeemed
+                ON CONFLICT (client_id, idempotency_key) DO NOTHING
+                RETURNING id
+            ), wallet AS (
+                UPDATE ledger_account SET balance = balance - :points
+                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
+                  AND balance >= :points AND EXISTS (SELECT 1 FROM new_entry)
+                RETURNING id, balance
+            )
+            SELECT (SELECT id FROM redeemed) AS account_id,
+                   (SELECT id FROM new_entry) AS entry_id,
+                   (SELECT id FROM wallet) AS wallet_id,
+                   (SELECT balance FROM wallet) AS balance
+            """
+        ),
+        {
+            "client_id": client_id,
+            "key": idempotency_key,
+            "digest": request_hash,
+            "partner_id": partner_id,
+            "member_id": member_id,
+            "points": points,
+            "reference": reference,
+            "metadata": metadata,
+            "now": now,
+            "effective_at": effective_at,
+        },
+    )
+    return result.one()
+
+
 async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
     """Serialize issuance of one partner; only taken for partners with a credit limit."""
     await conn.execute(
@@ -591,10 +653,9 @@ async def record_consumptions(
     allocations: Sequence[LotAllocation],
     redeemer_partner_id: int | None = None,
     hold_id: int | None = None,
-    change_lots: bool = True,
 ) -> None:
-    """Append consumption rows and (unless ``change_lots`` is False) move the lots'
-    remaining by the same amounts: positive takes from a lot, negative gives back."""
+    """Append consumption rows and move the lots' remaining by the same amounts (one
+    round trip): positive takes from a lot, negative gives back."""
     if not allocations:
         return
     params = {
@@ -609,28 +670,22 @@ async def record_consumptions(
     await conn.execute(
         sql(
             """
-            INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points,
-                issuer_partner_id, redeemer_partner_id, hold_id)
-            SELECT :entry_id, c.lot_id, :kind, c.points, c.issuer, :redeemer, :hold_id
-            FROM unnest(CAST(:lots AS bigint[]), CAST(:issuers AS bigint[]),
-                        CAST(:points AS bigint[])) AS c(lot_id, issuer, points)
+            WITH taken AS (
+                INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points,
+                    issuer_partner_id, redeemer_partner_id, hold_id)
+                SELECT :entry_id, c.lot_id, :kind, c.points, c.issuer, :redeemer, :hold_id
+                FROM unnest(CAST(:lots AS bigint[]), CAST(:issuers AS bigint[]),
+                            CAST(:points AS bigint[])) AS c(lot_id, issuer, points)
+            )
+            UPDATE ledger_lot l SET remaining = l.remaining - c.points
+            FROM (SELECT lot_id, sum(points) AS points
+                  FROM unnest(CAST(:lots AS bigint[]), CAST(:points AS bigint[]))
+                       AS u(lot_id, points) GROUP BY lot_id) AS c
+            WHERE l.id = c.lot_id
             """
         ),
         params,
     )
-    if change_lots:
-        await conn.execute(
-            sql(
-                """
-                UPDATE ledger_lot l SET remaining = l.remaining - c.points
-                FROM (SELECT lot_id, sum(points) AS points
-                      FROM unnest(CAST(:lots AS bigint[]), CAST(:points AS bigint[]))
-                           AS u(lot_id, points) GROUP BY lot_id) AS c
-                WHERE l.id = c.lot_id
-                """
-            ),
-            {"lots": params["lots"], "points": params["points"]},
-        )
 
 
 # --- holds ----------------------------------------------------------------------------

@@ -163,19 +163,23 @@ async def spend(
     kind: ConsumptionKind,
     redeemer_partner_id: int | None = None,
     hold_id: int | None = None,
+    debited: tuple[int, int] | None = None,
 ) -> tuple[int, int, list[LotAllocation]]:
     """Take ``points`` from a wallet, consuming lots oldest expiry first.
 
     Returns (wallet account id, wallet balance after, allocations). Expired lots found
-    on the way are swept first, in their own EXPIRY entry.
+    on the way are swept first, in their own EXPIRY entry. ``debited``: the caller has
+    already debited the wallet (its id and balance after).
     """
-    wallet = await repository.debit_wallet(conn, member_id=member_id, points=points)
-    if wallet is None:
-        raise await missing_member_or_short(conn, member_id)
+    if debited is None:
+        wallet = await repository.debit_wallet(conn, member_id=member_id, points=points)
+        if wallet is None:
+            raise await missing_member_or_short(conn, member_id)
+        debited = int(wallet.id), int(wallet.balance)
+    wallet_id, balance = debited
     live, expired = await repository.spendable_lots(
         conn, member_id=member_id, points=points, now=now
     )
-    balance = int(wallet.balance)
     if expired:
         balance -= await expire_member_lots(conn, member_id=member_id, lots=expired, now=now)
     allocations = repository.allocate(live, points)
@@ -189,7 +193,7 @@ async def spend(
         redeemer_partner_id=redeemer_partner_id,
         hold_id=hold_id,
     )
-    return int(wallet.id), balance, allocations
+    return wallet_id, balance, allocations
 
 
 # --- earn and redeem ------------------------------------------------------------------
@@ -354,38 +358,61 @@ async def redeem(
         "metadata": metadata,
     }
     effective_at = require_aware(effective_at or now, "effectiveAt")
-    redeemed = await partner_account(conn, partner_id, AccountKind.PARTNER_REDEEMED)
-    started = await begin_entry(
+    begun = await repository.begin_redeem(
         conn,
-        kind=EntryKind.REDEEM,
         client_id=client_id,
         idempotency_key=idempotency_key,
-        request=request,
-        points=points,
-        created_at=now,
-        effective_at=effective_at,
+        request_hash=request_hash(EntryKind.REDEEM, request),
         partner_id=partner_id,
         member_id=member_id,
+        points=points,
         reference=reference,
-        metadata=metadata,
+        metadata=encode_metadata(metadata),
+        now=now,
+        effective_at=effective_at,
     )
-    if started.replay is not None:
-        return await replayed(conn, started)
+    if begun.account_id is None:
+        raise NotFound(f"partner {partner_id} is not known to the ledger", field=["partnerId"])
+    debited: tuple[int, int] | None = None
+    if begun.entry_id is not None:  # the common case: entry and debit in one round trip
+        if begun.wallet_id is None:
+            raise await missing_member_or_short(conn, member_id)
+        entry_id, debited = int(begun.entry_id), (int(begun.wallet_id), int(begun.balance))
+    else:  # the key is known: a replay, a reuse, or a request that has since rolled back
+        started = await begin_entry(
+            conn,
+            kind=EntryKind.REDEEM,
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+            request=request,
+            points=points,
+            created_at=now,
+            effective_at=effective_at,
+            partner_id=partner_id,
+            member_id=member_id,
+            reference=reference,
+            metadata=metadata,
+        )
+        if started.replay is not None:
+            return await replayed(conn, started)
+        entry_id = started.entry_id
     wallet_id, balance, _ = await spend(
         conn,
-        entry_id=started.entry_id,
+        entry_id=entry_id,
         member_id=member_id,
         points=points,
         now=now,
         kind=ConsumptionKind.REDEEM,
         redeemer_partner_id=partner_id,
+        debited=debited,
     )
-    await repository.change_sharded_balance(conn, account_id=redeemed.id, points=points)
+    redeemed = int(begun.account_id)
+    await repository.change_sharded_balance(conn, account_id=redeemed, points=points)
     await repository.insert_postings(
-        conn, entry_id=started.entry_id, legs=[(wallet_id, -points), (redeemed.id, points)]
+        conn, entry_id=entry_id, legs=[(wallet_id, -points), (redeemed, points)]
     )
     return EntryResult(
-        entry_id=started.entry_id,
+        entry_id=entry_id,
         kind=EntryKind.REDEEM,
         points=points,
         member_id=member_id,

@@ -161,6 +161,8 @@ Index(
     postgresql_where=lot.c.remaining > 0,
 )
 Index("ix_ledger_lot_expiry", lot.c.expires_at, postgresql_where=lot.c.remaining > 0)
+# A wallet's points per issuer: lots still owned, debts (remaining < 0) included.
+Index("ix_ledger_lot_owned", lot.c.member_id, postgresql_where=lot.c.remaining != 0)
 Index("ix_ledger_lot_entry", lot.c.entry_id)
 
 lot_consumption = Table(

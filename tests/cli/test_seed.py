@@ -1,0 +1,140 @@
+"""`exchange bench seed`: a coalition written set-based is the ledger that earning and
+redeeming live would have left, and `exchange bench --seeded` can drive it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from exchange import bench, ledger, seed
+from exchange.kit.clock import utc_now
+from exchange.kit.db import Database
+from exchange.kit.errors import InvalidInput
+from exchange.ledger import repository
+from partners import identity
+from tests.cli.test_cli import run
+from tests.conftest import TEST_SECRET_KEY
+
+
+@pytest.fixture(scope="module")
+async def seeded(db: Database) -> seed.SeedSummary:
+    return await seed.seed(
+        db,
+        members=200,
+        entries=2_000,
+        partners=3,
+        secret=TEST_SECRET_KEY.encode(),
+        now=utc_now(),
+        progress=lambda line: None,
+    )
+
+
+async def test_seed_writes_members_links_and_a_valid_history(
+    db: Database, seeded: seed.SeedSummary
+) -> None:
+    async with db.transaction() as conn:
+        kinds = dict(
+            (
+                await conn.execute(
+                    text(
+                        "SELECT kind, count(*) FROM ledger_entry WHERE client_id = 'seed'"
+                        " GROUP BY kind"
+                    )
+                )
+            ).all()
+        )
+        partner_ids = await seed.seed_partners(conn)
+        linked = await conn.execute(
+            text("SELECT count(DISTINCT member_id) FROM member_link WHERE partner_id = ANY(:ids)"),
+            {"ids": partner_ids},
+        )
+    async with db.transaction() as conn:
+        report = await ledger.verify(conn)
+
+    assert (seeded.members, seeded.entries, seeded.redemptions) == (200, 2_000, 600)
+    assert kinds == {"EARN": 1_400, "REDEEM": 600}
+    assert len(partner_ids) == 3
+    assert linked.scalar_one() == 200
+    assert report.ok, [check for check in report.checks if not check.ok]
+
+
+async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
+    db: Database, seeded: seed.SeedSummary
+) -> None:
+    async with db.transaction() as conn:
+        redemption = (
+            await conn.execute(
+                text(
+                    "SELECT e.idempotency_key, e.partner_id, e.member_id, e.points, l.member_ref"
+                    " FROM ledger_entry e JOIN member_link l ON l.member_id = e.member_id"
+                    " AND l.partner_id = e.partner_id"
+                    " WHERE e.client_id = 'seed' AND e.kind = 'REDEEM' ORDER BY e.id LIMIT 1"
+                )
+            )
+        ).one()
+        member_id = await identity.resolve(
+            conn, partner_id=redemption.partner_id, member_ref=redemption.member_ref
+        )
+        wallet = await ledger.wallet(conn, member_id=member_id)
+        lots = await repository.lots_of_member(conn, member_id=member_id)
+        replay = await ledger.redeem(
+            conn,
+            client_id="seed",
+            idempotency_key=redemption.idempotency_key,
+            partner_id=redemption.partner_id,
+            member_id=member_id,
+            points=redemption.points,
+            now=utc_now(),
+        )
+
+    assert member_id == redemption.member_id
+    assert wallet.balance == sum(int(lot.remaining) for lot in lots)
+    assert any(lot.remaining < lot.amount for lot in lots)
+    assert replay.replayed
+
+
+async def test_bench_seeded_links_its_sample_to_every_seed_partner(
+    db: Database, seeded: seed.SeedSummary
+) -> None:
+    partners, refs = await bench.setup_seeded(db, members=5)
+
+    async with db.transaction() as conn:
+        for partner in partners:
+            for ref in refs:
+                await identity.resolve(conn, partner_id=partner.partner_id, member_ref=ref)
+    assert len(partners) == 3
+    assert 1 <= len(refs) <= 5
+
+
+async def test_seeding_an_already_seeded_database_is_refused(
+    db: Database, seeded: seed.SeedSummary
+) -> None:
+    with pytest.raises(InvalidInput, match="already seeded"):
+        await seed.seed(
+            db,
+            members=1,
+            entries=1,
+            partners=1,
+            secret=TEST_SECRET_KEY.encode(),
+            now=utc_now(),
+            progress=lambda line: None,
+        )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["bench", "seed", "--members", "0", "--entries", "10"],
+        ["bench", "seed", "--members", "10", "--entries", "-1"],
+        ["bench", "seed", "--entries", "10"],
+    ],
+)
+def test_bad_seed_arguments_get_one_line_and_status_two(args: list[str], tmp_path: Path) -> None:
+    result = run(args, "postgresql://unused/none", tmp_path)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("exchange: error: ")
