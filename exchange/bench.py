@@ -38,6 +38,11 @@ REDEEM = (
     "mutation($k: String!, $r: String!, $p: Int!) { redeemPoints(input: {idempotencyKey: $k,"
     " memberRef: $r, points: $p}) { transaction { id } userErrors { code } } }"
 )
+BULK = (
+    "mutation($items: [EarnPointsInput!]!) { earnPointsBatch(input: {items: $items}) {"
+    " results { userErrors { code } } userErrors { code } } }"
+)
+BULK_ITEMS = 1000  # per earnPointsBatch request: the most a batch may hold
 WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
 SCOPES = ["points:earn", "points:redeem", "members:link", "members:read"]
 
@@ -55,6 +60,7 @@ class Results:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: int = 0
     refused: int = 0
+    bulk_items: int = 0
     error_examples: list[str] = field(default_factory=list)
 
     def record(self, op: str, seconds: float) -> None:
@@ -159,6 +165,12 @@ async def _worker(
             body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
         elif op == "redeem":
             body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
+        elif op == "bulk":
+            items = [
+                {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
+                for n in range(BULK_ITEMS)
+            ]
+            body = {"query": BULK, "variables": {"items": items}}
         else:
             body = {"query": WALLET, "variables": {"r": ref}}
         started = time.perf_counter()
@@ -180,6 +192,13 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
     problem = None
     if status != 200 or payload.get("errors"):
         problem = f"{op}: HTTP {status} {str(payload.get('errors'))[:120]}"
+    elif op == "bulk":
+        batch = payload["data"]["earnPointsBatch"]
+        failed = [e for r in batch["results"] for e in r["userErrors"]] + batch["userErrors"]
+        if failed:
+            problem = f"bulk: {len(failed)} items failed, e.g. {failed[0]['code']}"
+        else:
+            results.bulk_items += len(batch["results"])
     elif op != "wallet":
         errors = next(iter(payload["data"].values()))["userErrors"]
         if errors and errors[0]["code"] == "INSUFFICIENT_POINTS":
@@ -252,6 +271,7 @@ async def run_load(
         "errors": results.errors,
         "error_examples": results.error_examples,
         "refused_insufficient_points": results.refused,
+        "bulk_items_per_s": round(results.bulk_items / elapsed, 1),
         "bench_cpu_share": round(cpu / elapsed, 3),
         "by_operation": per_op,
     }

@@ -130,7 +130,11 @@ def _bench_commands(commands: Any) -> None:
     bench.add_argument(
         "--members", type=int, default=1000, help="members to create (with --seeded: to pick)"
     )
-    bench.add_argument("--mix", default="earn=45,redeem=35,wallet=20")
+    bench.add_argument(
+        "--mix",
+        default="earn=45,redeem=35,wallet=20",
+        help="weights of earn, redeem, wallet and bulk (an earnPointsBatch of 1,000 items)",
+    )
     bench.add_argument(
         "--seeded",
         action="store_true",
@@ -605,8 +609,8 @@ def _mix(value: str) -> dict[str, int]:
     mix: dict[str, int] = {}
     for part in value.split(","):
         name, _, weight = part.partition("=")
-        if name not in ("earn", "redeem", "wallet") or not weight.isdigit():
-            raise UsageError(f"--mix takes earn=N,redeem=N,wallet=N, not {value!r}")
+        if name not in ("earn", "redeem", "wallet", "bulk") or not weight.isdigit():
+            raise UsageError(f"--mix takes earn=N,redeem=N,wallet=N,bulk=N, not {value!r}")
         mix[name] = int(weight)
     if not any(mix.values()):
         raise UsageError("--mix needs a positive weight")
@@ -665,6 +669,8 @@ def command_bench(args: argparse.Namespace) -> int:
                     f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
                     f"  p99 {figures['p99_ms']} ms"
                 )
+            if result["bulk_items_per_s"]:
+                print(f"  bulk issuance: {result['bulk_items_per_s']} earn items/s")
         return 1 if result["errors"] else 0
 
     return _run(run)
