@@ -11,6 +11,7 @@ a GraphQL error or any other userError is.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import resource
 import socket
@@ -19,8 +20,10 @@ import time
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
+import orjson
 
 from exchange import ledger, seed
 from exchange.kit.clock import utc_now
@@ -90,11 +93,11 @@ async def setup(
         async with database.transaction() as conn:
             for ref in refs[start : start + 500]:
                 member_id = None
-                for partner in created:
+                for bench_partner in created:
                     linked = await identity.link_member(
                         conn,
                         keys=keys,
-                        partner_id=partner.partner_id,
+                        partner_id=bench_partner.partner_id,
                         member_ref=ref,
                         email=f"{ref}.{tag}@bench.invalid",
                         now=now,
@@ -144,8 +147,50 @@ def _choose(mix: dict[str, int]) -> str:
     return random.choices(list(mix), weights=list(mix.values()))[0]  # noqa: S311
 
 
+class _Connection:
+    """One keep-alive HTTP/1.1 connection for one load worker. The load generator shares
+    the machine with the server, so it must spend little CPU per request; a general
+    client (httpx) spent several times more than this."""
+
+    def __init__(self, url: str) -> None:
+        parsed = urlsplit(url)
+        self.host, self.port = parsed.hostname or "127.0.0.1", parsed.port or 80
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+        if self.writer is None or self.reader is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            # Without TCP_NODELAY a request meets delayed ACKs: ~40 ms each.
+            sock = self.writer.get_extra_info("socket")
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            self.writer.write(head.encode() + body)
+            status = int((await self.reader.readline()).split()[1])
+            length = 0
+            while (line := await self.reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            return status, await self.reader.readexactly(length)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
+            await self.close()
+            raise
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            with contextlib.suppress(OSError):
+                await self.writer.wait_closed()
+        self.reader = self.writer = None
+
+
 async def _worker(
-    http: httpx.AsyncClient,
+    http: _Connection,
     partners: list[BenchPartner],
     refs: list[str],
     mix: dict[str, int],
@@ -173,19 +218,19 @@ async def _worker(
             body = {"query": BULK, "variables": {"items": items}}
         else:
             body = {"query": WALLET, "variables": {"r": ref}}
+        encoded = orjson.dumps(body)
         started = time.perf_counter()
         try:
-            response = await http.post(
-                "/graphql", json=body, headers={"Authorization": f"Bearer {partner.token}"}
-            )
-            payload = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+            status, raw = await asyncio.wait_for(http.post("/graphql", encoded, partner.token), 30)
+            payload = orjson.loads(raw)
+        except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as error:
+            await http.close()  # a timed-out or broken exchange leaves the stream unusable
             results.errors += 1
             if len(results.error_examples) < 5:
                 results.error_examples.append(f"{op}: {type(error).__name__}")
             continue
         results.record(op, time.perf_counter() - started)
-        _judge(op, response.status_code, payload, results)
+        _judge(op, status, payload, results)
 
 
 def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> None:
@@ -235,18 +280,21 @@ async def run_load(
     async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
         for partner in partners:
             partner.token = await _token(http, partner)
-        results = Results()
-        cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.monotonic()
-        deadline = started + duration
-        await asyncio.gather(
-            *(
-                _worker(http, partners, refs, mix, deadline, results, worker)
-                for worker in range(concurrency)
-            )
+    results = Results()
+    connections = [_Connection(url) for _ in range(concurrency)]
+    cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    started = time.monotonic()
+    deadline = started + duration
+    await asyncio.gather(
+        *(
+            _worker(connection, partners, refs, mix, deadline, results, worker)
+            for worker, connection in enumerate(connections)
         )
-        elapsed = time.monotonic() - started
-        cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    )
+    elapsed = time.monotonic() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    for connection in connections:
+        await connection.close()
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     everything = [s for values in results.latencies.values() for s in values]
     per_op = {
