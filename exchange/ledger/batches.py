@@ -25,8 +25,8 @@ from exchange.kit.units import positive_points
 from exchange.ledger import repository
 from exchange.ledger.errors import IdempotencyKeyReused, LimitExceeded
 from exchange.ledger.idempotency import check_key, request_hash
-from exchange.ledger.models import AccountKind, EntryKind, EntryResult
-from exchange.ledger.service import check_reference, partner_account
+from exchange.ledger.models import DEFAULT_POINTS_LIFETIME_DAYS, AccountKind, EntryKind, EntryResult
+from exchange.ledger.service import check_reference, earn_request, partner_account
 
 MAX_BATCH = 1000
 
@@ -52,16 +52,15 @@ class _Pending:
 
 
 def _request(partner_id: int, item: EarnItem) -> dict[str, Any]:
-    # The same request shape as a single earn, so a key used by either replays in both.
-    return {
-        "partner": partner_id,
-        "member": item.member_id,
-        "points": item.points,
-        "reference": item.reference,
-        "expires_at": item.expires_at.isoformat() if item.expires_at else None,
-        "effective_at": None,
-        "metadata": None,
-    }
+    return earn_request(
+        partner_id=partner_id,
+        member_id=item.member_id,
+        points=item.points,
+        reference=item.reference,
+        expires_at=item.expires_at,
+        effective_at=None,
+        metadata=None,
+    )
 
 
 async def earn_batch(
@@ -183,7 +182,7 @@ async def _settle_known_keys(
 def _check_expiry(
     issued: Any, pending: dict[str, _Pending], outcomes: list[Outcome | None], now: datetime
 ) -> None:
-    lifetime = timedelta(days=int(issued.points_lifetime_days or 365))
+    lifetime = timedelta(days=int(issued.points_lifetime_days or DEFAULT_POINTS_LIFETIME_DAYS))
     for key, entry in list(pending.items()):
         expires_at = entry.item.expires_at or now + lifetime
         if expires_at <= now:

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.kit.db import sql
 from exchange.ledger.models import (
     BALANCE_SHARDS,
+    DEFAULT_POINTS_LIFETIME_DAYS,
     AccountKind,
     ConsumptionKind,
     HoldStatus,
@@ -232,9 +233,11 @@ async def earn_at_once(
         sql(
             """
             WITH issued AS (
-                SELECT id, coalesce(CAST(:expires_at AS timestamptz), CAST(:effective_at AS
-                    timestamptz) + make_interval(days => coalesce(points_lifetime_days, 365)))
-                    AS expires_at
+                SELECT id, coalesce(
+                    CAST(:expires_at AS timestamptz),
+                    CAST(:effective_at AS timestamptz)
+                    + make_interval(days => coalesce(points_lifetime_days, :default_lifetime))
+                ) AS expires_at
                 FROM ledger_account
                 WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
                   AND credit_limit_points IS NULL
@@ -288,6 +291,7 @@ async def earn_at_once(
             "now": now,
             "effective_at": effective_at,
             "expires_at": expires_at,
+            "default_lifetime": DEFAULT_POINTS_LIFETIME_DAYS,
             "shard": random.randrange(BALANCE_SHARDS),  # noqa: S311 (load spreading)
         },
     )

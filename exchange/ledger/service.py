@@ -30,6 +30,7 @@ from exchange.ledger.idempotency import (
     request_hash,
 )
 from exchange.ledger.models import (
+    DEFAULT_POINTS_LIFETIME_DAYS,
     MAX_REFERENCE_LENGTH,
     AccountKind,
     ConsumptionKind,
@@ -199,6 +200,32 @@ async def spend(
 # --- earn and redeem ------------------------------------------------------------------
 
 
+def earn_request(
+    *,
+    partner_id: int,
+    member_id: int,
+    points: int,
+    reference: str | None,
+    expires_at: datetime | None,
+    effective_at: datetime | None,
+    metadata: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """An earn as the caller gave it, for its idempotency hash. Single and batch earns
+    share it, so a key used by either replays in both; nothing derived from the clock
+    goes in, so a later replay hashes the same."""
+    return {
+        "partner": partner_id,
+        "member": member_id,
+        "points": points,
+        "reference": reference,
+        "expires_at": require_aware(expires_at, "expiresAt").isoformat() if expires_at else None,
+        "effective_at": require_aware(effective_at, "effectiveAt").isoformat()
+        if effective_at
+        else None,
+        "metadata": metadata,
+    }
+
+
 async def earn(
     conn: AsyncConnection,
     *,
@@ -217,19 +244,15 @@ async def earn(
     points = positive_points(points)
     check_key(client_id, idempotency_key)
     check_reference(reference)
-    # The request as the caller gave it: a replay later must hash the same, so nothing
-    # derived from the clock goes in.
-    request = {
-        "partner": partner_id,
-        "member": member_id,
-        "points": points,
-        "reference": reference,
-        "expires_at": require_aware(expires_at, "expiresAt").isoformat() if expires_at else None,
-        "effective_at": require_aware(effective_at, "effectiveAt").isoformat()
-        if effective_at
-        else None,
-        "metadata": metadata,
-    }
+    request = earn_request(
+        partner_id=partner_id,
+        member_id=member_id,
+        points=points,
+        reference=reference,
+        expires_at=expires_at,
+        effective_at=effective_at,
+        metadata=metadata,
+    )
     effective_at = require_aware(effective_at or now, "effectiveAt")
     written = await repository.earn_at_once(
         conn,
@@ -268,7 +291,9 @@ async def earn(
     if earlier is not None:
         return await replayed(conn, earlier)
     if expires_at is None:
-        expires_at = effective_at + timedelta(days=int(issued.points_lifetime_days or 365))
+        expires_at = effective_at + timedelta(
+            days=int(issued.points_lifetime_days or DEFAULT_POINTS_LIFETIME_DAYS)
+        )
     expires_at = require_aware(expires_at, "expiresAt")
     if expires_at <= max(now, effective_at):
         raise InvalidInput("expiresAt must be in the future", field=["expiresAt"])

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import event
 
-from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.ledger.models import PartnerPolicy
 from tests.conftest import NOW, Factory
@@ -172,27 +171,9 @@ async def test_a_plain_earn_is_one_statement_and_a_replay_still_replays(make: Fa
 
     event.listen(make.db.engine.sync_engine, "before_cursor_execute", count)
     try:
-        async with make.db.transaction() as conn:
-            first = await ledger.earn(
-                conn,
-                client_id="one-trip",
-                idempotency_key="k1",
-                partner_id=coffee,
-                member_id=alice,
-                points=40,
-                now=NOW,
-            )
+        first = await make.earn(coffee, alice, 40, key="k1")
         plain = len(statements)
-        async with make.db.transaction() as conn:
-            again = await ledger.earn(
-                conn,
-                client_id="one-trip",
-                idempotency_key="k1",
-                partner_id=coffee,
-                member_id=alice,
-                points=40,
-                now=NOW,
-            )
+        again = await make.earn(coffee, alice, 40, key="k1")
     finally:
         event.remove(make.db.engine.sync_engine, "before_cursor_execute", count)
 
