@@ -30,7 +30,7 @@ from graphql_schema.types import (
     TransactionFilter,
     ViewerKind,
 )
-from graphql_schema.wallets import Member, Wallet, load_wallet, transactions_page
+from graphql_schema.wallets import Member, Wallet, load_wallet, selects, transactions_page
 from partners import operations, registry
 from partners.principal import PrincipalKind
 from settlement import operations as settlement_operations
@@ -226,9 +226,15 @@ class Query:
     @strawberry.field(description="A member linked to the calling partner, by its own ref.")
     async def member(self, info: Info[Context, None], member_ref: str) -> Member | None:
         context = info.context
+        with_wallet = selects(info, "wallet")
         try:
             context.principal.require("members:read")
             async with context.unit_of_work() as conn:
+                if with_wallet:
+                    member_id, wallet = await operations.member_wallet_of_ref(
+                        conn, context.principal, member_ref
+                    )
+                    return Member.of(member_id, wallet)
                 member_id = await operations.member_of_ref(conn, context.principal, member_ref)
         except DomainError as error:
             if error.code == "MEMBER_NOT_LINKED":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.types import Info
+from strawberry.types.nodes import SelectedField, Selection
 
 from exchange.kit.errors import DomainError, InvalidInput
 from exchange.ledger.models import Wallet as WalletModel
@@ -135,14 +136,37 @@ async def load_wallet(info: Info[Context, None], member_id: int) -> Wallet:
     return Wallet.of(wallet)
 
 
+def selects(info: Info[Context, None], name: str) -> bool:
+    """Whether the query asks for ``name`` right under the field being resolved
+    (fragments included): a resolver then reads it in its own unit of work."""
+
+    def among(selections: list[Selection]) -> bool:
+        for selection in selections:
+            if isinstance(selection, SelectedField):
+                if selection.name == name:
+                    return True
+            elif among(selection.selections):
+                return True
+        return False
+
+    return any(among(field.selections) for field in info.selected_fields)
+
+
 @strawberry.type
 class Member(Node):
     member_id: strawberry.Private[int]
+    read_wallet: strawberry.Private[Wallet | None] = None
 
     @strawberry.field
     async def wallet(self, info: Info[Context, None]) -> Wallet:
+        if self.read_wallet is not None:
+            return self.read_wallet
         return await load_wallet(info, self.member_id)
 
     @classmethod
-    def of(cls, member_id: int) -> Member:
-        return cls(id=strawberry.ID(ids.encode("Member", member_id)), member_id=member_id)
+    def of(cls, member_id: int, wallet: WalletModel | None = None) -> Member:
+        return cls(
+            id=strawberry.ID(ids.encode("Member", member_id)),
+            member_id=member_id,
+            read_wallet=Wallet.of(wallet) if wallet is not None else None,
+        )

@@ -59,6 +59,16 @@ async def member_of_ref(conn: AsyncConnection, principal: Principal, member_ref:
     )
 
 
+async def member_wallet_of_ref(
+    conn: AsyncConnection, principal: Principal, member_ref: str
+) -> tuple[int, Wallet]:
+    """The member behind one of the calling partner's refs, with its wallet, in one unit
+    of work: resolving the ref proves the link that reading a wallet asks for."""
+    principal.require("members:read")
+    member_id = await member_of_ref(conn, principal, member_ref)
+    return member_id, await ledger.wallet(conn, member_id=member_id)
+
+
 async def earn_points(
     conn: AsyncConnection,
     principal: Principal,

@@ -23,18 +23,22 @@ MAX_EXPIRING_WITHIN_DAYS = 3660
 
 
 async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
-    balances = await repository.member_balances(conn, member_id=member_id)
+    balances: dict[str, int] = {}
+    by_issuer: list[IssuerBalance] = []
+    for row in await repository.wallet_rows(conn, member_id=member_id):
+        if row.part == "account":
+            balances[row.kind] = int(row.points)
+        else:
+            by_issuer.append(
+                IssuerBalance(issuer_partner_id=row.issuer_partner_id, points=int(row.points))
+            )
     if AccountKind.MEMBER_WALLET not in balances:
         raise NotFound(f"member {member_id} does not exist", field=["memberId"])
-    by_issuer = await repository.balance_by_issuer(conn, member_id=member_id)
     return Wallet(
         member_id=member_id,
         available=balances[AccountKind.MEMBER_WALLET],
         held=balances.get(AccountKind.MEMBER_HELD, 0),
-        by_issuer=[
-            IssuerBalance(issuer_partner_id=row.issuer_partner_id, points=int(row.points))
-            for row in by_issuer
-        ],
+        by_issuer=by_issuer,
     )
 
 

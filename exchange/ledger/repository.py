@@ -800,12 +800,17 @@ async def member_balances(conn: AsyncConnection, *, member_id: int) -> dict[str,
     return {row.kind: int(row.balance) for row in result}
 
 
-async def balance_by_issuer(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
-    """Points a member owns per issuing partner: lots' remaining plus active holds."""
+async def wallet_rows(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
+    """A member's wallet in one statement: its account balances (``part = 'account'``),
+    then the points it owns per issuing partner, lots' remaining plus active holds
+    (``part = 'issuer'``, in issuer order, unowned issuers left out)."""
     result = await conn.execute(
         sql(
             """
-            SELECT issuer_partner_id, sum(points) AS points FROM (
+            SELECT 'account' AS part, kind, balance AS points, NULL::bigint AS issuer_partner_id
+            FROM ledger_account WHERE member_id = :member_id
+            UNION ALL
+            SELECT 'issuer', NULL, sum(points), issuer_partner_id FROM (
                 SELECT issuer_partner_id, remaining AS points FROM ledger_lot
                 WHERE member_id = :member_id AND remaining <> 0
                 UNION ALL
@@ -814,7 +819,7 @@ async def balance_by_issuer(conn: AsyncConnection, *, member_id: int) -> list[Ro
                 WHERE h.member_id = :member_id AND h.status = 'ACTIVE'
             ) AS owned
             GROUP BY issuer_partner_id HAVING sum(points) <> 0
-            ORDER BY issuer_partner_id NULLS FIRST
+            ORDER BY part, issuer_partner_id NULLS FIRST
             """
         ),
         {"member_id": member_id},

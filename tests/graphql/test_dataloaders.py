@@ -1,5 +1,5 @@
-"""Relations load in batches: the number of SQL statements for a page does not grow with
-the page size (no N+1)."""
+"""Statements per request: relations load in batches, so a page costs as many statements
+as a smaller one (no N+1), and a member read with its wallet is one unit of work."""
 
 from __future__ import annotations
 
@@ -55,3 +55,53 @@ async def test_a_page_of_50_costs_as_many_statements_as_a_page_of_5(
     large = await _statements(api, partner, 50)
 
     assert large == small
+
+
+WALLET_BY_REF = (
+    "query($r: String!) { member(memberRef: $r) { id wallet { balance available"
+    " byPartner { points } } } }"
+)
+WALLET_BY_FRAGMENT = (
+    "query($r: String!) { member(memberRef: $r) { ...W } }"
+    " fragment W on Member { ... on Member { wallet { balance } } }"
+)
+
+
+async def test_a_member_and_its_wallet_are_read_in_one_unit_of_work(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await new_partner(db, api)
+    ref = f"m-{secrets.token_hex(4)}"
+    await partner.gql(
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { userErrors { code } } }",
+        r=ref,
+        e=email(),
+    )
+    await partner.gql(
+        'mutation($r: String!) { earnPoints(input: {idempotencyKey: "w1", memberRef: $r,'
+        " points: 70}) { userErrors { code } } }",
+        r=ref,
+    )
+    engine = api._transport.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def count(*args: Any) -> None:
+        seen.append(args[2])
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        plain = await partner.gql(WALLET_BY_REF, r=ref)
+        plain_statements = len(seen)
+        seen.clear()
+        fragment = await partner.gql(WALLET_BY_FRAGMENT, r=ref)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+
+    wallet = plain["data"]["member"]["wallet"]
+    assert wallet["balance"] == wallet["available"] == "70"  # BigInt travels as a string
+    assert [b["points"] for b in wallet["byPartner"]] == ["70"]
+    assert fragment["data"]["member"]["wallet"]["balance"] == "70"
+    # binding the caller's row scope, resolving the ref, reading the wallet
+    assert plain_statements == 3
+    assert len(seen) == 3
