@@ -24,6 +24,7 @@ from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings
+from graphql_schema.coalescing import earn_coalescer
 from partners import registry
 from partners.runtime import AuthRuntime
 
@@ -123,10 +124,13 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             database, secret=settings.secret_key(), public_url=settings.public_url
         )
         await app.state.auth.start()
+        app.state.earns = earn_coalescer(database, utc_now) if settings.micro_batching else None
         task = asyncio.create_task(_sweep_forever(database)) if sweep else None
         try:
             yield
         finally:
+            if app.state.earns is not None:
+                await app.state.earns.close()
             await app.state.auth.stop()
             await app.state.notifications.close()
             if task is not None:

@@ -92,6 +92,7 @@ class _Strawberry(GraphQL[Context, None]):
             request_id=request.scope.get("exchange.request_id", ""),
             notifications=app_state.notifications,
             authenticate=app_state.auth.verify,
+            earns=getattr(app_state, "earns", None),
         )
 
     async def on_ws_connect(self, context: Context) -> Any:

@@ -13,6 +13,7 @@ from strawberry.dataloader import DataLoader
 
 from exchange.kit.db import Database
 from exchange.kit.notifications import Notifications
+from graphql_schema.coalescing import EarnCoalescer
 from partners import registry
 from partners.identity import IdentityKeys
 from partners.models import Partner
@@ -31,6 +32,8 @@ class Context:
     #: Verifies a bearer token; used when a websocket authenticates in connection_init.
     authenticate: Callable[[str], Awaitable[Principal]] | None = None
     connection_params: dict[str, Any] | None = None
+    #: Micro-batching of concurrent earns (per process); None: each earn on its own.
+    earns: EarnCoalescer | None = None
 
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:

@@ -217,6 +217,26 @@ class Mutation:
         self, info: Info[Context, None], input: EarnPointsInput
     ) -> EarnPointsPayload:  # type: ignore[valid-type]
         c = info.context
+        if c.earns is not None:
+            item = operations.BatchEarn(
+                idempotency_key=input.idempotency_key,
+                member_ref=input.member_ref,
+                points=input.points,
+                reference=input.reference,
+                expires_at=input.expires_at,
+            )
+            try:
+                c.principal.require("points:earn")
+                c.principal.require_partner()
+            except DomainError as error:
+                return EarnPointsPayload(user_errors=[UserError.of(error)])
+            outcome, view = await c.earns.submit(c.principal, item)
+            if isinstance(outcome, DomainError):
+                return EarnPointsPayload(user_errors=[UserError.of(outcome)])
+            return EarnPointsPayload(
+                transaction=Transaction.of(view) if view is not None else None,
+                member_id=outcome.member_id,
+            )
         return await _entry_payload(
             info,
             EarnPointsPayload,

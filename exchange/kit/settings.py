@@ -42,6 +42,9 @@ class Settings:
     database_url: str | None
     secret_key_from_env: str | None = field(default=None, repr=False)
     public_url: str = "http://127.0.0.1:8000"
+    #: Concurrent earns of one caller share a transaction (EXCHANGE_MICRO_BATCHING=off
+    #: turns it off, to measure what it brings).
+    micro_batching: bool = True
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -53,6 +56,8 @@ class Settings:
             database_url=values.get("DATABASE_URL") or None,
             secret_key_from_env=values.get("EXCHANGE_SECRET_KEY") or None,
             public_url=(values.get("EXCHANGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
+            micro_batching=(values.get("EXCHANGE_MICRO_BATCHING") or "on").strip().lower()
+            not in ("off", "0", "false", "no"),
         )
 
     def ensure_home(self) -> Path:

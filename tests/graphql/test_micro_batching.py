@@ -1,0 +1,97 @@
+"""Micro-batching of earnPoints over HTTP: concurrent earns of one caller share a
+transaction, yet each request gets its own transaction or its own userErrors, a failing
+earn moves nothing, and keys hash alike whether an earn was batched or not."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from typing import Any
+
+import httpx
+
+from exchange import ledger
+from exchange.kit.db import Database
+from graphql_schema.coalescing import BATCH_FROM
+from tests.graphql.conftest import Caller, email, new_partner
+
+EARN = """mutation($k: String!, $r: String!, $p: Int!) {
+  earnPoints(input: {idempotencyKey: $k, memberRef: $r, points: $p}) {
+    transaction { id kind points } userErrors { field code message } } }"""
+LINK = """mutation($ref: String!, $email: String) {
+  linkMember(input: {memberRef: $ref, email: $email}) { userErrors { code } } }"""
+BALANCE = "query($ref: String!) { member(memberRef: $ref) { wallet { balance } } }"
+
+
+async def _earn(partner: Caller, key: str, ref: str, points: int) -> dict[str, Any]:
+    result = await partner.gql(EARN, k=key, r=ref, p=points)
+    assert "errors" not in result, result
+    payload: dict[str, Any] = result["data"]["earnPoints"]
+    return payload
+
+
+async def test_concurrent_earns_are_batched_and_each_keeps_its_own_outcome(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    coalescer = api._transport.app.state.earns  # type: ignore[attr-defined]
+    partner = await new_partner(db, api)
+    refs = []
+    for _ in range(3):
+        ref = f"mb-{secrets.token_hex(4)}"
+        await partner.gql(LINK, ref=ref, email=email())
+        refs.append(ref)
+    good = [(f"good-{n}", refs[n % 3], 10 + n) for n in range(12)]
+    unlinked = ("bad-ref", "nobody-" + secrets.token_hex(4), 5)
+    zero = ("bad-points", refs[0], 0)
+    largest_before = coalescer.stats.largest
+    batches_before = coalescer.stats.batches
+
+    calls = [*good[:6], unlinked, *good[6:], zero]
+    payloads = await asyncio.gather(*(_earn(partner, *call) for call in calls))
+
+    by_key = {call[0]: payload for call, payload in zip(calls, payloads, strict=True)}
+    assert coalescer.stats.batches - batches_before < len(calls)
+    assert coalescer.stats.largest >= max(BATCH_FROM, largest_before)
+    ids = set()
+    for key, _, points in good:
+        assert by_key[key]["userErrors"] == []
+        transaction = by_key[key]["transaction"]
+        assert (transaction["kind"], transaction["points"]) == ("EARN", str(points))
+        ids.add(transaction["id"])
+    assert len(ids) == len(good)
+    assert by_key["bad-ref"]["transaction"] is None
+    assert [(e["code"], e["field"]) for e in by_key["bad-ref"]["userErrors"]] == [
+        ("MEMBER_NOT_LINKED", ["input", "memberRef"])
+    ]
+    assert by_key["bad-points"]["transaction"] is None
+    assert [e["code"] for e in by_key["bad-points"]["userErrors"]] == ["INVALID_INPUT"]
+    assert by_key["bad-points"]["userErrors"][0]["field"] == ["input", "points"]
+    for index, ref in enumerate(refs):
+        expected = sum(points for _, r, points in good if r == ref)
+        balance = await partner.gql(BALANCE, ref=ref)
+        assert balance["data"]["member"]["wallet"]["balance"] == str(expected), index
+
+    # A key written in a batch replays alone, and is refused for another request.
+    replay = await _earn(partner, *good[0])
+    assert replay["transaction"] == by_key[good[0][0]]["transaction"]
+    reused = await _earn(partner, good[0][0], good[0][1], 999)
+    assert [e["code"] for e in reused["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
+    async with db.transaction() as conn:
+        assert (await ledger.verify(conn)).ok
+
+
+async def test_one_key_sent_twice_at_once_is_written_once(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner = await new_partner(db, api)
+    ref = f"mb-{secrets.token_hex(4)}"
+    await partner.gql(LINK, ref=ref, email=email())
+    calls = [("same", ref, 40)] * 6 + [(f"other-{n}", ref, 1) for n in range(4)]
+
+    payloads = await asyncio.gather(*(_earn(partner, *call) for call in calls))
+
+    same = {payload["transaction"]["id"] for payload in payloads[:6]}
+    assert len(same) == 1
+    assert all(payload["userErrors"] == [] for payload in payloads)
+    balance = await partner.gql(BALANCE, ref=ref)
+    assert balance["data"]["member"]["wallet"]["balance"] == "44"
