@@ -15,9 +15,12 @@ a batch only ever runs with the authority every request in it had.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+
+from sqlalchemy.exc import DBAPIError
 
 from exchange.kit.batching import Coalescer
 from exchange.kit.db import Database
@@ -28,9 +31,13 @@ from exchange.ledger.queries import EntryView
 from partners import operations
 from partners.principal import Principal
 
+log = logging.getLogger(__name__)
+
 BATCH_FROM = 3
 
-Outcome = tuple[EntryResult | DomainError, EntryView | None]
+#: An earn's result and its transaction; or its business error; or, if the database
+#: failed on that earn alone, the exception its request then raises.
+Outcome = tuple[EntryResult | Exception, EntryView | None]
 EarnCoalescer = Coalescer[Principal, operations.BatchEarn, Outcome]
 
 
@@ -41,7 +48,7 @@ class _Runner:
 
     async def run(self, principal: Principal, items: list[operations.BatchEarn]) -> list[Outcome]:
         if len(items) < BATCH_FROM:
-            return list(await asyncio.gather(*(self.one(principal, item) for item in items)))
+            return await self.each(principal, items)
         try:
             async with self.database.transaction(principal.row_scope()) as conn:
                 outcomes = await operations.earn_points_batch(
@@ -51,11 +58,26 @@ class _Runner:
                 views = await operations.transactions_for(conn, principal, written)
         except DomainError as error:
             return [(error, None)] * len(items)
+        except DBAPIError:
+            # Nothing of the batch was written; a database failure (one item's bad value,
+            # a lock timeout) must not fail its neighbours: each earn runs on its own.
+            log.warning("an earn batch of %d failed in the database; retrying each", len(items))
+            return await self.each(principal, items)
         return [
             (outcome, views.get(outcome.entry_id))
             if isinstance(outcome, EntryResult)
             else (_as_single(outcome), None)
             for outcome in outcomes
+        ]
+
+    async def each(self, principal: Principal, items: list[operations.BatchEarn]) -> list[Outcome]:
+        """Each earn in its own transaction, concurrently; one failing fails only itself."""
+        done = await asyncio.gather(
+            *(self.one(principal, item) for item in items), return_exceptions=True
+        )
+        return [
+            outcome if not isinstance(outcome, BaseException) else (_unexpected(outcome), None)
+            for outcome in done
         ]
 
     async def one(self, principal: Principal, item: operations.BatchEarn) -> Outcome:
@@ -75,6 +97,10 @@ class _Runner:
         except DomainError as error:
             return error, None
         return result, view
+
+
+def _unexpected(error: BaseException) -> Exception:
+    return error if isinstance(error, Exception) else RuntimeError("earn cancelled")
 
 
 def _as_single(error: DomainError) -> DomainError:

@@ -233,6 +233,8 @@ class Mutation:
             outcome, view = await c.earns.submit(c.principal, item)
             if isinstance(outcome, DomainError):
                 return EarnPointsPayload(user_errors=[UserError.of(outcome)])
+            if isinstance(outcome, Exception):
+                raise outcome  # the database failed on this earn alone: a masked error
             return EarnPointsPayload(
                 transaction=Transaction.of(view) if view is not None else None,
                 member_id=outcome.member_id,

@@ -5,10 +5,12 @@ earn moves nothing, and keys hash alike whether an earn was batched or not."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 from typing import Any
 
 import httpx
+import pytest
 
 from exchange import ledger
 from exchange.kit.db import Database
@@ -95,3 +97,54 @@ async def test_one_key_sent_twice_at_once_is_written_once(
     assert all(payload["userErrors"] == [] for payload in payloads)
     balance = await partner.gql(BALANCE, ref=ref)
     assert balance["data"]["member"]["wallet"]["balance"] == "44"
+
+
+POISON = (
+    """CREATE FUNCTION test_poison_entry() RETURNS trigger LANGUAGE plpgsql AS $$
+    BEGIN
+        RAISE EXCEPTION 'poisoned reference';
+    END $$""",
+    """CREATE TRIGGER test_poison_entry BEFORE INSERT ON ledger_entry
+    FOR EACH ROW WHEN (NEW.reference = 'poison') EXECUTE FUNCTION test_poison_entry()""",
+)
+EARN_WITH_REFERENCE = """mutation($k: String!, $r: String!, $ref: String!) {
+  earnPoints(input: {idempotencyKey: $k, memberRef: $r, points: 3, reference: $ref}) {
+    transaction { id points } userErrors { code } } }"""
+
+
+async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
+    db: Database, api: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    partner = await new_partner(db, api)
+    ref = f"mb-{secrets.token_hex(4)}"
+    await partner.gql(LINK, ref=ref, email=email())
+    references = [f"ok-{n}" for n in range(8)] + ["poison"]
+    async with db.transaction() as conn:
+        for statement in POISON:
+            await conn.exec_driver_sql(statement)
+    try:
+        with caplog.at_level(logging.WARNING, logger="graphql_schema.coalescing"):
+            results = await asyncio.gather(
+                *(
+                    partner.gql(EARN_WITH_REFERENCE, k=reference, r=ref, ref=reference)
+                    for reference in references
+                )
+            )
+    finally:
+        async with db.transaction() as conn:
+            await conn.exec_driver_sql("DROP TRIGGER test_poison_entry ON ledger_entry")
+            await conn.exec_driver_sql("DROP FUNCTION test_poison_entry()")
+
+    assert "retrying each" in caplog.text  # the poisoned batch was rolled back and retried
+    for result in results[:-1]:
+        assert "errors" not in result, result
+        assert result["data"]["earnPoints"]["transaction"]["points"] == "3"
+    poisoned = results[-1]
+    assert poisoned["data"] is None  # earnPoints is non-null: the error reaches the root
+    [error] = poisoned["errors"]
+    assert error["message"].startswith("Unexpected error")
+    assert "poison" not in error["message"]  # masked: the database's words stay in the log
+    balance = await partner.gql(BALANCE, ref=ref)
+    assert balance["data"]["member"]["wallet"]["balance"] == str(3 * 8)
+    async with db.transaction() as conn:
+        assert (await ledger.verify(conn)).ok
