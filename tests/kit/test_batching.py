@@ -4,10 +4,12 @@ result; a lone call does not wait; a failing batch fails only its own callers.""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
 from exchange.kit.batching import Coalescer
+from exchange.kit.settings import Settings
 
 
 class Recorder:
@@ -132,3 +134,16 @@ async def test_a_caller_that_gives_up_does_not_cancel_the_batch() -> None:
     assert await stayer == "a:20"
     assert quitter.cancelled()
     assert recorder.batches == [("a", [1, 2])]
+
+
+@pytest.mark.parametrize(
+    ("value", "on"), [(None, True), ("on", True), ("off", False), ("0", False), ("FALSE", False)]
+)
+def test_micro_batching_is_on_unless_the_environment_turns_it_off(
+    value: str | None, on: bool, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env of the developer's
+    environ = {"EXCHANGE_HOME": str(tmp_path)}
+    if value is not None:
+        environ["EXCHANGE_MICRO_BATCHING"] = value
+    assert Settings.from_environment(environ).micro_batching is on
