@@ -83,16 +83,7 @@ class _Runner:
     async def one(self, principal: Principal, item: operations.BatchEarn) -> Outcome:
         try:
             async with self.database.transaction(principal.row_scope()) as conn:
-                result = await operations.earn_points(
-                    conn,
-                    principal,
-                    idempotency_key=item.idempotency_key,
-                    member_ref=item.member_ref,
-                    points=item.points,
-                    now=self.clock(),
-                    reference=item.reference,
-                    expires_at=item.expires_at,
-                )
+                result = await operations.earn_item(conn, principal, item, now=self.clock())
                 view = await operations.transaction_for(conn, principal, result.entry_id)
         except DomainError as error:
             return error, None

@@ -217,14 +217,14 @@ class Mutation:
         self, info: Info[Context, None], input: EarnPointsInput
     ) -> EarnPointsPayload:  # type: ignore[valid-type]
         c = info.context
+        item = operations.BatchEarn(
+            idempotency_key=input.idempotency_key,
+            member_ref=input.member_ref,
+            points=input.points,
+            reference=input.reference,
+            expires_at=input.expires_at,
+        )
         if c.earns is not None:
-            item = operations.BatchEarn(
-                idempotency_key=input.idempotency_key,
-                member_ref=input.member_ref,
-                points=input.points,
-                reference=input.reference,
-                expires_at=input.expires_at,
-            )
             try:
                 c.principal.require("points:earn")
                 c.principal.require_partner()
@@ -242,16 +242,7 @@ class Mutation:
         return await _entry_payload(
             info,
             EarnPointsPayload,
-            lambda conn: operations.earn_points(
-                conn,
-                c.principal,
-                idempotency_key=input.idempotency_key,
-                member_ref=input.member_ref,
-                points=input.points,
-                now=c.clock(),
-                reference=input.reference,
-                expires_at=input.expires_at,
-            ),
+            lambda conn: operations.earn_item(conn, c.principal, item, now=c.clock()),
         )
 
     @strawberry.mutation(

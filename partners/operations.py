@@ -106,6 +106,22 @@ class BatchEarn:
     expires_at: datetime | None = None
 
 
+async def earn_item(
+    conn: AsyncConnection, principal: Principal, item: BatchEarn, *, now: datetime
+) -> EntryResult:
+    """One earn given as a batch item (a micro-batched request that runs on its own)."""
+    return await earn_points(
+        conn,
+        principal,
+        idempotency_key=item.idempotency_key,
+        member_ref=item.member_ref,
+        points=item.points,
+        now=now,
+        reference=item.reference,
+        expires_at=item.expires_at,
+    )
+
+
 async def earn_points_batch(
     conn: AsyncConnection, principal: Principal, *, items: list[BatchEarn], now: datetime
 ) -> list[EntryResult | DomainError]:

@@ -16,7 +16,27 @@ PAGE = """query($first: Int!) { transactions(first: $first) { edges { node {
   id kind points partner { id name contract { issuePrice } } } } } }"""
 
 
-async def _statements(api: httpx.AsyncClient, caller: Caller, first: int) -> int:
+EARN = """mutation($k: String!, $r: String!, $p: Int!) {
+  earnPoints(input: {idempotencyKey: $k, memberRef: $r, points: $p}) { userErrors { code } } }"""
+
+
+async def _linked_member(db: Database, api: httpx.AsyncClient) -> tuple[Caller, str]:
+    partner = await new_partner(db, api)
+    ref = f"m-{secrets.token_hex(4)}"
+    linked = await partner.gql(
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { userErrors { code } } }",
+        r=ref,
+        e=email(),
+    )
+    assert linked["data"]["linkMember"]["userErrors"] == []
+    return partner, ref
+
+
+async def _counted(
+    api: httpx.AsyncClient, caller: Caller, query: str, **variables: Any
+) -> tuple[dict[str, Any], int]:
+    """A request's result and how many SQL statements it ran."""
     engine = api._transport.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
     seen: list[str] = []
 
@@ -25,31 +45,24 @@ async def _statements(api: httpx.AsyncClient, caller: Caller, first: int) -> int
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        result = await caller.gql(PAGE, first=first)
+        result = await caller.gql(query, **variables)
     finally:
         event.remove(engine, "before_cursor_execute", count)
+    return result, len(seen)
+
+
+async def _statements(api: httpx.AsyncClient, caller: Caller, first: int) -> int:
+    result, statements = await _counted(api, caller, PAGE, first=first)
     assert len(result["data"]["transactions"]["edges"]) == first
-    return len(seen)
+    return statements
 
 
 async def test_a_page_of_50_costs_as_many_statements_as_a_page_of_5(
     db: Database, api: httpx.AsyncClient
 ) -> None:
-    partner = await new_partner(db, api)
-    ref = f"m-{secrets.token_hex(4)}"
-    await partner.gql(
-        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
-        " { userErrors { code } } }",
-        r=ref,
-        e=email(),
-    )
+    partner, ref = await _linked_member(db, api)
     for number in range(50):
-        await partner.gql(
-            "mutation($k: String!, $r: String!) { earnPoints(input: {idempotencyKey: $k,"
-            " memberRef: $r, points: 1}) { userErrors { code } } }",
-            k=f"k{number}",
-            r=ref,
-        )
+        await partner.gql(EARN, k=f"k{number}", r=ref, p=1)
 
     small = await _statements(api, partner, 5)
     large = await _statements(api, partner, 50)
@@ -70,33 +83,10 @@ WALLET_BY_FRAGMENT = (
 async def test_a_member_and_its_wallet_are_read_in_one_unit_of_work(
     db: Database, api: httpx.AsyncClient
 ) -> None:
-    partner = await new_partner(db, api)
-    ref = f"m-{secrets.token_hex(4)}"
-    await partner.gql(
-        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
-        " { userErrors { code } } }",
-        r=ref,
-        e=email(),
-    )
-    await partner.gql(
-        'mutation($r: String!) { earnPoints(input: {idempotencyKey: "w1", memberRef: $r,'
-        " points: 70}) { userErrors { code } } }",
-        r=ref,
-    )
-    engine = api._transport.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        plain = await partner.gql(WALLET_BY_REF, r=ref)
-        plain_statements = len(seen)
-        seen.clear()
-        fragment = await partner.gql(WALLET_BY_FRAGMENT, r=ref)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    partner, ref = await _linked_member(db, api)
+    await partner.gql(EARN, k="w1", r=ref, p=70)
+    plain, plain_statements = await _counted(api, partner, WALLET_BY_REF, r=ref)
+    fragment, fragment_statements = await _counted(api, partner, WALLET_BY_FRAGMENT, r=ref)
 
     wallet = plain["data"]["member"]["wallet"]
     assert wallet["balance"] == wallet["available"] == "70"  # BigInt travels as a string
@@ -104,4 +94,4 @@ async def test_a_member_and_its_wallet_are_read_in_one_unit_of_work(
     assert fragment["data"]["member"]["wallet"]["balance"] == "70"
     # binding the caller's row scope, resolving the ref, reading the wallet
     assert plain_statements == 3
-    assert len(seen) == 3
+    assert fragment_statements == 3
