@@ -1,8 +1,9 @@
-"""The Starlette application factory (composition root).
+"""The Starlette application factory: the composition root.
 
-Today it serves health and readiness probes and a description of itself, and runs the
-expiry sweep in the background; the GraphQL API and the OAuth endpoints mount here as
-they land (issues 3 and 4).
+It builds the process's parts once (the database, the use-case runner with its
+micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapters
+(``exchange.http``: GraphQL, OAuth, probes) and runs the background work that has no
+caller (the expiry sweep) under the system scope.
 """
 
 from __future__ import annotations
@@ -19,14 +20,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from exchange import graphql_http, ledger, oauth_routes
+from exchange import ledger
+from exchange.http import graphql, oauth
+from exchange.http.auth import AuthRuntime
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings
-from graphql_schema.coalescing import earn_coalescer
+from exchange.kit.system import SYSTEM
+from exchange.usecases.runner import Runner
 from partners import registry
-from partners.runtime import AuthRuntime
+from partners.identity import IdentityKeys
 
 log = logging.getLogger(__name__)
 
@@ -37,16 +41,16 @@ async def sweep_once(database: Database) -> tuple[int, int]:
     """Release expired holds and expire lots, one committed batch at a time."""
     released = expired = 0
     now = utc_now()
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         await registry.sync_policies(conn, now=now)
     while True:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             count = await ledger.release_holds_batch(conn, as_of=now)
         released += count
         if count == 0:
             break
     while True:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             result = await ledger.expire_batch(conn, as_of=now)
         expired += result.points
         if result.members == 0:
@@ -81,8 +85,8 @@ async def index(request: Request) -> JSONResponse:
 
 
 async def whoami(request: Request) -> JSONResponse:
-    """The caller as the server sees it; the GraphQL `viewer` replaces this (issue 4)."""
-    principal = await oauth_routes.authenticate(request)
+    """The caller as the server sees it (the GraphQL ``viewer`` says the same)."""
+    principal = await oauth.authenticate(request)
     if isinstance(principal, JSONResponse):
         return principal
     return JSONResponse(
@@ -103,7 +107,7 @@ async def healthz(request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     database: Database = request.app.state.database
     try:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             await conn.execute(text("SELECT 1"))
     except Exception:
         log.exception("readiness check failed")
@@ -118,19 +122,21 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database.connect(resolve_database_url(settings))
         app.state.database = database
-        app.state.identity_keys = graphql_http.identity_keys(settings.secret_key())
+        app.state.runner = Runner(
+            database,
+            keys=IdentityKeys.from_secret(settings.secret_key()),
+            micro_batching=settings.micro_batching,
+        )
         app.state.notifications = Notifications(database.engine.url.render_as_string(False))
         app.state.auth = AuthRuntime(
             database, secret=settings.secret_key(), public_url=settings.public_url
         )
         await app.state.auth.start()
-        app.state.earns = earn_coalescer(database, utc_now) if settings.micro_batching else None
         task = asyncio.create_task(_sweep_forever(database)) if sweep else None
         try:
             yield
         finally:
-            if app.state.earns is not None:
-                await app.state.earns.close()
+            await app.state.runner.close()
             await app.state.auth.stop()
             await app.state.notifications.close()
             if task is not None:
@@ -143,9 +149,9 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/", index),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
-        *oauth_routes.routes,
-        Route("/graphql", graphql_http.GraphQLEndpoint(), methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql_http.GraphQLEndpoint()),
+        *oauth.routes,
+        Route("/graphql", graphql.GraphQLEndpoint(), methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql.GraphQLEndpoint()),
         Route("/api/whoami", whoami),
     ]
     return Starlette(routes=routes, lifespan=lifespan)

@@ -20,6 +20,7 @@ from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.errors import DomainError
 from exchange.kit.settings import Settings
+from exchange.kit.system import SYSTEM
 from exchange.ledger.invariants import CheckResult
 from partners import clients, identity, registry
 from partners import keys as key_store
@@ -268,9 +269,9 @@ def command_db_upgrade(args: argparse.Namespace) -> int:
 
 def command_verify(args: argparse.Namespace) -> int:
     async def verify(database: Database) -> int:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             report = await ledger.verify(conn)
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             settled = await settlement_reconciliation.verify(conn)
         report = ledger.VerifyReport(
             checks=[*report.checks, *(CheckResult(c.name, c.ok, c.examples) for c in settled)]
@@ -294,13 +295,13 @@ def command_expire(args: argparse.Namespace) -> int:
     async def expire(database: Database) -> int:
         released = members = points = 0
         while True:
-            async with database.transaction() as conn:
+            async with database.transaction(SYSTEM) as conn:
                 count = await ledger.release_holds_batch(conn, as_of=as_of)
             released += count
             if count == 0:
                 break
         while True:
-            async with database.transaction() as conn:
+            async with database.transaction(SYSTEM) as conn:
                 batch = await ledger.expire_batch(conn, as_of=as_of)
             if batch.members == 0:
                 break
@@ -329,8 +330,8 @@ def command_expire(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from exchange.http.server import NoDelayH11Protocol
     from exchange.migrations import upgrade_sync
-    from exchange.server import NoDelayH11Protocol
 
     if not 1 <= args.port <= 65535:
         raise UsageError("--port must be between 1 and 65535")
@@ -364,12 +365,12 @@ def command_serve(args: argparse.Namespace) -> int:
 
 
 def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
-    from exchange.demo import seed
+    from exchange.devtools.demo import seed
 
     async def run() -> None:
         database = Database.connect(url, pool_size=1)
         try:
-            async with database.transaction() as conn:
+            async with database.transaction(SYSTEM) as conn:
                 summary = await seed(
                     conn,
                     now=utc_now(),
@@ -418,7 +419,7 @@ def _partner_json(partner: Partner) -> dict[str, Any]:
 def command_partner(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         now = utc_now()
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             if args.partner_command == "add":
                 terms = ContractTerms(
                     currency=args.currency,
@@ -461,7 +462,7 @@ def command_partner(args: argparse.Namespace) -> int:
 def command_client(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         now = utc_now()
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             if args.client_command == "revoke":
                 await clients.revoke_client(conn, client_id=args.client_id)
                 print(f"client {args.client_id} revoked; its tokens stop working")
@@ -509,7 +510,7 @@ def command_member(args: argparse.Namespace) -> int:
     keys = IdentityKeys.from_secret(settings.secret_key())
 
     async def run(database: Database) -> int:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
                 print(f"member {args.member_id}: identity erased; ledger entries kept")
@@ -525,7 +526,7 @@ def command_keys(args: argparse.Namespace) -> int:
     settings = Settings.from_environment()
 
     async def run(database: Database) -> int:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             kid = await key_store.rotate(conn, secret=settings.secret_key(), now=utc_now())
         print(f"now signing with {kid}; the previous key stays published until its tokens expire")
         return 0
@@ -552,7 +553,7 @@ def first_request(credential: dict[str, str | None], public_url: str) -> list[st
 def command_settle(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         print(f"settling [{args.start.isoformat()}, {args.end.isoformat()}) …", file=sys.stderr)
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             result = await settlement_service.run_settlement(
                 conn,
                 start=args.start,
@@ -618,7 +619,7 @@ def _mix(value: str) -> dict[str, int]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from exchange import bench
+    from exchange.devtools import bench
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
@@ -677,7 +678,7 @@ def command_bench(args: argparse.Namespace) -> int:
 
 
 def command_bench_seed(args: argparse.Namespace) -> int:
-    from exchange import seed
+    from exchange.devtools import seed
 
     try:
         seed.check_counts(
@@ -714,7 +715,7 @@ def command_bench_seed(args: argparse.Namespace) -> int:
 
 def command_payment(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             result = await settlement_service.record_payment(
                 conn,
                 run_id=args.run,
@@ -730,7 +731,7 @@ def command_payment(args: argparse.Namespace) -> int:
 
 def command_report(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             result = await settlement_service.get_run(conn, run_id=args.run)
             partner = (
                 await registry.get_partner(conn, name=args.partner, now=utc_now())

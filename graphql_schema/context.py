@@ -1,56 +1,50 @@
-"""What every resolver gets: the caller, the database and per-request loaders."""
+"""What every resolver gets: the caller and a way to run use cases for it. There is no
+database here: a resolver reaches data only through a use case, which the runner runs
+under the caller's row-level-security scope."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 
-from exchange.kit.db import Database
 from exchange.kit.notifications import Notifications
-from graphql_schema.coalescing import EarnCoalescer
-from partners import registry
-from partners.identity import IdentityKeys
-from partners.models import Partner
+from exchange.usecases import partners as partner_cases
+from exchange.usecases.core import UseCase
+from exchange.usecases.runner import Runner
+from partners.models import PartnerListing
 from partners.principal import Principal
+
+Q = TypeVar("Q")
+A = TypeVar("A")
 
 
 @dataclass
 class Context:
-    database: Database
+    runner: Runner
     principal: Principal
-    identity_keys: IdentityKeys
-    clock: Callable[[], datetime]
     request_id: str
     loaders: dict[str, DataLoader[Any, Any]] = field(default_factory=dict)
     notifications: Notifications | None = None
     #: Verifies a bearer token; used when a websocket authenticates in connection_init.
     authenticate: Callable[[str], Awaitable[Principal]] | None = None
     connection_params: dict[str, Any] | None = None
-    #: Micro-batching of concurrent earns (per process); None: each earn on its own.
-    earns: EarnCoalescer | None = None
 
-    @asynccontextmanager
-    async def unit_of_work(self) -> AsyncIterator[AsyncConnection]:
-        """One transaction, under row-level security for the caller."""
-        async with self.database.transaction(self.principal.row_scope()) as conn:
-            yield conn
+    async def run(self, use_case: UseCase[Q, A], request: Q) -> A:
+        """Run a use case for the caller; a business failure raises its DomainError."""
+        return await self.runner.run(self.principal, use_case, request)
 
     @property
-    def partners(self) -> DataLoader[int, Partner | None]:
+    def partners(self) -> DataLoader[int, PartnerListing | None]:
+        """Partners by id, as the caller may see them, loaded once per request."""
         if "partners" not in self.loaders:
 
-            async def load(ids: list[int]) -> list[Partner | None]:
-                async with self.database.transaction() as conn:
-                    everyone = {
-                        p.id: p for p in await registry.list_partners(conn, now=self.clock())
-                    }
-                return [everyone.get(partner_id) for partner_id in ids]
+            async def load(ids: list[int]) -> list[PartnerListing | None]:
+                found = await self.run(partner_cases.partners_by_ids, list(ids))
+                return [found.get(partner_id) for partner_id in ids]
 
             self.loaders["partners"] = DataLoader(load_fn=load)
-        return self.loaders["partners"]
+        loader: DataLoader[int, PartnerListing | None] = self.loaders["partners"]
+        return loader

@@ -1,12 +1,48 @@
-"""Mapping domain errors to GraphQL: mutations return them as ``userErrors``; queries
-raise a GraphQL error whose ``extensions.code`` is the domain code."""
+"""Calling a use case from a resolver and mapping the outcome: a mutation returns a
+business failure as ``userErrors`` in its payload; a query raises a GraphQL error whose
+``extensions.code`` is the domain code. Anything else is unexpected and masked by the
+schema (graphql_schema.schema)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, TypeVar
+
 from graphql import GraphQLError
+from strawberry.types import Info
 
 from exchange.kit.errors import DomainError
+from exchange.usecases.core import UseCase
+from graphql_schema.types import UserError
+
+Q = TypeVar("Q")
+A = TypeVar("A")
+P = TypeVar("P")
 
 
 def query_error(error: DomainError) -> GraphQLError:
     return GraphQLError(error.message, extensions={"code": str(error.code)})
+
+
+async def ask(info: Info[Any, None], use_case: UseCase[Q, A], request: Callable[[], Q]) -> A:
+    """A query's use case: its result, or its business failure as a GraphQL error.
+    ``request`` translates the field's arguments (and may refuse them)."""
+    try:
+        return await info.context.run(use_case, request())
+    except DomainError as error:
+        raise query_error(error) from None
+
+
+async def mutate(
+    info: Info[Any, None],
+    use_case: UseCase[Q, A],
+    request: Callable[[], Q],
+    payload: Callable[[A], P],
+    failed: Callable[[list[Any]], P],
+) -> P:
+    """A mutation's use case: ``payload(result)``, or ``failed(userErrors)``."""
+    try:
+        result = await info.context.run(use_case, request())
+    except DomainError as error:
+        return failed([UserError.of(error)])
+    return payload(result)

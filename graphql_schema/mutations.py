@@ -4,18 +4,21 @@ rolled back); nothing here decides a business rule."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import strawberry
-from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.types import Info
 
+from exchange import ledger
 from exchange.kit.errors import DomainError, NotFound
 from exchange.ledger.models import EntryResult
+from exchange.usecases import members
+from exchange.usecases import points as point_cases
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.errors import mutate
 from graphql_schema.settlement import (
     FinalizeSettlementPayload,
     RunSettlementPayload,
@@ -24,7 +27,6 @@ from graphql_schema.settlement import (
 )
 from graphql_schema.types import Hold, Transaction, UserError
 from graphql_schema.wallets import Member, Wallet, load_wallet
-from partners import operations
 
 
 @strawberry.input
@@ -41,6 +43,11 @@ class EarnPointsInput:
     points: int
     reference: str | None = None
     expires_at: datetime | None = None
+
+    def request(self) -> point_cases.EarnPoints:
+        return point_cases.EarnPoints(
+            self.idempotency_key, self.member_ref, self.points, self.reference, self.expires_at
+        )
 
 
 @strawberry.input
@@ -152,8 +159,6 @@ TransferPointsPayload = strawberry.type(type("TransferPointsPayload", (Transacti
 HoldPointsPayload = strawberry.type(type("HoldPointsPayload", (HoldPayload,), {}))
 ReleaseHoldPayload = strawberry.type(type("ReleaseHoldPayload", (HoldPayload,), {}))
 
-Work = Callable[[AsyncConnection], Awaitable[EntryResult]]
-
 
 def _key(global_id: str, type_name: str, field: str) -> int:
     key = ids.decode_as(global_id, type_name)
@@ -162,27 +167,38 @@ def _key(global_id: str, type_name: str, field: str) -> int:
     return key
 
 
-async def _entry_payload(info: Info[Context, None], payload: type, work: Work) -> Any:
-    context = info.context
-    try:
-        async with context.unit_of_work() as conn:
-            result = await work(conn)
-            entry = await operations.transaction_for(conn, context.principal, result.entry_id)
-    except DomainError as error:
-        return payload(user_errors=[UserError.of(error)])
-    return payload(transaction=Transaction.of(entry) if entry else None, member_id=result.member_id)
+def _moved(payload: Any) -> Callable[[EntryResult], Any]:
+    """A points-moving payload: the transaction written and the member's wallet."""
+    return lambda result: payload(
+        transaction=Transaction.of(result.entry), member_id=result.member_id
+    )
 
 
-async def _hold_payload(info: Info[Context, None], payload: type, work: Work) -> Any:
-    context = info.context
-    try:
-        async with context.unit_of_work() as conn:
-            result = await work(conn)
-            assert result.hold_id is not None
-            hold = await operations.hold_for(conn, context.principal, result.hold_id)
-    except DomainError as error:
-        return payload(user_errors=[UserError.of(error)])
-    return payload(hold=Hold.of(hold) if hold else None, member_id=result.member_id)
+def _held(payload: Any) -> Callable[[point_cases.Held], Any]:
+    return lambda held: payload(hold=Hold.of(held.hold), member_id=held.result.member_id)
+
+
+def _failed(payload: Any) -> Callable[[list[UserError]], Any]:
+    return lambda errors: payload(user_errors=errors)
+
+
+def _batch_results(
+    items: list[EarnPointsInput], outcomes: list[EntryResult | DomainError]
+) -> EarnPointsBatchPayload:
+    results = []
+    for item, outcome in zip(items, outcomes, strict=True):
+        if isinstance(outcome, EntryResult):
+            transaction = Transaction.of(outcome.entry)
+            results.append(
+                EarnPointsBatchResult(idempotency_key=item.idempotency_key, transaction=transaction)
+            )
+        else:
+            results.append(
+                EarnPointsBatchResult(
+                    idempotency_key=item.idempotency_key, user_errors=[UserError.of(outcome)]
+                )
+            )
+    return EarnPointsBatchPayload(results=results)
 
 
 @strawberry.type
@@ -196,53 +212,24 @@ class Mutation:
     async def link_member(
         self, info: Info[Context, None], input: LinkMemberInput
     ) -> LinkMemberPayload:
-        context = info.context
-        try:
-            async with context.unit_of_work() as conn:
-                linked = await operations.link_member(
-                    conn,
-                    context.principal,
-                    keys=context.identity_keys,
-                    member_ref=input.member_ref,
-                    email=input.email,
-                    phone=input.phone,
-                    now=context.clock(),
-                )
-        except DomainError as error:
-            return LinkMemberPayload(user_errors=[UserError.of(error)])
-        return LinkMemberPayload(member=Member.of(linked.member_id))
+        return await mutate(
+            info,
+            members.link_member,
+            lambda: members.LinkMember(input.member_ref, input.email, input.phone),
+            lambda linked: LinkMemberPayload(member=Member.of(linked.member_id)),
+            _failed(LinkMemberPayload),
+        )
 
     @strawberry.mutation
     async def earn_points(
         self, info: Info[Context, None], input: EarnPointsInput
     ) -> EarnPointsPayload:  # type: ignore[valid-type]
-        c = info.context
-        item = operations.BatchEarn(
-            idempotency_key=input.idempotency_key,
-            member_ref=input.member_ref,
-            points=input.points,
-            reference=input.reference,
-            expires_at=input.expires_at,
-        )
-        if c.earns is not None:
-            try:
-                c.principal.require("points:earn")
-                c.principal.require_partner()
-            except DomainError as error:
-                return EarnPointsPayload(user_errors=[UserError.of(error)])
-            outcome, view = await c.earns.submit(c.principal, item)
-            if isinstance(outcome, DomainError):
-                return EarnPointsPayload(user_errors=[UserError.of(outcome)])
-            if isinstance(outcome, Exception):
-                raise outcome  # the database failed on this earn alone: a masked error
-            return EarnPointsPayload(
-                transaction=Transaction.of(view) if view is not None else None,
-                member_id=outcome.member_id,
-            )
-        return await _entry_payload(
+        return await mutate(
             info,
-            EarnPointsPayload,
-            lambda conn: operations.earn_item(conn, c.principal, item, now=c.clock()),
+            point_cases.earn_points,
+            input.request,
+            _moved(EarnPointsPayload),
+            _failed(EarnPointsPayload),
         )
 
     @strawberry.mutation(
@@ -252,150 +239,103 @@ class Mutation:
     async def earn_points_batch(
         self, info: Info[Context, None], input: EarnPointsBatchInput
     ) -> EarnPointsBatchPayload:
-        c = info.context
-        items = [
-            operations.BatchEarn(
-                idempotency_key=item.idempotency_key,
-                member_ref=item.member_ref,
-                points=item.points,
-                reference=item.reference,
-                expires_at=item.expires_at,
-            )
-            for item in input.items
-        ]
-        try:
-            async with c.unit_of_work() as conn:
-                outcomes = await operations.earn_points_batch(
-                    conn, c.principal, items=items, now=c.clock()
-                )
-                written = [o.entry_id for o in outcomes if isinstance(o, EntryResult)]
-                views = await operations.transactions_for(conn, c.principal, written)
-        except DomainError as error:
-            return EarnPointsBatchPayload(user_errors=[UserError.of(error)])
-        results = []
-        for item, outcome in zip(items, outcomes, strict=True):
-            if isinstance(outcome, EntryResult):
-                view = views.get(outcome.entry_id)
-                transaction = Transaction.of(view) if view is not None else None
-                results.append(
-                    EarnPointsBatchResult(
-                        idempotency_key=item.idempotency_key, transaction=transaction
-                    )
-                )
-            else:
-                results.append(
-                    EarnPointsBatchResult(
-                        idempotency_key=item.idempotency_key, user_errors=[UserError.of(outcome)]
-                    )
-                )
-        return EarnPointsBatchPayload(results=results)
+        return await mutate(
+            info,
+            point_cases.earn_points_batch,
+            lambda: [item.request() for item in input.items],
+            lambda outcomes: _batch_results(input.items, outcomes),
+            _failed(EarnPointsBatchPayload),
+        )
 
     @strawberry.mutation
     async def redeem_points(
         self, info: Info[Context, None], input: RedeemPointsInput
     ) -> RedeemPointsPayload:  # type: ignore[valid-type]
-        c = info.context
-        return await _entry_payload(
+        return await mutate(
             info,
-            RedeemPointsPayload,
-            lambda conn: operations.redeem_points(
-                conn,
-                c.principal,
-                idempotency_key=input.idempotency_key,
-                member_ref=input.member_ref,
-                points=input.points,
-                now=c.clock(),
-                reference=input.reference,
+            point_cases.redeem_points,
+            lambda: point_cases.RedeemPoints(
+                input.idempotency_key, input.member_ref, input.points, input.reference
             ),
+            _moved(RedeemPointsPayload),
+            _failed(RedeemPointsPayload),
         )
 
     @strawberry.mutation
     async def hold_points(
         self, info: Info[Context, None], input: HoldPointsInput
     ) -> HoldPointsPayload:  # type: ignore[valid-type]
-        c = info.context
-        return await _hold_payload(
+        return await mutate(
             info,
-            HoldPointsPayload,
-            lambda conn: operations.hold_points(
-                conn,
-                c.principal,
-                idempotency_key=input.idempotency_key,
-                member_ref=input.member_ref,
-                points=input.points,
-                now=c.clock(),
-                ttl_seconds=input.ttl_seconds,
-                reference=input.reference,
+            point_cases.hold_points,
+            lambda: point_cases.HoldPoints(
+                input.idempotency_key,
+                input.member_ref,
+                input.points,
+                input.ttl_seconds,
+                input.reference,
             ),
+            _held(HoldPointsPayload),
+            _failed(HoldPointsPayload),
         )
 
     @strawberry.mutation
     async def capture_hold(
         self, info: Info[Context, None], input: CaptureHoldInput
     ) -> CaptureHoldPayload:  # type: ignore[valid-type]
-        c = info.context
-
-        async def work(conn: AsyncConnection) -> EntryResult:
-            return await operations.capture_hold(
-                conn,
-                c.principal,
-                idempotency_key=input.idempotency_key,
-                hold_id=_key(input.hold_id, "Hold", "holdId"),
-                points=input.points,
-                now=c.clock(),
-            )
-
-        return await _entry_payload(info, CaptureHoldPayload, work)
+        return await mutate(
+            info,
+            point_cases.capture_hold,
+            lambda: ledger.CaptureRequest(
+                input.idempotency_key, _key(input.hold_id, "Hold", "holdId"), input.points
+            ),
+            _moved(CaptureHoldPayload),
+            _failed(CaptureHoldPayload),
+        )
 
     @strawberry.mutation
     async def release_hold(
         self, info: Info[Context, None], input: ReleaseHoldInput
     ) -> ReleaseHoldPayload:  # type: ignore[valid-type]
-        c = info.context
-
-        async def work(conn: AsyncConnection) -> EntryResult:
-            return await operations.release_hold(
-                conn, c.principal, hold_id=_key(input.hold_id, "Hold", "holdId"), now=c.clock()
-            )
-
-        return await _hold_payload(info, ReleaseHoldPayload, work)
+        return await mutate(
+            info,
+            point_cases.release_hold,
+            lambda: _key(input.hold_id, "Hold", "holdId"),
+            _held(ReleaseHoldPayload),
+            _failed(ReleaseHoldPayload),
+        )
 
     @strawberry.mutation
     async def reverse_transaction(
         self, info: Info[Context, None], input: ReverseTransactionInput
     ) -> ReverseTransactionPayload:  # type: ignore[valid-type]
-        c = info.context
-
-        async def work(conn: AsyncConnection) -> EntryResult:
-            return await operations.reverse_transaction(
-                conn,
-                c.principal,
-                idempotency_key=input.idempotency_key,
-                entry_id=_key(input.transaction_id, "Transaction", "transactionId"),
-                points=input.points,
-                reference=input.reference,
-                now=c.clock(),
-            )
-
-        return await _entry_payload(info, ReverseTransactionPayload, work)
+        return await mutate(
+            info,
+            point_cases.reverse_transaction,
+            lambda: ledger.ReverseRequest(
+                input.idempotency_key,
+                _key(input.transaction_id, "Transaction", "transactionId"),
+                input.points,
+                input.reference,
+            ),
+            _moved(ReverseTransactionPayload),
+            _failed(ReverseTransactionPayload),
+        )
 
     @strawberry.mutation
     async def transfer_points(
         self, info: Info[Context, None], input: TransferPointsInput
     ) -> TransferPointsPayload:  # type: ignore[valid-type]
-        c = info.context
-        return await _entry_payload(
+        return await mutate(
             info,
-            TransferPointsPayload,
-            lambda conn: operations.transfer_points(
-                conn,
-                c.principal,
-                keys=c.identity_keys,
-                idempotency_key=input.idempotency_key,
-                points=input.points,
-                to_email=input.to_email,
-                to_phone=input.to_phone,
-                reference=input.reference,
-                now=c.clock(),
+            point_cases.transfer_points,
+            lambda: point_cases.TransferPoints(
+                input.idempotency_key,
+                input.points,
+                input.to_email,
+                input.to_phone,
+                input.reference,
             ),
+            _moved(TransferPointsPayload),
+            _failed(TransferPointsPayload),
         )

@@ -1,4 +1,5 @@
-"""The Query root."""
+"""The Query root. Each field translates its arguments, asks one use case and maps the
+result; who may ask is declared on the use case."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from exchange.kit.errors import DomainError, Forbidden, InvalidInput
+from exchange.kit.errors import InvalidInput
 from exchange.ledger.models import AccountKind as LedgerAccountKind
+from exchange.usecases import members, partners
+from exchange.usecases import settlement as settlement_cases
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
-from graphql_schema.errors import query_error
+from graphql_schema.errors import ask
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
@@ -30,10 +33,11 @@ from graphql_schema.types import (
     TransactionFilter,
     ViewerKind,
 )
-from graphql_schema.wallets import Member, Wallet, load_wallet, selects, transactions_page
-from partners import operations, registry
+from graphql_schema.wallets import Member, Wallet, selects, transactions_page
 from partners.principal import PrincipalKind
-from settlement import operations as settlement_operations
+
+DEFAULT_PAGE = 20
+MAX_PAGE = 100
 
 
 @strawberry.type
@@ -46,11 +50,7 @@ class Viewer:
     async def partner(self, info: Info[Context, None]) -> Partner | None:
         if self.partner_id is None:
             return None
-        async with info.context.database.transaction() as conn:
-            found = await registry.get_partner(
-                conn, partner_id=self.partner_id, now=info.context.clock()
-            )
-        return Partner.of(found, with_contract=True)
+        return Partner.of(await ask(info, partners.own_partner, lambda: None))
 
 
 @strawberry.type
@@ -72,24 +72,28 @@ class LinkedMemberConnection:
     page_info: PageInfo
 
 
-def _ref_cursor(member_ref: str) -> str:
-    return base64.urlsafe_b64encode(f"ref:{member_ref}".encode()).decode()
+def _cursor(prefix: str, value: str | int) -> str:
+    return base64.urlsafe_b64encode(f"{prefix}:{value}".encode()).decode()
 
 
-def _ref_after_prefix(cursor: str, prefix: str) -> str | None:
+def _after(cursor: str | None, prefix: str) -> str | None:
+    """What a cursor of ours points past; INVALID_INPUT for anything else."""
+    if cursor is None:
+        return None
     try:
         decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    return decoded[len(prefix) :] if decoded.startswith(prefix) else None
+        decoded = ""
+    if not decoded.startswith(f"{prefix}:"):
+        raise InvalidInput("after is not a cursor from here", field=["after"])
+    return decoded[len(prefix) + 1 :]
 
 
-def _ref_after(cursor: str) -> str | None:
-    try:
-        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        return None
-    return decoded[4:] if decoded.startswith("ref:") else None
+def _size(first: int | None) -> int:
+    size = DEFAULT_PAGE if first is None else first
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
+    return size
 
 
 AccountKind = strawberry.enum(LedgerAccountKind, name="AccountKind")
@@ -107,7 +111,7 @@ class LedgerAccount:
         if self.partner_id is None:
             return None
         found = await info.context.partners.load(self.partner_id)
-        return Partner.of(found, with_contract=True) if found else None
+        return Partner.of(found) if found else None
 
     @strawberry.field
     def member(self) -> Member | None:
@@ -126,8 +130,32 @@ class LedgerAccountConnection:
     page_info: PageInfo
 
 
-def _account_cursor(account_id: int) -> str:
-    return base64.urlsafe_b64encode(f"account:{account_id}".encode()).decode()
+def _account_page(
+    first: int | None, after: str | None, kind: LedgerAccountKind | None
+) -> partners.AccountPage:
+    after_id = _after(after, "account") or "0"
+    if not after_id.isdigit():
+        raise InvalidInput("after is not a cursor from here", field=["after"])
+    return partners.AccountPage(first=_size(first) + 1, after_id=int(after_id), kind=kind)
+
+
+async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | None:
+    if type_name == "Transaction":
+        found = await ask(info, members.transactions_by_ids, lambda: [key])
+        return Transaction.of(found[key]) if key in found else None
+    if type_name == "Hold":
+        hold = await ask(info, members.hold_by_id, lambda: key)
+        return Hold.of(hold) if hold else None
+    if type_name == "Partner":
+        listing = await info.context.partners.load(key)
+        return Partner.of(listing) if listing is not None else None
+    if type_name == "SettlementRun":
+        run = await ask(info, settlement_cases.settlement_run, lambda: key)
+        return settlement_api.SettlementRun.of(run) if run else None
+    if type_name == "Member":
+        member_id = await ask(info, members.member_by_id, lambda: key)
+        return Member.of(member_id) if member_id is not None else None
+    return None
 
 
 @strawberry.type
@@ -140,30 +168,14 @@ class Query:
         after: str | None = None,
         kind: AccountKind | None = None,  # type: ignore[valid-type]
     ) -> LedgerAccountConnection:
-        context = info.context
-        size = 20 if first is None else first
-        after_id = 0
-        if after:
-            decoded = _ref_after_prefix(after, "account:")
-            if decoded is None or not decoded.isdigit():
-                raise query_error(InvalidInput("after is not a cursor from here", field=["after"]))
-            after_id = int(decoded)
-        if not 1 <= size <= 100:
-            raise query_error(InvalidInput("first must be between 1 and 100", field=["first"]))
-        try:
-            async with context.database.transaction() as conn:
-                rows = await operations.ledger_accounts(
-                    conn,
-                    context.principal,
-                    after_id=after_id,
-                    first=size + 1,
-                    kind=LedgerAccountKind(kind.value) if kind else None,
-                )
-        except DomainError as error:
-            raise query_error(error) from None
+        wanted = LedgerAccountKind(kind.value) if kind else None
+        rows = await ask(
+            info, partners.ledger_accounts, lambda: _account_page(first, after, wanted)
+        )
+        size = _size(first)
         edges = [
             LedgerAccountEdge(
-                cursor=_account_cursor(r.id),
+                cursor=_cursor("account", r.id),
                 node=LedgerAccount(
                     kind=r.kind, balance=r.balance, partner_id=r.partner_id, member_id=r.member_id
                 ),
@@ -184,21 +196,15 @@ class Query:
         first: FirstArgument | None = None,
         after: str | None = None,
     ) -> LinkedMemberConnection:
-        context = info.context
-        size = 20 if first is None else first
-        after_ref = _ref_after(after) if after else None
-        if not 1 <= size <= 100 or (after and after_ref is None):
-            raise query_error(InvalidInput("first must be 1 to 100; after a cursor from here"))
-        try:
-            async with context.unit_of_work() as conn:
-                links = await operations.linked_members(
-                    conn, context.principal, first=size + 1, after_ref=after_ref
-                )
-        except DomainError as error:
-            raise query_error(error) from None
+        links = await ask(
+            info,
+            members.linked_members,
+            lambda: members.LinkedPage(first=_size(first) + 1, after_ref=_after(after, "ref")),
+        )
+        size = _size(first)
         edges = [
             LinkedMemberEdge(
-                cursor=_ref_cursor(link.member_ref),
+                cursor=_cursor("ref", link.member_ref),
                 node=LinkedMember(
                     member_ref=link.member_ref,
                     linked_at=link.linked_at,
@@ -225,29 +231,13 @@ class Query:
 
     @strawberry.field(description="A member linked to the calling partner, by its own ref.")
     async def member(self, info: Info[Context, None], member_ref: str) -> Member | None:
-        context = info.context
-        with_wallet = selects(info, "wallet")
-        try:
-            context.principal.require("members:read")
-            async with context.unit_of_work() as conn:
-                if with_wallet:
-                    member_id, wallet = await operations.member_wallet_of_ref(
-                        conn, context.principal, member_ref
-                    )
-                    return Member.of(member_id, wallet)
-                member_id = await operations.member_of_ref(conn, context.principal, member_ref)
-        except DomainError as error:
-            if error.code == "MEMBER_NOT_LINKED":
-                return None
-            raise query_error(error) from None
-        return Member.of(member_id)
+        request = members.MemberByRef(member_ref=member_ref, with_wallet=selects(info, "wallet"))
+        found = await ask(info, members.member_by_ref, lambda: request)
+        return Member.of(found.member_id, found.wallet) if found is not None else None
 
     @strawberry.field(description="A member token's own wallet.")
     async def wallet(self, info: Info[Context, None]) -> Wallet | None:
-        principal = info.context.principal
-        if principal.kind != PrincipalKind.MEMBER or principal.member_id is None:
-            raise query_error(Forbidden("wallet needs a member's token"))
-        return await load_wallet(info, principal.member_id)
+        return Wallet.of(await ask(info, members.own_wallet, lambda: None))
 
     @strawberry.field
     async def transactions(
@@ -266,27 +256,22 @@ class Query:
         first: FirstArgument | None = None,
         after: str | None = None,
     ) -> PartnerConnection:
-        context = info.context
-        size = 20 if first is None else first
-        after_id = ids.decode_as(after, "Partner") if after else 0
-        if not 1 <= size <= 100 or after_id is None:
-            raise query_error(Forbidden("invalid page arguments"))
-        async with context.database.transaction() as conn:
-            everyone = await registry.list_partners(conn, now=context.clock())
-        visible = [p for p in everyone if p.id > after_id]
-        page = visible[:size]
-        admin = context.principal.has("partners:admin")
+        def page() -> partners.PartnerPage:
+            after_id = ids.decode_as(after, "Partner") if after else 0
+            if after_id is None:
+                raise InvalidInput("after is not a cursor from here", field=["after"])
+            return partners.PartnerPage(first=_size(first) + 1, after_id=after_id)
+
+        found = await ask(info, partners.partners, page)
+        size = _size(first)
         edges = [
-            PartnerEdge(
-                cursor=ids.encode("Partner", p.id),
-                node=Partner.of(p, with_contract=admin or p.id == context.principal.partner_id),
-            )
-            for p in page
+            PartnerEdge(cursor=ids.encode("Partner", p.id), node=Partner.of(p))
+            for p in found[:size]
         ]
         return PartnerConnection(
             edges=edges,
             page_info=PageInfo(
-                has_next_page=len(visible) > size,
+                has_next_page=len(found) > size,
                 end_cursor=edges[-1].cursor if edges else None,
             ),
         )
@@ -302,36 +287,4 @@ class Query:
         decoded = ids.decode(id)
         if decoded is None:
             return None
-        type_name, key = decoded
-        context = info.context
-        async with context.unit_of_work() as conn:
-            if type_name == "Transaction":
-                entry = await operations.transaction_for(conn, context.principal, key)
-                return Transaction.of(entry) if entry else None
-            if type_name == "Hold":
-                hold = await operations.hold_for(conn, context.principal, key)
-                return Hold.of(hold) if hold else None
-            if type_name == "Partner":
-                found = await context.partners.load(key)
-                if found is None:
-                    return None
-                own = context.principal.partner_id == key
-                return Partner.of(
-                    found, with_contract=own or context.principal.has("partners:admin")
-                )
-            if type_name == "SettlementRun":
-                try:
-                    visible = await settlement_operations.runs(
-                        conn, context.principal, first=1, before_id=key + 1
-                    )
-                except DomainError:
-                    return None
-                match = [v for v in visible if v.id == key]
-                return settlement_api.SettlementRun.of(match[0]) if match else None
-            if type_name == "Member":
-                try:
-                    await operations.wallet_of(conn, context.principal, key)
-                except DomainError:
-                    return None
-                return Member.of(key)
-        return None
+        return await _node(info, *decoded)

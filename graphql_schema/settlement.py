@@ -8,14 +8,14 @@ from decimal import Decimal
 import strawberry
 from strawberry.types import Info
 
-from exchange.kit.errors import DomainError, NotFound
+from exchange.kit.errors import InvalidInput, NotFound
+from exchange.usecases import settlement as settlement_cases
+from exchange.usecases.settlement import RunView
 from graphql_schema import ids
 from graphql_schema.context import Context
-from graphql_schema.errors import query_error
+from graphql_schema.errors import ask, mutate
 from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
-from settlement import operations
 from settlement.models import RunStatus
-from settlement.operations import RunView
 
 SettlementStatus = strawberry.enum(RunStatus, name="SettlementStatus")
 
@@ -77,18 +77,15 @@ class SettlementRunConnection:
 async def settlement_runs(
     info: Info[Context, None], first: FirstArgument | None = None, after: str | None = None
 ) -> SettlementRunConnection:
-    context = info.context
     size = 20 if first is None else first
-    before_id = ids.decode_as(after, "SettlementRun") if after else None
-    try:
+
+    def page() -> settlement_cases.RunPage:
+        before_id = ids.decode_as(after, "SettlementRun") if after else None
         if not 1 <= size <= 100 or (after and before_id is None):
-            raise NotFound("first must be 1 to 100; after a cursor from here", field=["after"])
-        async with context.database.transaction() as conn:
-            views = await operations.runs(
-                conn, context.principal, first=size + 1, before_id=before_id
-            )
-    except DomainError as error:
-        raise query_error(error) from None
+            raise InvalidInput("first must be 1 to 100; after a cursor from here", field=["after"])
+        return settlement_cases.RunPage(first=size + 1, before_id=before_id)
+
+    views = await ask(info, settlement_cases.settlement_runs, page)
     edges = [
         SettlementRunEdge(cursor=ids.encode("SettlementRun", v.id), node=SettlementRun.of(v))
         for v in views[:size]
@@ -132,40 +129,37 @@ class FinalizeSettlementPayload:
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
+def _run_id(global_id: str) -> int:
+    run_id = ids.decode_as(global_id, "SettlementRun")
+    if run_id is None:
+        raise NotFound("no settlement run has that id", field=["runId"])
+    return run_id
+
+
 async def run_settlement(
     info: Info[Context, None], input: RunSettlementInput
 ) -> RunSettlementPayload:
-    context = info.context
-    try:
-        async with context.database.transaction() as conn:
-            run = await operations.run(
-                conn,
-                context.principal,
-                start=input.from_,
-                end=input.to,
-                now=context.clock(),
-                currency=input.currency,
-                rates={r.currency: r.rate for r in input.rates or []},
-            )
-            view = await operations.run_view(conn, context.principal, run_id=run.id)
-    except DomainError as error:
-        return RunSettlementPayload(user_errors=[UserError.of(error)])
-    return RunSettlementPayload(run=SettlementRun.of(view))
+    return await mutate(
+        info,
+        settlement_cases.run_settlement,
+        lambda: settlement_cases.RunSettlement(
+            start=input.from_,
+            end=input.to,
+            currency=input.currency,
+            rates={r.currency: r.rate for r in input.rates or []},
+        ),
+        lambda view: RunSettlementPayload(run=SettlementRun.of(view)),
+        lambda errors: RunSettlementPayload(user_errors=errors),
+    )
 
 
 async def finalize_settlement(
     info: Info[Context, None], input: FinalizeSettlementInput
 ) -> FinalizeSettlementPayload:
-    context = info.context
-    try:
-        run_id = ids.decode_as(input.run_id, "SettlementRun")
-        if run_id is None:
-            raise NotFound("no settlement run has that id", field=["runId"])
-        async with context.database.transaction() as conn:
-            run = await operations.finalize(
-                conn, context.principal, run_id=run_id, now=context.clock()
-            )
-            view = await operations.run_view(conn, context.principal, run_id=run.id)
-    except DomainError as error:
-        return FinalizeSettlementPayload(user_errors=[UserError.of(error)])
-    return FinalizeSettlementPayload(run=SettlementRun.of(view))
+    return await mutate(
+        info,
+        settlement_cases.finalize_settlement,
+        lambda: _run_id(input.run_id),
+        lambda view: FinalizeSettlementPayload(run=SettlementRun.of(view)),
+        lambda errors: FinalizeSettlementPayload(user_errors=errors),
+    )

@@ -14,27 +14,21 @@ from datetime import timedelta
 import strawberry
 from strawberry.types import Info
 
-from exchange import ledger
+from exchange.kit.clock import utc_now
 from exchange.kit.errors import Forbidden
+from exchange.usecases import members
 from graphql_schema.context import Context
-from graphql_schema.errors import query_error
+from graphql_schema.errors import ask, query_error
 from graphql_schema.wallets import Wallet, load_wallet
-from partners.principal import PrincipalKind
 
 LEASE = timedelta(seconds=60)
 RENEW_EVERY_SECONDS = 20.0
 
 
-async def _lease(context: Context, member_id: int, watcher: str) -> None:
-    async with context.database.transaction() as conn:
-        await ledger.watch_wallet(
-            conn, member_id=member_id, watcher=watcher, until=context.clock() + LEASE
-        )
-
-
-async def _release(context: Context, member_id: int, watcher: str) -> None:
-    async with context.database.transaction() as conn:
-        await ledger.unwatch_wallet(conn, member_id=member_id, watcher=watcher)
+async def _lease(info: Info[Context, None], watcher: str, *, renew: bool = True) -> None:
+    """Lease the caller's wallet watch for LEASE more (``renew`` False: end it)."""
+    until = utc_now() + LEASE if renew else None
+    await ask(info, members.watch_wallet, lambda: members.WalletWatch(watcher, until))
 
 
 @strawberry.type
@@ -43,22 +37,18 @@ class Subscription:
     async def wallet_updated(self, info: Info[Context, None]) -> AsyncGenerator[Wallet, None]:
         context = info.context
         principal = context.principal
-        if principal.kind != PrincipalKind.MEMBER or principal.member_id is None:
-            raise query_error(Forbidden("walletUpdated needs a member's token"))
-        if not principal.has("wallet:read"):
-            raise query_error(Forbidden("walletUpdated needs the wallet:read scope"))
         if context.notifications is None:
             raise query_error(Forbidden("subscriptions are not available here"))
-        member_id, watcher = principal.member_id, uuid.uuid4().hex
+        watcher, member_id = uuid.uuid4().hex, principal.member_id
         async with context.notifications.subscribe("wallet_updated", str(member_id)) as queue:
-            await _lease(context, member_id, watcher)
+            await _lease(info, watcher)  # only a member token with wallet:read may
             try:
-                while context.clock() < principal.expires_at:
+                while member_id is not None and utc_now() < principal.expires_at:
                     try:
                         await asyncio.wait_for(queue.get(), timeout=RENEW_EVERY_SECONDS)
                     except TimeoutError:
-                        await _lease(context, member_id, watcher)
+                        await _lease(info, watcher)
                         continue
                     yield await load_wallet(info, member_id)
             finally:
-                await _release(context, member_id, watcher)
+                await _lease(info, watcher, renew=False)

@@ -12,14 +12,13 @@ from strawberry.types import Info
 
 from exchange.kit.errors import DomainError
 from exchange.kit.errors import ErrorCode as DomainErrorCode
-from exchange.ledger.models import EntryKind
+from exchange.ledger.models import EntryKind, EntryView
 from exchange.ledger.models import Hold as HoldModel
 from exchange.ledger.models import HoldStatus as HoldStatusModel
-from exchange.ledger.queries import EntryView
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.scalars import BigInt
-from partners.models import Partner as PartnerModel
+from partners.models import PartnerListing
 
 ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
 TransactionKind = strawberry.enum(EntryKind, name="TransactionKind")
@@ -70,36 +69,35 @@ class Partner(Node):
     contract: Contract | None
 
     @classmethod
-    def of(cls, partner: PartnerModel, *, with_contract: bool) -> Partner:
-        terms = partner.contract.terms
-        contract = Contract(
-            version=partner.contract.version,
-            currency=terms.currency,
-            issue_price=terms.issue_price,
-            redemption_price=terms.redemption_price,
-            fee_rate=terms.fee_rate,
-            funding_model=str(terms.funding_model),
-            points_lifetime_days=terms.points_lifetime_days,
-            credit_limit_points=terms.credit_limit_points,
-            effective_from=partner.contract.effective_from,
-        )
+    def of(cls, partner: PartnerListing) -> Partner:
+        contract = None
+        if partner.contract is not None:
+            terms = partner.contract.terms
+            contract = Contract(
+                version=partner.contract.version,
+                currency=terms.currency,
+                issue_price=terms.issue_price,
+                redemption_price=terms.redemption_price,
+                fee_rate=terms.fee_rate,
+                funding_model=str(terms.funding_model),
+                points_lifetime_days=terms.points_lifetime_days,
+                credit_limit_points=terms.credit_limit_points,
+                effective_from=partner.contract.effective_from,
+            )
         return cls(
             id=strawberry.ID(ids.encode("Partner", partner.id)),
             name=partner.name,
             status=str(partner.status),
-            contract=contract if with_contract else None,
+            contract=contract,
         )
 
 
-async def _partner(info: Info[Context, None], partner_id: int | None) -> Partner | None:
+async def load_partner(info: Info[Context, None], partner_id: int | None) -> Partner | None:
+    """A partner as the caller may see it (its contract only where permitted)."""
     if partner_id is None:
         return None
     found = await info.context.partners.load(partner_id)
-    if found is None:
-        return None
-    principal = info.context.principal
-    own = principal.partner_id == partner_id or principal.has("partners:admin")
-    return Partner.of(found, with_contract=own)
+    return Partner.of(found) if found is not None else None
 
 
 @strawberry.type
@@ -113,7 +111,7 @@ class Transaction(Node):
 
     @strawberry.field
     async def partner(self, info: Info[Context, None]) -> Partner | None:
-        return await _partner(info, self.partner_id)
+        return await load_partner(info, self.partner_id)
 
     @classmethod
     def of(cls, entry: EntryView) -> Transaction:
@@ -153,7 +151,7 @@ class PartnerBalance:
 
     @strawberry.field(description="The issuing partner; null for coalition-issued points.")
     async def partner(self, info: Info[Context, None]) -> Partner | None:
-        return await _partner(info, self.partner_id)
+        return await load_partner(info, self.partner_id)
 
 
 @strawberry.type
@@ -164,7 +162,7 @@ class ExpiringPoints:
 
     @strawberry.field
     async def partner(self, info: Info[Context, None]) -> Partner | None:
-        return await _partner(info, self.partner_id)
+        return await load_partner(info, self.partner_id)
 
 
 @strawberry.type

@@ -6,11 +6,12 @@ import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from exchange.kit.errors import DomainError, InvalidInput
+from exchange.kit.errors import InvalidInput
 from exchange.ledger.models import Wallet as WalletModel
+from exchange.usecases import members
 from graphql_schema import ids
 from graphql_schema.context import Context
-from graphql_schema.errors import query_error
+from graphql_schema.errors import ask
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
     ExpiringPoints,
@@ -20,21 +21,40 @@ from graphql_schema.types import (
     TransactionConnection,
     TransactionFilter,
 )
-from partners import operations
 
 DEFAULT_PAGE = 20
 
 
 def page_arguments(first: int | None, after: str | None) -> tuple[int, int | None]:
+    """``first`` (1 to 100) and the entry id ``after`` points past; INVALID_INPUT else."""
     size = DEFAULT_PAGE if first is None else first
     if not 1 <= size <= 100:
-        raise query_error(InvalidInput("first must be between 1 and 100", field=["first"]))
+        raise InvalidInput("first must be between 1 and 100", field=["first"])
     if after is None:
         return size, None
     before_id = ids.decode_as(after, "Transaction")
     if before_id is None:
-        raise query_error(InvalidInput("after is not a cursor from this API", field=["after"]))
+        raise InvalidInput("after is not a cursor from this API", field=["after"])
     return size, before_id
+
+
+def _page(
+    first: int | None,
+    after: str | None,
+    filter: TransactionFilter | None,
+    member_id: int | None,
+) -> members.TransactionPage:
+    size, before_id = page_arguments(first, after)
+    wanted = members.TransactionFilter(
+        kinds=list(filter.kinds) if filter and filter.kinds else None,
+        member_ref=filter.member_ref if filter else None,
+        since=filter.since if filter else None,
+        until=filter.until if filter else None,
+        reference=filter.reference if filter else None,
+    )
+    return members.TransactionPage(
+        first=size + 1, before_id=before_id, filter=wanted, member_id=member_id
+    )
 
 
 async def transactions_page(
@@ -45,33 +65,9 @@ async def transactions_page(
     *,
     member_id: int | None = None,
 ) -> TransactionConnection:
-    size, before_id = page_arguments(first, after)
-    wanted = operations.TransactionFilter(
-        kinds=list(filter.kinds) if filter and filter.kinds else None,
-        member_ref=filter.member_ref if filter else None,
-        since=filter.since if filter else None,
-        until=filter.until if filter else None,
-        reference=filter.reference if filter else None,
-    )
-    context = info.context
-    try:
-        async with context.unit_of_work() as conn:
-            if member_id is not None:
-                await operations.wallet_of(conn, context.principal, member_id)
-                entries = await operations.member_transactions(
-                    conn,
-                    context.principal,
-                    member_id=member_id,
-                    first=size + 1,
-                    before_id=before_id,
-                )
-            else:
-                entries = await operations.transactions(
-                    conn, context.principal, first=size + 1, before_id=before_id, filter=wanted
-                )
-    except DomainError as error:
-        raise query_error(error) from None
-    return TransactionConnection.of(entries, size)
+    use_case = members.transactions if member_id is None else members.member_transactions
+    entries = await ask(info, use_case, lambda: _page(first, after, filter, member_id))
+    return TransactionConnection.of(entries, DEFAULT_PAGE if first is None else first)
 
 
 @strawberry.type
@@ -99,18 +95,8 @@ class Wallet:
     async def expiring(
         self, info: Info[Context, None], within_days: int = 30
     ) -> list[ExpiringPoints]:
-        context = info.context
-        try:
-            async with context.unit_of_work() as conn:
-                soon = await operations.expiring_of(
-                    conn,
-                    context.principal,
-                    self.member_id,
-                    within_days=within_days,
-                    now=context.clock(),
-                )
-        except DomainError as error:
-            raise query_error(error) from None
+        request = members.Expiring(member_id=self.member_id, within_days=within_days)
+        soon = await ask(info, members.expiring, lambda: request)
         return [
             ExpiringPoints(points=e.points, expires_at=e.expires_at, partner_id=e.issuer_partner_id)
             for e in soon
@@ -127,13 +113,7 @@ class Wallet:
 
 
 async def load_wallet(info: Info[Context, None], member_id: int) -> Wallet:
-    context = info.context
-    try:
-        async with context.unit_of_work() as conn:
-            wallet = await operations.wallet_of(conn, context.principal, member_id)
-    except DomainError as error:
-        raise query_error(error) from None
-    return Wallet.of(wallet)
+    return Wallet.of(await ask(info, members.wallet, lambda: member_id))
 
 
 def selects(info: Info[Context, None], name: str) -> bool:

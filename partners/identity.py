@@ -163,6 +163,40 @@ async def resolve_many(
     return await repository.links(conn, partner_id=partner_id, member_refs=wanted)
 
 
+async def find_member(
+    conn: AsyncConnection,
+    *,
+    keys: IdentityKeys,
+    email: str | None,
+    phone: str | None,
+    field_prefix: str = "",
+) -> int:
+    """The member with this e-mail or phone (exactly one of them), by its blind index.
+    ``field_prefix`` names the fields in errors (``to``: ``toEmail``, ``toPhone``)."""
+
+    def name(kind: str) -> str:
+        return f"{field_prefix}{kind.capitalize()}" if field_prefix else kind
+
+    if bool(email) == bool(phone):
+        raise InvalidInput("give an email or a phone (one of them)", field=[name("email")])
+    try:
+        kind, value = (
+            ("email", normalize_email(email)) if email else ("phone", normalize_phone(phone or ""))
+        )
+    except InvalidInput as error:
+        error.field = [name(error.field[0] if error.field else "email")]
+        raise
+    index = crypto.blind_index(keys.index_key, kind, value)
+    matches = await repository.members_by_index(
+        conn,
+        email_index=index if kind == "email" else None,
+        phone_index=index if kind == "phone" else None,
+    )
+    if not matches:
+        raise NotFound("no coalition member has that contact", field=[name(kind)])
+    return int(matches[0].member_id)
+
+
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
     if not await repository.delete_link(conn, partner_id=partner_id, member_ref=member_ref):
         raise MemberNotLinked(

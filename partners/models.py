@@ -47,3 +47,14 @@ class Partner:
     status: PartnerStatus
     created_at: datetime
     contract: Contract
+
+
+@dataclass(frozen=True)
+class PartnerListing:
+    """A partner as the registry shows it to a caller: the contract only where the caller
+    may see it (its own, or every one for an operator)."""
+
+    id: int
+    name: str
+    status: PartnerStatus
+    contract: Contract | None

@@ -22,7 +22,14 @@ from exchange.kit.errors import InvalidInput, NotFound
 from exchange.ledger.models import PartnerPolicy
 from partners import repository
 from partners.errors import PartnerExists
-from partners.models import Contract, ContractTerms, FundingModel, Partner, PartnerStatus
+from partners.models import (
+    Contract,
+    ContractTerms,
+    FundingModel,
+    Partner,
+    PartnerListing,
+    PartnerStatus,
+)
 
 MAX_LIFETIME_DAYS = 3650
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
@@ -127,6 +134,29 @@ async def get_partner(
 
 async def list_partners(conn: AsyncConnection, *, now: datetime) -> list[Partner]:
     return [_partner(row) for row in await repository.partners_in_force(conn, now=now)]
+
+
+async def listing(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    partner_ids: list[int] | None = None,
+    after_id: int = 0,
+    limit: int = 1000,
+) -> list[PartnerListing]:
+    """Partners in id order; contracts as row-level security lets the caller see them."""
+    rows = await repository.partners_listing(
+        conn, now=now, partner_ids=partner_ids, after_id=after_id, limit=limit
+    )
+    return [
+        PartnerListing(
+            id=int(row.id),
+            name=row.name,
+            status=PartnerStatus(row.status),
+            contract=_partner(row).contract if row.version is not None else None,
+        )
+        for row in rows
+    ]
 
 
 async def change_contract(

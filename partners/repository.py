@@ -74,6 +74,27 @@ async def lock_partner(conn: AsyncConnection, *, partner_id: int) -> None:
     )
 
 
+async def partners_listing(
+    conn: AsyncConnection,
+    *,
+    now: datetime,
+    partner_ids: list[int] | None,
+    after_id: int,
+    limit: int,
+) -> list[Row[Any]]:
+    """Partners in id order, each with its contract in force where the caller may see it
+    (row-level security on partner_contract), else no contract columns."""
+    result = await conn.execute(
+        sql(
+            _PARTNER_WITH_CONTRACT.replace("JOIN LATERAL", "LEFT JOIN LATERAL")
+            + " WHERE (CAST(:ids AS bigint[]) IS NULL OR p.id = ANY(CAST(:ids AS bigint[])))"
+            " AND p.id > :after_id ORDER BY p.id LIMIT :limit"
+        ),
+        {"now": now, "ids": partner_ids, "after_id": after_id, "limit": limit},
+    )
+    return list(result.all())
+
+
 async def partners_in_force(conn: AsyncConnection, *, now: datetime) -> list[Row[Any]]:
     result = await conn.execute(sql(f"{_PARTNER_WITH_CONTRACT} ORDER BY p.id"), {"now": now})
     return list(result.all())
@@ -106,13 +127,6 @@ async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> 
         {"partner_id": partner_id, "status": status},
     )
     return result.first() is not None
-
-
-async def partner_status(conn: AsyncConnection, *, partner_id: int) -> str | None:
-    result = await conn.execute(
-        sql("SELECT status FROM partner WHERE id = :partner_id"), {"partner_id": partner_id}
-    )
-    return result.scalar()
 
 
 # --- member identity and links --------------------------------------------------------

@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy
@@ -24,7 +25,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.embedded import start_embedded, to_async_url
-from exchange.ledger.models import PartnerPolicy
+from exchange.kit.system import SYSTEM
+from exchange.ledger.models import EntryResult, PartnerPolicy
 from exchange.migrations import upgrade
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -72,7 +74,7 @@ async def _verify_whole_suite(url: str) -> None:
     """`exchange verify` over everything the whole suite left behind."""
     database = Database.connect(url, pool_size=1)
     try:
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             report = await ledger.verify(conn)
     finally:
         await database.dispose()
@@ -95,7 +97,7 @@ async def _ledger_invariants_hold_after_each_test(
     if "db" not in request.fixturenames:
         return
     database: Database = request.getfixturevalue("db")
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         report = await ledger.verify(conn)
     broken = [(c.name, c.examples) for c in report.checks if not c.ok]
     assert not broken, f"ledger invariants broken after the test: {broken}"
@@ -117,42 +119,40 @@ class Factory:
 
     async def partner(self, policy: PartnerPolicy | None = None) -> int:
         partner_id = next(_ids) + 10_000 * os.getpid() % 1_000_000_000
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             await ledger.open_partner(conn, partner_id=partner_id, policy=policy)
         return partner_id
 
     async def member(self) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             return await ledger.open_member(conn)
 
-    async def earn(self, partner_id: int, member_id: int, points: int, **kw: object):  # type: ignore[no-untyped-def]
-        kw.setdefault("now", NOW)
-        async with self.db.transaction() as conn:
+    async def earn(self, partner_id: int, member_id: int, points: int, **kw: Any) -> EntryResult:
+        now = kw.pop("now", NOW)
+        key = str(kw.pop("key", self.key()))
+        async with self.db.transaction(SYSTEM) as conn:
             return await ledger.earn(
                 conn,
                 client_id=self.client_id,
-                idempotency_key=str(kw.pop("key", self.key())),
                 partner_id=partner_id,
-                member_id=member_id,
-                points=points,
-                **kw,  # type: ignore[arg-type]
+                request=ledger.EarnRequest(key, member_id, points, **kw),
+                now=now,
             )
 
-    async def redeem(self, partner_id: int, member_id: int, points: int, **kw: object):  # type: ignore[no-untyped-def]
-        kw.setdefault("now", NOW)
-        async with self.db.transaction() as conn:
+    async def redeem(self, partner_id: int, member_id: int, points: int, **kw: Any) -> EntryResult:
+        now = kw.pop("now", NOW)
+        key = str(kw.pop("key", self.key()))
+        async with self.db.transaction(SYSTEM) as conn:
             return await ledger.redeem(
                 conn,
                 client_id=self.client_id,
-                idempotency_key=str(kw.pop("key", self.key())),
                 partner_id=partner_id,
-                member_id=member_id,
-                points=points,
-                **kw,  # type: ignore[arg-type]
+                request=ledger.RedeemRequest(key, member_id, points, **kw),
+                now=now,
             )
 
     async def wallet(self, member_id: int) -> ledger.Wallet:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             return await ledger.wallet(conn, member_id=member_id)
 
 

@@ -7,15 +7,29 @@ from datetime import UTC, datetime
 
 Clock = Callable[[], datetime]
 
+#: Times a caller may give: wide enough for any real booking, narrow enough that adding
+#: a lifetime of years or converting between offsets can never overflow.
+EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
 def require_aware(moment: datetime, name: str) -> datetime:
-    """Refuse naive datetimes: a ledger time without an offset is ambiguous."""
+    """Refuse naive datetimes (a ledger time without an offset is ambiguous) and times
+    outside [EARLIEST, LATEST); return the moment in UTC."""
     from exchange.kit.errors import InvalidInput
 
-    if moment.tzinfo is None or moment.utcoffset() is None:
+    if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidInput(f"{name} must carry a UTC offset", field=[name])
-    return moment.astimezone(UTC)
+    try:
+        utc = moment.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} is out of range", field=[name]) from None
+    if not EARLIEST <= utc < LATEST:
+        raise InvalidInput(
+            f"{name} must be between {EARLIEST.year} and {LATEST.year}", field=[name]
+        )
+    return utc

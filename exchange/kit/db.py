@@ -1,9 +1,15 @@
 """The async engine and the unit of work.
 
-One request, one transaction: the edge (GraphQL context, CLI command, background task)
-opens :meth:`Database.transaction`, passes the connection to the use case, and the
+One request, one transaction: the edge (the use-case runner, a CLI command, a background
+task) opens :meth:`Database.transaction`, passes the connection to the use case, and the
 context manager commits on success or rolls back on any exception. Domain code never
 commits.
+
+Every transaction names who it acts for. A caller's :class:`RowScope` runs it as the
+``exchange_api`` role under row-level security for that caller (docs/decisions/0004);
+work that has no caller (the token endpoint, sweeps, the CLI) passes the system scope
+of :mod:`exchange.kit.system`, which only those entry points may import (an
+import-linter contract). There is no transaction without a scope.
 """
 
 from __future__ import annotations
@@ -51,6 +57,23 @@ class RowScope:
     member_id: int | None = None
 
 
+class SystemScope:
+    """Work with no caller, as the owning role (row-level security does not restrict
+    it). The one instance is :data:`exchange.kit.system.SYSTEM`."""
+
+    def __init__(self, _token: object) -> None:
+        if _token is not _SYSTEM_TOKEN:
+            raise TypeError("the system scope is exchange.kit.system.SYSTEM")
+
+    def __repr__(self) -> str:
+        return "SYSTEM"
+
+
+_SYSTEM_TOKEN = object()
+
+Scope = RowScope | SystemScope
+
+
 @lru_cache(maxsize=1024)
 def sql(statement: str) -> TextClause:
     """A textual statement, built once: ``text()`` parses the bind parameters out of the
@@ -83,14 +106,16 @@ class Database:
         return cls(engine=engine)
 
     @asynccontextmanager
-    async def transaction(self, scope: RowScope | None = None) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, scope: Scope) -> AsyncIterator[AsyncConnection]:
         """A unit of work: commits when the block succeeds, rolls back otherwise.
 
-        With a ``scope`` (every API request), the transaction runs as ``exchange_api``
-        under row-level security for that caller; without one it is internal work.
+        A caller's ``scope`` (every API request) runs it as ``exchange_api`` under
+        row-level security for that caller; the system scope runs it as the owner.
         """
+        if not isinstance(scope, RowScope | SystemScope):
+            raise TypeError(f"a transaction needs a scope, not {scope!r}")
         async with self.engine.begin() as connection:
-            if scope is not None:
+            if isinstance(scope, RowScope):
                 await connection.execute(
                     _BIND_SCOPE,
                     {
@@ -103,3 +128,18 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+#: SQLSTATEs of failures that a fresh attempt of the same transaction may not meet:
+#: deadlock_detected and serialization_failure.
+TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database failure that rolling back and running the unit of work again cures."""
+    cause: BaseException | None = error
+    while cause is not None:
+        if getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES:
+            return True
+        cause = cause.__cause__ or getattr(cause, "orig", None)
+    return False

@@ -1,20 +1,22 @@
 """The double-entry points ledger: accounts, entries, postings, lots, holds, balances and
 invariants (DESIGN.md section 4).
 
-Use cases, each taking the unit of work's connection and keyword-only arguments:
-:func:`earn`, :func:`earn_batch`, :func:`redeem`, :func:`hold`, :func:`capture`, :func:`release`,
-:func:`reverse`, :func:`transfer`, :func:`adjust`, :func:`expire_batch`,
-:func:`release_holds_batch`; reads :func:`wallet`, :func:`expiring`, :func:`get_hold`;
-and :func:`verify` for the invariants.
+Every operation takes the unit of work's connection, the caller's client and partner,
+one request (a type per operation, validated when made: :mod:`exchange.ledger.requests`)
+and the time, and runs through one mechanism (:mod:`exchange.ledger.execution`): read
+under lock, plan, write with the one writer, settle idempotency keys. Earn and redeem
+also take many requests at once (``earn_many``, ``redeem_many``). Reads: :func:`wallet`,
+:func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify` checks the invariants.
 """
 
-from exchange.ledger.batches import MAX_BATCH, EarnItem, earn_batch
+from exchange.ledger.accounts import open_member, open_partner, set_partner_policy
+from exchange.ledger.earning import earn, earn_many
+from exchange.ledger.execution import Outcome
 from exchange.ledger.expiry import expire_batch, release_holds_batch
 from exchange.ledger.holds import capture, get_hold, hold, release
 from exchange.ledger.invariants import VerifyReport, verify
-from exchange.ledger.models import EntryResult, PartnerPolicy, Wallet
+from exchange.ledger.models import MAX_BATCH, EntryResult, EntryView, PartnerPolicy, Wallet
 from exchange.ledger.queries import (
-    EntryView,
     entries,
     entries_by_ids,
     expiring,
@@ -22,22 +24,38 @@ from exchange.ledger.queries import (
     wallet,
     watch_wallet,
 )
+from exchange.ledger.requests import (
+    AdjustRequest,
+    CaptureRequest,
+    EarnRequest,
+    HoldRequest,
+    RedeemRequest,
+    ReverseRequest,
+    TransferRequest,
+)
 from exchange.ledger.reversals import reverse
-from exchange.ledger.service import earn, open_member, open_partner, redeem, set_partner_policy
+from exchange.ledger.spending import redeem, redeem_many
 from exchange.ledger.transfers import adjust, transfer
 
 __all__ = [
     "MAX_BATCH",
-    "EarnItem",
+    "AdjustRequest",
+    "CaptureRequest",
+    "EarnRequest",
     "EntryResult",
     "EntryView",
+    "HoldRequest",
+    "Outcome",
     "PartnerPolicy",
+    "RedeemRequest",
+    "ReverseRequest",
+    "TransferRequest",
     "VerifyReport",
     "Wallet",
     "adjust",
     "capture",
     "earn",
-    "earn_batch",
+    "earn_many",
     "entries",
     "entries_by_ids",
     "expire_batch",
@@ -47,6 +65,7 @@ __all__ = [
     "open_member",
     "open_partner",
     "redeem",
+    "redeem_many",
     "release",
     "release_holds_batch",
     "reverse",

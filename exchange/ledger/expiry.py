@@ -4,16 +4,34 @@ edge can commit each batch in its own transaction and show progress."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.ledger import repository
+from exchange.ledger import execution, repository
 from exchange.ledger.holds import release_expired_holds
-from exchange.ledger.models import AccountKind, ExpiryResult
-from exchange.ledger.service import expire_member_lots
+from exchange.ledger.models import EntryKind, EntryResult, ExpiryResult
+from exchange.ledger.plans import EntryPlan
+from exchange.ledger.spending import Wallets, read_wallets, sweep
 
 DEFAULT_BATCH = 500
+
+
+@dataclass(frozen=True)
+class Expire:
+    """One EXPIRY entry per member with lots past their expiry."""
+
+    kind: EntryKind = EntryKind.EXPIRY
+    keyed: bool = False
+
+    async def read(self, conn: AsyncConnection, requests: Sequence[int], now: datetime) -> Wallets:
+        return await read_wallets(conn, requests)
+
+    def plan(self, state: Wallets, request: int, now: datetime) -> list[EntryPlan]:
+        swept = sweep(state, request, now)
+        return [swept] if swept is not None else []
 
 
 async def expire_batch(
@@ -21,22 +39,15 @@ async def expire_batch(
 ) -> ExpiryResult:
     """Expire the lots of up to ``limit`` members; an empty result means all done."""
     member_ids = await repository.members_with_expired_lots(conn, as_of=as_of, limit=limit)
-    entries = points = 0
-    for member_id in member_ids:
-        await repository.lock_wallets(conn, member_ids=[member_id])
-        lots = await repository.expired_lots(conn, member_id=member_id, as_of=as_of)
-        expired = await expire_member_lots(
-            conn, member_id=member_id, lots=lots, now=as_of, defer_breakage=True
-        )
-        if expired:
-            entries += 1
-            points += expired
-    if points:
-        # One shard update after all the batch's wallets: the lock order stays
-        # wallet -> shard, as in every spend (docs/decisions/0002).
-        breakage = await repository.coalition_account_id(conn, kind=AccountKind.COALITION_BREAKAGE)
-        await repository.change_sharded_balance(conn, account_id=breakage, points=points)
-    return ExpiryResult(members=len(member_ids), entries=entries, points=points)
+    if not member_ids:
+        return ExpiryResult(members=0, entries=0, points=0)
+    outcomes = await execution.execute(conn, Expire(), member_ids, now=as_of)
+    expired = [outcome for outcome in outcomes if isinstance(outcome, EntryResult)]
+    return ExpiryResult(
+        members=len(member_ids),
+        entries=len(expired),
+        points=sum(result.points for result in expired),
+    )
 
 
 async def release_holds_batch(

@@ -1,31 +1,44 @@
 """Idempotency: every points-moving request carries ``(client, idempotency_key)``.
 
-The key is stored on the entry itself under a unique index, and the entry is inserted
-first with ``ON CONFLICT DO NOTHING``. A concurrent duplicate waits on the unique index
-until the first transaction ends, then sees its entry: the same input replays the
-original result, a different input fails with IDEMPOTENCY_KEY_REUSED. A request that
-failed rolled back its entry, so its key is free to be retried. Keys never expire.
+The key is stored on the entry itself under a unique index, claimed by the one writer
+with ``INSERT ... ON CONFLICT DO NOTHING``. :func:`exchange.ledger.execution.execute`
+applies the rule for every operation, single or batched:
+
+- a request whose entry was written claimed its key;
+- a request whose key was already taken (its entry was not written), and a request that
+  failed before it was written, look their key up: an entry with the same request
+  digest is replayed (the original result, nothing moves again), an entry with another
+  digest fails IDEMPOTENCY_KEY_REUSED, and no entry means the failure stands.
+
+A concurrent duplicate waits on the unique index until the first transaction ends,
+then finds the committed entry. A request that failed rolled back its entry, so its key
+may be retried. Keys never expire.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import InvalidInput
-from exchange.kit.invariant import invariant
 from exchange.ledger import repository
 from exchange.ledger.errors import IdempotencyKeyReused
-from exchange.ledger.models import MAX_IDEMPOTENCY_KEY_LENGTH, EntryKind
+from exchange.ledger.models import EntryKind, EntryResult
+from exchange.ledger.plans import Key
+from exchange.ledger.queries import entry_view
 
 
-def request_hash(kind: EntryKind, request: dict[str, Any]) -> bytes:
+class Keyed(Protocol):
+    @property
+    def idempotency_key(self) -> str: ...
+
+    def fingerprint(self, partner_id: int | None) -> Mapping[str, Any]: ...
+
+
+def request_hash(kind: EntryKind, request: Mapping[str, Any]) -> bytes:
     """A stable digest of what was asked, to tell a replay from a reused key."""
     canonical = json.dumps(
         {"kind": str(kind), **request}, sort_keys=True, default=str, separators=(",", ":")
@@ -33,102 +46,49 @@ def request_hash(kind: EntryKind, request: dict[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode()).digest()
 
 
-def encode_metadata(metadata: dict[str, Any] | None) -> str:
-    return json.dumps(metadata or {}, sort_keys=True, default=str)
-
-
-def check_key(client_id: str, idempotency_key: str) -> None:
-    if not client_id:
-        raise InvalidInput("a client is required", field=["clientId"])
-    if not idempotency_key or not idempotency_key.strip():
-        raise InvalidInput("idempotencyKey must not be empty", field=["idempotencyKey"])
-    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidInput(
-            f"idempotencyKey must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
-            field=["idempotencyKey"],
-        )
-
-
-@dataclass(frozen=True)
-class Started:
-    """Either a new entry to fill with postings, or the entry an earlier request made."""
-
-    entry_id: int
-    replay: Row[Any] | None
-
-
-async def begin_entry(
-    conn: AsyncConnection,
-    *,
-    kind: EntryKind,
-    client_id: str | None,
-    idempotency_key: str | None,
-    request: dict[str, Any],
-    points: int,
-    created_at: datetime,
-    effective_at: datetime,
-    partner_id: int | None = None,
-    member_id: int | None = None,
-    counterparty_member_id: int | None = None,
-    reference: str | None = None,
-    target_entry_id: int | None = None,
-    hold_id: int | None = None,
-    metadata: dict[str, Any] | None = None,
-) -> Started:
-    digest = request_hash(kind, request) if idempotency_key is not None else None
-    entry_id = await repository.insert_entry(
-        conn,
-        kind=str(kind),
-        partner_id=partner_id,
-        member_id=member_id,
-        counterparty_member_id=counterparty_member_id,
-        points=points,
-        client_id=client_id if idempotency_key is not None else None,
-        idempotency_key=idempotency_key,
-        request_hash=digest,
-        reference=reference,
-        target_entry_id=target_entry_id,
-        hold_id=hold_id,
-        created_at=created_at,
-        effective_at=effective_at,
-        metadata=encode_metadata(metadata),
+def key_of(request: Keyed, *, kind: EntryKind, client_id: str, partner_id: int | None) -> Key:
+    return Key(
+        client_id=client_id,
+        idempotency_key=request.idempotency_key,
+        digest=request_hash(kind, request.fingerprint(partner_id)),
     )
-    if entry_id is not None:
-        return Started(entry_id=entry_id, replay=None)
-    invariant(client_id is not None and idempotency_key is not None, "conflict needs a key")
-    assert client_id is not None
-    assert idempotency_key is not None
-    existing = await repository.entry_by_key(
-        conn, client_id=client_id, idempotency_key=idempotency_key
-    )
-    invariant(existing is not None, "a conflicting entry must be visible after its commit")
-    assert existing is not None
-    if bytes(existing.request_hash) != digest:
-        raise IdempotencyKeyReused(
-            "this idempotencyKey was already used for a different request",
-            field=["idempotencyKey"],
-        )
-    return Started(entry_id=int(existing.id), replay=existing)
 
 
-async def find_replay(
-    conn: AsyncConnection,
-    *,
-    kind: EntryKind,
-    client_id: str,
-    idempotency_key: str,
-    request: dict[str, Any],
-) -> Started | None:
-    """Look for an earlier request with this key before doing work whose outcome would
-    differ on a replay (a reversal checks what is left of its target)."""
-    existing = await repository.entry_by_key(
-        conn, client_id=client_id, idempotency_key=idempotency_key
+def reused(field: Sequence[str] = ("idempotencyKey",)) -> IdempotencyKeyReused:
+    return IdempotencyKeyReused(
+        "this idempotencyKey was already used for a different request", field=list(field)
     )
-    if existing is None:
-        return None
-    if bytes(existing.request_hash) != request_hash(kind, request):
-        raise IdempotencyKeyReused(
-            "this idempotencyKey was already used for a different request",
-            field=["idempotencyKey"],
+
+
+async def earlier(
+    conn: AsyncConnection, keys: Sequence[Key]
+) -> dict[str, EntryResult | IdempotencyKeyReused]:
+    """What earlier requests with these keys (all of one client) decided: the replay of
+    their entry, or IDEMPOTENCY_KEY_REUSED when they asked for something else. Keys no
+    request used yet are absent."""
+    if not keys:
+        return {}
+    rows = await repository.entries_by_keys(
+        conn, client_id=keys[0].client_id, idempotency_keys=[k.idempotency_key for k in keys]
+    )
+    replays = [rows[k.idempotency_key] for k in keys if k.idempotency_key in rows]
+    members = {int(r.member_id) for r in replays if r.member_id is not None}
+    balances = await repository.wallet_balances(conn, member_ids=sorted(members))
+    holds = await repository.holds_of_entries(
+        conn, entry_ids=[int(r.id) for r in replays if r.kind == EntryKind.HOLD]
+    )
+    decided: dict[str, EntryResult | IdempotencyKeyReused] = {}
+    for key in keys:
+        row = rows.get(key.idempotency_key)
+        if row is None:
+            continue
+        if bytes(row.request_hash) != key.digest:
+            decided[key.idempotency_key] = reused()
+            continue
+        decided[key.idempotency_key] = EntryResult(
+            entry=entry_view(row),
+            wallet_balance=balances.get(row.member_id) if row.member_id is not None else None,
+            replayed=True,
+            hold_id=holds.get(int(row.id), row.hold_id),
         )
-    return Started(entry_id=int(existing.id), replay=existing)
+    return decided

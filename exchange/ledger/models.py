@@ -61,6 +61,8 @@ DEFAULT_HOLD_TTL_SECONDS = 15 * 60
 MAX_HOLD_TTL_SECONDS = 7 * 24 * 3600
 MAX_REFERENCE_LENGTH = 200
 MAX_IDEMPOTENCY_KEY_LENGTH = 200
+#: Requests one call may carry (bulk issuance, a micro-batch).
+MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)
@@ -73,17 +75,52 @@ class PartnerPolicy:
 
 
 @dataclass(frozen=True)
-class EntryResult:
-    """What a points-moving operation returns; a replay returns the original entry."""
+class EntryView:
+    """An entry as it was written."""
 
-    entry_id: int
+    id: int
     kind: EntryKind
     points: int
-    member_id: int | None
     partner_id: int | None
+    member_id: int | None
+    counterparty_member_id: int | None
+    reference: str | None
+    created_at: datetime
+    effective_at: datetime
+    target_entry_id: int | None
+    hold_id: int | None
+
+
+@dataclass(frozen=True)
+class EntryResult:
+    """What a points-moving operation returns: the entry it wrote (a replay: the entry the
+    first request wrote), the member's wallet balance right after it, and for a hold its
+    hold."""
+
+    entry: EntryView
     wallet_balance: int | None
     replayed: bool = False
     hold_id: int | None = None
+
+    @property
+    def entry_id(self) -> int:
+        return self.entry.id
+
+    @property
+    def kind(self) -> EntryKind:
+        return self.entry.kind
+
+    @property
+    def points(self) -> int:
+        return self.entry.points
+
+    @property
+    def member_id(self) -> int | None:
+        return self.entry.member_id
+
+    @property
+    def partner_id(self) -> int | None:
+        return self.entry.partner_id
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from exchange.ledger import repository
 from exchange.ledger.models import (
     AccountKind,
     EntryKind,
+    EntryView,
     ExpiringPoints,
     IssuerBalance,
     Wallet,
@@ -66,22 +67,7 @@ async def expiring(
 MAX_PAGE = 1000
 
 
-@dataclass(frozen=True)
-class EntryView:
-    id: int
-    kind: EntryKind
-    points: int
-    partner_id: int | None
-    member_id: int | None
-    counterparty_member_id: int | None
-    reference: str | None
-    created_at: datetime
-    effective_at: datetime
-    target_entry_id: int | None
-    hold_id: int | None
-
-
-def _entry(row: Row[Any]) -> EntryView:
+def entry_view(row: Row[Any]) -> EntryView:
     return EntryView(
         id=int(row.id),
         kind=EntryKind(row.kind),
@@ -123,12 +109,12 @@ async def entries(
         until=until,
         reference=reference,
     )
-    return [_entry(row) for row in rows]
+    return [entry_view(row) for row in rows]
 
 
 async def entries_by_ids(conn: AsyncConnection, *, entry_ids: list[int]) -> dict[int, EntryView]:
     rows = await repository.entries_by_ids(conn, entry_ids=entry_ids)
-    return {int(row.id): _entry(row) for row in rows}
+    return {int(row.id): entry_view(row) for row in rows}
 
 
 async def watch_wallet(

@@ -1,15 +1,23 @@
 """All SQL of the ledger. Functions take the unit of work's connection and plain values.
 
+Reads come in two kinds: those an operation makes under its locks to plan its writes
+(wallets locked in member order, then lots, holds, entries), and the read models of the
+API. Writes go through one function, :func:`write`: every operation's plans, as one
+statement (docs/decisions/0007).
+
 Locking discipline (docs/decisions/0002-ledger-concurrency.md): every change to a
-member's lots happens while that member's wallet row is locked, taken by the wallet
-update itself or by :func:`lock_wallets`; hot partner and coalition accounts are
-sharded and never locked as a whole.
+member's lots happens while that member's wallet row is locked; hot partner and
+coalition accounts are sharded and never locked as a whole. Lock order everywhere:
+hold or target entry, then wallets in member order, then idempotency keys, then shards.
 """
 
 from __future__ import annotations
 
+import json
 import random
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,12 +29,20 @@ from exchange.ledger.models import (
     BALANCE_SHARDS,
     DEFAULT_POINTS_LIFETIME_DAYS,
     AccountKind,
-    ConsumptionKind,
-    HoldStatus,
-    LotAllocation,
-    LotOrigin,
     PartnerPolicy,
 )
+from exchange.ledger.plans import EntryPlan, Key, Lot
+
+_ENTRY_COLUMNS = (
+    "id, kind, partner_id, member_id, counterparty_member_id, points, client_id,"
+    " idempotency_key, request_hash, reference, target_entry_id, hold_id, created_at,"
+    " effective_at, metadata"
+)
+_HOLD_COLUMNS = (
+    "id, member_id, partner_id, points, captured_points, status, created_at, expires_at,"
+    " hold_entry_id"
+)
+
 
 # --- accounts -------------------------------------------------------------------------
 
@@ -127,91 +143,39 @@ async def open_member(conn: AsyncConnection) -> int:
     return int(result.scalars().first())  # type: ignore[arg-type]
 
 
-async def member_exists(conn: AsyncConnection, *, member_id: int) -> bool:
-    result = await conn.execute(
-        sql("SELECT 1 FROM ledger_account WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'"),
-        {"member_id": member_id},
+async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
+    """Serialize issuance of one partner; only taken for partners with a credit limit."""
+    await conn.execute(
+        sql("SELECT pg_advisory_xact_lock(727100, :partner_id)"),
+        {"partner_id": partner_id % 2_147_483_647},
     )
-    return result.first() is not None
 
 
-async def credit_wallet(conn: AsyncConnection, *, member_id: int, points: int) -> Row[Any] | None:
-    """Add (or, with negative points, take without a floor) points; returns (id, balance)."""
+async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
+    """Points issued by a partner still in wallets or reserved by active holds."""
     result = await conn.execute(
         sql(
             """
-            UPDATE ledger_account SET balance = balance + :points
-            WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
-            RETURNING id, balance
+            SELECT
+              (SELECT coalesce(sum(remaining), 0) FROM ledger_lot
+               WHERE issuer_partner_id = :issuer AND remaining <> 0)
+            + (SELECT coalesce(sum(c.points), 0) FROM ledger_hold h
+               JOIN ledger_lot_consumption c ON c.hold_id = h.id AND c.kind = 'HOLD'
+               WHERE h.status = 'ACTIVE' AND c.issuer_partner_id = :issuer)
             """
         ),
-        {"member_id": member_id, "points": points},
-    )
-    return result.first()
-
-
-async def debit_wallet(conn: AsyncConnection, *, member_id: int, points: int) -> Row[Any] | None:
-    """Take points only if the wallet has them: the row lock makes this race-free."""
-    result = await conn.execute(
-        sql(
-            """
-            UPDATE ledger_account SET balance = balance - :points
-            WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' AND balance >= :points
-            RETURNING id, balance
-            """
-        ),
-        {"member_id": member_id, "points": points},
-    )
-    return result.first()
-
-
-async def lock_wallets(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, Row[Any]]:
-    """Lock wallets in member order (so two transfers in opposite directions cannot deadlock)."""
-    result = await conn.execute(
-        sql(
-            """
-            SELECT member_id, id, balance FROM ledger_account
-            WHERE member_id = ANY(:member_ids) AND kind = 'MEMBER_WALLET'
-            ORDER BY member_id FOR UPDATE
-            """
-        ),
-        {"member_ids": list(member_ids)},
-    )
-    return {row.member_id: row for row in result}
-
-
-async def change_held(conn: AsyncConnection, *, member_id: int, points: int) -> int:
-    result = await conn.execute(
-        sql(
-            """
-            UPDATE ledger_account SET balance = balance + :points
-            WHERE member_id = :member_id AND kind = 'MEMBER_HELD'
-            RETURNING id
-            """
-        ),
-        {"member_id": member_id, "points": points},
+        {"issuer": issuer_partner_id},
     )
     return int(result.scalar_one())
 
 
-async def change_sharded_balance(conn: AsyncConnection, *, account_id: int, points: int) -> None:
-    """Change a hot account's balance on one randomly chosen shard row."""
-    shard = random.randrange(BALANCE_SHARDS)  # noqa: S311 (load spreading, not security)
-    await conn.execute(
-        sql(
-            "UPDATE ledger_account_shard SET balance = balance + :points"
-            " WHERE account_id = :account_id AND shard = :shard"
-        ),
-        {"account_id": account_id, "points": points, "shard": shard},
-    )
+# --- the one-statement earn (the fast path) -------------------------------------------
 
 
 async def earn_at_once(
     conn: AsyncConnection,
     *,
-    client_id: str,
-    idempotency_key: str,
-    request_hash: bytes,
+    key: Key,
     partner_id: int,
     member_id: int,
     points: int,
@@ -221,13 +185,15 @@ async def earn_at_once(
     effective_at: datetime,
     expires_at: datetime | None,
 ) -> tuple[int, int] | None:
-    """A plain earn as one statement: entry, wallet, shard, both postings and the lot.
+    """A plain earn as one statement: entry, wallet, shard, both postings and the lot,
+    exactly what :func:`write` writes for the same earn (a test holds the two against
+    each other), with the expiry rule of ``requests.lot_expiry`` in SQL.
 
     Writes only when nothing needs deciding: the key is new, the partner has no credit
-    limit, the member exists and the expiry is in the future. Returns the wallet
-    balance, or None having written nothing (the caller then takes the step-by-step
-    path, which decides the case). The locks are taken in the step-by-step order:
-    the key, then the wallet, then a shard.
+    limit, the member exists and the expiry is in the future. Returns the entry id and
+    the wallet balance, or None having written nothing (the caller then takes the
+    general path, which decides the case). Locks in the order of every operation: the
+    wallet, then the key, then a shard.
     """
     result = await conn.execute(
         sql(
@@ -241,17 +207,18 @@ async def earn_at_once(
                 FROM ledger_account
                 WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
                   AND credit_limit_points IS NULL
+            ), locked AS MATERIALIZED (
+                SELECT id FROM ledger_account
+                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' FOR UPDATE
             ), new_entry AS (
                 INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
                     idempotency_key, request_hash, reference, created_at, effective_at,
                     metadata)
                 SELECT 'EARN', :partner_id, :member_id, :points, :client_id, :key, :digest,
                     :reference, :now, :effective_at, CAST(:metadata AS jsonb)
-                FROM issued
+                FROM issued, locked
                 WHERE issued.expires_at > greatest(CAST(:now AS timestamptz),
                     CAST(:effective_at AS timestamptz))
-                  AND EXISTS (SELECT 1 FROM ledger_account
-                              WHERE member_id = :member_id AND kind = 'MEMBER_WALLET')
                 ON CONFLICT (client_id, idempotency_key) DO NOTHING
                 RETURNING id
             ), wallet AS (
@@ -280,9 +247,9 @@ async def earn_at_once(
             """
         ),
         {
-            "client_id": client_id,
-            "key": idempotency_key,
-            "digest": request_hash,
+            "client_id": key.client_id,
+            "key": key.idempotency_key,
+            "digest": key.digest,
             "partner_id": partner_id,
             "member_id": member_id,
             "points": points,
@@ -301,141 +268,132 @@ async def earn_at_once(
     return int(row.entry_id), int(row.balance)
 
 
-async def begin_redeem(
-    conn: AsyncConnection,
-    *,
-    client_id: str,
-    idempotency_key: str,
-    request_hash: bytes,
-    partner_id: int,
-    member_id: int,
-    points: int,
-    reference: str | None,
-    metadata: str,
-    now: datetime,
-    effective_at: datetime,
-) -> Row[Any]:
-    """A redemption's first round trip: the entry (if its key is new) and the wallet
-    debited if it holds the points, in the step-by-step lock order (key, then wallet).
-    Returns (account_id, entry_id, wallet_id, balance); entry_id is None when nothing
-    was written (a known key, or no such partner), wallet_id None when the wallet was
-    not debited (the caller then fails the request, rolling the entry back)."""
+# --- reads under lock, to plan writes -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WalletRow:
+    member_id: int
+    wallet_id: int
+    balance: int
+    held_id: int
+
+
+async def lock_wallets(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, WalletRow]:
+    """Lock wallets in member order (so two operations on the same wallets cannot
+    deadlock); with each, its held account (changed only under the wallet's lock)."""
     result = await conn.execute(
         sql(
             """
-            WITH redeemed AS (
-                SELECT id FROM ledger_account
-                WHERE partner_id = :partner_id AND kind = 'PARTNER_REDEEMED'
-            ), new_entry AS (
-                INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
-                    idempotency_key, request_hash, reference, created_at, effective_at,
-                    metadata)
-                SELECT 'REDEEM', :partner_id, :member_id, :points, :client_id, :key, :digest,
-                    :reference, :now, :effective_at, CAST(:metadata AS jsonb)
-                FROM redeemed
-                ON CONFLICT (client_id, idempotency_key) DO NOTHING
-                RETURNING id
-            ), wallet AS (
-                UPDATE ledger_account SET balance = balance - :points
-                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
-                  AND balance >= :points AND EXISTS (SELECT 1 FROM new_entry)
-                RETURNING id, balance
+            WITH locked AS MATERIALIZED (
+                SELECT member_id, id, balance FROM ledger_account
+                WHERE member_id = ANY(CAST(:member_ids AS bigint[])) AND kind = 'MEMBER_WALLET'
+                ORDER BY member_id FOR UPDATE
             )
-            SELECT (SELECT id FROM redeemed) AS account_id,
-                   (SELECT id FROM new_entry) AS entry_id,
-                   (SELECT id FROM wallet) AS wallet_id,
-                   (SELECT balance FROM wallet) AS balance
+            SELECT w.member_id, w.id AS wallet_id, w.balance, h.id AS held_id
+            FROM locked w JOIN ledger_account h
+              ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
             """
         ),
-        {
-            "client_id": client_id,
-            "key": idempotency_key,
-            "digest": request_hash,
-            "partner_id": partner_id,
-            "member_id": member_id,
-            "points": points,
-            "reference": reference,
-            "metadata": metadata,
-            "now": now,
-            "effective_at": effective_at,
-        },
+        {"member_ids": sorted(set(member_ids))},
     )
-    return result.one()
+    return {
+        int(r.member_id): WalletRow(
+            int(r.member_id), int(r.wallet_id), int(r.balance), int(r.held_id)
+        )
+        for r in result
+    }
 
 
-async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
-    """Serialize issuance of one partner; only taken for partners with a credit limit."""
-    await conn.execute(
-        sql("SELECT pg_advisory_xact_lock(727100, :partner_id)"),
-        {"partner_id": partner_id % 2_147_483_647},
-    )
-
-
-async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
-    """Points issued by a partner still in wallets or reserved by active holds."""
+async def lots_of_wallets(
+    conn: AsyncConnection, *, member_ids: Sequence[int]
+) -> dict[int, list[Lot]]:
+    """Every lot still holding points (or a debt), per member, oldest expiry first. The
+    caller holds the wallets' locks and reads after taking them, so it sees every change
+    committed before."""
     result = await conn.execute(
         sql(
             """
-            SELECT
-              (SELECT coalesce(sum(remaining), 0) FROM ledger_lot
-               WHERE issuer_partner_id = :issuer AND remaining <> 0)
-            + (SELECT coalesce(sum(c.points), 0) FROM ledger_hold h
-               JOIN ledger_lot_consumption c ON c.hold_id = h.id AND c.kind = 'HOLD'
-               WHERE h.status = 'ACTIVE' AND c.issuer_partner_id = :issuer)
+            SELECT member_id, id, issuer_partner_id, remaining, earned_at, expires_at
+            FROM ledger_lot
+            WHERE member_id = ANY(CAST(:member_ids AS bigint[])) AND remaining <> 0
+            ORDER BY member_id, expires_at, id
             """
         ),
-        {"issuer": issuer_partner_id},
+        {"member_ids": sorted(set(member_ids))},
     )
-    return int(result.scalar_one())
+    lots: dict[int, list[Lot]] = {}
+    for r in result:
+        lots.setdefault(int(r.member_id), []).append(
+            Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
+        )
+    return lots
 
 
-# --- entries and postings -------------------------------------------------------------
+async def lock_holds(conn: AsyncConnection, *, hold_ids: Sequence[int]) -> dict[int, Row[Any]]:
+    """Lock holds in id order; the lock serializes everything that closes a hold."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT {_HOLD_COLUMNS} FROM ledger_hold
+            WHERE id = ANY(CAST(:hold_ids AS bigint[])) ORDER BY id FOR UPDATE
+            """
+        ),
+        {"hold_ids": sorted(set(hold_ids))},
+    )
+    return {int(r.id): r for r in result}
 
 
-async def insert_entry(conn: AsyncConnection, **values: Any) -> int | None:
-    """Insert an entry; None when (client, idempotency key) already exists."""
-    values.setdefault("metadata", "{}")
+async def hold_reservations(
+    conn: AsyncConnection, *, hold_ids: Sequence[int]
+) -> dict[int, list[Lot]]:
+    """Per hold, the points it reserves on each lot, oldest expiry first."""
     result = await conn.execute(
         sql(
             """
-            INSERT INTO ledger_entry (kind, partner_id, member_id, counterparty_member_id,
-                points, client_id, idempotency_key, request_hash, reference, target_entry_id,
-                hold_id, created_at, effective_at, metadata)
-            VALUES (:kind, :partner_id, :member_id, :counterparty_member_id, :points,
-                :client_id, :idempotency_key, :request_hash, :reference, :target_entry_id,
-                :hold_id, :created_at, :effective_at, CAST(:metadata AS jsonb))
-            ON CONFLICT (client_id, idempotency_key) DO NOTHING
-            RETURNING id
+            SELECT c.hold_id, l.id, l.issuer_partner_id, sum(c.points) AS remaining,
+                   l.earned_at, l.expires_at
+            FROM ledger_lot_consumption c JOIN ledger_lot l ON l.id = c.lot_id
+            WHERE c.hold_id = ANY(CAST(:hold_ids AS bigint[])) AND c.kind = 'HOLD'
+            GROUP BY c.hold_id, l.id HAVING sum(c.points) > 0
+            ORDER BY c.hold_id, l.expires_at, l.id
             """
         ),
-        values,
+        {"hold_ids": sorted(set(hold_ids))},
     )
-    return result.scalar()
+    reservations: dict[int, list[Lot]] = {}
+    for r in result:
+        reservations.setdefault(int(r.hold_id), []).append(
+            Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
+        )
+    return reservations
 
 
-_ENTRY_COLUMNS = (
-    "id, kind, partner_id, member_id, counterparty_member_id, points, client_id,"
-    " idempotency_key, request_hash, reference, target_entry_id, hold_id, created_at,"
-    " effective_at, metadata"
-)
+async def new_hold_ids(conn: AsyncConnection, *, count: int) -> list[int]:
+    result = await conn.execute(
+        sql("SELECT nextval('ledger_hold_id_seq') FROM generate_series(1, :count)"),
+        {"count": count},
+    )
+    return [int(hold_id) for hold_id in result.scalars()]
 
 
-async def entry_by_key(
-    conn: AsyncConnection, *, client_id: str, idempotency_key: str
-) -> Row[Any] | None:
+async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> list[int]:
     result = await conn.execute(
         sql(
-            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry"
-            " WHERE client_id = :client_id AND idempotency_key = :key"
+            """
+            SELECT id FROM ledger_hold WHERE status = 'ACTIVE' AND expires_at <= :as_of
+            ORDER BY expires_at, id LIMIT :limit FOR UPDATE SKIP LOCKED
+            """
         ),
-        {"client_id": client_id, "key": idempotency_key},
+        {"as_of": as_of, "limit": limit},
     )
-    return result.first()
+    return [int(hold_id) for hold_id in result.scalars()]
 
 
 async def entry_by_id(
     conn: AsyncConnection, *, entry_id: int, for_update: bool = False
 ) -> Row[Any] | None:
+    """An entry; ``for_update`` locks it (reversals of one target are serialized on it)."""
     lock = " FOR UPDATE" if for_update else ""
     result = await conn.execute(
         sql(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = :entry_id{lock}"),
@@ -444,129 +402,42 @@ async def entry_by_id(
     return result.first()
 
 
-async def reversed_points(conn: AsyncConnection, *, target_entry_id: int) -> int:
+async def earn_lot(conn: AsyncConnection, *, entry_id: int) -> Lot | None:
     result = await conn.execute(
         sql(
-            "SELECT coalesce(sum(points), 0) FROM ledger_entry"
-            " WHERE target_entry_id = :target AND kind = 'REVERSAL'"
+            "SELECT id, issuer_partner_id, remaining, earned_at, expires_at"
+            " FROM ledger_lot WHERE entry_id = :entry_id AND origin <> 'TRANSFER'"
         ),
-        {"target": target_entry_id},
+        {"entry_id": entry_id},
     )
-    return int(result.scalar_one())
+    r = result.first()
+    if r is None:
+        return None
+    return Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
 
 
-async def insert_postings(
-    conn: AsyncConnection, *, entry_id: int, legs: Sequence[tuple[int, int]]
-) -> None:
-    """Insert the legs (account_id, signed amount) of one entry; zero legs are dropped."""
-    legs = [(account_id, amount) for account_id, amount in legs if amount != 0]
-    await conn.execute(
-        sql(
-            """
-            INSERT INTO ledger_posting (entry_id, account_id, amount)
-            SELECT :entry_id, leg.account_id, leg.amount
-            FROM unnest(CAST(:accounts AS bigint[]), CAST(:amounts AS bigint[]))
-                 AS leg(account_id, amount)
-            """
-        ),
-        {
-            "entry_id": entry_id,
-            "accounts": [account_id for account_id, _ in legs],
-            "amounts": [amount for _, amount in legs],
-        },
-    )
-
-
-# --- lots -----------------------------------------------------------------------------
-
-
-async def insert_lot(
-    conn: AsyncConnection,
-    *,
-    member_id: int,
-    issuer_partner_id: int | None,
-    origin: LotOrigin,
-    entry_id: int,
-    amount: int,
-    earned_at: datetime,
-    expires_at: datetime,
-    source_lot_id: int | None = None,
-) -> int:
+async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> list[Lot]:
+    """Per lot, the points a redemption still holds (net of earlier reversals), in the
+    order they should be given back: the last consumed first."""
     result = await conn.execute(
         sql(
             """
-            INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id,
-                source_lot_id, amount, remaining, earned_at, expires_at)
-            VALUES (:member_id, :issuer, :origin, :entry_id, :source_lot_id, :amount, :amount,
-                :earned_at, :expires_at)
-            RETURNING id
+            SELECT l.id, l.issuer_partner_id, sum(c.points) AS remaining, l.earned_at,
+                   l.expires_at
+            FROM ledger_lot_consumption c JOIN ledger_lot l ON l.id = c.lot_id
+            WHERE c.kind = 'REDEEM' AND (c.entry_id = :entry_id OR c.entry_id IN (
+                SELECT id FROM ledger_entry WHERE target_entry_id = :entry_id
+                AND kind = 'REVERSAL'))
+            GROUP BY l.id HAVING sum(c.points) > 0
+            ORDER BY l.expires_at DESC, l.id DESC
             """
         ),
-        {
-            "member_id": member_id,
-            "issuer": issuer_partner_id,
-            "origin": str(origin),
-            "entry_id": entry_id,
-            "source_lot_id": source_lot_id,
-            "amount": amount,
-            "earned_at": earned_at,
-            "expires_at": expires_at,
-        },
+        {"entry_id": redemption_entry_id},
     )
-    return int(result.scalar_one())
-
-
-def _allocation(row: Row[Any], points: int) -> LotAllocation:
-    return LotAllocation(
-        lot_id=row.id,
-        issuer_partner_id=row.issuer_partner_id,
-        points=points,
-        earned_at=row.earned_at,
-        expires_at=row.expires_at,
-    )
-
-
-async def spendable_lots(
-    conn: AsyncConnection, *, member_id: int, points: int, now: datetime
-) -> tuple[list[Row[Any]], list[Row[Any]]]:
-    """The live lots needed to cover ``points`` (oldest expiry first), and every lot that
-    has expired but was not swept yet. Caller holds the member's wallet lock."""
-    result = await conn.execute(
-        sql(
-            """
-            WITH live AS (
-                SELECT id, issuer_partner_id, remaining, earned_at, expires_at,
-                       sum(remaining) OVER (ORDER BY expires_at, id) AS running
-                FROM ledger_lot
-                WHERE member_id = :member_id AND remaining > 0 AND expires_at > :now
-            )
-            SELECT id, issuer_partner_id, remaining, earned_at, expires_at, false AS expired
-            FROM live WHERE running - remaining < :points
-            UNION ALL
-            SELECT id, issuer_partner_id, remaining, earned_at, expires_at, true
-            FROM ledger_lot
-            WHERE member_id = :member_id AND remaining > 0 AND expires_at <= :now
-            ORDER BY expires_at, id
-            """
-        ),
-        {"member_id": member_id, "points": points, "now": now},
-    )
-    rows = result.all()
-    return [r for r in rows if not r.expired], [r for r in rows if r.expired]
-
-
-async def expired_lots(conn: AsyncConnection, *, member_id: int, as_of: datetime) -> list[Row[Any]]:
-    result = await conn.execute(
-        sql(
-            """
-            SELECT id, issuer_partner_id, remaining, earned_at, expires_at FROM ledger_lot
-            WHERE member_id = :member_id AND remaining > 0 AND expires_at <= :as_of
-            ORDER BY expires_at, id
-            """
-        ),
-        {"member_id": member_id, "as_of": as_of},
-    )
-    return list(result.all())
+    return [
+        Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
+        for r in result
+    ]
 
 
 async def members_with_expired_lots(
@@ -585,211 +456,266 @@ async def members_with_expired_lots(
     return [int(member_id) for member_id in result.scalars()]
 
 
-async def lot_of_entry(conn: AsyncConnection, *, entry_id: int) -> Row[Any] | None:
+# --- idempotency ----------------------------------------------------------------------
+
+
+async def entries_by_keys(
+    conn: AsyncConnection, *, client_id: str, idempotency_keys: Sequence[str]
+) -> dict[str, Row[Any]]:
+    """The entries some of a client's idempotency keys already name."""
     result = await conn.execute(
         sql(
-            "SELECT id, issuer_partner_id, remaining, earned_at, expires_at"
-            " FROM ledger_lot WHERE entry_id = :entry_id AND origin <> 'TRANSFER'"
+            f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE client_id = :client_id"
+            " AND idempotency_key = ANY(CAST(:keys AS text[]))"
         ),
-        {"entry_id": entry_id},
+        {"client_id": client_id, "keys": sorted(set(idempotency_keys))},
+    )
+    return {row.idempotency_key: row for row in result}
+
+
+async def wallet_balances(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, int]:
+    result = await conn.execute(
+        sql(
+            "SELECT member_id, balance FROM ledger_account"
+            " WHERE member_id = ANY(CAST(:ids AS bigint[])) AND kind = 'MEMBER_WALLET'"
+        ),
+        {"ids": list(member_ids)},
+    )
+    return {int(row.member_id): int(row.balance) for row in result}
+
+
+async def holds_of_entries(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> dict[int, int]:
+    """The hold each HOLD entry opened."""
+    result = await conn.execute(
+        sql(
+            "SELECT hold_entry_id, id FROM ledger_hold"
+            " WHERE hold_entry_id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": list(entry_ids)},
+    )
+    return {int(row.hold_entry_id): int(row.id) for row in result}
+
+
+async def hold_by_id(conn: AsyncConnection, *, hold_id: int) -> Row[Any] | None:
+    result = await conn.execute(
+        sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE id = :hold_id"),
+        {"hold_id": hold_id},
     )
     return result.first()
 
 
-async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> list[Row[Any]]:
-    """Per lot, the points a redemption still holds (net of earlier reversals), in the
-    order they should be given back: the last consumed first."""
-    result = await conn.execute(
-        sql(
-            """
-            SELECT l.id, l.issuer_partner_id, l.earned_at, l.expires_at,
-                   sum(c.points) AS remaining
-            FROM ledger_lot_consumption c JOIN ledger_lot l ON l.id = c.lot_id
-            WHERE c.kind = 'REDEEM' AND (c.entry_id = :entry_id OR c.entry_id IN (
-                SELECT id FROM ledger_entry WHERE target_entry_id = :entry_id
-                AND kind = 'REVERSAL'))
-            GROUP BY l.id HAVING sum(c.points) > 0
-            ORDER BY l.expires_at DESC, l.id DESC
-            """
-        ),
-        {"entry_id": redemption_entry_id},
-    )
-    return list(result.all())
+# --- the one writer -------------------------------------------------------------------
 
-
-async def hold_reservations(conn: AsyncConnection, *, hold_id: int) -> list[Row[Any]]:
-    """Per lot, the points an active hold reserves, oldest expiry first."""
-    result = await conn.execute(
-        sql(
-            """
-            SELECT l.id, l.issuer_partner_id, l.earned_at, l.expires_at,
-                   sum(c.points) AS remaining
-            FROM ledger_lot_consumption c JOIN ledger_lot l ON l.id = c.lot_id
-            WHERE c.hold_id = :hold_id AND c.kind = 'HOLD'
-            GROUP BY l.id HAVING sum(c.points) > 0
-            ORDER BY l.expires_at, l.id
-            """
-        ),
-        {"hold_id": hold_id},
-    )
-    return list(result.all())
-
-
-def allocate(rows: Sequence[Row[Any]], points: int) -> list[LotAllocation]:
-    """Take ``points`` from the rows' ``remaining`` in the given order."""
-    allocations: list[LotAllocation] = []
-    left = points
-    for row in rows:
-        if left == 0:
-            break
-        take = min(int(row.remaining), left)
-        if take > 0:
-            allocations.append(_allocation(row, take))
-            left -= take
-    return allocations
-
-
-async def record_consumptions(
-    conn: AsyncConnection,
-    *,
-    entry_id: int,
-    kind: ConsumptionKind,
-    allocations: Sequence[LotAllocation],
-    redeemer_partner_id: int | None = None,
-    hold_id: int | None = None,
-) -> None:
-    """Append consumption rows and move the lots' remaining by the same amounts (one
-    round trip): positive takes from a lot, negative gives back."""
-    if not allocations:
-        return
-    params = {
-        "entry_id": entry_id,
-        "kind": str(kind),
-        "redeemer": redeemer_partner_id,
-        "hold_id": hold_id,
-        "lots": [a.lot_id for a in allocations],
-        "issuers": [a.issuer_partner_id for a in allocations],
-        "points": [a.points for a in allocations],
-    }
-    await conn.execute(
-        sql(
-            """
-            WITH taken AS (
-                INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points,
-                    issuer_partner_id, redeemer_partner_id, hold_id)
-                SELECT :entry_id, c.lot_id, :kind, c.points, c.issuer, :redeemer, :hold_id
-                FROM unnest(CAST(:lots AS bigint[]), CAST(:issuers AS bigint[]),
-                            CAST(:points AS bigint[])) AS c(lot_id, issuer, points)
-            )
-            UPDATE ledger_lot l SET remaining = l.remaining - c.points
-            FROM (SELECT lot_id, sum(points) AS points
-                  FROM unnest(CAST(:lots AS bigint[]), CAST(:points AS bigint[]))
-                       AS u(lot_id, points) GROUP BY lot_id) AS c
-            WHERE l.id = c.lot_id
-            """
-        ),
-        params,
-    )
-
-
-# --- holds ----------------------------------------------------------------------------
-
-_HOLD_COLUMNS = (
-    "id, member_id, partner_id, points, captured_points, status, created_at, expires_at,"
-    " hold_entry_id"
+_WRITE = """
+WITH entry AS MATERIALIZED (
+    SELECT e.ord, nextval('ledger_entry_id_seq') AS id, e.kind, e.partner_id, e.member_id,
+           e.counterparty_member_id, e.points, e.client_id, e.idempotency_key,
+           e.request_hash, e.reference, e.target_entry_id, e.hold_id, e.created_at,
+           e.effective_at, CAST(e.metadata AS jsonb) AS metadata
+    FROM unnest(CAST(:e_kind AS text[]), CAST(:e_partner AS bigint[]),
+                CAST(:e_member AS bigint[]), CAST(:e_counterparty AS bigint[]),
+                CAST(:e_points AS bigint[]), CAST(:e_client AS text[]),
+                CAST(:e_key AS text[]), CAST(:e_digest AS bytea[]),
+                CAST(:e_reference AS text[]), CAST(:e_target AS bigint[]),
+                CAST(:e_hold AS bigint[]), CAST(:e_created AS timestamptz[]),
+                CAST(:e_effective AS timestamptz[]), CAST(:e_metadata AS text[]))
+         WITH ORDINALITY AS e(kind, partner_id, member_id, counterparty_member_id, points,
+              client_id, idempotency_key, request_hash, reference, target_entry_id,
+              hold_id, created_at, effective_at, metadata, ord)
+    ORDER BY e.ord
+), claimed AS (
+    INSERT INTO ledger_entry (id, kind, partner_id, member_id, counterparty_member_id,
+        points, client_id, idempotency_key, request_hash, reference, target_entry_id,
+        hold_id, created_at, effective_at, metadata)
+    SELECT id, kind, partner_id, member_id, counterparty_member_id, points, client_id,
+           idempotency_key, request_hash, reference, target_entry_id, hold_id, created_at,
+           effective_at, metadata
+    FROM entry ORDER BY ord
+    ON CONFLICT (client_id, idempotency_key) DO NOTHING
+    RETURNING id
+), written AS MATERIALIZED (
+    SELECT entry.ord, entry.id FROM entry JOIN claimed USING (id)
+), leg AS MATERIALIZED (
+    SELECT w.id AS entry_id, l.account_id, l.amount, l.sharded, l.position
+    FROM unnest(CAST(:l_entry AS bigint[]), CAST(:l_account AS bigint[]),
+                CAST(:l_amount AS bigint[]), CAST(:l_sharded AS boolean[]))
+         WITH ORDINALITY AS l(ord, account_id, amount, sharded, position)
+    JOIN written w ON w.ord = l.ord
+), posting AS (
+    INSERT INTO ledger_posting (entry_id, account_id, amount)
+    SELECT entry_id, account_id, amount FROM leg ORDER BY position
+), account AS (
+    UPDATE ledger_account a SET balance = a.balance + d.amount
+    FROM (SELECT account_id, sum(amount) AS amount FROM leg WHERE NOT sharded
+          GROUP BY account_id) AS d
+    WHERE a.id = d.account_id
+    RETURNING a.id, a.balance
+), shard AS (
+    UPDATE ledger_account_shard s SET balance = s.balance + d.amount
+    FROM (SELECT account_id, sum(amount) AS amount FROM leg WHERE sharded
+          GROUP BY account_id) AS d
+    WHERE s.account_id = d.account_id AND s.shard = :shard
+), lot AS (
+    INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id, source_lot_id,
+        amount, remaining, earned_at, expires_at)
+    SELECT n.member_id, n.issuer, n.origin, w.id, n.source_lot_id, n.amount, n.amount,
+           n.earned_at, n.expires_at
+    FROM unnest(CAST(:n_entry AS bigint[]), CAST(:n_member AS bigint[]),
+                CAST(:n_issuer AS bigint[]), CAST(:n_origin AS text[]),
+                CAST(:n_source AS bigint[]), CAST(:n_amount AS bigint[]),
+                CAST(:n_earned AS timestamptz[]), CAST(:n_expires AS timestamptz[]))
+         WITH ORDINALITY
+         AS n(ord, member_id, issuer, origin, source_lot_id, amount, earned_at, expires_at,
+              position)
+    JOIN written w ON w.ord = n.ord
+    ORDER BY n.position
+), take AS MATERIALIZED (
+    SELECT w.id AS entry_id, t.lot_id, t.kind, t.points, t.issuer, t.redeemer, t.hold_id,
+           t.position
+    FROM unnest(CAST(:t_entry AS bigint[]), CAST(:t_lot AS bigint[]),
+                CAST(:t_kind AS text[]), CAST(:t_points AS bigint[]),
+                CAST(:t_issuer AS bigint[]), CAST(:t_redeemer AS bigint[]),
+                CAST(:t_hold AS bigint[]))
+         WITH ORDINALITY AS t(ord, lot_id, kind, points, issuer, redeemer, hold_id, position)
+    JOIN written w ON w.ord = t.ord
+), consumption AS (
+    INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points, issuer_partner_id,
+        redeemer_partner_id, hold_id)
+    SELECT entry_id, lot_id, kind, points, issuer, redeemer, hold_id FROM take
+    ORDER BY position
+), lot_change AS (
+    UPDATE ledger_lot l SET remaining = l.remaining - d.points
+    FROM (SELECT lot_id, sum(points) AS points FROM take GROUP BY lot_id) AS d
+    WHERE l.id = d.lot_id AND d.points <> 0
+), hold_opened AS (
+    INSERT INTO ledger_hold (id, member_id, partner_id, points, status, created_at,
+        expires_at, hold_entry_id)
+    SELECT h.id, h.member_id, h.partner_id, h.points, 'ACTIVE', h.created_at, h.expires_at,
+           w.id
+    FROM unnest(CAST(:h_entry AS bigint[]), CAST(:h_id AS bigint[]),
+                CAST(:h_member AS bigint[]), CAST(:h_partner AS bigint[]),
+                CAST(:h_points AS bigint[]), CAST(:h_created AS timestamptz[]),
+                CAST(:h_expires AS timestamptz[]))
+         AS h(ord, id, member_id, partner_id, points, created_at, expires_at)
+    JOIN written w ON w.ord = h.ord
+), hold_closed AS (
+    UPDATE ledger_hold h SET status = c.status, captured_points = c.captured,
+        closing_entry_id = w.id
+    FROM unnest(CAST(:c_entry AS bigint[]), CAST(:c_hold AS bigint[]),
+                CAST(:c_status AS text[]), CAST(:c_captured AS bigint[]))
+         AS c(ord, hold_id, status, captured)
+    JOIN written w ON w.ord = c.ord
+    WHERE h.id = c.hold_id AND h.status = 'ACTIVE'
 )
+SELECT 'entry' AS part, ord AS key, id AS value FROM written
+UNION ALL
+SELECT 'balance', id, balance FROM account
+"""
 
 
-async def insert_hold(
-    conn: AsyncConnection,
-    *,
-    member_id: int,
-    partner_id: int,
-    points: int,
-    created_at: datetime,
-    expires_at: datetime,
-    hold_entry_id: int,
-) -> int:
-    result = await conn.execute(
-        sql(
-            """
-            INSERT INTO ledger_hold (member_id, partner_id, points, status, created_at,
-                expires_at, hold_entry_id)
-            VALUES (:member_id, :partner_id, :points, 'ACTIVE', :created_at, :expires_at,
-                :hold_entry_id)
-            RETURNING id
-            """
-        ),
-        {
-            "member_id": member_id,
-            "partner_id": partner_id,
-            "points": points,
-            "created_at": created_at,
-            "expires_at": expires_at,
-            "hold_entry_id": hold_entry_id,
-        },
-    )
-    return int(result.scalar_one())
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write` wrote: each plan's entry id (None: its idempotency key was
+    taken, so nothing of it was written), and the balance after of every plain
+    (unsharded) account it changed."""
+
+    entry_ids: list[int | None]
+    balances: dict[int, int]
 
 
-async def hold_by_id(
-    conn: AsyncConnection, *, hold_id: int, for_update: bool = False
-) -> Row[Any] | None:
-    lock = " FOR UPDATE" if for_update else ""
-    result = await conn.execute(
-        sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE id = :hold_id{lock}"),
-        {"hold_id": hold_id},
-    )
-    return result.first()
+def _write_parameters(plans: Sequence[EntryPlan]) -> dict[str, Any]:
+    """The plans as the arrays the statement unnests; ``*_entry`` numbers a plan from 1."""
+    arrays: dict[str, list[Any]] = {name: [] for name in _WRITE_ARRAYS}
+
+    def add(**values: Any) -> None:
+        for name, value in values.items():
+            arrays[name].append(value)
+
+    for number, plan in enumerate(plans, start=1):
+        key = plan.key
+        add(
+            e_kind=str(plan.kind),
+            e_partner=plan.partner_id,
+            e_member=plan.member_id,
+            e_counterparty=plan.counterparty_member_id,
+            e_points=plan.points,
+            e_client=key.client_id if key else None,
+            e_key=key.idempotency_key if key else None,
+            e_digest=key.digest if key else None,
+            e_reference=plan.reference,
+            e_target=plan.target_entry_id,
+            e_hold=plan.hold_id,
+            e_created=plan.created_at,
+            e_effective=plan.effective_at,
+            e_metadata=json.dumps(dict(plan.metadata or {}), sort_keys=True, default=str),
+        )
+        for leg in plan.legs:
+            add(
+                l_entry=number, l_account=leg.account_id, l_amount=leg.amount, l_sharded=leg.sharded
+            )
+        for lot in plan.lots:
+            add(
+                n_entry=number,
+                n_member=lot.member_id,
+                n_issuer=lot.issuer_partner_id,
+                n_origin=str(lot.origin),
+                n_source=lot.source_lot_id,
+                n_amount=lot.amount,
+                n_earned=lot.earned_at,
+                n_expires=lot.expires_at,
+            )
+        for take in plan.takes:
+            add(
+                t_entry=number,
+                t_lot=take.lot_id,
+                t_kind=str(take.kind),
+                t_points=take.points,
+                t_issuer=take.issuer_partner_id,
+                t_redeemer=take.redeemer_partner_id,
+                t_hold=take.hold_id,
+            )
+        if (hold := plan.new_hold) is not None:
+            add(
+                h_entry=number,
+                h_id=hold.id,
+                h_member=hold.member_id,
+                h_partner=hold.partner_id,
+                h_points=hold.points,
+                h_created=hold.created_at,
+                h_expires=hold.expires_at,
+            )
+        if (close := plan.close_hold) is not None:
+            add(
+                c_entry=number,
+                c_hold=close.hold_id,
+                c_status=str(close.status),
+                c_captured=close.captured_points,
+            )
+    return {**arrays, "shard": random.randrange(BALANCE_SHARDS)}  # noqa: S311 (load spreading)
 
 
-async def hold_by_entry(conn: AsyncConnection, *, hold_entry_id: int) -> Row[Any] | None:
-    result = await conn.execute(
-        sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE hold_entry_id = :entry_id"),
-        {"entry_id": hold_entry_id},
-    )
-    return result.first()
+_WRITE_ARRAYS = sorted({name for name in re.findall(r":([a-z]_[a-z]+)", _WRITE)})
 
 
-async def close_hold(
-    conn: AsyncConnection,
-    *,
-    hold_id: int,
-    status: HoldStatus,
-    captured_points: int,
-    closing_entry_id: int,
-) -> None:
-    await conn.execute(
-        sql(
-            """
-            UPDATE ledger_hold SET status = :status, captured_points = :captured,
-                closing_entry_id = :closing_entry_id
-            WHERE id = :hold_id AND status = 'ACTIVE'
-            """
-        ),
-        {
-            "hold_id": hold_id,
-            "status": str(status),
-            "captured": captured_points,
-            "closing_entry_id": closing_entry_id,
-        },
-    )
+async def write(conn: AsyncConnection, plans: Sequence[EntryPlan]) -> Written:
+    """Write every plan in one statement: entries (claiming their idempotency keys),
+    postings, balance changes (wallet rows; one random shard of each hot account), new
+    lots, consumptions and the lots' remaining, holds opened and closed. A plan whose
+    key is already taken writes nothing at all."""
+    if not plans:
+        return Written(entry_ids=[], balances={})
+    result = await conn.execute(sql(_WRITE), _write_parameters(plans))
+    entry_ids: list[int | None] = [None] * len(plans)
+    balances: dict[int, int] = {}
+    for part, key, value in result:
+        if part == "entry":
+            entry_ids[int(key) - 1] = int(value)
+        else:
+            balances[int(key)] = int(value)
+    return Written(entry_ids=entry_ids, balances=balances)
 
 
-async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> list[int]:
-    result = await conn.execute(
-        sql(
-            """
-            SELECT id FROM ledger_hold WHERE status = 'ACTIVE' AND expires_at <= :as_of
-            ORDER BY expires_at, id LIMIT :limit FOR UPDATE SKIP LOCKED
-            """
-        ),
-        {"as_of": as_of, "limit": limit},
-    )
-    return [int(hold_id) for hold_id in result.scalars()]
-
-
-# --- reads ----------------------------------------------------------------------------
+# --- read models ----------------------------------------------------------------------
 
 
 async def member_balances(conn: AsyncConnection, *, member_id: int) -> dict[str, int]:
@@ -991,3 +917,14 @@ async def accounts_page(
         {"after_id": after_id, "limit": limit, "kind": kind},
     )
     return list(result.all())
+
+
+async def reversed_points(conn: AsyncConnection, *, target_entry_id: int) -> int:
+    result = await conn.execute(
+        sql(
+            "SELECT coalesce(sum(points), 0) FROM ledger_entry"
+            " WHERE target_entry_id = :target AND kind = 'REVERSAL'"
+        ),
+        {"target": target_entry_id},
+    )
+    return int(result.scalar_one())

@@ -1,9 +1,15 @@
 """Reversals (returns, refunds): a new entry that undoes all or part of an EARN or of a
 redemption (REDEEM or CAPTURE). Entries are never changed; the reversal points back at
-its target, and a target can't be reversed for more than what is left of it."""
+its target, and a target can't be reversed for more than what is left of it.
+
+Lock order: the target entry (so reversals of one target are serialized and a
+concurrent identical request replays the first), then the member's wallet.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,156 +17,162 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
-from exchange.kit.invariant import invariant
-from exchange.kit.units import positive_points
-from exchange.ledger import repository
+from exchange.kit.invariant import invariant, present
+from exchange.ledger import accounts, execution, repository
 from exchange.ledger.errors import AlreadyReversed, InsufficientPoints, NotReversible
-from exchange.ledger.idempotency import begin_entry, check_key, find_replay
-from exchange.ledger.models import (
-    AccountKind,
-    ConsumptionKind,
-    EntryKind,
-    EntryResult,
-    LotAllocation,
-)
-from exchange.ledger.service import check_reference, partner_account, replayed
+from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
+from exchange.ledger.plans import EntryPlan, Leg, Lot, Take, allocate, takes
+from exchange.ledger.requests import ReverseRequest
+from exchange.ledger.spending import Wallets, read_wallets
 
 REVERSIBLE = (EntryKind.EARN, EntryKind.REDEEM, EntryKind.CAPTURE)
+
+
+@dataclass
+class _Target:
+    row: Row[Any]
+    reversed: int
+    account_id: int  # the partner account the reversal posts against
+    allow_negative: bool
+    lots: list[Lot]  # an earn: its own lot; a redemption: what it still holds per lot
+
+
+@dataclass
+class _ReverseState:
+    targets: dict[int, _Target]
+    wallets: Wallets
+    kinds: dict[int, str]  # the kind of every entry of the partner asked for
+
+
+@dataclass(frozen=True)
+class Reverse:
+    partner_id: int
+    kind: EntryKind = EntryKind.REVERSAL
+    keyed: bool = True
+
+    async def read(
+        self, conn: AsyncConnection, requests: Sequence[ReverseRequest], now: datetime
+    ) -> _ReverseState:
+        rows = {}
+        for entry_id in sorted({r.entry_id for r in requests}):
+            row = await repository.entry_by_id(conn, entry_id=entry_id, for_update=True)
+            if row is not None and row.partner_id == self.partner_id:
+                rows[entry_id] = row
+        reversible = {i: row for i, row in rows.items() if row.kind in REVERSIBLE}
+        wallets = await read_wallets(
+            conn, [int(row.member_id) for row in reversible.values()], with_lots=False
+        )
+        targets = {i: await self._target(conn, row) for i, row in reversible.items()}
+        return _ReverseState(
+            targets=targets, wallets=wallets, kinds={i: r.kind for i, r in rows.items()}
+        )
+
+    async def _target(self, conn: AsyncConnection, row: Row[Any]) -> _Target:
+        reversed_ = await repository.reversed_points(conn, target_entry_id=int(row.id))
+        if row.kind == EntryKind.EARN:
+            issued = await accounts.partner_account(
+                conn, self.partner_id, AccountKind.PARTNER_ISSUED
+            )
+            lot = present(
+                await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot"
+            )
+            return _Target(
+                row, reversed_, int(issued.id), bool(issued.allow_negative_reversal), [lot]
+            )
+        redeemed = await accounts.partner_account(
+            conn, self.partner_id, AccountKind.PARTNER_REDEEMED
+        )
+        lots = await repository.redeemed_lots(conn, redemption_entry_id=int(row.id))
+        return _Target(row, reversed_, int(redeemed.id), False, lots)
+
+    def plan(self, state: _ReverseState, request: ReverseRequest, now: datetime) -> list[EntryPlan]:
+        kind = state.kinds.get(request.entry_id)
+        if kind is not None and kind not in REVERSIBLE:
+            raise NotReversible(
+                f"a {kind} transaction can't be reversed; only earns and redemptions can",
+                field=["transactionId"],
+            )
+        target = state.targets.get(request.entry_id)
+        if target is None:
+            raise NotFound(
+                f"transaction {request.entry_id} does not exist", field=["transactionId"]
+            )
+        left = int(target.row.points) - target.reversed
+        if left <= 0:
+            raise AlreadyReversed(
+                f"transaction {request.entry_id} is already fully reversed",
+                field=["transactionId"],
+            )
+        points = request.points if request.points is not None else left
+        if points > left:
+            raise InvalidInput(
+                f"points must be at most the {left} points left to reverse", field=["points"]
+            )
+        moves = _reverse_earn if target.row.kind == EntryKind.EARN else _reverse_redemption
+        legs, taken, wallet_id = moves(state, target, points)
+        target.reversed += points
+        row = target.row
+        return [
+            EntryPlan(
+                kind=EntryKind.REVERSAL,
+                points=points,
+                created_at=now,
+                effective_at=now,
+                partner_id=int(row.partner_id),
+                member_id=row.member_id,
+                reference=request.reference,
+                target_entry_id=int(row.id),
+                legs=legs,
+                takes=taken,
+                wallet_account_id=wallet_id,
+            )
+        ]
+
+
+Moves = tuple[list[Leg], list[Take], int]
+
+
+def _reverse_earn(state: _ReverseState, target: _Target, points: int) -> Moves:
+    """Take back issued points from the earn's own lot. If they were spent already, only a
+    partner whose contract allows it may push the lot (and the wallet) below zero."""
+    wallet = state.wallets.wallet(int(target.row.member_id))
+    lot = target.lots[0]
+    if (points > lot.remaining or points > wallet.balance) and not target.allow_negative:
+        raise InsufficientPoints(
+            "the points of this earn were already spent; the member's wallet can't cover"
+            " the reversal",
+            field=["points"],
+        )
+    lot.remaining -= points
+    wallet.balance -= points
+    legs = [Leg(wallet.wallet_id, -points), Leg(target.account_id, points, sharded=True)]
+    return legs, takes([(lot, points)], ConsumptionKind.EARN_REVERSAL), wallet.wallet_id
+
+
+def _reverse_redemption(state: _ReverseState, target: _Target, points: int) -> Moves:
+    """Give redeemed points back to the lots they came from, the last consumed first."""
+    wallet = state.wallets.wallet(int(target.row.member_id))
+    restored = allocate(target.lots, points)
+    invariant(sum(p for _, p in restored) == points, "redeemed lots cover the reversal")
+    for lot, given in restored:
+        lot.remaining -= given
+    wallet.balance += points
+    redeemer = int(target.row.partner_id)
+    legs = [Leg(wallet.wallet_id, points), Leg(target.account_id, -points, sharded=True)]
+    taken = takes(restored, ConsumptionKind.REDEEM, sign=-1, redeemer_partner_id=redeemer)
+    return legs, taken, wallet.wallet_id
 
 
 async def reverse(
     conn: AsyncConnection,
     *,
     client_id: str,
-    idempotency_key: str,
     partner_id: int,
-    entry_id: int,
+    request: ReverseRequest,
     now: datetime,
-    points: int | None = None,
-    reference: str | None = None,
 ) -> EntryResult:
     """Reverse ``points`` (default: all that is left) of one of the partner's entries."""
-    check_key(client_id, idempotency_key)
-    check_reference(reference)
-    if points is not None:
-        points = positive_points(points)
-    target = await repository.entry_by_id(conn, entry_id=entry_id)
-    if target is None or target.partner_id != partner_id:
-        raise NotFound(f"transaction {entry_id} does not exist", field=["transactionId"])
-    if target.kind not in REVERSIBLE:
-        raise NotReversible(
-            f"a {target.kind} transaction can't be reversed; only earns and redemptions can",
-            field=["transactionId"],
-        )
-    request = {"partner": partner_id, "target": entry_id, "points": points}
-    # Serialize reversals of one target: lock it first, so that a concurrent identical
-    # request finds the committed original below and replays it.
-    await repository.entry_by_id(conn, entry_id=entry_id, for_update=True)
-    earlier = await find_replay(
-        conn,
-        kind=EntryKind.REVERSAL,
-        client_id=client_id,
-        idempotency_key=idempotency_key,
-        request=request,
+    outcomes = await execution.execute(
+        conn, Reverse(partner_id), [request], now=now, client_id=client_id, partner_id=partner_id
     )
-    if earlier is not None:
-        return await replayed(conn, earlier)
-    left = int(target.points) - await repository.reversed_points(conn, target_entry_id=entry_id)
-    if left <= 0:
-        raise AlreadyReversed(
-            f"transaction {entry_id} is already fully reversed", field=["transactionId"]
-        )
-    amount = points if points is not None else left
-    if amount > left:
-        raise InvalidInput(
-            f"points must be at most the {left} points left to reverse", field=["points"]
-        )
-    started = await begin_entry(
-        conn,
-        kind=EntryKind.REVERSAL,
-        client_id=client_id,
-        idempotency_key=idempotency_key,
-        request=request,
-        points=amount,
-        created_at=now,
-        effective_at=now,
-        partner_id=partner_id,
-        member_id=target.member_id,
-        reference=reference,
-        target_entry_id=entry_id,
-    )
-    if started.replay is not None:
-        return await replayed(conn, started)
-    if target.kind == EntryKind.EARN:
-        balance = await _reverse_earn(conn, target=target, entry_id=started.entry_id, points=amount)
-    else:
-        balance = await _reverse_redemption(
-            conn, target=target, entry_id=started.entry_id, points=amount
-        )
-    return EntryResult(
-        entry_id=started.entry_id,
-        kind=EntryKind.REVERSAL,
-        points=amount,
-        member_id=target.member_id,
-        partner_id=partner_id,
-        wallet_balance=balance,
-    )
-
-
-async def _reverse_earn(
-    conn: AsyncConnection, *, target: Row[Any], entry_id: int, points: int
-) -> int:
-    """Take back issued points from the earn's own lot. If they were spent already, only a
-    partner whose contract allows it may push the lot (and the wallet) below zero."""
-    issued = await partner_account(conn, target.partner_id, AccountKind.PARTNER_ISSUED)
-    wallets = await repository.lock_wallets(conn, member_ids=[target.member_id])
-    wallet = wallets[target.member_id]
-    lot = await repository.lot_of_entry(conn, entry_id=target.id)
-    invariant(lot is not None, f"earn {target.id} has a lot")
-    assert lot is not None
-    short = points > lot.remaining or points > wallet.balance
-    if short and not issued.allow_negative_reversal:
-        raise InsufficientPoints(
-            "the points of this earn were already spent; the member's wallet can't cover"
-            " the reversal",
-            field=["points"],
-        )
-    allocation = LotAllocation(lot.id, lot.issuer_partner_id, points, lot.earned_at, lot.expires_at)
-    await repository.record_consumptions(
-        conn, entry_id=entry_id, kind=ConsumptionKind.EARN_REVERSAL, allocations=[allocation]
-    )
-    after = await repository.credit_wallet(conn, member_id=target.member_id, points=-points)
-    assert after is not None
-    await repository.change_sharded_balance(conn, account_id=issued.id, points=points)
-    await repository.insert_postings(
-        conn, entry_id=entry_id, legs=[(int(wallet.id), -points), (int(issued.id), points)]
-    )
-    return int(after.balance)
-
-
-async def _reverse_redemption(
-    conn: AsyncConnection, *, target: Row[Any], entry_id: int, points: int
-) -> int:
-    """Give redeemed points back to the lots they came from, the last consumed first."""
-    redeemed = await partner_account(conn, target.partner_id, AccountKind.PARTNER_REDEEMED)
-    wallet = await repository.credit_wallet(conn, member_id=target.member_id, points=points)
-    invariant(wallet is not None, "a redemption's member has a wallet")
-    assert wallet is not None
-    lots = await repository.redeemed_lots(conn, redemption_entry_id=target.id)
-    restored = [
-        LotAllocation(a.lot_id, a.issuer_partner_id, -a.points, a.earned_at, a.expires_at)
-        for a in repository.allocate(lots, points)
-    ]
-    invariant(-sum(a.points for a in restored) == points, "redeemed lots cover the reversal")
-    await repository.record_consumptions(
-        conn,
-        entry_id=entry_id,
-        kind=ConsumptionKind.REDEEM,
-        allocations=restored,
-        redeemer_partner_id=target.partner_id,
-    )
-    await repository.change_sharded_balance(conn, account_id=redeemed.id, points=-points)
-    await repository.insert_postings(
-        conn, entry_id=entry_id, legs=[(int(wallet.id), points), (int(redeemed.id), -points)]
-    )
-    return int(wallet.balance)
+    return execution.single(outcomes)

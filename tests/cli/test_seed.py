@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from exchange import bench, ledger, seed
+from exchange import ledger
+from exchange.devtools import bench, seed
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.errors import InvalidInput
+from exchange.kit.system import SYSTEM
 from exchange.ledger import repository
 from partners import identity
 from tests.cli.test_cli import run
@@ -34,7 +36,7 @@ async def seeded(db: Database) -> seed.SeedSummary:
 async def test_seed_writes_members_links_and_a_valid_history(
     db: Database, seeded: seed.SeedSummary
 ) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         kinds = dict(
             (
                 await conn.execute(
@@ -50,7 +52,7 @@ async def test_seed_writes_members_links_and_a_valid_history(
             text("SELECT count(DISTINCT member_id) FROM member_link WHERE partner_id = ANY(:ids)"),
             {"ids": partner_ids},
         )
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         report = await ledger.verify(conn)
 
     assert (seeded.members, seeded.entries, seeded.redemptions) == (200, 2_000, 600)
@@ -63,7 +65,7 @@ async def test_seed_writes_members_links_and_a_valid_history(
 async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
     db: Database, seeded: seed.SeedSummary
 ) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         redemption = (
             await conn.execute(
                 text(
@@ -82,10 +84,12 @@ async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
         replay = await ledger.redeem(
             conn,
             client_id="seed",
-            idempotency_key=redemption.idempotency_key,
             partner_id=redemption.partner_id,
-            member_id=member_id,
-            points=redemption.points,
+            request=ledger.RedeemRequest(
+                idempotency_key=redemption.idempotency_key,
+                member_id=member_id,
+                points=redemption.points,
+            ),
             now=utc_now(),
         )
 
@@ -100,7 +104,7 @@ async def test_bench_seeded_links_its_sample_to_every_seed_partner(
 ) -> None:
     partners, refs = await bench.setup_seeded(db, members=5)
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         for partner in partners:
             for ref in refs:
                 await identity.resolve(conn, partner_id=partner.partner_id, member_ref=ref)

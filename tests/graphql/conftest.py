@@ -15,6 +15,7 @@ from exchange.app import create_app
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Settings
+from exchange.kit.system import SYSTEM
 from partners import clients, registry
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
 from tests.conftest import TEST_SECRET_KEY
@@ -89,7 +90,7 @@ async def token_for(api: httpx.AsyncClient, client_id: str, secret: str) -> str:
 async def new_partner(
     db: Database, api: httpx.AsyncClient, scopes: str = ALL_PARTNER_SCOPES
 ) -> Caller:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
         created = await clients.create_client(conn, scopes=scopes.split(), partner_id=partner.id)
     assert created.client_secret is not None
@@ -98,7 +99,7 @@ async def new_partner(
 
 
 async def new_operator(db: Database, api: httpx.AsyncClient) -> Caller:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         created = await clients.create_client(
             conn, scopes=["partners:admin", "ledger:read:all", "settlement:read:all"]
         )

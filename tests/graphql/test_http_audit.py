@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from partners import clients
 from tests.conftest import TEST_SECRET_KEY
 from tests.graphql.conftest import token_for
@@ -59,7 +60,7 @@ async def test_the_graphql_http_audit_passes_every_check(
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
-            async with db.transaction() as conn:
+            async with db.transaction(SYSTEM) as conn:
                 created = await _partner_client(conn)
             token = await token_for(http, created[0], created[1])
         audit = await asyncio.create_subprocess_exec(

@@ -14,6 +14,7 @@ import httpx
 from exchange import ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from graphql_schema import ids
 from partners import clients, registry
 from settlement import service as settlement_service
@@ -44,7 +45,7 @@ QUERY_PROBES: dict[str, str] = {
 
 async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Caller:
     terms = type(TERMS)(**{**TERMS.__dict__, "issue_price": price})
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         # Contracts in force since 1700: the walk also settles a past period.
         partner = await registry.add_partner(conn, name=unique_name(), terms=terms, now=LONG_AGO)
         created = await clients.create_client(
@@ -105,24 +106,24 @@ async def _settled_past_period(db: Database, a: Caller, b: Caller) -> int:
     start = datetime(1701 + secrets.randbelow(90), 3, 1, tzinfo=UTC)
     assert a.partner_id is not None
     assert b.partner_id is not None
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         member = await ledger.open_member(conn)
         await ledger.earn(
             conn,
             client_id="walk",
-            idempotency_key=f"w-{start.year}-1",
             partner_id=a.partner_id,
-            member_id=member,
-            points=100,
+            request=ledger.EarnRequest(
+                idempotency_key=f"w-{start.year}-1", member_id=member, points=100
+            ),
             now=start + timedelta(days=1),
         )
         await ledger.redeem(
             conn,
             client_id="walk",
-            idempotency_key=f"w-{start.year}-2",
             partner_id=b.partner_id,
-            member_id=member,
-            points=60,
+            request=ledger.RedeemRequest(
+                idempotency_key=f"w-{start.year}-2", member_id=member, points=60
+            ),
             now=start + timedelta(days=2),
         )
         run = await settlement_service.run_settlement(

@@ -14,7 +14,9 @@ import pytest
 
 from exchange import ledger
 from exchange.kit.db import Database
-from graphql_schema.coalescing import BATCH_FROM
+from exchange.kit.system import SYSTEM
+from exchange.usecases import points as point_cases
+from exchange.usecases.runner import BATCH_FROM
 from tests.graphql.conftest import Caller, email, new_partner
 
 EARN = """mutation($k: String!, $r: String!, $p: Int!) {
@@ -35,7 +37,8 @@ async def _earn(partner: Caller, key: str, ref: str, points: int) -> dict[str, A
 async def test_concurrent_earns_are_batched_and_each_keeps_its_own_outcome(
     db: Database, api: httpx.AsyncClient
 ) -> None:
-    coalescer = api._transport.app.state.earns  # type: ignore[attr-defined]
+    runner = api._transport.app.state.runner  # type: ignore[attr-defined]
+    coalescer = runner.coalescer(point_cases.earn_points)
     partner = await new_partner(db, api)
     refs = []
     for _ in range(3):
@@ -78,7 +81,7 @@ async def test_concurrent_earns_are_batched_and_each_keeps_its_own_outcome(
     assert replay["transaction"] == by_key[good[0][0]]["transaction"]
     reused = await _earn(partner, good[0][0], good[0][1], 999)
     assert [e["code"] for e in reused["userErrors"]] == ["IDEMPOTENCY_KEY_REUSED"]
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         assert (await ledger.verify(conn)).ok
 
 
@@ -119,11 +122,11 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
     ref = f"mb-{secrets.token_hex(4)}"
     await partner.gql(LINK, ref=ref, email=email())
     references = [f"ok-{n}" for n in range(8)] + ["poison"]
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         for statement in POISON:
             await conn.exec_driver_sql(statement)
     try:
-        with caplog.at_level(logging.WARNING, logger="graphql_schema.coalescing"):
+        with caplog.at_level(logging.WARNING, logger="exchange.usecases.runner"):
             results = await asyncio.gather(
                 *(
                     partner.gql(EARN_WITH_REFERENCE, k=reference, r=ref, ref=reference)
@@ -131,7 +134,7 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
                 )
             )
     finally:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await conn.exec_driver_sql("DROP TRIGGER test_poison_entry ON ledger_entry")
             await conn.exec_driver_sql("DROP FUNCTION test_poison_entry()")
 
@@ -146,5 +149,5 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
     assert "poison" not in error["message"]  # masked: the database's words stay in the log
     balance = await partner.gql(BALANCE, ref=ref)
     assert balance["data"]["member"]["wallet"]["balance"] == str(3 * 8)
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         assert (await ledger.verify(conn)).ok

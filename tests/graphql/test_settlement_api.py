@@ -10,6 +10,7 @@ import httpx
 
 from exchange import ledger
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from partners import clients
 from tests.graphql.conftest import Caller, new_partner, token_for
 
@@ -22,7 +23,7 @@ FINALIZE = """mutation($id: ID!) { finalizeSettlement(input: {runId: $id}) {
 
 
 async def _operator(db: Database, api: httpx.AsyncClient) -> Caller:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         created = await clients.create_client(
             conn, scopes=["settlement:run", "settlement:read:all"]
         )
@@ -40,15 +41,15 @@ async def test_an_operator_runs_and_finalizes_and_a_partner_reads_its_statement(
     operator = await _operator(db, api)
     start = datetime(1701 + secrets.randbelow(90), 6, 1, tzinfo=UTC)
     assert coffee.partner_id is not None
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         member = await ledger.open_member(conn)
         await ledger.earn(
             conn,
             client_id="api",
-            idempotency_key=f"s-{start.year}",
             partner_id=coffee.partner_id,
-            member_id=member,
-            points=500,
+            request=ledger.EarnRequest(
+                idempotency_key=f"s-{start.year}", member_id=member, points=500
+            ),
             now=start + timedelta(days=1),
         )
     period = {"from": start.isoformat(), "to": (start + timedelta(days=30)).isoformat()}

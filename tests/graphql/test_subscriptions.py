@@ -20,6 +20,7 @@ import websockets
 from exchange import ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
@@ -67,7 +68,7 @@ async def server(database_url: str, tmp_path_factory: pytest.TempPathFactory) ->
 async def _member_token(db: Database, base: str) -> tuple[str, int, int]:
     """A partner with a linked member; the member's token by token exchange."""
     ref = f"m-{secrets.token_hex(4)}"
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
         created = await clients.create_client(
             conn, scopes=["members:read", "points:earn"], partner_id=partner.id
@@ -119,14 +120,14 @@ async def test_a_member_hears_about_every_change_to_its_wallet(db: Database, ser
             )
         )
         await asyncio.sleep(0.5)  # the subscription registers its watch
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await ledger.earn(
                 conn,
                 client_id="ws-test",
-                idempotency_key=secrets.token_hex(6),
                 partner_id=partner_id,
-                member_id=member_id,
-                points=42,
+                request=ledger.EarnRequest(
+                    idempotency_key=secrets.token_hex(6), member_id=member_id, points=42
+                ),
                 now=utc_now(),
             )
         update = await _receive(ws)
@@ -152,7 +153,7 @@ async def test_a_websocket_without_a_valid_token_is_closed(server: str) -> None:
 
 
 async def test_a_partner_token_can_not_subscribe_to_a_wallet(db: Database, server: str) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
         created = await clients.create_client(conn, scopes=["members:read"], partner_id=partner.id)
     async with httpx.AsyncClient(base_url=server) as http:

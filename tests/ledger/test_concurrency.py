@@ -14,16 +14,17 @@ import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from exchange.ledger.models import EntryKind, EntryResult, PartnerPolicy
 from tests.conftest import NOW, Factory
-from tests.ledger.helpers import lots, partner_balance
+from tests.ledger.helpers import call_ledger, lots, partner_balance
 
 Operation = Callable[[AsyncConnection], Awaitable[EntryResult]]
 Outcome = EntryResult | DomainError
@@ -43,7 +44,7 @@ async def _attempt(
     barrier: asyncio.Barrier | None = None,
 ) -> Outcome | None:
     try:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             if barrier is not None:
                 await barrier.wait()
             return await operation(conn)
@@ -121,137 +122,23 @@ def failures(outcomes: Sequence[Outcome]) -> Counter[ErrorCode]:
 # --- the operations, one unit of work each --------------------------------------------
 
 
-def earn(
-    make: Factory, partner: int, member: int, points: int, key: str | None = None
-) -> Operation:
-    key = key or make.key()
+def op(make: Factory, name: str, **fields: Any) -> Operation:
+    """One ledger operation as its own unit of work: the test's client, a fresh key unless
+    the test gives one (``release`` takes none), the request's fields as the test states
+    them."""
+    if name != "release":
+        fields = {"client_id": make.client_id, "idempotency_key": make.key(), **fields}
 
     async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.earn(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            partner_id=partner,
-            member_id=member,
-            points=points,
-            now=NOW,
-        )
+        result: EntryResult = await call_ledger(conn, name, now=NOW, **fields)
+        return result
 
-    return operation
-
-
-def redeem(
-    make: Factory, partner: int, member: int, points: int, key: str | None = None
-) -> Operation:
-    key = key or make.key()
-
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.redeem(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            partner_id=partner,
-            member_id=member,
-            points=points,
-            now=NOW,
-        )
-
-    return operation
-
-
-def hold(
-    make: Factory, partner: int, member: int, points: int, key: str | None = None
-) -> Operation:
-    key = key or make.key()
-
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.hold(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            partner_id=partner,
-            member_id=member,
-            points=points,
-            now=NOW,
-        )
-
-    return operation
-
-
-def capture(
-    make: Factory,
-    partner: int,
-    hold_id: int,
-    points: int | None = None,
-    key: str | None = None,
-) -> Operation:
-    key = key or make.key()
-
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.capture(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            partner_id=partner,
-            hold_id=hold_id,
-            now=NOW,
-            points=points,
-        )
-
-    return operation
-
-
-def release(partner: int, hold_id: int) -> Operation:
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.release(conn, partner_id=partner, hold_id=hold_id, now=NOW)
-
-    return operation
-
-
-def reverse(
-    make: Factory,
-    partner: int,
-    entry_id: int,
-    points: int | None = None,
-    key: str | None = None,
-) -> Operation:
-    key = key or make.key()
-
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.reverse(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            partner_id=partner,
-            entry_id=entry_id,
-            now=NOW,
-            points=points,
-        )
-
-    return operation
-
-
-def transfer(
-    make: Factory, sender: int, recipient: int, points: int, key: str | None = None
-) -> Operation:
-    key = key or make.key()
-
-    async def operation(conn: AsyncConnection) -> EntryResult:
-        return await ledger.transfer(
-            conn,
-            client_id=make.client_id,
-            idempotency_key=key,
-            from_member_id=sender,
-            to_member_id=recipient,
-            points=points,
-            now=NOW,
-        )
-
+    operation.__qualname__ = f"{name}.operation"
     return operation
 
 
 async def held_by_active_holds(db: Database, member: int) -> int:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
             text(
                 "SELECT coalesce(sum(points), 0) FROM ledger_hold"
@@ -263,8 +150,8 @@ async def held_by_active_holds(db: Database, member: int) -> int:
 
 
 async def new_hold(make: Factory, partner: int, member: int, points: int) -> int:
-    async with make.db.transaction() as conn:
-        result = await hold(make, partner, member, points)(conn)
+    async with make.db.transaction(SYSTEM) as conn:
+        result = await op(make, "hold", partner_id=partner, member_id=member, points=points)(conn)
     assert result.hold_id is not None
     return result.hold_id
 
@@ -281,7 +168,10 @@ async def test_twenty_concurrent_redemptions_of_10_from_95_points_succeed_exactl
     await make.earn(cinema, alice, 95)
 
     # When 20 redemptions of 10 points each run at once
-    outcomes = await at_once(make.db, [redeem(make, cinema, alice, 10) for _ in range(20)])
+    outcomes = await at_once(
+        make.db,
+        [op(make, "redeem", partner_id=cinema, member_id=alice, points=10) for _ in range(20)],
+    )
 
     # Then exactly 9 succeed, one after the other: each saw the balance the previous one
     # left, and none saw a negative balance
@@ -303,8 +193,12 @@ async def test_concurrent_holds_and_redemptions_never_overdraw_a_wallet(make: Fa
     await make.earn(cinema, alice, 100)
 
     # When 10 holds and 10 redemptions of 15 points each run at once
-    operations = [hold(make, cinema, alice, 15) for _ in range(10)]
-    operations += [redeem(make, cinema, alice, 15) for _ in range(10)]
+    operations = [
+        op(make, "hold", partner_id=cinema, member_id=alice, points=15) for _ in range(10)
+    ]
+    operations += [
+        op(make, "redeem", partner_id=cinema, member_id=alice, points=15) for _ in range(10)
+    ]
     outcomes = await at_once(make.db, operations)
 
     # Then exactly 6 of them (90 points) succeed, each leaving a non-negative wallet
@@ -329,8 +223,12 @@ async def test_transfers_and_redemptions_racing_on_one_sender_never_overdraw_it(
     await make.earn(cinema, alice, 100)
 
     # When 15 transfers and 15 redemptions of 10 points from the sender run at once
-    operations = [transfer(make, alice, bob, 10) for _ in range(15)]
-    operations += [redeem(make, cinema, alice, 10) for _ in range(15)]
+    operations = [
+        op(make, "transfer", from_member_id=alice, to_member_id=bob, points=10) for _ in range(15)
+    ]
+    operations += [
+        op(make, "redeem", partner_id=cinema, member_id=alice, points=10) for _ in range(15)
+    ]
     outcomes = await at_once(make.db, operations)
 
     # Then exactly 10 succeed and the sender ends at zero, never below
@@ -357,14 +255,17 @@ async def test_concurrent_redemptions_sweep_an_expired_lot_into_breakage_only_on
     await make.earn(cinema, alice, 60)
 
     # When 10 redemptions of 10 points run at once
-    outcomes = await at_once(make.db, [redeem(make, cinema, alice, 10) for _ in range(10)])
+    outcomes = await at_once(
+        make.db,
+        [op(make, "redeem", partner_id=cinema, member_id=alice, points=10) for _ in range(10)],
+    )
 
     # Then only the 60 live points could be redeemed
     assert len(successes(outcomes)) == 6
     assert failures(outcomes) == {ErrorCode.INSUFFICIENT_POINTS: 4}
     assert (await make.wallet(alice)).balance == 0
     # And the expired 40 went to breakage in exactly one EXPIRY entry
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         expiries = (
             await conn.execute(
                 text("SELECT points FROM ledger_entry WHERE kind = 'EXPIRY' AND member_id = :m"),
@@ -383,7 +284,13 @@ async def test_twenty_concurrent_identical_earns_credit_the_wallet_once(make: Fa
     alice = await make.member()
     key = make.key()
 
-    outcomes = await at_once(make.db, [earn(make, coffee, alice, 70, key=key) for _ in range(20)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(make, "earn", partner_id=coffee, member_id=alice, points=70, idempotency_key=key)
+            for _ in range(20)
+        ],
+    )
 
     # Then all 20 answer with the same entry, 19 of them as replays
     results = successes(outcomes)
@@ -404,7 +311,13 @@ async def test_twenty_concurrent_identical_redemptions_debit_the_wallet_once(
     await make.earn(coffee, alice, 100)
     key = make.key()
 
-    outcomes = await at_once(make.db, [redeem(make, coffee, alice, 30, key=key) for _ in range(20)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(make, "redeem", partner_id=coffee, member_id=alice, points=30, idempotency_key=key)
+            for _ in range(20)
+        ],
+    )
 
     # Then all 20 answer with the same entry, 19 of them as replays
     results = successes(outcomes)
@@ -423,7 +336,13 @@ async def test_ten_concurrent_identical_holds_reserve_the_points_once(make: Fact
     await make.earn(cinema, alice, 100)
     key = make.key()
 
-    outcomes = await at_once(make.db, [hold(make, cinema, alice, 40, key=key) for _ in range(10)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(make, "hold", partner_id=cinema, member_id=alice, points=40, idempotency_key=key)
+            for _ in range(10)
+        ],
+    )
 
     # Then every answer names the same entry and the same hold
     results = successes(outcomes)
@@ -442,7 +361,20 @@ async def test_ten_concurrent_identical_transfers_move_the_points_once(make: Fac
     await make.earn(coffee, alice, 100)
     key = make.key()
 
-    outcomes = await at_once(make.db, [transfer(make, alice, bob, 25, key=key) for _ in range(10)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(
+                make,
+                "transfer",
+                from_member_id=alice,
+                to_member_id=bob,
+                points=25,
+                idempotency_key=key,
+            )
+            for _ in range(10)
+        ],
+    )
 
     # Then every answer names the same entry, and 25 points moved once
     results = successes(outcomes)
@@ -460,7 +392,13 @@ async def test_ten_concurrent_identical_captures_redeem_the_hold_once(make: Fact
     hold_id = await new_hold(make, cinema, alice, 40)
     key = make.key()
 
-    outcomes = await at_once(make.db, [capture(make, cinema, hold_id, key=key) for _ in range(10)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(make, "capture", partner_id=cinema, hold_id=hold_id, idempotency_key=key)
+            for _ in range(10)
+        ],
+    )
 
     # Then every answer names the same capture, and 40 points were redeemed once
     results = successes(outcomes)
@@ -481,7 +419,11 @@ async def test_concurrent_requests_reusing_one_key_for_different_points_have_one
     key = make.key()
 
     outcomes = await at_once(
-        make.db, [earn(make, coffee, alice, points, key=key) for points in range(1, 11)]
+        make.db,
+        [
+            op(make, "earn", partner_id=coffee, member_id=alice, points=points, idempotency_key=key)
+            for points in range(1, 11)
+        ],
     )
 
     # Then one request wins and the 9 others are refused as a reused key
@@ -499,8 +441,14 @@ async def test_concurrent_earn_and_redeem_reusing_one_key_have_one_effect(make: 
     alice = await make.member()
     await make.earn(coffee, alice, 100)
     key = make.key()
-    operations = [earn(make, coffee, alice, 10, key=key) for _ in range(5)]
-    operations += [redeem(make, coffee, alice, 10, key=key) for _ in range(5)]
+    operations = [
+        op(make, "earn", partner_id=coffee, member_id=alice, points=10, idempotency_key=key)
+        for _ in range(5)
+    ]
+    operations += [
+        op(make, "redeem", partner_id=coffee, member_id=alice, points=10, idempotency_key=key)
+        for _ in range(5)
+    ]
 
     outcomes = await at_once(make.db, operations)
 
@@ -526,14 +474,19 @@ async def test_two_hundred_concurrent_earns_of_one_partner_all_succeed_over_seve
 
     # When 40 concurrent tasks issue 200 earns of 5 points, 5 to each member
     outcomes = await by_workers(
-        make.db, [earn(make, coffee, members[i % 40], 5) for i in range(200)], workers=40
+        make.db,
+        [
+            op(make, "earn", partner_id=coffee, member_id=members[i % 40], points=5)
+            for i in range(200)
+        ],
+        workers=40,
     )
 
     # Then every earn succeeds: no deadlock, no serialization failure, no refusal
     assert len(successes(outcomes)) == 200
     # And the partner's issued balance, the sum of its shard rows, is minus what it issued,
     # spread over more than one shard row
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         shards = (
             await conn.execute(
                 text(
@@ -558,7 +511,13 @@ async def test_a_credit_limit_of_1000_admits_exactly_20_of_30_concurrent_earns_o
     members = [await make.member() for _ in range(5)]
 
     # When 30 earns of 50 points run at once
-    outcomes = await at_once(make.db, [earn(make, grocer, members[i % 5], 50) for i in range(30)])
+    outcomes = await at_once(
+        make.db,
+        [
+            op(make, "earn", partner_id=grocer, member_id=members[i % 5], points=50)
+            for i in range(30)
+        ],
+    )
 
     # Then exactly 20 (1,000 points) are issued and 10 refused
     assert len(successes(outcomes)) == 20
@@ -580,8 +539,12 @@ async def test_opposite_transfers_between_two_members_never_deadlock_and_conserv
     await make.earn(coffee, bob, 500)
 
     # When 20 transfers of 7 from alice to bob and 20 from bob to alice run at once
-    operations = [transfer(make, alice, bob, 7) for _ in range(20)]
-    operations += [transfer(make, bob, alice, 7) for _ in range(20)]
+    operations = [
+        op(make, "transfer", from_member_id=alice, to_member_id=bob, points=7) for _ in range(20)
+    ]
+    operations += [
+        op(make, "transfer", from_member_id=bob, to_member_id=alice, points=7) for _ in range(20)
+    ]
     outcomes = await at_once(make.db, operations)
 
     # Then all 40 succeed and, as much having gone each way, both end where they began
@@ -602,7 +565,9 @@ async def test_transfers_around_a_ring_of_members_never_deadlock_and_conserve_po
 
     # When each sends 10 points to the next one 6 times, all at once
     operations = [
-        transfer(make, ring[i], ring[(i + 1) % 5], 10) for _ in range(6) for i in range(5)
+        op(make, "transfer", from_member_id=ring[i], to_member_id=ring[(i + 1) % 5], points=10)
+        for _ in range(6)
+        for i in range(5)
     ]
     outcomes = await at_once(make.db, operations)
 
@@ -624,7 +589,9 @@ async def test_a_hold_captured_and_released_at_once_is_settled_exactly_once(
     holds = [await new_hold(make, cinema, alice, 10) for _ in range(10)]
 
     # When each hold is captured and released at the same moment
-    operations = [capture(make, cinema, h) for h in holds] + [release(cinema, h) for h in holds]
+    operations = [op(make, "capture", partner_id=cinema, hold_id=h) for h in holds] + [
+        op(make, "release", partner_id=cinema, hold_id=h) for h in holds
+    ]
     outcomes = await at_once(make.db, operations)
 
     # Then, per hold, exactly one of the two succeeds and the other finds it settled
@@ -651,8 +618,10 @@ async def test_new_holds_racing_releases_on_one_wallet_all_complete_without_dead
     holds = [await new_hold(make, cinema, alice, 20) for _ in range(10)]
 
     # When 10 new holds of 20 are placed while the 10 old ones are released
-    operations = [hold(make, cinema, alice, 20) for _ in range(10)]
-    operations += [release(cinema, h) for h in holds]
+    operations = [
+        op(make, "hold", partner_id=cinema, member_id=alice, points=20) for _ in range(10)
+    ]
+    operations += [op(make, "release", partner_id=cinema, hold_id=h) for h in holds]
     outcomes = await at_once(make.db, operations)
 
     # Then all 20 succeed (a deadlock would fail the example), and only the new holds hold
@@ -674,8 +643,10 @@ async def test_new_holds_racing_full_captures_on_one_wallet_all_complete_without
     holds = [await new_hold(make, cinema, alice, 20) for _ in range(10)]
 
     # When 10 new holds of 20 are placed while the 10 old ones are captured in full
-    operations = [hold(make, cinema, alice, 20) for _ in range(10)]
-    operations += [capture(make, cinema, h) for h in holds]
+    operations = [
+        op(make, "hold", partner_id=cinema, member_id=alice, points=20) for _ in range(10)
+    ]
+    operations += [op(make, "capture", partner_id=cinema, hold_id=h) for h in holds]
     outcomes = await at_once(make.db, operations)
 
     # Then all 20 succeed, 200 points were redeemed and 200 are held
@@ -696,8 +667,10 @@ async def test_new_holds_racing_partial_captures_on_one_wallet_all_complete_with
     holds = [await new_hold(make, cinema, alice, 20) for _ in range(10)]
 
     # When 10 new holds of 20 are placed while the old ones are captured for 5 points each
-    operations = [hold(make, cinema, alice, 20) for _ in range(10)]
-    operations += [capture(make, cinema, h, points=5) for h in holds]
+    operations = [
+        op(make, "hold", partner_id=cinema, member_id=alice, points=20) for _ in range(10)
+    ]
+    operations += [op(make, "capture", partner_id=cinema, hold_id=h, points=5) for h in holds]
     outcomes = await at_once(make.db, operations)
 
     # Then all 20 succeed: 50 points redeemed, 150 back in the wallet, 200 newly held
@@ -721,7 +694,8 @@ async def test_concurrent_full_reversals_of_one_redemption_restore_the_wallet_on
 
     # When 8 full reversals of it, each with its own key, run at once
     outcomes = await at_once(
-        make.db, [reverse(make, cinema, redemption.entry_id) for _ in range(8)]
+        make.db,
+        [op(make, "reverse", partner_id=cinema, entry_id=redemption.entry_id) for _ in range(8)],
     )
 
     # Then exactly one reverses the 80 points, the others find nothing left to reverse
@@ -744,7 +718,11 @@ async def test_concurrent_partial_reversals_never_reverse_more_than_was_redeemed
 
     # When 8 reversals of 30 points each run at once
     outcomes = await at_once(
-        make.db, [reverse(make, cinema, redemption.entry_id, points=30) for _ in range(8)]
+        make.db,
+        [
+            op(make, "reverse", partner_id=cinema, entry_id=redemption.entry_id, points=30)
+            for _ in range(8)
+        ],
     )
 
     # Then two of them fit (60 of 80); the rest ask for more than the 20 left
@@ -764,8 +742,10 @@ async def test_a_refund_racing_new_redemptions_never_overdraws_and_counts_every_
     redemption = await make.redeem(cinema, alice, 80)
 
     # When the redemption is refunded in full while 10 new redemptions of 10 run at once
-    operations = [reverse(make, cinema, redemption.entry_id)]
-    operations += [redeem(make, cinema, alice, 10) for _ in range(10)]
+    operations = [op(make, "reverse", partner_id=cinema, entry_id=redemption.entry_id)]
+    operations += [
+        op(make, "redeem", partner_id=cinema, member_id=alice, points=10) for _ in range(10)
+    ]
     outcomes = await at_once(make.db, operations)
 
     # Then the refund succeeds, and between 2 (all before it) and 10 (all after it) of the
@@ -791,7 +771,17 @@ async def test_concurrent_identical_full_reversals_replay_the_first_one(make: Fa
     key = make.key()
 
     outcomes = await at_once(
-        make.db, [reverse(make, cinema, redemption.entry_id, key=key) for _ in range(8)]
+        make.db,
+        [
+            op(
+                make,
+                "reverse",
+                partner_id=cinema,
+                entry_id=redemption.entry_id,
+                idempotency_key=key,
+            )
+            for _ in range(8)
+        ],
     )
 
     # Then, as for every other operation, all 8 answer with the one reversal, 7 replayed
@@ -812,8 +802,8 @@ async def test_an_earn_reversal_racing_a_redemption_of_the_same_points_lets_one_
     earns = [await make.earn(cinema, m, 100) for m in members]
 
     # When, for each, a full reversal of the earn and a redemption of all 100 run at once
-    operations = [reverse(make, cinema, e.entry_id) for e in earns]
-    operations += [redeem(make, cinema, m, 100) for m in members]
+    operations = [op(make, "reverse", partner_id=cinema, entry_id=e.entry_id) for e in earns]
+    operations += [op(make, "redeem", partner_id=cinema, member_id=m, points=100) for m in members]
     outcomes = await at_once(make.db, operations)
 
     # Then, per member, exactly one succeeds and the other finds the points gone

@@ -8,6 +8,7 @@ import pytest
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from exchange.ledger.models import PartnerPolicy
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import lots
@@ -33,7 +34,7 @@ async def test_a_policy_change_applies_to_later_earns(make: Factory) -> None:
     alice = await make.member()
     await make.earn(coffee, alice, 10)
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         await ledger.set_partner_policy(
             conn, partner_id=coffee, policy=PartnerPolicy(points_lifetime_days=90)
         )

@@ -8,6 +8,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from exchange.kit.db import Database, metadata
+from exchange.kit.system import SYSTEM
 from tests.conftest import Factory
 
 UNBALANCED = """
@@ -27,10 +28,10 @@ async def test_an_unbalanced_entry_inserted_with_raw_sql_is_refused_at_commit(
     alice = await make.member()
 
     with pytest.raises(DBAPIError, match=r"unbalanced|at least two"):
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(text(UNBALANCED), {"member": alice})
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         count = await conn.scalar(
             text(
                 "SELECT count(*) FROM ledger_entry WHERE member_id IS NULL AND points = 10"
@@ -46,7 +47,7 @@ async def test_a_posting_added_later_to_a_balanced_entry_is_refused(make: Factor
     earned = await make.earn(coffee, alice, 10)
 
     with pytest.raises(DBAPIError, match="unbalanced"):
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(
                 text(
                     "INSERT INTO ledger_posting (entry_id, account_id, amount)"
@@ -77,7 +78,7 @@ async def test_entries_postings_and_consumptions_are_append_only(
     redeemed = await make.redeem(coffee, alice, 4)  # an entry with postings and consumptions
 
     with pytest.raises(DBAPIError, match="append-only"):
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(text(statement), {"entry": redeemed.entry_id})
 
 
@@ -85,7 +86,7 @@ async def test_a_held_balance_can_not_go_negative(make: Factory) -> None:
     alice = await make.member()
 
     with pytest.raises(DBAPIError, match="held_not_negative"):
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(
                 text(
                     "UPDATE ledger_account SET balance = -1"

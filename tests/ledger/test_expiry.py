@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from exchange import ledger
+from exchange.kit.system import SYSTEM
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import lots
 
@@ -13,7 +14,7 @@ from tests.ledger.helpers import lots
 async def _expire_all(make: Factory, as_of):  # type: ignore[no-untyped-def]
     total = 0
     while True:
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             batch = await ledger.expire_batch(conn, as_of=as_of, limit=50)
         if batch.members == 0:
             return total
@@ -37,7 +38,7 @@ async def test_expiry_moves_what_is_left_of_expired_lots_into_breakage(make: Fac
         (coffee, 0),
         (cinema, 40),
     ]
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         rows = await conn.exec_driver_sql(
             "SELECT c.kind, c.points, c.issuer_partner_id FROM ledger_lot_consumption c"
             " JOIN ledger_lot l ON l.id = c.lot_id"
@@ -65,7 +66,7 @@ async def test_points_not_yet_expired_are_reported_as_expiring(make: Factory) ->
     await make.earn(coffee, alice, 10, expires_at=NOW + timedelta(days=20))
     await make.earn(coffee, alice, 15, expires_at=NOW + timedelta(days=90))
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         soon = await ledger.expiring(conn, member_id=alice, now=NOW, within_days=30)
 
     assert [(e.issuer_partner_id, e.points, e.expires_at) for e in soon] == [

@@ -4,39 +4,39 @@ release, and the automatic release of an expired hold."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
+from exchange.ledger.models import EntryResult
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import consumptions, lots, partner_balance, postings
 
 
-async def _hold(make: Factory, partner: int, member: int, points: int, **kw: object):  # type: ignore[no-untyped-def]
-    async with make.db.transaction() as conn:
+async def _hold(make: Factory, partner: int, member: int, points: int, **kw: Any) -> EntryResult:
+    now = kw.pop("now", NOW)
+    async with make.db.transaction(SYSTEM) as conn:
         return await ledger.hold(
             conn,
             client_id=make.client_id,
-            idempotency_key=make.key(),
             partner_id=partner,
-            member_id=member,
-            points=points,
-            now=kw.pop("now", NOW),
-            **kw,  # type: ignore[arg-type]
+            request=ledger.HoldRequest(make.key(), member, points, **kw),
+            now=now,
         )
 
 
-async def _capture(make: Factory, partner: int, hold_id: int, **kw: object):  # type: ignore[no-untyped-def]
-    async with make.db.transaction() as conn:
+async def _capture(make: Factory, partner: int, hold_id: int, **kw: Any) -> EntryResult:
+    now = kw.pop("now", NOW)
+    async with make.db.transaction(SYSTEM) as conn:
         return await ledger.capture(
             conn,
             client_id=make.client_id,
-            idempotency_key=make.key(),
             partner_id=partner,
-            hold_id=hold_id,
-            now=kw.pop("now", NOW),
-            **kw,  # type: ignore[arg-type]
+            request=ledger.CaptureRequest(make.key(), hold_id, **kw),
+            now=now,
         )
 
 
@@ -61,7 +61,7 @@ async def test_hold_moves_points_from_available_to_held(make: Factory) -> None:
 
 async def ledger_hold(make: Factory, hold_id: int | None):  # type: ignore[no-untyped-def]
     assert hold_id is not None
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         return await ledger.get_hold(conn, hold_id=hold_id)
 
 
@@ -130,7 +130,7 @@ async def test_release_returns_every_held_point(make: Factory) -> None:
     await make.earn(cinema, alice, 100)
     held = await _hold(make, cinema, alice, 70)
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         released = await ledger.release(conn, partner_id=cinema, hold_id=held.hold_id, now=NOW)
 
     wallet = await make.wallet(alice)
@@ -153,7 +153,7 @@ async def test_a_closed_hold_can_not_be_captured_or_released_again(make: Factory
     with pytest.raises(DomainError) as capture_again:
         await _capture(make, cinema, held.hold_id)
     with pytest.raises(DomainError) as release_after:
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await ledger.release(conn, partner_id=cinema, hold_id=held.hold_id, now=NOW)
 
     assert capture_again.value.code == ErrorCode.HOLD_NOT_ACTIVE
@@ -186,7 +186,7 @@ async def test_an_expired_hold_can_not_be_captured_and_is_released_by_the_sweep(
         await _capture(make, cinema, held.hold_id, now=later)
     assert error.value.code == ErrorCode.HOLD_NOT_ACTIVE
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         released = await ledger.release_holds_batch(conn, as_of=later)
 
     assert released >= 1

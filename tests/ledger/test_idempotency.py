@@ -6,6 +6,7 @@ import pytest
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from tests.conftest import NOW, Factory
 
 
@@ -40,14 +41,12 @@ async def test_keys_are_scoped_to_the_client(make: Factory) -> None:
     alice = await make.member()
     await make.earn(coffee, alice, 100, key="shared-key")
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         other = await ledger.earn(
             conn,
             client_id="another-client",
-            idempotency_key="shared-key",
             partner_id=coffee,
-            member_id=alice,
-            points=100,
+            request=ledger.EarnRequest(idempotency_key="shared-key", member_id=alice, points=100),
             now=NOW,
         )
 

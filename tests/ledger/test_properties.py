@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from exchange.ledger import repository
 from exchange.ledger.models import EntryResult, PartnerPolicy
 from tests.conftest import NOW, Factory
+from tests.ledger.helpers import call_ledger
 
 MEMBERS = 3
 points = st.integers(min_value=-5, max_value=400)  # zero and negatives must be refused
@@ -57,8 +59,8 @@ class Run:
 
     async def call(self, name: str, **kw: Any) -> EntryResult | DomainError:
         try:
-            async with self.make.db.transaction() as conn:
-                result: EntryResult = await getattr(ledger, name)(conn, now=self.now, **kw)
+            async with self.make.db.transaction(SYSTEM) as conn:
+                result: EntryResult = await call_ledger(conn, name, now=self.now, **kw)
         except DomainError as error:
             return error
         return result
@@ -81,7 +83,7 @@ class Run:
                 self.model.available[index],
                 self.model.held[index],
             ), f"member {index} differs from the model after {step}"
-        async with self.make.db.transaction() as conn:
+        async with self.make.db.transaction(SYSTEM) as conn:
             report = await ledger.verify(conn)
         assert report.ok, [(c.name, c.examples) for c in report.checks if not c.ok]
 
@@ -138,7 +140,7 @@ class Run:
         return result
 
     async def _hold_partner(self, hold_id: int) -> int:
-        async with self.make.db.transaction() as conn:
+        async with self.make.db.transaction(SYSTEM) as conn:
             found = await ledger.get_hold(conn, hold_id=hold_id)
         assert found is not None
         return found.partner_id
@@ -180,9 +182,9 @@ class Run:
             return None
         position = index % len(self.model.reversible)
         entry_id, m, kind, left = self.model.reversible[position]
-        async with self.make.db.transaction() as conn:
+        async with self.make.db.transaction(SYSTEM) as conn:
             target = await repository.entry_by_id(conn, entry_id=entry_id)
-            lot = await repository.lot_of_entry(conn, entry_id=entry_id)
+            lot = await repository.earn_lot(conn, entry_id=entry_id)
         assert target is not None
         result = await self.call(
             "reverse", **self.keyed(partner_id=target.partner_id, entry_id=entry_id, points=n)
@@ -223,11 +225,11 @@ class Run:
     async def do_advance(self, days: int) -> Any:
         self.now += timedelta(days=days)
         # Holds past their expiry are released by the sweep (TTL: 7 days).
-        async with self.make.db.transaction() as conn:
+        async with self.make.db.transaction(SYSTEM) as conn:
             await ledger.release_holds_batch(conn, as_of=self.now)
         for hold in list(self.model.holds):
             hold_id, m, reserved = hold
-            async with self.make.db.transaction() as conn:
+            async with self.make.db.transaction(SYSTEM) as conn:
                 found = await ledger.get_hold(conn, hold_id=hold_id)
             assert found is not None
             if found.expires_at <= self.now:
@@ -237,11 +239,17 @@ class Run:
                 self.model.available[m] += reserved
         expiring = []
         for member_id in self.members:
-            async with self.make.db.transaction() as conn:
-                lots = await repository.expired_lots(conn, member_id=member_id, as_of=self.now)
-            expiring.append(sum(int(lot.remaining) for lot in lots))
+            async with self.make.db.transaction(SYSTEM) as conn:
+                lots = await repository.lots_of_member(conn, member_id=member_id)
+            expiring.append(
+                sum(
+                    int(lot.remaining)
+                    for lot in lots
+                    if lot.remaining > 0 and lot.expires_at <= self.now
+                )
+            )
         while True:
-            async with self.make.db.transaction() as conn:
+            async with self.make.db.transaction(SYSTEM) as conn:
                 batch = await ledger.expire_batch(conn, as_of=self.now)
             if batch.members == 0:
                 break
@@ -252,8 +260,8 @@ class Run:
         if not self.model.requests:
             return None
         name, kw, original = self.model.requests[index % len(self.model.requests)]
-        async with self.make.db.transaction() as conn:
-            replayed = await getattr(ledger, name)(conn, now=self.now, **kw)
+        async with self.make.db.transaction(SYSTEM) as conn:
+            replayed = await call_ledger(conn, name, now=self.now, **dict(kw))
         assert (replayed.entry_id, replayed.replayed) == (original.entry_id, True)
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from exchange.ledger.models import PartnerPolicy
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import consumptions, lots, partner_balance, postings
@@ -16,14 +17,14 @@ from tests.ledger.helpers import consumptions, lots, partner_balance, postings
 async def _reverse(
     make: Factory, partner: int, entry_id: int, points: int | None = None, key: str | None = None
 ):  # type: ignore[no-untyped-def]
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         return await ledger.reverse(
             conn,
             client_id=make.client_id,
-            idempotency_key=key or make.key(),
             partner_id=partner,
-            entry_id=entry_id,
-            points=points,
+            request=ledger.ReverseRequest(
+                idempotency_key=key or make.key(), entry_id=entry_id, points=points
+            ),
             now=NOW,
         )
 
@@ -121,23 +122,20 @@ async def test_a_capture_is_reversible_like_a_redemption(make: Factory) -> None:
     cinema = await make.partner()
     alice = await make.member()
     await make.earn(cinema, alice, 100)
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         held = await ledger.hold(
             conn,
             client_id=make.client_id,
-            idempotency_key=make.key(),
             partner_id=cinema,
-            member_id=alice,
-            points=60,
+            request=ledger.HoldRequest(idempotency_key=make.key(), member_id=alice, points=60),
             now=NOW,
         )
         assert held.hold_id is not None
         captured = await ledger.capture(
             conn,
             client_id=make.client_id,
-            idempotency_key=make.key(),
             partner_id=cinema,
-            hold_id=held.hold_id,
+            request=ledger.CaptureRequest(idempotency_key=make.key(), hold_id=held.hold_id),
             now=NOW,
         )
 

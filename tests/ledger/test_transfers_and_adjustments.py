@@ -8,19 +8,22 @@ import pytest
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import lots, postings
 
 
 async def _transfer(make: Factory, sender: int, recipient: int, points: int):  # type: ignore[no-untyped-def]
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         return await ledger.transfer(
             conn,
             client_id=make.client_id,
-            idempotency_key=make.key(),
-            from_member_id=sender,
-            to_member_id=recipient,
-            points=points,
+            request=ledger.TransferRequest(
+                idempotency_key=make.key(),
+                from_member_id=sender,
+                to_member_id=recipient,
+                points=points,
+            ),
             now=NOW,
         )
 
@@ -72,23 +75,24 @@ async def test_transfer_needs_the_points_and_a_real_recipient(make: Factory) -> 
 async def test_adjustments_credit_and_debit_against_the_coalition(make: Factory) -> None:
     alice = await make.member()
 
-    async with make.db.transaction() as conn:
+    async with make.db.transaction(SYSTEM) as conn:
         credit = await ledger.adjust(
             conn,
             client_id="operator",
-            idempotency_key=make.key(),
-            member_id=alice,
-            points=25,
-            reason="goodwill after outage",
+            request=ledger.AdjustRequest(
+                idempotency_key=make.key(),
+                member_id=alice,
+                points=25,
+                reason="goodwill after outage",
+            ),
             now=NOW,
         )
         debit = await ledger.adjust(
             conn,
             client_id="operator",
-            idempotency_key=make.key(),
-            member_id=alice,
-            points=-5,
-            reason="duplicate goodwill",
+            request=ledger.AdjustRequest(
+                idempotency_key=make.key(), member_id=alice, points=-5, reason="duplicate goodwill"
+            ),
             now=NOW,
         )
 
@@ -108,14 +112,13 @@ async def test_an_adjustment_needs_a_reason(make: Factory) -> None:
     alice = await make.member()
 
     with pytest.raises(DomainError) as error:
-        async with make.db.transaction() as conn:
+        async with make.db.transaction(SYSTEM) as conn:
             await ledger.adjust(
                 conn,
                 client_id="operator",
-                idempotency_key=make.key(),
-                member_id=alice,
-                points=5,
-                reason="",
+                request=ledger.AdjustRequest(
+                    idempotency_key=make.key(), member_id=alice, points=5, reason=""
+                ),
                 now=NOW,
             )
 

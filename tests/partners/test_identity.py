@@ -9,6 +9,7 @@ from sqlalchemy import text
 
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from partners import identity, registry
 from partners.identity import IdentityKeys
 from tests.conftest import NOW
@@ -18,7 +19,7 @@ KEYS = IdentityKeys.from_secret(b"test-pepper-" + secrets.token_bytes(8))
 
 
 async def _partner(db: Database) -> int:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         return (await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=NOW)).id
 
 
@@ -27,7 +28,7 @@ def _email() -> str:
 
 
 async def _link(db: Database, partner: int, ref: str, **facts: str) -> identity.LinkResult:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         return await identity.link_member(
             conn, keys=KEYS, partner_id=partner, member_ref=ref, now=NOW, **facts
         )
@@ -59,10 +60,10 @@ async def test_a_partner_resolves_only_its_own_refs(db: Database) -> None:
     coffee, cinema = await _partner(db), await _partner(db)
     linked = await _link(db, coffee, "shared-looking-ref", email=_email())
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         mine = await identity.resolve(conn, partner_id=coffee, member_ref="shared-looking-ref")
     with pytest.raises(DomainError) as error:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await identity.resolve(conn, partner_id=cinema, member_ref="shared-looking-ref")
 
     assert mine == linked.member_id
@@ -74,7 +75,7 @@ async def test_identity_is_stored_only_as_blind_index_and_ciphertext(db: Databas
     email = _email()
     linked = await _link(db, coffee, "c-9", email=email, phone="+442071838750")
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
                 text("SELECT * FROM member_identity WHERE member_id = :m"),
@@ -92,7 +93,7 @@ async def test_the_operator_exports_and_erases_a_member(db: Database) -> None:
     email = _email()
     linked = await _link(db, coffee, "c-5", email=email)
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         exported = await identity.export_member(conn, keys=KEYS, member_id=linked.member_id)
         await identity.erase_member(conn, member_id=linked.member_id, now=NOW)
         erased = await identity.export_member(conn, keys=KEYS, member_id=linked.member_id)

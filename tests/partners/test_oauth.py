@@ -25,6 +25,7 @@ from exchange.app import create_app
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Settings
+from exchange.kit.system import SYSTEM
 from partners import clients, identity, registry
 from partners import tokens as token_service
 from partners.identity import IdentityKeys
@@ -55,7 +56,7 @@ async def http(database_url: str, tmp_path_factory: pytest.TempPathFactory) -> A
 
 async def _partner_client(db: Database, scopes: str, **kw: Any) -> tuple[int, str, str | None, str]:
     name = unique_name()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=name, terms=TERMS, now=utc_now())
         created = await clients.create_client(
             conn, scopes=scopes.split(), partner_id=partner.id, **kw
@@ -271,7 +272,7 @@ async def test_suspending_a_partner_stops_its_tokens_and_its_token_requests(
     token = await _token(http, client_id, secret)
     assert (await _whoami(http, token)).status_code == 200
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await registry.set_status(conn, name=name, status=PartnerStatus.SUSPENDED, now=utc_now())
 
     assert (await _until_refused(http, token)).status_code == 401
@@ -316,7 +317,7 @@ async def test_token_exchange_gives_a_partner_a_member_token_for_its_own_member(
     db: Database, http: Any
 ) -> None:
     partner_id, client_id, secret, _ = await _partner_client(db, "members:read points:earn")
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         linked = await identity.link_member(
             conn,
             keys=IdentityKeys.from_secret(SECRET.encode()),
@@ -388,7 +389,7 @@ async def test_key_rotation_keeps_old_tokens_valid_and_the_new_key_was_published
     old_token = await _token(http, client_id, secret)
     published_before = {k["kid"] for k in (await http.get("/.well-known/jwks.json")).json()["keys"]}
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         new_kid = await key_store.rotate(conn, secret=SECRET.encode(), now=utc_now())
     http.app.state.auth.invalidate()
     new_token = await _token(http, client_id, secret)

@@ -10,6 +10,7 @@ import pytest
 
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from exchange.ledger import repository as ledger_repository
 from exchange.ledger.models import AccountKind
 from partners import registry
@@ -34,7 +35,7 @@ def unique_name(prefix: str = "Partner") -> str:
 async def test_adding_a_partner_records_contract_version_one_and_opens_ledger_accounts(
     db: Database,
 ) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name("Coffee"), terms=TERMS, now=NOW)
         issued = await ledger_repository.partner_account(
             conn, partner_id=partner.id, kind=AccountKind.PARTNER_ISSUED
@@ -48,11 +49,11 @@ async def test_adding_a_partner_records_contract_version_one_and_opens_ledger_ac
 
 async def test_partner_names_are_unique(db: Database) -> None:
     name = unique_name()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await registry.add_partner(conn, name=name, terms=TERMS, now=NOW)
 
     with pytest.raises(DomainError) as error:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await registry.add_partner(conn, name=name, terms=TERMS, now=NOW)
 
     assert error.value.field == ["name"]
@@ -75,14 +76,14 @@ async def test_invalid_contract_terms_are_refused(
     terms = ContractTerms(**{**TERMS.__dict__, **change})  # type: ignore[arg-type]
 
     with pytest.raises(DomainError) as error:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await registry.add_partner(conn, name=unique_name(), terms=terms, now=NOW)
 
     assert (error.value.code, error.value.field) == (ErrorCode.INVALID_INPUT, [field])
 
 
 async def test_a_contract_change_is_a_new_version_in_force_from_its_date(db: Database) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=NOW)
         cheaper = ContractTerms(**{**TERMS.__dict__, "issue_price": Decimal("0.009")})
         await registry.change_contract(
@@ -102,7 +103,7 @@ async def test_a_contract_change_is_a_new_version_in_force_from_its_date(db: Dat
 
 
 async def test_a_policy_change_reaches_the_ledger(db: Database) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=NOW)
         looser = ContractTerms(
             **{**TERMS.__dict__, "credit_limit_points": None, "allow_negative_reversal": True}
@@ -120,7 +121,7 @@ async def test_a_policy_change_reaches_the_ledger(db: Database) -> None:
 
 async def test_suspending_a_partner_changes_its_status(db: Database) -> None:
     name = unique_name()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await registry.add_partner(conn, name=name, terms=TERMS, now=NOW)
         suspended = await registry.set_status(
             conn, name=name, status=PartnerStatus.SUSPENDED, now=NOW

@@ -12,6 +12,7 @@ from sqlalchemy import text
 from exchange import ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, RowScope
+from exchange.kit.system import SYSTEM
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from tests.partners.test_registry import TERMS, unique_name
@@ -23,7 +24,7 @@ PARTNER_SCOPED = ["member_link", "ledger_entry", "ledger_hold", "oauth_client", 
 
 async def _partner_with_history(db: Database) -> tuple[int, int]:
     """A partner with a linked member, an earn, a hold and a client."""
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
         linked = await identity.link_member(
             conn,
@@ -36,19 +37,17 @@ async def _partner_with_history(db: Database) -> tuple[int, int]:
         await ledger.earn(
             conn,
             client_id=f"c{partner.id}",
-            idempotency_key="k1",
             partner_id=partner.id,
-            member_id=linked.member_id,
-            points=100,
+            request=ledger.EarnRequest(
+                idempotency_key="k1", member_id=linked.member_id, points=100
+            ),
             now=NOW,
         )
         await ledger.hold(
             conn,
             client_id=f"c{partner.id}",
-            idempotency_key="k2",
             partner_id=partner.id,
-            member_id=linked.member_id,
-            points=10,
+            request=ledger.HoldRequest(idempotency_key="k2", member_id=linked.member_id, points=10),
             now=NOW,
         )
         await clients.create_client(conn, scopes=["points:earn"], partner_id=partner.id)
@@ -56,7 +55,7 @@ async def _partner_with_history(db: Database) -> tuple[int, int]:
 
 
 async def _partner_ids(db: Database, scope: RowScope | None, table: str, role: bool = True):  # type: ignore[no-untyped-def]
-    async with db.transaction(scope) as conn:
+    async with db.transaction(scope or SYSTEM) as conn:
         if scope is None and role:
             await conn.execute(text("SET LOCAL ROLE exchange_api"))
         rows = await conn.execute(text(f"SELECT DISTINCT partner_id FROM {table}"))
@@ -105,19 +104,15 @@ async def test_ledger_operations_work_under_a_partners_scope(db: Database) -> No
         result = await ledger.redeem(
             conn,
             client_id=f"c{partner}",
-            idempotency_key="k3",
             partner_id=partner,
-            member_id=member,
-            points=30,
+            request=ledger.RedeemRequest(idempotency_key="k3", member_id=member, points=30),
             now=NOW,
         )
         replay = await ledger.earn(
             conn,
             client_id=f"c{partner}",
-            idempotency_key="k1",
             partner_id=partner,
-            member_id=member,
-            points=100,
+            request=ledger.EarnRequest(idempotency_key="k1", member_id=member, points=100),
             now=NOW,
         )
 

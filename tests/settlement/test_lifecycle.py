@@ -10,12 +10,13 @@ import pytest
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.system import SYSTEM
 from settlement import service
 from tests.settlement.test_runs import Period, p
 
 
 async def _settle(db: Database, period: Period, start, end, now):  # type: ignore[no-untyped-def]
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         return await service.run_settlement(conn, start=start, end=end, now=now)
 
 
@@ -25,17 +26,19 @@ async def test_a_late_entry_into_a_closed_period_is_settled_next_time(db: Databa
     alice = await period.member()
     await period.earn(coffee, alice, 1_000, day=5)
     january = await _settle(db, period, period.start, period.end, period.end + timedelta(days=1))
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await service.finalize(conn, run_id=january.id, now=period.end + timedelta(days=1))
         # Booked on 20 January, but recorded on 3 February: after January closed.
         await ledger.earn(
             conn,
             client_id="settle",
-            idempotency_key=f"{period.year}-late",
             partner_id=coffee,
-            member_id=alice,
-            points=300,
-            effective_at=period.at(19),
+            request=ledger.EarnRequest(
+                idempotency_key=f"{period.year}-late",
+                member_id=alice,
+                points=300,
+                effective_at=period.at(19),
+            ),
             now=period.end + timedelta(days=2),
         )
     february_end = period.end + timedelta(days=28)
@@ -61,11 +64,11 @@ async def test_finalizing_twice_and_settling_a_closed_period_are_refused(db: Dat
     coffee = await period.partner(issue="0.010", redeem="0.008")
     await period.earn(coffee, await period.member(), 10, day=1)
     run = await period.settle()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         finalized = await service.finalize(conn, run_id=run.id, now=period.end)
 
     with pytest.raises(DomainError) as twice:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await service.finalize(conn, run_id=run.id, now=period.end)
     with pytest.raises(DomainError) as overlapping:
         await period.settle(period.start + timedelta(days=10), period.end + timedelta(days=10))
@@ -83,12 +86,12 @@ async def test_a_run_is_paid_once_every_instruction_is(db: Database) -> None:
     await period.earn(cinema, alice, 1_000, day=1)
     await period.redeem(coffee, alice, 500, day=2)  # cinema owes coffee 500 x 0.008 = 4.00
     run = await period.settle()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await service.finalize(conn, run_id=run.id, now=period.end)
     count = len(run.document["instructions"])
     assert count >= 1
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         for number in range(1, count + 1):
             latest = await service.record_payment(
                 conn,
@@ -98,7 +101,7 @@ async def test_a_run_is_paid_once_every_instruction_is(db: Database) -> None:
                 now=period.end,
             )
     with pytest.raises(DomainError) as again:
-        async with db.transaction() as conn:
+        async with db.transaction(SYSTEM) as conn:
             await service.record_payment(
                 conn, run_id=run.id, instruction=1, reference="dup", now=period.end
             )
@@ -114,10 +117,10 @@ async def test_a_finalized_run_still_ties_to_the_ledger(db: Database) -> None:
     coffee = await period.partner(issue="0.010", redeem="0.008")
     await period.earn(coffee, await period.member(), 70, day=1)
     run = await period.settle()
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await service.finalize(conn, run_id=run.id, now=period.end)
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         checks = await reconciliation.verify(conn)
 
     assert all(check.ok for check in checks), checks

@@ -16,6 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError
+from exchange.kit.system import SYSTEM
 from partners import registry
 from partners.models import ContractTerms, FundingModel
 from settlement.money import allocate
@@ -52,7 +53,7 @@ class Period:
             fee_rate=Decimal(fee),
             funding_model=FundingModel(funding),
         )
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             created = await registry.add_partner(
                 conn,
                 name=f"P{self.year}-{secrets.token_hex(3)}",
@@ -62,37 +63,41 @@ class Period:
         return created.id
 
     async def member(self) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             return await ledger.open_member(conn)
 
     async def earn(self, partner: int, member: int, points: int, day: int) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             result = await ledger.earn(
                 conn,
                 client_id="settle",
-                idempotency_key=f"{self.year}-{next(self.keys)}",
                 partner_id=partner,
-                member_id=member,
-                points=points,
+                request=ledger.EarnRequest(
+                    idempotency_key=f"{self.year}-{next(self.keys)}",
+                    member_id=member,
+                    points=points,
+                ),
                 now=self.at(day),
             )
         return result.entry_id
 
     async def redeem(self, partner: int, member: int, points: int, day: int) -> int:
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             result = await ledger.redeem(
                 conn,
                 client_id="settle",
-                idempotency_key=f"{self.year}-{next(self.keys)}",
                 partner_id=partner,
-                member_id=member,
-                points=points,
+                request=ledger.RedeemRequest(
+                    idempotency_key=f"{self.year}-{next(self.keys)}",
+                    member_id=member,
+                    points=points,
+                ),
                 now=self.at(day),
             )
         return result.entry_id
 
     async def settle(self, start: datetime | None = None, end: datetime | None = None):  # type: ignore[no-untyped-def]
-        async with self.db.transaction() as conn:
+        async with self.db.transaction(SYSTEM) as conn:
             return await run_settlement(
                 conn,
                 start=start or self.start,
@@ -187,7 +192,7 @@ async def test_a_price_change_mid_period_prices_each_entry_by_its_contract(
     grocer = await period.partner(issue="0.010", redeem="0.008")
     alice = await period.member()
     await period.earn(grocer, alice, 100, day=1)
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         current = await registry.get_partner(conn, partner_id=grocer, now=period.at(1))
         dearer = ContractTerms(
             **{**current.contract.terms.__dict__, "issue_price": Decimal("0.02")}
@@ -213,14 +218,14 @@ async def test_a_redemption_reversed_in_the_next_period_is_settled_there(db: Dat
     alice = await period.member()
     await period.earn(coffee, alice, 1_000, day=1)
     redemption = await period.redeem(coffee, alice, 500, day=20)
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         await ledger.reverse(
             conn,
             client_id="settle",
-            idempotency_key=f"{period.year}-rev",
             partner_id=coffee,
-            entry_id=redemption,
-            points=200,
+            request=ledger.ReverseRequest(
+                idempotency_key=f"{period.year}-rev", entry_id=redemption, points=200
+            ),
             now=period.end + timedelta(days=3),
         )
 
@@ -282,7 +287,7 @@ async def test_an_exchange_rate_table_settles_two_currencies_in_one(db: Database
     await period.earn(dollars, alice, 500, day=2)
     await period.redeem(dollars, alice, 400, day=3)  # the euro partner's points
 
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         with pytest.raises(DomainError, match="no exchange rate for EUR"):
             await run_settlement(
                 conn,
@@ -291,7 +296,7 @@ async def test_an_exchange_rate_table_settles_two_currencies_in_one(db: Database
                 now=datetime(9999, 1, 1, tzinfo=UTC),
                 currency="USD",
             )
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         run = await run_settlement(
             conn,
             start=period.start,
@@ -310,7 +315,7 @@ async def test_an_exchange_rate_table_settles_two_currencies_in_one(db: Database
 
 
 async def test_a_period_that_has_not_ended_is_refused(db: Database) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         with pytest.raises(DomainError, match="not ended"):
             await run_settlement(
                 conn,
@@ -321,7 +326,7 @@ async def test_a_period_that_has_not_ended_is_refused(db: Database) -> None:
 
 
 async def _unbalanced_journal(db: Database) -> None:
-    async with db.transaction() as conn:
+    async with db.transaction(SYSTEM) as conn:
         run = await conn.scalar(
             text(
                 "INSERT INTO settlement_run (period_start, period_end, currency, status,"

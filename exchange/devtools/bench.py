@@ -25,10 +25,13 @@ from urllib.parse import urlsplit
 import httpx
 import orjson
 
-from exchange import ledger, seed
+from exchange import ledger
+from exchange.devtools import seed
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.errors import NotFound
+from exchange.kit.invariant import present
+from exchange.kit.system import SYSTEM
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms
@@ -80,17 +83,17 @@ async def setup(
         currency="USD", issue_price=Decimal("0.01"), redemption_price=Decimal("0.008")
     )
     now = utc_now()
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         for number in range(partners):
             partner = await registry.add_partner(
                 conn, name=f"bench-{tag}-{number}", terms=terms, now=now
             )
             client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner.id)
-            assert client.client_secret is not None
-            created.append(BenchPartner(partner.id, client.client_id, client.client_secret))
+            secret = present(client.client_secret, "a new client has a secret")
+            created.append(BenchPartner(partner.id, client.client_id, secret))
     refs = [f"m{number}" for number in range(members)]
     for start in range(0, members, 500):
-        async with database.transaction() as conn:
+        async with database.transaction(SYSTEM) as conn:
             for ref in refs[start : start + 500]:
                 member_id = None
                 for bench_partner in created:
@@ -103,14 +106,15 @@ async def setup(
                         now=now,
                     )
                     member_id = linked.member_id
-                assert member_id is not None
                 await ledger.earn(
                     conn,
                     client_id=f"bench-{tag}",
-                    idempotency_key=f"seed-{ref}",
                     partner_id=created[0].partner_id,
-                    member_id=member_id,
-                    points=100_000,
+                    request=ledger.EarnRequest(
+                        idempotency_key=f"seed-{ref}",
+                        member_id=present(member_id, "a bench partner linked the member"),
+                        points=100_000,
+                    ),
                     now=now,
                 )
     return created, refs
@@ -120,7 +124,7 @@ async def setup_seeded(database: Database, *, members: int) -> tuple[list[BenchP
     """A new client for each partner of `exchange bench seed`, and refs of ``members``
     random seeded members that every seed partner has linked (a worker draws a partner
     and a ref independently)."""
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         partner_ids = await seed.seed_partners(conn)
         if not partner_ids:
             raise NotFound("no seed partners here: run 'exchange bench seed' first")
@@ -128,8 +132,8 @@ async def setup_seeded(database: Database, *, members: int) -> tuple[list[BenchP
         created = []
         for partner_id in partner_ids:
             client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner_id)
-            assert client.client_secret is not None
-            created.append(BenchPartner(partner_id, client.client_id, client.client_secret))
+            secret = present(client.client_secret, "a new client has a secret")
+            created.append(BenchPartner(partner_id, client.client_id, secret))
     return created, refs
 
 

@@ -9,11 +9,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from exchange.http.auth import AuthRuntime
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from partners import oauth
 from partners.principal import Principal
-from partners.runtime import AuthRuntime
 from partners.tokens import InvalidToken
 
 MAX_FORM_BYTES = 64 * 1024
@@ -64,7 +65,7 @@ async def token(request: Request) -> Response:
     runtime = _runtime(request)
     context = await runtime.context()
     database: Database = request.app.state.database
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         result = await oauth.token_endpoint(conn, context, parsed, now=utc_now())
     return _response(result)
 
@@ -76,7 +77,7 @@ async def introspect(request: Request) -> Response:
     runtime = _runtime(request)
     context, state = await runtime.context(), await runtime.state()
     database: Database = request.app.state.database
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         result = await oauth.introspection_endpoint(conn, context, parsed, state, now=utc_now())
     return _response(result)
 
@@ -88,7 +89,7 @@ async def revoke(request: Request) -> Response:
     runtime = _runtime(request)
     context, state = await runtime.context(), await runtime.state()
     database: Database = request.app.state.database
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         result = await oauth.revocation_endpoint(conn, context, parsed, state, now=utc_now())
     runtime.invalidate()
     return _response(result)

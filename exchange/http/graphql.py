@@ -16,11 +16,9 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
-from exchange import oauth_routes
-from exchange.kit.clock import utc_now
+from exchange.http import oauth
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
-from partners.identity import IdentityKeys
 from partners.principal import Principal, PrincipalKind
 from partners.tokens import InvalidToken
 
@@ -85,14 +83,11 @@ class _Strawberry(GraphQL[Context, None]):
         app_state = request.app.state
         principal: Principal = request.scope.get(PRINCIPAL_KEY) or ANONYMOUS
         return Context(
-            database=app_state.database,
+            runner=app_state.runner,
             principal=principal,
-            identity_keys=app_state.identity_keys,
-            clock=utc_now,
             request_id=request.scope.get("exchange.request_id", ""),
             notifications=app_state.notifications,
             authenticate=app_state.auth.verify,
-            earns=getattr(app_state, "earns", None),
         )
 
     async def on_ws_connect(self, context: Context) -> Any:
@@ -141,14 +136,10 @@ class GraphQLEndpoint:
             await too_large(scope, receive, send)
             return
         if scope["type"] == "http" and not wants_ide:
-            principal = await oauth_routes.authenticate(request)
+            principal = await oauth.authenticate(request)
             if not isinstance(principal, Principal):
                 await principal(scope, receive, send)
                 return
             scope[PRINCIPAL_KEY] = principal
         scope["exchange.request_id"] = uuid.uuid4().hex
         await self.strawberry(scope, receive, send)
-
-
-def identity_keys(secret: bytes) -> IdentityKeys:
-    return IdentityKeys.from_secret(secret)

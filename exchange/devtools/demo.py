@@ -106,16 +106,23 @@ async def _history(
         )
         members[ref] = linked.member_id
     for number, (operation, partner, ref, points) in enumerate(HISTORY, start=1):
-        use_case = ledger.earn if operation == "earn" else ledger.redeem
-        await use_case(
-            conn,
-            client_id=DEMO_CLIENT,
-            idempotency_key=f"demo-{number}",
-            partner_id=ids[partner],
-            member_id=members[ref],
-            points=points,
-            now=now,
-        )
+        key, member_id = f"demo-{number}", members[ref]
+        if operation == "earn":
+            await ledger.earn(
+                conn,
+                client_id=DEMO_CLIENT,
+                partner_id=ids[partner],
+                request=ledger.EarnRequest(key, member_id, points),
+                now=now,
+            )
+        else:
+            await ledger.redeem(
+                conn,
+                client_id=DEMO_CLIENT,
+                partner_id=ids[partner],
+                request=ledger.RedeemRequest(key, member_id, points),
+                now=now,
+            )
 
 
 async def _fresh_clients(

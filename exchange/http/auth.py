@@ -20,6 +20,8 @@ import sqlalchemy
 
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.invariant import present
+from exchange.kit.system import SYSTEM
 from partners import keys as key_store
 from partners import tokens
 from partners.keys import SigningKeys
@@ -54,7 +56,7 @@ class AuthRuntime:
         self._listener: Any = None
 
     async def start(self, *, listen: bool = True) -> None:
-        async with self.database.transaction() as conn:
+        async with self.database.transaction(SYSTEM) as conn:
             await key_store.ensure_keys(conn, secret=self.secret, now=utc_now())
         await self.refresh()
         if listen:
@@ -84,7 +86,7 @@ class AuthRuntime:
 
     async def refresh(self) -> None:
         now = utc_now()
-        async with self.database.transaction() as conn:
+        async with self.database.transaction(SYSTEM) as conn:
             keys = await key_store.load(conn, secret=self.secret, now=now)
             state = await tokens.load_auth_state(conn, keys=keys, now=now)
         self._keys, self._state, self._stale = keys, state, False
@@ -105,13 +107,13 @@ class AuthRuntime:
                     or (now - current.loaded_at).total_seconds() > REFRESH_SECONDS
                 ):
                     await self.refresh()
-        assert self._state is not None
-        return self._state
+        return present(self._state, "the auth state was loaded")
 
     async def context(self) -> OAuthContext:
         await self.state()
-        assert self._keys is not None
-        return OAuthContext(keys=self._keys, settings=self.settings)
+        return OAuthContext(
+            keys=present(self._keys, "keys load with the state"), settings=self.settings
+        )
 
     async def verify(self, token: str, *, now: datetime | None = None) -> Principal:
         """The principal of a bearer token, or :class:`tokens.InvalidToken`."""

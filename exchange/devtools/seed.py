@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.db import Database
 from exchange.kit.errors import InvalidInput
+from exchange.kit.system import SYSTEM
 from exchange.ledger.models import BALANCE_SHARDS
 from partners import crypto, registry
 from partners.identity import IdentityKeys
@@ -95,7 +96,7 @@ async def seed(
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=WINDOW_DAYS)
     names = [PARTNER_NAME.format(number) for number in range(partners)]
-    async with database.transaction() as conn:
+    async with database.transaction(SYSTEM) as conn:
         if await seed_partners(conn):
             raise InvalidInput(
                 "this database is already seeded (it has seed partners); seed a fresh one"

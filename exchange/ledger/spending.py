@@ -1,0 +1,182 @@
+"""Taking points out of wallets: the state a spend plans against, the rule of a spend
+(expired lots are swept into breakage first, then live lots are consumed oldest expiry
+first), and redemption at a partner.
+
+Every operation that takes points from a wallet (redeem, hold, transfer, an adjustment's
+debit, expiry) plans through :func:`spend` or :func:`sweep` here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.kit.errors import NotFound
+from exchange.ledger import accounts, execution, repository
+from exchange.ledger.errors import InsufficientPoints
+from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
+from exchange.ledger.plans import EntryPlan, Leg, Lot, allocate, takes
+from exchange.ledger.requests import RedeemRequest
+
+
+@dataclass
+class Wallet:
+    """A locked wallet as a plan sees it; ``balance`` follows the plans made so far."""
+
+    member_id: int
+    wallet_id: int
+    held_id: int
+    balance: int
+
+
+@dataclass
+class Wallets:
+    """Wallets locked by one operation, their lots, and the breakage account."""
+
+    wallets: dict[int, Wallet]
+    lots: dict[int, list[Lot]]
+    breakage_id: int
+    swept: set[int] = field(default_factory=set)
+
+    def wallet(self, member_id: int, field: str = "memberId") -> Wallet:
+        found = self.wallets.get(member_id)
+        if found is None:
+            raise NotFound(f"member {member_id} does not exist", field=[field])
+        return found
+
+
+async def read_wallets(
+    conn: AsyncConnection, member_ids: Sequence[int], *, with_lots: bool = True
+) -> Wallets:
+    """Lock the wallets (member order), then read their lots: read after the locks, so
+    every change committed before is seen."""
+    locked = await repository.lock_wallets(conn, member_ids=member_ids)
+    lots = await repository.lots_of_wallets(conn, member_ids=list(locked)) if with_lots else {}
+    breakage = await accounts.coalition_account(conn, AccountKind.COALITION_BREAKAGE)
+    wallets = {m: Wallet(m, w.wallet_id, w.held_id, w.balance) for m, w in locked.items()}
+    return Wallets(wallets=wallets, lots=lots, breakage_id=breakage)
+
+
+def sweep(state: Wallets, member_id: int, now: datetime) -> EntryPlan | None:
+    """An EXPIRY entry for the member's lots past their expiry, into coalition breakage
+    (attributed to each lot's issuer by its consumption row); None when there are none."""
+    expired = [
+        lot for lot in state.lots.get(member_id, []) if lot.remaining > 0 and lot.expires_at <= now
+    ]
+    if not expired:
+        return None
+    wallet = state.wallet(member_id)
+    points = sum(lot.remaining for lot in expired)
+    plan = EntryPlan(
+        kind=EntryKind.EXPIRY,
+        points=points,
+        created_at=now,
+        effective_at=now,
+        member_id=member_id,
+        legs=[Leg(wallet.wallet_id, -points), Leg(state.breakage_id, points, sharded=True)],
+        takes=takes([(lot, lot.remaining) for lot in expired], ConsumptionKind.EXPIRY),
+        wallet_account_id=wallet.wallet_id,
+    )
+    for lot in expired:
+        lot.remaining = 0
+    wallet.balance -= points
+    state.swept.add(member_id)
+    return plan
+
+
+def spend(
+    state: Wallets, member_id: int, points: int, now: datetime, *, field: str = "memberId"
+) -> tuple[Wallet, list[tuple[Lot, int]], list[EntryPlan]]:
+    """Take ``points`` from a wallet: the wallet, the lots taken (oldest expiry first) and
+    the sweep of its expired lots to write before, or INSUFFICIENT_POINTS."""
+    wallet = state.wallet(member_id, field)
+    lots = state.lots.get(member_id, [])
+    expired = sum(lot.remaining for lot in lots if lot.remaining > 0 and lot.expires_at <= now)
+    live = [lot for lot in lots if lot.remaining > 0 and lot.expires_at > now]
+    if wallet.balance - expired < points or sum(lot.remaining for lot in live) < points:
+        raise InsufficientPoints("the wallet does not hold enough points", field=["points"])
+    swept = sweep(state, member_id, now)
+    allocation = allocate(live, points)
+    for lot, taken in allocation:
+        lot.remaining -= taken
+    wallet.balance -= points
+    return wallet, allocation, [swept] if swept is not None else []
+
+
+@dataclass
+class _RedeemState:
+    wallets: Wallets
+    redeemed_id: int
+
+
+@dataclass(frozen=True)
+class Redeem:
+    """Spend points at a partner: wallet -n, PARTNER_REDEEMED +n; lots consumed."""
+
+    partner_id: int
+    kind: EntryKind = EntryKind.REDEEM
+    keyed: bool = True
+
+    async def read(
+        self, conn: AsyncConnection, requests: Sequence[RedeemRequest], now: datetime
+    ) -> _RedeemState:
+        redeemed = await accounts.partner_account(
+            conn, self.partner_id, AccountKind.PARTNER_REDEEMED
+        )
+        wallets = await read_wallets(conn, [r.member_id for r in requests])
+        return _RedeemState(wallets=wallets, redeemed_id=int(redeemed.id))
+
+    def plan(self, state: _RedeemState, request: RedeemRequest, now: datetime) -> list[EntryPlan]:
+        points = request.points
+        wallet, allocation, before = spend(state.wallets, request.member_id, points, now)
+        return [
+            *before,
+            EntryPlan(
+                kind=EntryKind.REDEEM,
+                points=points,
+                created_at=now,
+                effective_at=request.effective_at or now,
+                partner_id=self.partner_id,
+                member_id=request.member_id,
+                reference=request.reference,
+                metadata=request.metadata,
+                legs=[Leg(wallet.wallet_id, -points), Leg(state.redeemed_id, points, True)],
+                takes=takes(
+                    allocation, ConsumptionKind.REDEEM, redeemer_partner_id=self.partner_id
+                ),
+                wallet_account_id=wallet.wallet_id,
+            ),
+        ]
+
+
+async def redeem(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    request: RedeemRequest,
+    now: datetime,
+) -> EntryResult:
+    """Spend points of a member's wallet at the partner."""
+    outcomes = await redeem_many(
+        conn, client_id=client_id, partner_id=partner_id, requests=[request], now=now
+    )
+    return execution.single(outcomes)
+
+
+async def redeem_many(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    requests: Sequence[RedeemRequest],
+    now: datetime,
+) -> list[execution.Outcome | None]:
+    """Many redemptions in one statement, wallets locked in member order; one outcome
+    per request."""
+    return await execution.execute(
+        conn, Redeem(partner_id), requests, now=now, client_id=client_id, partner_id=partner_id
+    )

@@ -1,0 +1,116 @@
+"""A use case: one thing a caller may ask of the exchange, with its permission declared
+where it is defined.
+
+:func:`use_case` wraps an ``async def f(call, request)`` and records who may call it:
+which kinds of caller (partner, operator, member) and the scope each needs. The
+runner (:mod:`exchange.usecases.runner`) checks the permission before anything else and
+runs the use case in one unit of work under the caller's row-level-security scope; the
+function itself holds the rule and never checks a scope by hand. The GraphQL schema
+names the use case a field calls, and the API documentation's scope table is generated
+from these declarations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.kit.errors import DomainError, Forbidden
+from partners.identity import IdentityKeys
+from partners.principal import Principal, PrincipalKind
+
+Q = TypeVar("Q")
+A = TypeVar("A")
+
+#: Every use case ever declared, by name (for the scope table and its test).
+REGISTRY: dict[str, UseCase[object, object]] = {}
+
+_WHO = {
+    PrincipalKind.PARTNER: "a partner's",
+    PrincipalKind.OPERATOR: "an operator's",
+    PrincipalKind.MEMBER: "a member's",
+}
+
+
+@dataclass(frozen=True)
+class Call:
+    """What a use case runs with: its unit of work's connection (already under the
+    caller's row scope), the caller, the time of the request and the identity keys."""
+
+    conn: AsyncConnection
+    principal: Principal
+    now: datetime
+    keys: IdentityKeys
+
+    @property
+    def partner_id(self) -> int:
+        """The calling partner (the use case admits partners only where it asks)."""
+        return self.principal.require_partner()
+
+
+Run = Callable[[Call, Q], Awaitable[A]]
+Many = Callable[[Call, Sequence[Q]], Awaitable[list[A | DomainError]]]
+
+
+@dataclass(frozen=True)
+class UseCase(Generic[Q, A]):
+    name: str
+    #: Caller kind -> the scope it needs ("" : none); kinds absent may not call at all.
+    permits: Mapping[PrincipalKind, str]
+    run: Run[Q, A]
+    #: The same use case for many requests of one caller in one unit of work; the runner
+    #: micro-batches concurrent calls through it.
+    many: Many[Q, A] | None = None
+    description: str = ""
+
+    def permit(self, principal: Principal) -> None:
+        """FORBIDDEN unless this kind of caller may call it with the scopes it holds."""
+        if principal.kind not in self.permits:
+            allowed = " or ".join(_WHO[kind] for kind in self.permits)
+            raise Forbidden(f"this call needs {allowed} token")
+        scope = self.permits[principal.kind]
+        if scope:
+            principal.require(scope)
+
+    def scope_text(self) -> str:
+        """Who may call it, e.g. ``partner: points:earn; operator: -``."""
+        return "; ".join(
+            f"{kind.lower()}: {scope or '(no scope)'}" for kind, scope in self.permits.items()
+        )
+
+
+def use_case(
+    *,
+    partner: str | None = None,
+    operator: str | None = None,
+    member: str | None = None,
+    many: Many[Q, A] | None = None,
+) -> Callable[[Run[Q, A]], UseCase[Q, A]]:
+    """Declare a use case and who may call it: each keyword names a kind of caller and
+    the scope it needs (``""``: no scope); a kind left out may not call it."""
+    permits = {
+        kind: scope
+        for kind, scope in (
+            (PrincipalKind.PARTNER, partner),
+            (PrincipalKind.OPERATOR, operator),
+            (PrincipalKind.MEMBER, member),
+        )
+        if scope is not None
+    }
+
+    def declare(function: Run[Q, A]) -> UseCase[Q, A]:
+        declared = UseCase(
+            name=function.__name__,
+            permits=permits,
+            run=function,
+            many=many,
+            description=(function.__doc__ or "").strip().split("\n\n")[0],
+        )
+        REGISTRY[f"{function.__module__}.{function.__name__}"] = declared  # type: ignore[assignment]
+        return declared
+
+    return declare
