@@ -319,3 +319,78 @@ async def links_of_partner(
         {"partner_id": partner_id, "after": after_ref, "limit": limit},
     )
     return list(result.all())
+
+
+# --- many members at once (a coalition seeded at scale) -------------------------------
+
+
+async def insert_links_many(
+    conn: AsyncConnection, *, links: list[tuple[int, str, int]], now: datetime
+) -> None:
+    """Links (partner id, member ref, member id) written in one statement."""
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO member_link (partner_id, member_ref, member_id, created_at)
+            SELECT l.partner_id, l.member_ref, l.member_id, :now
+            FROM unnest(CAST(:partners AS bigint[]), CAST(:refs AS text[]),
+                        CAST(:members AS bigint[])) AS l(partner_id, member_ref, member_id)
+            """
+        ),
+        {
+            "partners": [link[0] for link in links],
+            "refs": [link[1] for link in links],
+            "members": [link[2] for link in links],
+            "now": now,
+        },
+    )
+
+
+async def copy_identities(conn: AsyncConnection, *, records: list[tuple[Any, ...]]) -> None:
+    """Identity rows (member id, e-mail index, e-mail ciphertext, created at) by COPY."""
+    raw = await conn.get_raw_connection()
+    driver: Any = raw.driver_connection
+    await driver.copy_records_to_table(
+        "member_identity",
+        records=records,
+        columns=["member_id", "email_index", "email_ciphertext", "created_at"],
+    )
+
+
+async def partners_named_like(conn: AsyncConnection, *, pattern: str) -> list[int]:
+    """Ids of partners whose name matches a regular expression, by name's number."""
+    result = await conn.execute(
+        sql(
+            "SELECT id FROM partner WHERE name ~ :pattern"
+            " ORDER BY substring(name FROM '[0-9]+$')::int"
+        ),
+        {"pattern": pattern},
+    )
+    return [int(partner_id) for partner_id in result.scalars()]
+
+
+async def link_sample_to_partners(
+    conn: AsyncConnection, *, partner_ids: list[int], count: int
+) -> list[str]:
+    """Refs of up to ``count`` random members linked to any of these partners, each now
+    linked under the same ref to every one of them."""
+    result = await conn.execute(
+        sql(
+            """
+            WITH sample AS (
+                SELECT DISTINCT member_ref, member_id FROM (
+                    SELECT member_ref, member_id FROM member_link
+                    WHERE partner_id = ANY(:partner_ids) ORDER BY random() LIMIT :count
+                ) AS drawn
+            ), linked AS (
+                INSERT INTO member_link (partner_id, member_ref, member_id)
+                SELECT p.id, s.member_ref, s.member_id
+                FROM sample s, unnest(CAST(:partner_ids AS bigint[])) AS p(id)
+                ON CONFLICT DO NOTHING
+            )
+            SELECT member_ref FROM sample ORDER BY member_ref
+            """
+        ),
+        {"partner_ids": partner_ids, "count": count},
+    )
+    return list(result.scalars())

@@ -2,37 +2,39 @@
 section 9: a settlement run over 1,000,000 entries, the wallet query at 1,000,000
 members).
 
-Calling ledger.earn once per entry would take hours, so this is set-based. The history
-is planned first in session temp tables: hashes of an entry's number choose its member,
-points and partner; 3 entries in 10 are redemptions, each by the member of the earn just
-before it and for at most that earn's points, so no wallet ever runs short; lots are
-consumed oldest expiry first, computed as overlaps of running totals. Then it is written
-member range by member range, each range in one transaction holding everything its
-members ever did, so every commit leaves a complete, valid ledger with the database's
-balance triggers left on. What lands is what ledger.earn and ledger.redeem would have
-written for the same requests made live (entries with idempotency keys and request
-hashes, postings, lots, consumptions, wallet balances, partner balance shards), and
-`exchange verify` checks it. This is the one module outside the ledger's and partners'
-repositories that writes their tables.
+The history is made by the ledger's own operations: members are opened by
+``ledger.open_members``, and entries are ``ledger.earn_many`` and ``ledger.redeem_many``
+requests (backdated ``effective_at``) written by the one ledger writer, in batches of up
+to a thousand per partner. So what lands is what live requests would have written
+(entries with keys and request digests, postings, lots consumed oldest expiry first,
+balances) by construction, and ``exchange verify`` checks it. Links and identities go
+through the partners package's repository, set-based.
+
+Entry ``i`` of the history: 3 in 10 are redemptions (``i % 10`` in 2, 5, 8), each by the
+member of the earn just before it, for at most that earn's points, at the member's second
+partner, so no wallet ever runs short; an earn is booked at the member's home partner 4
+times in 5, else at its second partner. A hash of ``i`` chooses member and points, so
+the same counts always give the same coalition.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
-from collections.abc import Callable
+from collections import defaultdict
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import TypeVar
 
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange import ledger
 from exchange.kit.db import Database
-from exchange.kit.errors import InvalidInput
+from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.system import SYSTEM
-from exchange.ledger.models import BALANCE_SHARDS
-from partners import crypto, registry
+from partners import crypto, registry, repository
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel
 
@@ -41,10 +43,13 @@ PARTNER_NAME = "seed-{}"
 MEMBER_REF = "seed-{}"
 WINDOW_DAYS = 60
 POINTS_LIFETIME_DAYS = 365
-ROWS_PER_TRANSACTION = 100_000  # members + entries; one progress line each
+MEMBERS_PER_TRANSACTION = 20_000
+ENTRIES_PER_TRANSACTION = 20_000
 MAX_MEMBERS = 50_000_000
 MAX_ENTRIES = 50_000_000
 MAX_PARTNERS = 500
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -56,6 +61,17 @@ class SeedSummary:
     period_start: datetime
     period_end: datetime
     seconds: float
+
+
+@dataclass(frozen=True)
+class Planned:
+    """Entry ``number`` of the history: who, how many points, at which partner slot."""
+
+    number: int
+    member: int
+    points: int
+    partner: int
+    redeem: bool
 
 
 def check_counts(*, members: int, entries: int, partners: int) -> None:
@@ -77,6 +93,35 @@ def _terms(number: int) -> ContractTerms:
         funding_model=FundingModel.PREFUNDED if number % 2 == 0 else FundingModel.ON_REDEMPTION,
         points_lifetime_days=POINTS_LIFETIME_DAYS,
     )
+
+
+def _hash(*parts: int) -> int:
+    digest = hashlib.blake2b(b":".join(str(p).encode() for p in parts), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
+
+
+def partners_of(member: int, partners: int) -> tuple[int, int]:
+    """A member's home partner slot and a second one (another, when there are two or more)."""
+    home = member % partners
+    second = (home + 1 + (member // partners) % max(partners - 1, 1)) % partners
+    return home, second
+
+
+def plan(members: int, entries: int, partners: int) -> Iterator[Planned]:
+    """The history, in time order."""
+    previous: Planned | None = None
+    for number in range(entries):
+        if number % 10 in (2, 5, 8) and previous is not None and not previous.redeem:
+            points = 1 + _hash(number, 2) % previous.points
+            slot = partners_of(previous.member, partners)[1]
+            entry = Planned(number, previous.member, points, slot, redeem=True)
+        else:
+            member = _hash(number, 0) % members
+            home, second = partners_of(member, partners)
+            slot = second if _hash(number, 3) % 5 == 0 else home
+            entry = Planned(number, member, 50 + _hash(number, 1) % 951, slot, redeem=False)
+        previous = entry
+        yield entry
 
 
 async def seed(
@@ -106,27 +151,18 @@ async def seed(
             (await registry.add_partner(conn, name=name, terms=_terms(number), now=start)).id
             for number, name in enumerate(names)
         ]
-    keys = IdentityKeys.from_secret(secret)
-    async with database.engine.connect() as conn:
-        try:
-            async with conn.begin():
-                await _plan(conn, members, entries, partner_ids)
-            progress(f"planned {entries:,} entries in {time.monotonic() - started:.1f} s")
-            step = (end - start) // timedelta(microseconds=1) // entries
-            per_range = max(1, ROWS_PER_TRANSACTION * members // (members + entries))
-            written = 0
-            for first in range(0, members, per_range):
-                last = min(members, first + per_range)
-                async with conn.begin():
-                    written += await _write_range(conn, keys, first, last, start, step)
-                seconds = time.monotonic() - started
-                progress(
-                    f"… {last:,}/{members:,} members, {written:,}/{entries:,} entries"
-                    f" ({(last + written) / seconds:,.0f} rows/s)"
-                )
-            redemptions = await _count(conn, "SELECT count(*) FROM seed_entry WHERE redeem")
-        finally:
-            await conn.invalidate()  # ends the session, and its temp tables with it
+    member_ids = await _members(database, members, partner_ids, secret, start, progress)
+    step = (end - start) / entries
+    history = plan(members, entries, partners)
+    written = redemptions = 0
+    while written < entries:
+        chunk = [next(history) for _ in range(min(ENTRIES_PER_TRANSACTION, entries - written))]
+        async with database.transaction(SYSTEM) as conn:
+            await _entries(conn, chunk, member_ids, partner_ids, start, step, now)
+        written += len(chunk)
+        redemptions += sum(entry.redeem for entry in chunk)
+        rate = written / (time.monotonic() - started)
+        progress(f"… {written:,}/{entries:,} entries ({rate:,.0f} entries/s)")
     return SeedSummary(
         partners=names,
         members=members,
@@ -138,265 +174,113 @@ async def seed(
     )
 
 
+async def _members(
+    database: Database,
+    count: int,
+    partner_ids: list[int],
+    secret: bytes,
+    at: datetime,
+    progress: Callable[[str], None],
+) -> list[int]:
+    """Open the members, link each to its home and second partner as ``seed-<n>``, and
+    seal each one's e-mail as partners.identity does (blind index and ciphertext)."""
+    keys = IdentityKeys.from_secret(secret)
+    member_ids: list[int] = []
+    for first in range(0, count, MEMBERS_PER_TRANSACTION):
+        numbers = range(first, min(count, first + MEMBERS_PER_TRANSACTION))
+        async with database.transaction(SYSTEM) as conn:
+            opened = await ledger.open_members(conn, count=len(numbers))
+            pairs = list(zip(numbers, opened, strict=True))
+            identities = [_identity(keys, n, member_id, at) for n, member_id in pairs]
+            await repository.copy_identities(conn, records=identities)
+            links = [
+                (partner_ids[slot], MEMBER_REF.format(n), member_id)
+                for n, member_id in pairs
+                for slot in sorted(set(partners_of(n, len(partner_ids))))
+            ]
+            await repository.insert_links_many(conn, links=links, now=at)
+        member_ids.extend(opened)
+        progress(f"… {len(member_ids):,}/{count:,} members")
+    return member_ids
+
+
+def _identity(keys: IdentityKeys, number: int, member_id: int, at: datetime) -> tuple[object, ...]:
+    email = f"{MEMBER_REF.format(number)}@seed.invalid"
+    return (
+        member_id,
+        crypto.blind_index(keys.index_key, "email", email),
+        crypto.encrypt(keys.encryption_key, email, associated=b"email"),
+        at,
+    )
+
+
+async def _entries(
+    conn: AsyncConnection,
+    chunk: list[Planned],
+    member_ids: list[int],
+    partner_ids: list[int],
+    start: datetime,
+    step: timedelta,
+    now: datetime,
+) -> None:
+    """One chunk of the history: its earns, then its redemptions (each follows its earn),
+    per partner, through the ledger's batch operations."""
+    earns: dict[int, list[ledger.EarnRequest]] = defaultdict(list)
+    redeems: dict[int, list[ledger.RedeemRequest]] = defaultdict(list)
+    for entry in chunk:
+        key, member_id = f"{SEED_CLIENT}-{entry.number}", member_ids[entry.member]
+        at = start + step * entry.number
+        if entry.redeem:
+            redeems[entry.partner].append(
+                ledger.RedeemRequest(key, member_id, entry.points, effective_at=at)
+            )
+        else:
+            earns[entry.partner].append(
+                ledger.EarnRequest(key, member_id, entry.points, effective_at=at)
+            )
+    for slot, requests in sorted(earns.items()):
+        for batch in _batches(requests):
+            _check(
+                await ledger.earn_many(
+                    conn,
+                    client_id=SEED_CLIENT,
+                    partner_id=partner_ids[slot],
+                    requests=batch,
+                    now=now,
+                )
+            )
+    for slot, requests in sorted(redeems.items()):
+        for batch in _batches(requests):
+            _check(
+                await ledger.redeem_many(
+                    conn,
+                    client_id=SEED_CLIENT,
+                    partner_id=partner_ids[slot],
+                    requests=batch,
+                    now=now,
+                )
+            )
+
+
+def _batches(requests: list[T]) -> Iterator[list[T]]:
+    for first in range(0, len(requests), ledger.MAX_BATCH):
+        yield requests[first : first + ledger.MAX_BATCH]
+
+
+def _check(outcomes: list[ledger.Outcome | None]) -> None:
+    """A seeded request that fails is a bug in the plan: stop, write nothing more."""
+    for outcome in outcomes:
+        if isinstance(outcome, DomainError) or outcome is None:
+            raise InvalidInput(f"the seed plan produced a request the ledger refused: {outcome!r}")
+
+
 async def seed_partners(conn: AsyncConnection) -> list[int]:
     """The ids of the seed partners, in seed order."""
-    result = await conn.execute(
-        text("SELECT id FROM partner WHERE name ~ '^seed-[0-9]+$' ORDER BY substr(name, 6)::int")
-    )
-    return [int(partner_id) for partner_id in result.scalars()]
+    return await repository.partners_named_like(conn, pattern="^seed-[0-9]+$")
 
 
 async def share_members(conn: AsyncConnection, *, partner_ids: list[int], count: int) -> list[str]:
     """Refs of up to ``count`` random seeded members, each now linked under the same ref to
     every seed partner, as a partner linking a known customer would, so that a load
     generator may ask any seed partner about any of them."""
-    result = await conn.execute(
-        text(
-            """
-            WITH sample AS (
-                SELECT DISTINCT member_ref, member_id FROM (
-                    SELECT member_ref, member_id FROM member_link
-                    WHERE partner_id = ANY(:partner_ids) ORDER BY random() LIMIT :count
-                ) AS drawn
-            ), linked AS (
-                INSERT INTO member_link (partner_id, member_ref, member_id)
-                SELECT p.id, s.member_ref, s.member_id
-                FROM sample s, unnest(CAST(:partner_ids AS bigint[])) AS p(id)
-                ON CONFLICT DO NOTHING
-            )
-            SELECT member_ref FROM sample ORDER BY member_ref
-            """
-        ),
-        {"partner_ids": partner_ids, "count": count},
-    )
-    return list(result.scalars())
-
-
-async def _count(conn: AsyncConnection, query: str) -> int:
-    return int((await conn.execute(text(query))).scalar_one())
-
-
-def _hash(expression: str) -> str:
-    """A deterministic pseudo-random non-negative int4 of a bigint expression."""
-    return f"(hashint8({expression})::bigint & 2147483647)"
-
-
-# Entry i: a redemption when i % 10 is 2, 5 or 8, by the member of earn i - 1 and for at
-# most its points; an earn is booked at the member's home partner 4 times in 5, else at
-# its second partner, where every redemption happens.
-_EARN_POINTS = "(50 + {} % 951)"
-_ENTRIES = f"""
-    SELECT i, nextval('ledger_entry_id_seq') AS id, redeem,
-           {_hash("4 * (i - redeem::int)")} % :members AS n,
-           CASE WHEN redeem
-                THEN 1 + {_hash("4 * i + 2")} % {_EARN_POINTS.format(_hash("4 * (i - 1) + 1"))}
-                ELSE {_EARN_POINTS.format(_hash("4 * i + 1"))} END AS points,
-           redeem OR {_hash("4 * i + 3")} % 5 = 0 AS at_second
-    FROM (SELECT i, i % 10 IN (2, 5, 8) AS redeem
-          FROM generate_series(0, :entries - 1) AS i) AS numbered
-"""
-
-_PLAN = [
-    "SET temp_buffers = '512MB'",
-    "SET work_mem = '256MB'",
-    """
-    CREATE TEMP TABLE seed_partner AS
-    SELECT p.slot - 1 AS slot, p.id AS partner_id, i.id AS issued_id, r.id AS redeemed_id
-    FROM unnest(CAST(:partner_ids AS bigint[])) WITH ORDINALITY AS p(id, slot)
-    JOIN ledger_account i ON i.partner_id = p.id AND i.kind = 'PARTNER_ISSUED'
-    JOIN ledger_account r ON r.partner_id = p.id AND r.kind = 'PARTNER_REDEEMED'
-    """,
-    # Member n: home partner n % P; a second partner that differs from it when P > 1.
-    """
-    CREATE TEMP TABLE seed_member AS
-    SELECT n, nextval('ledger_member_id_seq') AS member_id,
-           nextval('ledger_account_id_seq') AS wallet_id,
-           nextval('ledger_account_id_seq') AS held_id,
-           n % :partners AS home,
-           (n % :partners + 1 + (n / :partners) % greatest(:partners - 1, 1)) % :partners
-               AS second
-    FROM generate_series(0, :members - 1) AS n
-    """,
-    "ALTER TABLE seed_member ADD PRIMARY KEY (n)",
-    f"CREATE TEMP TABLE seed_entry AS {_ENTRIES}",
-    "CREATE INDEX ON seed_entry (n)",
-    # Lot ids in time order; each lot spans [from_point, to_point) of its member's
-    # running total of points earned.
-    """
-    CREATE TEMP TABLE seed_lot AS
-    SELECT i, entry_id, id, n, amount,
-           sum(amount) OVER running - amount AS from_point, sum(amount) OVER running AS to_point
-    FROM (SELECT i, entry_id, nextval('ledger_lot_id_seq') AS id, n, amount FROM (
-              SELECT i, id AS entry_id, n, points AS amount FROM seed_entry
-              WHERE NOT redeem ORDER BY i) AS earns) AS lots
-    WINDOW running AS (PARTITION BY n ORDER BY i)
-    """,
-    "CREATE INDEX ON seed_lot (n)",
-    # Oldest expiry first is oldest earned first (one lifetime for all): a redemption
-    # takes its span of the member's running total spent from the lots it overlaps.
-    """
-    CREATE TEMP TABLE seed_consumption AS
-    SELECT r.entry_id, r.n, l.id AS lot_id, l.i AS lot_i, l.entry_id AS lot_entry_id,
-           least(l.to_point, r.to_point) - greatest(l.from_point, r.from_point) AS points
-    FROM (SELECT id AS entry_id, n, sum(points) OVER running - points AS from_point,
-                 sum(points) OVER running AS to_point
-          FROM seed_entry WHERE redeem WINDOW running AS (PARTITION BY n ORDER BY i)) AS r
-    JOIN seed_lot l ON l.n = r.n AND l.from_point < r.to_point AND r.from_point < l.to_point
-    """,
-    "CREATE INDEX ON seed_consumption (n)",
-    """
-    CREATE TEMP TABLE seed_balance AS
-    SELECT n, sum(CASE WHEN redeem THEN -points ELSE points END) AS balance
-    FROM seed_entry GROUP BY n
-    """,
-    "ALTER TABLE seed_balance ADD PRIMARY KEY (n)",
-    """
-    CREATE TEMP TABLE seed_chunk (id bigint PRIMARY KEY, i bigint, redeem boolean,
-        member_id bigint, wallet_id bigint, partner_id bigint, account_id bigint,
-        wallet_points bigint, at timestamptz)
-    """,
-    "ANALYZE seed_partner, seed_member, seed_entry, seed_lot, seed_consumption, seed_balance",
-]
-
-
-async def _plan(conn: AsyncConnection, members: int, entries: int, partner_ids: list[int]) -> None:
-    params = {
-        "members": members,
-        "entries": entries,
-        "partners": len(partner_ids),
-        "partner_ids": partner_ids,
-    }
-    for statement in _PLAN:
-        used = {name: value for name, value in params.items() if f":{name}" in statement}
-        await conn.execute(text(statement), used)
-
-
-# Everything members [first, last) ever did; the chunk table holds their entries.
-_WRITE = [
-    """
-    INSERT INTO ledger_account (id, kind, member_id, sharded, balance, created_at)
-    SELECT a.id, a.kind, m.member_id, false, a.balance, :start
-    FROM seed_member m LEFT JOIN seed_balance b ON b.n = m.n
-    CROSS JOIN LATERAL (VALUES (m.wallet_id, 'MEMBER_WALLET', coalesce(b.balance, 0)),
-                               (m.held_id, 'MEMBER_HELD', 0)) AS a(id, kind, balance)
-    WHERE m.n >= :first AND m.n < :last ORDER BY a.id
-    """,
-    f"""
-    INSERT INTO member_link (partner_id, member_ref, member_id, created_at)
-    SELECT p.partner_id, '{MEMBER_REF.format("")}' || m.n, m.member_id, :start
-    FROM seed_member m JOIN seed_partner p ON p.slot IN (m.home, m.second)
-    WHERE m.n >= :first AND m.n < :last
-    """,
-    "TRUNCATE seed_chunk",
-    """
-    INSERT INTO seed_chunk (id, i, redeem, member_id, wallet_id, partner_id, account_id,
-        wallet_points, at)
-    SELECT e.id, e.i, e.redeem, m.member_id, m.wallet_id, p.partner_id,
-           CASE WHEN e.redeem THEN p.redeemed_id ELSE p.issued_id END,
-           CASE WHEN e.redeem THEN -e.points ELSE e.points END,
-           CAST(:start AS timestamptz) + e.i * CAST(:step AS bigint) * interval '1 microsecond'
-    FROM seed_entry e JOIN seed_member m ON m.n = e.n
-    JOIN seed_partner p ON p.slot = CASE WHEN e.at_second THEN m.second ELSE m.home END
-    WHERE e.n >= :first AND e.n < :last
-    """,
-    "ANALYZE seed_chunk",
-    # The request hash ledger.earn and ledger.redeem store for the same request made live
-    # (exchange.ledger.idempotency.request_hash), so a replay would be recognised.
-    """
-    INSERT INTO ledger_entry (id, kind, partner_id, member_id, points, client_id,
-        idempotency_key, request_hash, created_at, effective_at)
-    SELECT c.id, CASE WHEN c.redeem THEN 'REDEEM' ELSE 'EARN' END, c.partner_id,
-           c.member_id, abs(c.wallet_points), :client, CAST(:client AS text) || '-' || c.i,
-           sha256(convert_to(
-               '{"effective_at"\\:null,'
-               || CASE WHEN c.redeem THEN '"kind":"REDEEM"'
-                       ELSE '"expires_at"\\:null,"kind":"EARN"' END
-               || ',"member":' || c.member_id || ',"metadata"\\:null,"partner":'
-               || c.partner_id || ',"points":' || abs(c.wallet_points)
-               || ',"reference"\\:null}', 'UTF8')),
-           c.at, c.at
-    FROM seed_chunk c ORDER BY c.id
-    """,
-    """
-    INSERT INTO ledger_posting (entry_id, account_id, amount)
-    SELECT c.id, leg.account_id, leg.amount
-    FROM seed_chunk c
-    CROSS JOIN LATERAL (VALUES (1, c.wallet_id, c.wallet_points),
-                               (2, c.account_id, -c.wallet_points)) AS leg(k, account_id, amount)
-    ORDER BY c.id, leg.k
-    """,
-    """
-    INSERT INTO ledger_lot (id, member_id, issuer_partner_id, origin, entry_id, amount,
-        remaining, earned_at, expires_at)
-    SELECT l.id, c.member_id, c.partner_id, 'EARN', c.id, l.amount,
-           l.amount - coalesce(spent.points, 0), c.at, c.at + make_interval(days => :lifetime)
-    FROM seed_lot l JOIN seed_chunk c ON c.id = l.entry_id
-    LEFT JOIN (SELECT lot_id, sum(points) AS points FROM seed_consumption
-               WHERE n >= :first AND n < :last GROUP BY lot_id) AS spent ON spent.lot_id = l.id
-    WHERE l.n >= :first AND l.n < :last ORDER BY l.id
-    """,
-    """
-    INSERT INTO ledger_lot_consumption (entry_id, lot_id, kind, points, issuer_partner_id,
-        redeemer_partner_id)
-    SELECT s.entry_id, s.lot_id, 'REDEEM', s.points, earned.partner_id, redeemed.partner_id
-    FROM seed_consumption s
-    JOIN seed_chunk redeemed ON redeemed.id = s.entry_id
-    JOIN seed_chunk earned ON earned.id = s.lot_entry_id
-    WHERE s.n >= :first AND s.n < :last ORDER BY s.entry_id, s.lot_i
-    """,
-    """
-    UPDATE ledger_account_shard s SET balance = s.balance + d.points
-    FROM (SELECT account_id, i % :shards AS shard, -sum(wallet_points) AS points
-          FROM seed_chunk GROUP BY 1, 2) AS d
-    WHERE s.account_id = d.account_id AND s.shard = d.shard
-    """,
-]
-
-
-async def _write_range(
-    conn: AsyncConnection, keys: IdentityKeys, first: int, last: int, start: datetime, step: int
-) -> int:
-    """Write members [first, last) with their whole history; returns their entry count."""
-    params: dict[str, Any] = {
-        "first": first,
-        "last": last,
-        "start": start,
-        "step": step,
-        "lifetime": POINTS_LIFETIME_DAYS,
-        "client": SEED_CLIENT,
-        "shards": BALANCE_SHARDS,
-    }
-    for number, statement in enumerate(_WRITE):
-        if number == 1:
-            await _write_identities(conn, keys, first, last, start)
-        used = {name: value for name, value in params.items() if f":{name}" in statement}
-        await conn.execute(text(statement), used)
-    return await _count(conn, "SELECT count(*) FROM seed_chunk")
-
-
-async def _write_identities(
-    conn: AsyncConnection, keys: IdentityKeys, first: int, last: int, start: datetime
-) -> None:
-    """Each member's e-mail, sealed as partners.identity seals it (blind index and
-    ciphertext), so identity matching and the GDPR export work on seeded members."""
-    rows = await conn.execute(
-        text("SELECT n, member_id FROM seed_member WHERE n >= :first AND n < :last ORDER BY n"),
-        {"first": first, "last": last},
-    )
-    records = []
-    for n, member_id in rows:
-        email = f"{MEMBER_REF.format(n)}@seed.invalid"
-        records.append(
-            (
-                member_id,
-                crypto.blind_index(keys.index_key, "email", email),
-                crypto.encrypt(keys.encryption_key, email, associated=b"email"),
-                start,
-            )
-        )
-    raw = await conn.get_raw_connection()
-    await raw.driver_connection.copy_records_to_table(  # type: ignore[union-attr]
-        "member_identity",
-        records=records,
-        columns=["member_id", "email_index", "email_ciphertext", "created_at"],
-    )
+    return await repository.link_sample_to_partners(conn, partner_ids=partner_ids, count=count)

@@ -9,7 +9,7 @@ also take many requests at once (``earn_many``, ``redeem_many``). Reads: :func:`
 :func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify` checks the invariants.
 """
 
-from exchange.ledger.accounts import open_member, open_partner, set_partner_policy
+from exchange.ledger.accounts import open_member, open_members, open_partner, set_partner_policy
 from exchange.ledger.earning import earn, earn_many
 from exchange.ledger.execution import Outcome
 from exchange.ledger.expiry import expire_batch, release_holds_batch
@@ -63,6 +63,7 @@ __all__ = [
     "get_hold",
     "hold",
     "open_member",
+    "open_members",
     "open_partner",
     "redeem",
     "redeem_many",

@@ -31,7 +31,12 @@ async def set_partner_policy(
 
 async def open_member(conn: AsyncConnection) -> int:
     """Open a new member's wallet and held accounts; returns the member id."""
-    return await repository.open_member(conn)
+    return (await open_members(conn, count=1))[0]
+
+
+async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
+    """Open many members at once (a seed at scale); their ids, ascending."""
+    return await repository.open_members(conn, count=count)
 
 
 async def partner_account(conn: AsyncConnection, partner_id: int, kind: AccountKind) -> Row[Any]:

@@ -128,19 +128,25 @@ async def coalition_account_id(conn: AsyncConnection, *, kind: AccountKind) -> i
     return int(result.scalar_one())
 
 
-async def open_member(conn: AsyncConnection) -> int:
+async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
+    """Open ``count`` members' wallet and held accounts; their new ids, ascending."""
     result = await conn.execute(
         sql(
             """
-            WITH member AS (SELECT nextval('ledger_member_id_seq') AS id)
-            INSERT INTO ledger_account (kind, member_id, sharded)
-            SELECT kind, member.id, false
-            FROM member, (VALUES ('MEMBER_WALLET'), ('MEMBER_HELD')) AS kinds(kind)
-            RETURNING member_id
+            WITH member AS MATERIALIZED (
+                SELECT nextval('ledger_member_id_seq') AS id FROM generate_series(1, :count)
+            ), opened AS (
+                INSERT INTO ledger_account (kind, member_id, sharded)
+                SELECT kind, member.id, false
+                FROM member, (VALUES ('MEMBER_WALLET'), ('MEMBER_HELD')) AS kinds(kind)
+                ORDER BY member.id, kind DESC
+            )
+            SELECT id FROM member ORDER BY id
             """
-        )
+        ),
+        {"count": count},
     )
-    return int(result.scalars().first())  # type: ignore[arg-type]
+    return [int(member_id) for member_id in result.scalars()]
 
 
 async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:

@@ -1,5 +1,6 @@
-"""`exchange bench seed`: a coalition written set-based is the ledger that earning and
-redeeming live would have left, and `exchange bench --seeded` can drive it."""
+"""`exchange bench seed`: a coalition written by the ledger's own batch operations is the
+ledger that earning and redeeming live would have left, and `exchange bench --seeded` can
+drive it."""
 
 from __future__ import annotations
 
@@ -69,7 +70,8 @@ async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
         redemption = (
             await conn.execute(
                 text(
-                    "SELECT e.idempotency_key, e.partner_id, e.member_id, e.points, l.member_ref"
+                    "SELECT e.idempotency_key, e.partner_id, e.member_id, e.points, e.effective_at,"
+                    " l.member_ref"
                     " FROM ledger_entry e JOIN member_link l ON l.member_id = e.member_id"
                     " AND l.partner_id = e.partner_id"
                     " WHERE e.client_id = 'seed' AND e.kind = 'REDEEM' ORDER BY e.id LIMIT 1"
@@ -89,6 +91,7 @@ async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
                 idempotency_key=redemption.idempotency_key,
                 member_id=member_id,
                 points=redemption.points,
+                effective_at=redemption.effective_at,  # the seed books its history backdated
             ),
             now=utc_now(),
         )
