@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import (
+    DocumentNode,
     ExecutionResult,
     FieldNode,
     FragmentDefinitionNode,
@@ -129,27 +130,37 @@ def query_cost(
     return coster.selection(operation.selection_set, root) if root else 1
 
 
+def _chosen(
+    document: DocumentNode | None, wanted: str | None
+) -> tuple[OperationDefinitionNode, dict[str, FragmentDefinitionNode]] | None:
+    """The operation the request runs and the document's fragments by name (None: there
+    is no such operation; execution reports that)."""
+    if document is None:
+        return None
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    operation = next(
+        (o for o in operations if wanted is None or (o.name and o.name.value == wanted)),
+        None,
+    )
+    if operation is None:
+        return None
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    return operation, fragments
+
+
 class QueryCost(SchemaExtension):
     def __init__(self) -> None:
         self.cost: dict[str, Any] | None = None
 
     def on_execute(self) -> Iterator[None]:
         context = self.execution_context
-        document = context.graphql_document
-        operation = None
-        if document is not None:
-            operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
-            wanted = context.operation_name
-            operation = next(
-                (o for o in operations if wanted is None or (o.name and o.name.value == wanted)),
-                None,
-            )
-        if operation is None:
+        chosen = _chosen(context.graphql_document, context.operation_name)
+        if chosen is None:
             yield
             return
-        fragments = {
-            d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
-        }
+        operation, fragments = chosen
         requested = query_cost(
             context.schema._schema, operation, fragments, context.variables or {}
         )

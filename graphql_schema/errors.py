@@ -6,13 +6,14 @@ schema (graphql_schema.schema)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from graphql import GraphQLError
 from strawberry.types import Info
 
 from exchange.kit.errors import DomainError
 from exchange.usecases.core import UseCase
+from graphql_schema.context import Context
 from graphql_schema.types import UserError
 
 Q = TypeVar("Q")
@@ -24,7 +25,7 @@ def query_error(error: DomainError) -> GraphQLError:
     return GraphQLError(error.message, extensions={"code": str(error.code)})
 
 
-async def ask(info: Info[Any, None], use_case: UseCase[Q, A], request: Callable[[], Q]) -> A:
+async def ask(info: Info[Context, None], use_case: UseCase[Q, A], request: Callable[[], Q]) -> A:
     """A query's use case: its result, or its business failure as a GraphQL error.
     ``request`` translates the field's arguments (and may refuse them)."""
     try:
@@ -34,11 +35,11 @@ async def ask(info: Info[Any, None], use_case: UseCase[Q, A], request: Callable[
 
 
 async def mutate(
-    info: Info[Any, None],
+    info: Info[Context, None],
     use_case: UseCase[Q, A],
     request: Callable[[], Q],
     payload: Callable[[A], P],
-    failed: Callable[[list[Any]], P],
+    failed: Callable[[list[UserError]], P],
 ) -> P:
     """A mutation's use case: ``payload(result)``, or ``failed(userErrors)``."""
     try:

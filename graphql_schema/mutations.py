@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Protocol, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -149,15 +149,50 @@ class EarnPointsBatchPayload:
 
 
 # The contract names one payload type per mutation; they share a shape.
-EarnPointsPayload = strawberry.type(type("EarnPointsPayload", (TransactionPayload,), {}))
-RedeemPointsPayload = strawberry.type(type("RedeemPointsPayload", (TransactionPayload,), {}))
-CaptureHoldPayload = strawberry.type(type("CaptureHoldPayload", (TransactionPayload,), {}))
-ReverseTransactionPayload = strawberry.type(
-    type("ReverseTransactionPayload", (TransactionPayload,), {})
-)
-TransferPointsPayload = strawberry.type(type("TransferPointsPayload", (TransactionPayload,), {}))
-HoldPointsPayload = strawberry.type(type("HoldPointsPayload", (HoldPayload,), {}))
-ReleaseHoldPayload = strawberry.type(type("ReleaseHoldPayload", (HoldPayload,), {}))
+@strawberry.type
+class EarnPointsPayload(TransactionPayload):
+    pass
+
+
+@strawberry.type
+class RedeemPointsPayload(TransactionPayload):
+    pass
+
+
+@strawberry.type
+class CaptureHoldPayload(TransactionPayload):
+    pass
+
+
+@strawberry.type
+class ReverseTransactionPayload(TransactionPayload):
+    pass
+
+
+@strawberry.type
+class TransferPointsPayload(TransactionPayload):
+    pass
+
+
+@strawberry.type
+class HoldPointsPayload(HoldPayload):
+    pass
+
+
+@strawberry.type
+class ReleaseHoldPayload(HoldPayload):
+    pass
+
+
+MovedPayload = TypeVar("MovedPayload", bound=TransactionPayload)
+HeldPayload = TypeVar("HeldPayload", bound=HoldPayload)
+Payload = TypeVar("Payload", covariant=True)
+
+
+class FailedPayload(Protocol[Payload]):
+    """A payload type: built from userErrors alone."""
+
+    def __call__(self, *, user_errors: list[UserError]) -> Payload: ...
 
 
 def _key(global_id: str, type_name: str, field: str) -> int:
@@ -167,18 +202,18 @@ def _key(global_id: str, type_name: str, field: str) -> int:
     return key
 
 
-def _moved(payload: Any) -> Callable[[EntryResult], Any]:
+def _moved(payload: type[MovedPayload]) -> Callable[[EntryResult], MovedPayload]:
     """A points-moving payload: the transaction written and the member's wallet."""
     return lambda result: payload(
         transaction=Transaction.of(result.entry), member_id=result.member_id
     )
 
 
-def _held(payload: Any) -> Callable[[point_cases.Held], Any]:
+def _held(payload: type[HeldPayload]) -> Callable[[point_cases.Held], HeldPayload]:
     return lambda held: payload(hold=Hold.of(held.hold), member_id=held.result.member_id)
 
 
-def _failed(payload: Any) -> Callable[[list[UserError]], Any]:
+def _failed(payload: FailedPayload[Payload]) -> Callable[[list[UserError]], Payload]:
     return lambda errors: payload(user_errors=errors)
 
 
@@ -223,7 +258,7 @@ class Mutation:
     @strawberry.mutation
     async def earn_points(
         self, info: Info[Context, None], input: EarnPointsInput
-    ) -> EarnPointsPayload:  # type: ignore[valid-type]
+    ) -> EarnPointsPayload:
         return await mutate(
             info,
             point_cases.earn_points,
@@ -250,7 +285,7 @@ class Mutation:
     @strawberry.mutation
     async def redeem_points(
         self, info: Info[Context, None], input: RedeemPointsInput
-    ) -> RedeemPointsPayload:  # type: ignore[valid-type]
+    ) -> RedeemPointsPayload:
         return await mutate(
             info,
             point_cases.redeem_points,
@@ -264,7 +299,7 @@ class Mutation:
     @strawberry.mutation
     async def hold_points(
         self, info: Info[Context, None], input: HoldPointsInput
-    ) -> HoldPointsPayload:  # type: ignore[valid-type]
+    ) -> HoldPointsPayload:
         return await mutate(
             info,
             point_cases.hold_points,
@@ -282,7 +317,7 @@ class Mutation:
     @strawberry.mutation
     async def capture_hold(
         self, info: Info[Context, None], input: CaptureHoldInput
-    ) -> CaptureHoldPayload:  # type: ignore[valid-type]
+    ) -> CaptureHoldPayload:
         return await mutate(
             info,
             point_cases.capture_hold,
@@ -296,7 +331,7 @@ class Mutation:
     @strawberry.mutation
     async def release_hold(
         self, info: Info[Context, None], input: ReleaseHoldInput
-    ) -> ReleaseHoldPayload:  # type: ignore[valid-type]
+    ) -> ReleaseHoldPayload:
         return await mutate(
             info,
             point_cases.release_hold,
@@ -308,7 +343,7 @@ class Mutation:
     @strawberry.mutation
     async def reverse_transaction(
         self, info: Info[Context, None], input: ReverseTransactionInput
-    ) -> ReverseTransactionPayload:  # type: ignore[valid-type]
+    ) -> ReverseTransactionPayload:
         return await mutate(
             info,
             point_cases.reverse_transaction,
@@ -325,7 +360,7 @@ class Mutation:
     @strawberry.mutation
     async def transfer_points(
         self, info: Info[Context, None], input: TransferPointsInput
-    ) -> TransferPointsPayload:  # type: ignore[valid-type]
+    ) -> TransferPointsPayload:
         return await mutate(
             info,
             point_cases.transfer_points,

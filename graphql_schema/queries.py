@@ -96,13 +96,16 @@ def _size(first: int | None) -> int:
     return size
 
 
-AccountKind = strawberry.enum(LedgerAccountKind, name="AccountKind")
+# strawberry.enum() registers the ledger's enum under its GraphQL name and returns the
+# same class; the plain alias is what annotations name (mypy takes no call as a type).
+strawberry.enum(LedgerAccountKind, name="AccountKind")
+AccountKind = LedgerAccountKind
 
 
 @strawberry.type
 class LedgerAccount:
-    kind: AccountKind  # type: ignore[valid-type]
-    balance: BigInt  # type: ignore[valid-type]
+    kind: AccountKind
+    balance: BigInt
     partner_id: strawberry.Private[int | None]
     member_id: strawberry.Private[int | None]
 
@@ -131,7 +134,7 @@ class LedgerAccountConnection:
 
 
 def _account_page(
-    first: int | None, after: str | None, kind: LedgerAccountKind | None
+    first: int | None, after: str | None, kind: AccountKind | None
 ) -> partners.AccountPage:
     after_id = _after(after, "account") or "0"
     if not after_id.isdigit():
@@ -166,18 +169,18 @@ class Query:
         info: Info[Context, None],
         first: FirstArgument | None = None,
         after: str | None = None,
-        kind: AccountKind | None = None,  # type: ignore[valid-type]
+        kind: AccountKind | None = None,
     ) -> LedgerAccountConnection:
-        wanted = LedgerAccountKind(kind.value) if kind else None
-        rows = await ask(
-            info, partners.ledger_accounts, lambda: _account_page(first, after, wanted)
-        )
+        rows = await ask(info, partners.ledger_accounts, lambda: _account_page(first, after, kind))
         size = _size(first)
         edges = [
             LedgerAccountEdge(
                 cursor=_cursor("account", r.id),
                 node=LedgerAccount(
-                    kind=r.kind, balance=r.balance, partner_id=r.partner_id, member_id=r.member_id
+                    kind=r.kind,
+                    balance=BigInt(r.balance),
+                    partner_id=r.partner_id,
+                    member_id=r.member_id,
                 ),
             )
             for r in rows[:size]

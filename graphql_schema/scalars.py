@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import NewType
 
 import strawberry
+from strawberry.types.scalar import ScalarDefinition
 
 INT64_MAX = 2**63 - 1
 
@@ -26,7 +27,8 @@ def _parse_big_int(value: object) -> int:
 
 BigInt = NewType("BigInt", int)
 
-SCALAR_MAP = {
+#: Python type -> GraphQL scalar (StrawberryConfig's ``scalar_map``).
+SCALAR_MAP: dict[object, ScalarDefinition] = {
     BigInt: strawberry.scalar(
         name="BigInt",
         description="A 64-bit integer, as a JSON string.",

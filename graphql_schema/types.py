@@ -20,9 +20,14 @@ from graphql_schema.context import Context
 from graphql_schema.scalars import BigInt
 from partners.models import PartnerListing
 
-ErrorCode = strawberry.enum(DomainErrorCode, name="ErrorCode")
-TransactionKind = strawberry.enum(EntryKind, name="TransactionKind")
-HoldStatus = strawberry.enum(HoldStatusModel, name="HoldStatus")
+# strawberry.enum() registers a domain enum under its GraphQL name and returns the same
+# class; the plain alias is what annotations name (mypy takes no call as a type).
+strawberry.enum(DomainErrorCode, name="ErrorCode")
+strawberry.enum(EntryKind, name="TransactionKind")
+strawberry.enum(HoldStatusModel, name="HoldStatus")
+ErrorCode = DomainErrorCode
+TransactionKind = EntryKind
+HoldStatus = HoldStatusModel
 
 
 @strawberry.enum
@@ -35,7 +40,7 @@ class ViewerKind(enum.Enum):
 @strawberry.type
 class UserError:
     field: list[str] | None
-    code: ErrorCode  # type: ignore[valid-type]
+    code: ErrorCode
     message: str
 
     @classmethod
@@ -58,7 +63,7 @@ class Contract:
     fee_rate: Decimal
     funding_model: str
     points_lifetime_days: int
-    credit_limit_points: BigInt | None  # type: ignore[valid-type]
+    credit_limit_points: BigInt | None
     effective_from: datetime
 
 
@@ -81,7 +86,11 @@ class Partner(Node):
                 fee_rate=terms.fee_rate,
                 funding_model=str(terms.funding_model),
                 points_lifetime_days=terms.points_lifetime_days,
-                credit_limit_points=terms.credit_limit_points,
+                credit_limit_points=(
+                    BigInt(terms.credit_limit_points)
+                    if terms.credit_limit_points is not None
+                    else None
+                ),
                 effective_from=partner.contract.effective_from,
             )
         return cls(
@@ -102,8 +111,8 @@ async def load_partner(info: Info[Context, None], partner_id: int | None) -> Par
 
 @strawberry.type
 class Transaction(Node):
-    kind: TransactionKind  # type: ignore[valid-type]
-    points: BigInt  # type: ignore[valid-type]
+    kind: TransactionKind
+    points: BigInt
     reference: str | None
     created_at: datetime
     effective_at: datetime
@@ -118,7 +127,7 @@ class Transaction(Node):
         return cls(
             id=strawberry.ID(ids.encode("Transaction", entry.id)),
             kind=entry.kind,
-            points=entry.points,
+            points=BigInt(entry.points),
             reference=entry.reference,
             created_at=entry.created_at,
             effective_at=entry.effective_at,
@@ -128,17 +137,17 @@ class Transaction(Node):
 
 @strawberry.type
 class Hold(Node):
-    points: BigInt  # type: ignore[valid-type]
-    captured_points: BigInt  # type: ignore[valid-type]
-    status: HoldStatus  # type: ignore[valid-type]
+    points: BigInt
+    captured_points: BigInt
+    status: HoldStatus
     expires_at: datetime
 
     @classmethod
     def of(cls, hold: HoldModel) -> Hold:
         return cls(
             id=strawberry.ID(ids.encode("Hold", hold.id)),
-            points=hold.points,
-            captured_points=hold.captured_points,
+            points=BigInt(hold.points),
+            captured_points=BigInt(hold.captured_points),
             status=hold.status,
             expires_at=hold.expires_at,
         )
@@ -146,7 +155,7 @@ class Hold(Node):
 
 @strawberry.type
 class PartnerBalance:
-    points: BigInt  # type: ignore[valid-type]
+    points: BigInt
     partner_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The issuing partner; null for coalition-issued points.")
@@ -156,7 +165,7 @@ class PartnerBalance:
 
 @strawberry.type
 class ExpiringPoints:
-    points: BigInt  # type: ignore[valid-type]
+    points: BigInt
     expires_at: datetime
     partner_id: strawberry.Private[int | None]
 
@@ -212,7 +221,7 @@ class PartnerConnection:
 
 @strawberry.input
 class TransactionFilter:
-    kinds: list[TransactionKind] | None = None  # type: ignore[valid-type]
+    kinds: list[TransactionKind] | None = None
     member_ref: str | None = None
     since: datetime | None = None
     until: datetime | None = None

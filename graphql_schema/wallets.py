@@ -72,20 +72,20 @@ async def transactions_page(
 
 @strawberry.type
 class Wallet:
-    balance: BigInt  # type: ignore[valid-type]
-    available: BigInt  # type: ignore[valid-type]
-    held: BigInt  # type: ignore[valid-type]
+    balance: BigInt
+    available: BigInt
+    held: BigInt
     by_partner: list[PartnerBalance]
     member_id: strawberry.Private[int]
 
     @classmethod
     def of(cls, wallet: WalletModel) -> Wallet:
         return cls(
-            balance=wallet.balance,
-            available=wallet.available,
-            held=wallet.held,
+            balance=BigInt(wallet.balance),
+            available=BigInt(wallet.available),
+            held=BigInt(wallet.held),
             by_partner=[
-                PartnerBalance(points=b.points, partner_id=b.issuer_partner_id)
+                PartnerBalance(points=BigInt(b.points), partner_id=b.issuer_partner_id)
                 for b in wallet.by_issuer
             ],
             member_id=wallet.member_id,
@@ -98,7 +98,9 @@ class Wallet:
         request = members.Expiring(member_id=self.member_id, within_days=within_days)
         soon = await ask(info, members.expiring, lambda: request)
         return [
-            ExpiringPoints(points=e.points, expires_at=e.expires_at, partner_id=e.issuer_partner_id)
+            ExpiringPoints(
+                points=BigInt(e.points), expires_at=e.expires_at, partner_id=e.issuer_partner_id
+            )
             for e in soon
         ]
 

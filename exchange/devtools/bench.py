@@ -89,8 +89,8 @@ async def setup(
                 conn, name=f"bench-{tag}-{number}", terms=terms, now=now
             )
             client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner.id)
-            secret = present(client.client_secret, "a new client has a secret")
-            created.append(BenchPartner(partner.id, client.client_id, secret))
+            client_secret = present(client.client_secret, "a new client has a secret")
+            created.append(BenchPartner(partner.id, client.client_id, client_secret))
     refs = [f"m{number}" for number in range(members)]
     for start in range(0, members, 500):
         async with database.transaction(SYSTEM) as conn:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, overload
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -26,8 +26,9 @@ from partners.principal import Principal, PrincipalKind
 Q = TypeVar("Q")
 A = TypeVar("A")
 
-#: Every use case ever declared, by name (for the scope table and its test).
-REGISTRY: dict[str, UseCase[object, object]] = {}
+#: Every use case ever declared, by name (for the scope table and its test); each has
+#: its own request and result types.
+REGISTRY: dict[str, UseCase[Any, Any]] = {}
 
 _WHO = {
     PrincipalKind.PARTNER: "a partner's",
@@ -83,13 +84,40 @@ class UseCase(Generic[Q, A]):
         )
 
 
+class Declare(Protocol):
+    """What :func:`use_case` returns: a decorator that keeps the function's request and
+    result types."""
+
+    def __call__(self, function: Run[Q, A], /) -> UseCase[Q, A]: ...
+
+
+@overload
 def use_case(
     *,
     partner: str | None = None,
     operator: str | None = None,
     member: str | None = None,
-    many: Many[Q, A] | None = None,
-) -> Callable[[Run[Q, A]], UseCase[Q, A]]:
+    many: None = None,
+) -> Declare: ...
+
+
+@overload
+def use_case(
+    *,
+    partner: str | None = None,
+    operator: str | None = None,
+    member: str | None = None,
+    many: Many[Q, A],
+) -> Callable[[Run[Q, A]], UseCase[Q, A]]: ...
+
+
+def use_case(
+    *,
+    partner: str | None = None,
+    operator: str | None = None,
+    member: str | None = None,
+    many: Many[Any, Any] | None = None,
+) -> Declare | Callable[[Run[Any, Any]], UseCase[Any, Any]]:
     """Declare a use case and who may call it: each keyword names a kind of caller and
     the scope it needs (``""``: no scope); a kind left out may not call it."""
     permits = {
@@ -110,7 +138,7 @@ def use_case(
             many=many,
             description=(function.__doc__ or "").strip().split("\n\n")[0],
         )
-        REGISTRY[f"{function.__module__}.{function.__name__}"] = declared  # type: ignore[assignment]
+        REGISTRY[f"{function.__module__}.{function.__name__}"] = declared
         return declared
 
     return declare

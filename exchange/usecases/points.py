@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from exchange import ledger
 from exchange.kit.errors import DomainError, InvalidInput, NotFound
-from exchange.kit.invariant import present
+from exchange.kit.invariant import InvariantViolation, invariant, present
 from exchange.ledger.models import Hold, HoldStatus
 from exchange.usecases.core import Call, use_case
 from partners import identity
@@ -80,7 +80,7 @@ async def _earn_all(
     members = await identity.resolve_many(
         call.conn, partner_id=partner_id, member_refs=[item.member_ref for item in items]
     )
-    outcomes: list[ledger.EntryResult | DomainError | None] = [None] * len(items)
+    outcomes: dict[int, ledger.EntryResult | DomainError] = {}
     requests: list[ledger.EarnRequest] = []
     positions: list[int] = []
     for index, item in enumerate(items):
@@ -103,13 +103,16 @@ async def _earn_all(
             now=call.now,
         )
         for index, outcome in zip(positions, written, strict=True):
+            if outcome is None:  # (present() would widen the union to object)
+                raise InvariantViolation("every earn has an outcome")
             outcomes[index] = outcome
+    invariant(len(outcomes) == len(items), "every earn has an outcome")
     done: list[ledger.EntryResult | DomainError] = []
-    for index, outcome in enumerate(outcomes):
-        outcome = present(outcome, "every earn has an outcome")
-        if isinstance(outcome, DomainError) and field_prefix:
-            outcome.field = ["items", str(index), *(outcome.field or [])]
-        done.append(outcome)
+    for index in range(len(items)):
+        result = outcomes[index]
+        if isinstance(result, DomainError) and field_prefix:
+            result.field = ["items", str(index), *(result.field or [])]
+        done.append(result)
     return done
 
 
