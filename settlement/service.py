@@ -25,14 +25,18 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.clock import require_aware
-from exchange.kit.errors import DomainError, ErrorCode, InvalidInput
+from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.invariant import present
 from settlement import journal, netting, repository
+from settlement.errors import (
+    InstructionPaid,
+    NoContractInForce,
+    PeriodClosed,
+    RatesIncomplete,
+    RunNotFinalized,
+)
 from settlement.models import COALITION, Obligation, RunStatus, SettlementRun, Terms, party
 from settlement.money import allocate, round_total
-
-
-class PeriodClosed(DomainError):
-    code = ErrorCode.PERIOD_CLOSED
 
 
 async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
@@ -52,7 +56,7 @@ async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int
 
 def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int | None) -> Terms:
     if version is None or (partner_id, version) not in terms:
-        raise InvalidInput(
+        raise NoContractInForce(
             f"partner {partner_id} has points booked in the period before any contract was in"
             " force; add a contract that covers them",
             field=["from"],
@@ -110,7 +114,7 @@ def _currency(
     involved = sorted({t.currency for t in terms.values()})
     chosen = currency or (involved[0] if len(involved) == 1 else None) or "USD"
     if currency is None and len(involved) > 1:
-        raise InvalidInput(
+        raise RatesIncomplete(
             f"the partners settle in {', '.join(involved)}; choose a settlement currency"
             " and give an exchange-rate table for the period",
             field=["currency"],
@@ -118,14 +122,14 @@ def _currency(
     table = {chosen: Decimal(1), **{k: v for k, v in rates.items() if k != chosen}}
     missing = [c for c in involved if c not in table]
     if missing:
-        raise InvalidInput(
+        raise RatesIncomplete(
             f"no exchange rate for {', '.join(missing)} into {chosen} for the period;"
             " the exchange-rate table must cover every currency involved",
             field=["rates"],
         )
     bad = [c for c, rate in table.items() if not rate.is_finite() or rate <= 0]
     if bad:
-        raise InvalidInput(f"exchange rates must be positive: {', '.join(bad)}", field=["rates"])
+        raise RatesIncomplete(f"exchange rates must be positive: {', '.join(bad)}", field=["rates"])
     return chosen, table
 
 
@@ -311,8 +315,7 @@ async def finalize(conn: AsyncConnection, *, run_id: int, now: datetime) -> Sett
     run = await get_run(conn, run_id=run_id)
     if run.status != RunStatus.DRAFT:
         raise PeriodClosed(f"run {run_id} is {run.status.lower()}, not a draft", field=["run"])
-    row = await repository.run_by_id(conn, run_id=run_id)
-    assert row is not None
+    row = present(await repository.run_by_id(conn, run_id=run_id), "get_run found the run")
     closed = await repository.overlapping_finalized(
         conn, start=row.period_start, end=row.period_end
     )
@@ -329,7 +332,7 @@ async def record_payment(
     once every instruction is."""
     run = await get_run(conn, run_id=run_id)
     if run.status not in (RunStatus.FINALIZED, RunStatus.PAID):
-        raise InvalidInput("only a finalized run's instructions can be paid", field=["run"])
+        raise RunNotFinalized("only a finalized run's instructions can be paid", field=["run"])
     count = len(run.document["instructions"])
     if not 1 <= instruction <= count:
         raise InvalidInput(f"the run has instructions 1 to {count}", field=["instruction"])
@@ -340,7 +343,7 @@ async def record_payment(
     if not await repository.record_payment(
         conn, run_id=run_id, instruction=instruction, reference=reference, at=now
     ):
-        raise InvalidInput(f"instruction {instruction} is already paid", field=["instruction"])
+        raise InstructionPaid(f"instruction {instruction} is already paid", field=["instruction"])
     paid = await repository.payments_of_run(conn, run_id=run_id)
     if len(paid) == count and run.status == RunStatus.FINALIZED:
         await repository.set_status(conn, run_id=run_id, status="PAID", at=now)
@@ -348,8 +351,6 @@ async def record_payment(
 
 
 async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
-    from exchange.kit.errors import NotFound
-
     row = await repository.run_by_id(conn, run_id=run_id)
     if row is None:
         raise NotFound(f"settlement run {run_id} does not exist", field=["run"])
