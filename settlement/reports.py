@@ -144,10 +144,54 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def to_html(document: dict[str, Any], *, run_id: int, status: str) -> str:
-    period = document["period"]
-    currency = html.escape(document["currency"])
+_HTML_STYLE = [
+    "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}",
+    "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;",
+    "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
+    "td:first-child,td:nth-child(2){text-align:left}</style></head><body>",
+]
+
+
+def _totals_html(document: dict[str, Any], currency: str) -> str:
+    """Totals by party: the CSV summary's rows."""
     summary = list(csv.reader(io.StringIO(to_csv(document))))
+    headers = [
+        "party",
+        "name",
+        "issued",
+        "redeemed here",
+        "its points redeemed",
+        "expired",
+        f"net ({currency})",
+        "currency",
+    ]
+    return _table(headers, summary[1:])
+
+
+def _instructions_html(document: dict[str, Any], currency: str) -> str:
+    instructions = [
+        [_name(document, i["payer"]), _name(document, i["payee"]), i["amount"]]
+        for i in document["instructions"]
+    ]
+    if not instructions:
+        return "<p>None.</p>"
+    return _table(["payer", "payee", f"amount ({currency})"], instructions)
+
+
+def _adjustments_html(document: dict[str, Any]) -> str:
+    adjustments = document.get("priorPeriodAdjustments", {}).get("byParty", {})
+    if not adjustments:
+        return "<p>None.</p>"
+    return _table(
+        ["party", "issued", "redeemed at", "redeemed from", "expired"],
+        [
+            [_name(document, k), v["issued"], v["redeemedAt"], v["redeemedFrom"], v["expired"]]
+            for k, v in adjustments.items()
+        ],
+    )
+
+
+def _reconciliation_html(document: dict[str, Any]) -> str:
     rec = document["reconciliation"]
     checks = [
         ["money journal balances", "yes" if rec["journalBalanced"] else "NO"],
@@ -157,68 +201,34 @@ def to_html(document: dict[str, Any], *, run_id: int, status: str) -> str:
         ],
         ["coalition margin", f"{rec['coalitionMargin']} {document['currency']}"],
     ]
-    instructions = [
-        [_name(document, i["payer"]), _name(document, i["payee"]), i["amount"]]
-        for i in document["instructions"]
+    return _table(["check", "result"], checks)
+
+
+def to_html(document: dict[str, Any], *, run_id: int, status: str) -> str:
+    period = document["period"]
+    currency = html.escape(document["currency"])
+    lines = [
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">',
+        f"<title>Settlement run {run_id}</title><style>",
+        *_HTML_STYLE,
+        f"<h1>Settlement run {run_id} <small>({html.escape(status)})</small></h1>",
+        f"<p>Period {html.escape(period['from'])} to {html.escape(period['to'])}"
+        f" (end excluded), amounts in {currency}.</p>",
+        "<h2>Totals by party</h2>",
+        _totals_html(document, currency),
+        "<h2>Points issued by (rows) and redeemed at (columns)</h2>",
+        _heatmap(document),
+        "<h2>Net positions</h2><p>Right of the line pays, left receives.</p>",
+        _bars(document),
+        "<h2>Payment instructions</h2>",
+        _instructions_html(document, currency),
+        "<h2>Prior-period adjustments</h2>",
+        _adjustments_html(document),
+        "<h2>Reconciliation</h2>",
+        _reconciliation_html(document),
+        "</body></html>",
     ]
-    adjustments = document.get("priorPeriodAdjustments", {}).get("byParty", {})
-    return (
-        "\n".join(
-            [
-                '<!doctype html><html lang="en"><head><meta charset="utf-8">',
-                f"<title>Settlement run {run_id}</title><style>",
-                "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}",
-                "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;",
-                "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
-                "td:first-child,td:nth-child(2){text-align:left}</style></head><body>",
-                f"<h1>Settlement run {run_id} <small>({html.escape(status)})</small></h1>",
-                f"<p>Period {html.escape(period['from'])} to {html.escape(period['to'])}"
-                f" (end excluded), amounts in {currency}.</p>",
-                "<h2>Totals by party</h2>",
-                _table(
-                    [
-                        "party",
-                        "name",
-                        "issued",
-                        "redeemed here",
-                        "its points redeemed",
-                        "expired",
-                        f"net ({currency})",
-                        "currency",
-                    ],
-                    summary[1:],
-                ),
-                "<h2>Points issued by (rows) and redeemed at (columns)</h2>",
-                _heatmap(document),
-                "<h2>Net positions</h2><p>Right of the line pays, left receives.</p>",
-                _bars(document),
-                "<h2>Payment instructions</h2>",
-                _table(["payer", "payee", f"amount ({currency})"], instructions)
-                if instructions
-                else "<p>None.</p>",
-                "<h2>Prior-period adjustments</h2>",
-                _table(
-                    ["party", "issued", "redeemed at", "redeemed from", "expired"],
-                    [
-                        [
-                            _name(document, k),
-                            v["issued"],
-                            v["redeemedAt"],
-                            v["redeemedFrom"],
-                            v["expired"],
-                        ]
-                        for k, v in adjustments.items()
-                    ],
-                )
-                if adjustments
-                else "<p>None.</p>",
-                "<h2>Reconciliation</h2>",
-                _table(["check", "result"], checks),
-                "</body></html>",
-            ]
-        )
-        + "\n"
-    )
+    return "\n".join(lines) + "\n"
 
 
 def _bean_account(account: str) -> str:

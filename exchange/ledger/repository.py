@@ -178,6 +178,58 @@ async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -
 # --- the one-statement earn (the fast path) -------------------------------------------
 
 
+_EARN_AT_ONCE = sql(
+    """
+    WITH issued AS (
+        SELECT id, coalesce(
+            CAST(:expires_at AS timestamptz),
+            CAST(:effective_at AS timestamptz)
+            + make_interval(days => coalesce(points_lifetime_days, :default_lifetime))
+        ) AS expires_at
+        FROM ledger_account
+        WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
+          AND credit_limit_points IS NULL
+    ), locked AS MATERIALIZED (
+        SELECT id FROM ledger_account
+        WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' FOR UPDATE
+    ), new_entry AS (
+        INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
+            idempotency_key, request_hash, reference, created_at, effective_at,
+            metadata)
+        SELECT 'EARN', :partner_id, :member_id, :points, :client_id, :key, :digest,
+            :reference, :now, :effective_at, CAST(:metadata AS jsonb)
+        FROM issued, locked
+        WHERE issued.expires_at > greatest(CAST(:now AS timestamptz),
+            CAST(:effective_at AS timestamptz))
+        ON CONFLICT (client_id, idempotency_key) DO NOTHING
+        RETURNING id
+    ), wallet AS (
+        UPDATE ledger_account SET balance = balance + :points
+        WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
+          AND EXISTS (SELECT 1 FROM new_entry)
+        RETURNING id, balance
+    ), shard AS (
+        UPDATE ledger_account_shard SET balance = balance - :points
+        WHERE account_id = (SELECT id FROM issued) AND shard = :shard
+          AND EXISTS (SELECT 1 FROM new_entry)
+    ), legs AS (
+        INSERT INTO ledger_posting (entry_id, account_id, amount)
+        SELECT new_entry.id, wallet.id, :points FROM new_entry, wallet
+        UNION ALL
+        SELECT new_entry.id, issued.id, -:points FROM new_entry, issued
+    ), lot AS (
+        INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id,
+            amount, remaining, earned_at, expires_at)
+        SELECT :member_id, :partner_id, 'EARN', new_entry.id, :points, :points,
+            :effective_at, issued.expires_at
+        FROM new_entry, issued
+    )
+    SELECT (SELECT id FROM new_entry) AS entry_id, (SELECT balance FROM wallet)
+        AS balance
+    """
+)
+
+
 async def earn_at_once(
     conn: AsyncConnection,
     *,
@@ -202,56 +254,7 @@ async def earn_at_once(
     wallet, then the key, then a shard.
     """
     result = await conn.execute(
-        sql(
-            """
-            WITH issued AS (
-                SELECT id, coalesce(
-                    CAST(:expires_at AS timestamptz),
-                    CAST(:effective_at AS timestamptz)
-                    + make_interval(days => coalesce(points_lifetime_days, :default_lifetime))
-                ) AS expires_at
-                FROM ledger_account
-                WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
-                  AND credit_limit_points IS NULL
-            ), locked AS MATERIALIZED (
-                SELECT id FROM ledger_account
-                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' FOR UPDATE
-            ), new_entry AS (
-                INSERT INTO ledger_entry (kind, partner_id, member_id, points, client_id,
-                    idempotency_key, request_hash, reference, created_at, effective_at,
-                    metadata)
-                SELECT 'EARN', :partner_id, :member_id, :points, :client_id, :key, :digest,
-                    :reference, :now, :effective_at, CAST(:metadata AS jsonb)
-                FROM issued, locked
-                WHERE issued.expires_at > greatest(CAST(:now AS timestamptz),
-                    CAST(:effective_at AS timestamptz))
-                ON CONFLICT (client_id, idempotency_key) DO NOTHING
-                RETURNING id
-            ), wallet AS (
-                UPDATE ledger_account SET balance = balance + :points
-                WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'
-                  AND EXISTS (SELECT 1 FROM new_entry)
-                RETURNING id, balance
-            ), shard AS (
-                UPDATE ledger_account_shard SET balance = balance - :points
-                WHERE account_id = (SELECT id FROM issued) AND shard = :shard
-                  AND EXISTS (SELECT 1 FROM new_entry)
-            ), legs AS (
-                INSERT INTO ledger_posting (entry_id, account_id, amount)
-                SELECT new_entry.id, wallet.id, :points FROM new_entry, wallet
-                UNION ALL
-                SELECT new_entry.id, issued.id, -:points FROM new_entry, issued
-            ), lot AS (
-                INSERT INTO ledger_lot (member_id, issuer_partner_id, origin, entry_id,
-                    amount, remaining, earned_at, expires_at)
-                SELECT :member_id, :partner_id, 'EARN', new_entry.id, :points, :points,
-                    :effective_at, issued.expires_at
-                FROM new_entry, issued
-            )
-            SELECT (SELECT id FROM new_entry) AS entry_id, (SELECT balance FROM wallet)
-                AS balance
-            """
-        ),
+        _EARN_AT_ONCE,
         {
             "client_id": key.client_id,
             "key": key.idempotency_key,
