@@ -5,7 +5,6 @@ Tree::
     DomainError (exchange.kit.errors)
     └── PartnersError
         ├── PartnerExists         INVALID_INPUT: a partner with that name exists
-        ├── PartnerSuspended      FORBIDDEN
         └── MemberNotLinked       MEMBER_NOT_LINKED: the partner has no such member ref
 """
 
@@ -20,10 +19,6 @@ class PartnersError(DomainError):
 
 class PartnerExists(PartnersError):
     code = ErrorCode.INVALID_INPUT
-
-
-class PartnerSuspended(PartnersError):
-    code = ErrorCode.FORBIDDEN
 
 
 class MemberNotLinked(PartnersError):

@@ -170,14 +170,6 @@ async def run_by_id(conn: AsyncConnection, *, run_id: int) -> Row[Any] | None:
     return result.first()
 
 
-async def postings_of_run(conn: AsyncConnection, *, run_id: int) -> list[Row[Any]]:
-    result = await conn.execute(
-        text("SELECT account, amount FROM settlement_posting WHERE run_id = :run_id ORDER BY id"),
-        {"run_id": run_id},
-    )
-    return list(result.all())
-
-
 async def supersede_drafts(conn: AsyncConnection, *, start: datetime, end: datetime) -> None:
     await conn.execute(
         text(

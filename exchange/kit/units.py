@@ -1,8 +1,7 @@
-"""Points and money: integers and exact decimals, never floats."""
+"""Points: whole numbers, never floats, within one operation's limit."""
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import NewType
 
 from exchange.kit.errors import InvalidInput
@@ -22,10 +21,3 @@ def positive_points(value: object, *, field: str = "points") -> Points:
     if value > MAX_POINTS_PER_OPERATION:
         raise InvalidInput(f"{field} must be at most {MAX_POINTS_PER_OPERATION}", field=[field])
     return Points(value)
-
-
-def money(value: str | int | Decimal) -> Decimal:
-    """Build an exact Decimal from a string or int; floats are refused."""
-    if isinstance(value, float):
-        raise TypeError("money is never a float")
-    return Decimal(value)

@@ -124,17 +124,6 @@ class EntryResult:
 
 
 @dataclass(frozen=True)
-class LotAllocation:
-    """Points taken from (positive) or given back to (negative) one lot."""
-
-    lot_id: int
-    issuer_partner_id: int | None
-    points: int
-    earned_at: datetime
-    expires_at: datetime
-
-
-@dataclass(frozen=True)
 class Hold:
     id: int
     member_id: int

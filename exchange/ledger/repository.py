@@ -727,14 +727,6 @@ async def write(conn: AsyncConnection, plans: Sequence[EntryPlan]) -> Written:
 # --- read models ----------------------------------------------------------------------
 
 
-async def member_balances(conn: AsyncConnection, *, member_id: int) -> dict[str, int]:
-    result = await conn.execute(
-        sql("SELECT kind, balance FROM ledger_account WHERE member_id = :member_id"),
-        {"member_id": member_id},
-    )
-    return {row.kind: int(row.balance) for row in result}
-
-
 async def wallet_rows(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
     """A member's wallet in one statement: its account balances (``part = 'account'``),
     then the points it owns per issuing partner, lots' remaining plus active holds

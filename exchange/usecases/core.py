@@ -5,9 +5,8 @@ where it is defined.
 which kinds of caller (partner, operator, member) and the scope each needs. The
 runner (:mod:`exchange.usecases.runner`) checks the permission before anything else and
 runs the use case in one unit of work under the caller's row-level-security scope; the
-function itself holds the rule and never checks a scope by hand. The GraphQL schema
-names the use case a field calls, and the API documentation's scope table is generated
-from these declarations.
+function itself holds the rule and never checks a scope by hand. A GraphQL field names
+the use case it calls, so the scope a field needs is read where the use case is defined.
 """
 
 from __future__ import annotations
@@ -25,10 +24,6 @@ from partners.principal import Principal, PrincipalKind
 
 Q = TypeVar("Q")
 A = TypeVar("A")
-
-#: Every use case ever declared, by name (for the scope table and its test); each has
-#: its own request and result types.
-REGISTRY: dict[str, UseCase[Any, Any]] = {}
 
 _WHO = {
     PrincipalKind.PARTNER: "a partner's",
@@ -66,7 +61,6 @@ class UseCase(Generic[Q, A]):
     #: The same use case for many requests of one caller in one unit of work; the runner
     #: micro-batches concurrent calls through it.
     many: Many[Q, A] | None = None
-    description: str = ""
 
     def permit(self, principal: Principal) -> None:
         """FORBIDDEN unless this kind of caller may call it with the scopes it holds."""
@@ -76,12 +70,6 @@ class UseCase(Generic[Q, A]):
         scope = self.permits[principal.kind]
         if scope:
             principal.require(scope)
-
-    def scope_text(self) -> str:
-        """Who may call it, e.g. ``partner: points:earn; operator: -``."""
-        return "; ".join(
-            f"{kind.lower()}: {scope or '(no scope)'}" for kind, scope in self.permits.items()
-        )
 
 
 class Declare(Protocol):
@@ -131,14 +119,6 @@ def use_case(
     }
 
     def declare(function: Run[Q, A]) -> UseCase[Q, A]:
-        declared = UseCase(
-            name=function.__name__,
-            permits=permits,
-            run=function,
-            many=many,
-            description=(function.__doc__ or "").strip().split("\n\n")[0],
-        )
-        REGISTRY[f"{function.__module__}.{function.__name__}"] = declared
-        return declared
+        return UseCase(name=function.__name__, permits=permits, run=function, many=many)
 
     return declare

@@ -91,10 +91,6 @@ class Runner:
             coalescer = self._coalescers[use_case.name] = Coalescer(run, max_batch=MAX_BATCH)
         return coalescer
 
-    def batch_stats(self, use_case: UseCase[Any, Any]) -> Any:
-        """What the micro-batching of a use case did (benchmarks and tests)."""
-        return self.coalescer(use_case).stats
-
     async def _batch(
         self, principal: Principal, use_case: UseCase[Q, A], requests: Sequence[Q]
     ) -> list[A | BaseException]:
