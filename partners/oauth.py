@@ -1,7 +1,7 @@
 """The OAuth 2 authorization server, on authlib's grant and client-authentication code.
 
 Endpoints (framework-neutral: a :class:`HttpRequest` in, a :class:`HttpResponse` out;
-``exchange.app`` adapts Starlette):
+``exchange.http.oauth`` adapts Starlette):
 
 - token (RFC 6749 client credentials; RFC 8693 token exchange for member tokens),
   clients authenticate with ``client_secret_basic``, ``client_secret_post`` or

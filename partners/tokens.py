@@ -2,7 +2,7 @@
 
 Verification needs no database round trip: the key set, the revoked token ids and the
 suspended partners and revoked clients live in an :class:`AuthState` snapshot that the
-server refreshes every few seconds and at once when told (see ``exchange.app``).
+server refreshes every few seconds and at once when told (see ``exchange.http.auth``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Exact money: Decimal amounts in a currency's minor units, and the rounding rule.
 
-Rounding rule (docs/decisions/0006): every priced figure is first computed exactly
+Rounding rule (docs/decisions/0005): every priced figure is first computed exactly
 (points x price, no rounding), then a group of figures that must add up to a total is
 rounded together by the largest-remainder method: the total is rounded half-even to the
 minor unit, each part is rounded down, and the minor units left over go one each to the
