@@ -249,14 +249,14 @@ async def _entries(
                     now=now,
                 )
             )
-    for slot, requests in sorted(redeems.items()):
-        for batch in _batches(requests):
+    for slot, redemptions in sorted(redeems.items()):
+        for group in _batches(redemptions):
             _check(
                 await ledger.redeem_many(
                     conn,
                     client_id=SEED_CLIENT,
                     partner_id=partner_ids[slot],
-                    requests=batch,
+                    requests=group,
                     now=now,
                 )
             )
