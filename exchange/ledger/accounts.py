@@ -3,14 +3,11 @@ sets on them), a member's wallet and held accounts, the coalition's accounts."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import NotFound
 from exchange.ledger import repository
-from exchange.ledger.models import AccountKind, PartnerPolicy
+from exchange.ledger.models import PartnerPolicy
 
 
 async def open_partner(
@@ -37,15 +34,3 @@ async def open_member(conn: AsyncConnection) -> int:
 async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
     """Open many members at once (a seed at scale); their ids, ascending."""
     return await repository.open_members(conn, count=count)
-
-
-async def partner_account(conn: AsyncConnection, partner_id: int, kind: AccountKind) -> Row[Any]:
-    """A partner's account with its policy flags, or NOT_FOUND."""
-    account = await repository.partner_account(conn, partner_id=partner_id, kind=kind)
-    if account is None:
-        raise NotFound(f"partner {partner_id} is not known to the ledger", field=["partnerId"])
-    return account
-
-
-async def coalition_account(conn: AsyncConnection, kind: AccountKind) -> int:
-    return await repository.coalition_account_id(conn, kind=kind)

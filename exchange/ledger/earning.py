@@ -18,7 +18,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import NotFound
-from exchange.ledger import accounts, execution, idempotency, repository
+from exchange.ledger import execution, idempotency, repository
 from exchange.ledger.errors import LimitExceeded
 from exchange.ledger.execution import Outcome
 from exchange.ledger.models import (
@@ -52,25 +52,31 @@ class Earn:
     async def read(
         self, conn: AsyncConnection, requests: Sequence[EarnRequest], now: datetime
     ) -> _EarnState:
-        """The issued account and its policy; the wallets locked in member order. A
-        partner with a credit limit serializes its issuance (an advisory lock) and its
-        outstanding points are counted after the lock."""
-        issued = await accounts.partner_account(conn, self.partner_id, AccountKind.PARTNER_ISSUED)
+        """The wallets locked in member order, with the issued account and its policy. A
+        partner with a credit limit then serializes its issuance (an advisory lock) and
+        its outstanding points are counted after the lock."""
+        issued_kind = (self.partner_id, AccountKind.PARTNER_ISSUED)
+        locked = await repository.lock_wallets(
+            conn, member_ids=[r.member_id for r in requests], accounts=[issued_kind]
+        )
+        issued = locked.accounts.get((self.partner_id, str(AccountKind.PARTNER_ISSUED)))
+        if issued is None:
+            raise NotFound(
+                f"partner {self.partner_id} is not known to the ledger", field=["partnerId"]
+            )
         limit = issued.credit_limit_points
+        outstanding = 0
         if limit is not None:
             await repository.lock_partner_issuance(conn, partner_id=self.partner_id)
-        wallets = await repository.lock_wallets(conn, member_ids=[r.member_id for r in requests])
-        outstanding = (
-            await repository.outstanding_points(conn, issuer_partner_id=self.partner_id)
-            if limit is not None
-            else 0
-        )
+            outstanding = await repository.outstanding_points(
+                conn, issuer_partner_id=self.partner_id
+            )
         return _EarnState(
-            issued_id=int(issued.id),
+            issued_id=issued.id,
             lifetime_days=int(issued.points_lifetime_days or DEFAULT_POINTS_LIFETIME_DAYS),
             credit_limit=int(limit) if limit is not None else None,
             outstanding=outstanding,
-            wallets={member_id: w.wallet_id for member_id, w in wallets.items()},
+            wallets={member_id: w.wallet_id for member_id, w in locked.wallets.items()},
         )
 
     def plan(self, state: _EarnState, request: EarnRequest, now: datetime) -> list[EntryPlan]:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import invariant
-from exchange.ledger import accounts, execution, repository
+from exchange.ledger import execution, repository
 from exchange.ledger.errors import HoldNotActive
 from exchange.ledger.models import (
     AccountKind,
@@ -53,12 +53,6 @@ async def get_hold(conn: AsyncConnection, *, hold_id: int) -> Hold | None:
 # --- hold -----------------------------------------------------------------------------
 
 
-@dataclass
-class _HoldState:
-    wallets: Wallets
-    hold_ids: list[int]
-
-
 @dataclass(frozen=True)
 class PlaceHold:
     """Reserve points for a pending purchase: wallet -n, held +n."""
@@ -69,15 +63,17 @@ class PlaceHold:
 
     async def read(
         self, conn: AsyncConnection, requests: Sequence[HoldRequest], now: datetime
-    ) -> _HoldState:
-        await accounts.partner_account(conn, self.partner_id, AccountKind.PARTNER_REDEEMED)
-        wallets = await read_wallets(conn, [r.member_id for r in requests])
-        hold_ids = await repository.new_hold_ids(conn, count=len(requests))
-        return _HoldState(wallets=wallets, hold_ids=hold_ids)
+    ) -> Wallets:
+        return await read_wallets(
+            conn,
+            [r.member_id for r in requests],
+            accounts=[(self.partner_id, AccountKind.PARTNER_REDEEMED)],
+            new_holds=len(requests),
+        )
 
-    def plan(self, state: _HoldState, request: HoldRequest, now: datetime) -> list[EntryPlan]:
+    def plan(self, state: Wallets, request: HoldRequest, now: datetime) -> list[EntryPlan]:
         points = request.points
-        wallet, allocation, before = spend(state.wallets, request.member_id, points, now)
+        wallet, allocation, before = spend(state, request.member_id, points, now)
         hold_id = state.hold_ids.pop()
         return [
             *before,
@@ -112,22 +108,22 @@ class _Closing:
     holds: dict[int, Row[Any]]
     reservations: dict[int, list[Lot]]
     wallets: Wallets
-    redeemed_ids: dict[int, int]  # partner id -> PARTNER_REDEEMED account id
     closed: dict[int, HoldStatus]  # holds closed by the plans so far
 
 
 async def _read_closing(conn: AsyncConnection, hold_ids: Sequence[int]) -> _Closing:
-    """Lock the holds (id order), then their members' wallets (member order)."""
+    """Lock the holds (id order), then their members' wallets (member order) with the
+    holds' partners' redeemed accounts, then read what the holds reserve."""
     holds = await repository.lock_holds(conn, hold_ids=hold_ids)
+    partners = sorted({int(row.partner_id) for row in holds.values()})
     wallets = await read_wallets(
-        conn, [int(row.member_id) for row in holds.values()], with_lots=False
+        conn,
+        [int(row.member_id) for row in holds.values()],
+        accounts=[(partner_id, AccountKind.PARTNER_REDEEMED) for partner_id in partners],
+        with_lots=False,
     )
     reservations = await repository.hold_reservations(conn, hold_ids=list(holds))
-    redeemed_ids = {}
-    for partner_id in {int(row.partner_id) for row in holds.values()}:
-        account = await accounts.partner_account(conn, partner_id, AccountKind.PARTNER_REDEEMED)
-        redeemed_ids[partner_id] = int(account.id)
-    return _Closing(holds, reservations, wallets, redeemed_ids, closed={})
+    return _Closing(holds, reservations, wallets, closed={})
 
 
 def _open_hold(
@@ -174,7 +170,8 @@ def _close(
             redeemer_partner_id=int(row.partner_id),
             hold_id=int(row.id),
         )
-        legs.append(Leg(state.redeemed_ids[int(row.partner_id)], captured, sharded=True))
+        redeemed = state.wallets.account(int(row.partner_id), AccountKind.PARTNER_REDEEMED)
+        legs.append(Leg(redeemed.id, captured, sharded=True))
     wallet.balance += returned
     state.closed[int(row.id)] = status
     return EntryPlan(

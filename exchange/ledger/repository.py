@@ -117,17 +117,6 @@ async def partner_account(
     return result.first()
 
 
-async def coalition_account_id(conn: AsyncConnection, *, kind: AccountKind) -> int:
-    result = await conn.execute(
-        sql(
-            "SELECT id FROM ledger_account"
-            " WHERE kind = :kind AND partner_id IS NULL AND member_id IS NULL"
-        ),
-        {"kind": str(kind)},
-    )
-    return int(result.scalar_one())
-
-
 async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
     """Open ``count`` members' wallet and held accounts; their new ids, ascending."""
     result = await conn.execute(
@@ -288,30 +277,82 @@ class WalletRow:
     held_id: int
 
 
-async def lock_wallets(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, WalletRow]:
+@dataclass(frozen=True)
+class AccountRow:
+    """A partner or coalition account with the policy flags `partners` sets on it."""
+
+    id: int
+    partner_id: int | None
+    kind: str
+    credit_limit_points: int | None
+    points_lifetime_days: int | None
+    allow_negative_reversal: bool
+
+
+@dataclass(frozen=True)
+class Locked:
+    """What :func:`lock_wallets` read: the wallets locked, the accounts asked for by
+    (partner id or None for the coalition, kind), and fresh hold ids."""
+
+    wallets: dict[int, WalletRow]
+    accounts: dict[tuple[int | None, str], AccountRow]
+    hold_ids: list[int]
+
+
+async def lock_wallets(
+    conn: AsyncConnection,
+    *,
+    member_ids: Sequence[int],
+    accounts: Sequence[tuple[int | None, AccountKind]] = (),
+    new_holds: int = 0,
+) -> Locked:
     """Lock wallets in member order (so two operations on the same wallets cannot
-    deadlock); with each, its held account (changed only under the wallet's lock)."""
-    result = await conn.execute(
-        sql(
-            """
-            WITH locked AS MATERIALIZED (
-                SELECT member_id, id, balance FROM ledger_account
-                WHERE member_id = ANY(CAST(:member_ids AS bigint[])) AND kind = 'MEMBER_WALLET'
-                ORDER BY member_id FOR UPDATE
+    deadlock), with each its held account (changed only under the wallet's lock); in the
+    same round trip, the partner and coalition accounts the operation posts to and
+    ``new_holds`` hold ids."""
+    result = await conn.execute(sql(_LOCK_WALLETS), {
+        "member_ids": sorted(set(member_ids)),
+        "partners": [partner_id for partner_id, _ in accounts],
+        "kinds": [str(kind) for _, kind in accounts],
+        "holds": new_holds,
+    })  # fmt: skip
+    locked = Locked(wallets={}, accounts={}, hold_ids=[])
+    for r in result:
+        if r.part == "wallet":
+            locked.wallets[int(r.owner)] = WalletRow(
+                int(r.owner), int(r.id), int(r.balance), int(r.held_id)
             )
-            SELECT w.member_id, w.id AS wallet_id, w.balance, h.id AS held_id
-            FROM locked w JOIN ledger_account h
-              ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
-            """
-        ),
-        {"member_ids": sorted(set(member_ids))},
-    )
-    return {
-        int(r.member_id): WalletRow(
-            int(r.member_id), int(r.wallet_id), int(r.balance), int(r.held_id)
-        )
-        for r in result
-    }
+        elif r.part == "account":
+            locked.accounts[(r.owner, r.kind)] = AccountRow(
+                int(r.id), r.owner, r.kind, r.credit_limit_points, r.points_lifetime_days,
+                bool(r.allow_negative_reversal),
+            )  # fmt: skip
+        else:
+            locked.hold_ids.append(int(r.id))
+    return locked
+
+
+_LOCK_WALLETS = """
+WITH locked AS MATERIALIZED (
+    SELECT member_id, id, balance FROM ledger_account
+    WHERE member_id = ANY(CAST(:member_ids AS bigint[])) AND kind = 'MEMBER_WALLET'
+    ORDER BY member_id FOR UPDATE
+)
+SELECT 'wallet' AS part, w.member_id AS owner, w.id, w.balance, h.id AS held_id,
+       NULL::text AS kind, NULL::bigint AS credit_limit_points,
+       NULL::integer AS points_lifetime_days, NULL::boolean AS allow_negative_reversal
+FROM locked w JOIN ledger_account h ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
+UNION ALL
+SELECT 'account', a.partner_id, a.id, NULL, NULL, a.kind, a.credit_limit_points,
+       a.points_lifetime_days, a.allow_negative_reversal
+FROM ledger_account a
+JOIN unnest(CAST(:partners AS bigint[]), CAST(:kinds AS text[])) AS want(partner_id, kind)
+  ON a.kind = want.kind AND a.partner_id IS NOT DISTINCT FROM want.partner_id
+ AND a.member_id IS NULL
+UNION ALL
+SELECT 'hold', NULL, nextval('ledger_hold_id_seq'), NULL, NULL, NULL, NULL, NULL, NULL
+FROM generate_series(1, :holds)
+"""
 
 
 async def lots_of_wallets(
@@ -376,14 +417,6 @@ async def hold_reservations(
             Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
         )
     return reservations
-
-
-async def new_hold_ids(conn: AsyncConnection, *, count: int) -> list[int]:
-    result = await conn.execute(
-        sql("SELECT nextval('ledger_hold_id_seq') FROM generate_series(1, :count)"),
-        {"count": count},
-    )
-    return [int(hold_id) for hold_id in result.scalars()]
 
 
 async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> list[int]:

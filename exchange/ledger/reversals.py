@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import invariant, present
-from exchange.ledger import accounts, execution, repository
+from exchange.ledger import execution, repository
 from exchange.ledger.errors import AlreadyReversed, InsufficientPoints, NotReversible
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
 from exchange.ledger.plans import EntryPlan, Leg, Lot, Take, allocate, takes
@@ -60,30 +60,17 @@ class Reverse:
                 rows[entry_id] = row
         reversible = {i: row for i, row in rows.items() if row.kind in REVERSIBLE}
         wallets = await read_wallets(
-            conn, [int(row.member_id) for row in reversible.values()], with_lots=False
+            conn,
+            [int(row.member_id) for row in reversible.values()],
+            accounts=[
+                (self.partner_id, AccountKind.PARTNER_ISSUED),
+                (self.partner_id, AccountKind.PARTNER_REDEEMED),
+            ],
+            with_lots=False,
         )
-        targets = {i: await self._target(conn, row) for i, row in reversible.items()}
-        return _ReverseState(
-            targets=targets, wallets=wallets, kinds={i: r.kind for i, r in rows.items()}
-        )
-
-    async def _target(self, conn: AsyncConnection, row: Row[Any]) -> _Target:
-        reversed_ = await repository.reversed_points(conn, target_entry_id=int(row.id))
-        if row.kind == EntryKind.EARN:
-            issued = await accounts.partner_account(
-                conn, self.partner_id, AccountKind.PARTNER_ISSUED
-            )
-            lot = present(
-                await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot"
-            )
-            return _Target(
-                row, reversed_, int(issued.id), bool(issued.allow_negative_reversal), [lot]
-            )
-        redeemed = await accounts.partner_account(
-            conn, self.partner_id, AccountKind.PARTNER_REDEEMED
-        )
-        lots = await repository.redeemed_lots(conn, redemption_entry_id=int(row.id))
-        return _Target(row, reversed_, int(redeemed.id), False, lots)
+        targets = {i: await _target(conn, wallets, row) for i, row in reversible.items()}
+        kinds = {i: r.kind for i, r in rows.items()}
+        return _ReverseState(targets=targets, wallets=wallets, kinds=kinds)
 
     def plan(self, state: _ReverseState, request: ReverseRequest, now: datetime) -> list[EntryPlan]:
         kind = state.kinds.get(request.entry_id)
@@ -130,6 +117,20 @@ class Reverse:
 
 
 Moves = tuple[list[Leg], list[Take], int]
+
+
+async def _target(conn: AsyncConnection, wallets: Wallets, row: Row[Any]) -> _Target:
+    """What a reversal of one entry plans against: how much was reversed so far, the
+    partner account it posts to, and the lots it gives back to or takes from."""
+    reversed_ = await repository.reversed_points(conn, target_entry_id=int(row.id))
+    partner_id = int(row.partner_id)
+    if row.kind == EntryKind.EARN:
+        issued = wallets.account(partner_id, AccountKind.PARTNER_ISSUED)
+        lot = present(await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot")
+        return _Target(row, reversed_, issued.id, issued.allow_negative_reversal, [lot])
+    redeemed = wallets.account(partner_id, AccountKind.PARTNER_REDEEMED)
+    lots = await repository.redeemed_lots(conn, redemption_entry_id=int(row.id))
+    return _Target(row, reversed_, redeemed.id, False, lots)
 
 
 def _reverse_earn(state: _ReverseState, target: _Target, points: int) -> Moves:

@@ -15,10 +15,11 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import NotFound
-from exchange.ledger import accounts, execution, repository
+from exchange.ledger import execution, repository
 from exchange.ledger.errors import InsufficientPoints
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
 from exchange.ledger.plans import EntryPlan, Leg, Lot, allocate, takes
+from exchange.ledger.repository import AccountRow
 from exchange.ledger.requests import RedeemRequest
 
 
@@ -34,11 +35,13 @@ class Wallet:
 
 @dataclass
 class Wallets:
-    """Wallets locked by one operation, their lots, and the breakage account."""
+    """Wallets locked by one operation, their lots, the partner and coalition accounts it
+    posts to, and hold ids it may open."""
 
     wallets: dict[int, Wallet]
     lots: dict[int, list[Lot]]
-    breakage_id: int
+    accounts: dict[tuple[int | None, str], AccountRow]
+    hold_ids: list[int] = field(default_factory=list)
     swept: set[int] = field(default_factory=set)
 
     def wallet(self, member_id: int, field: str = "memberId") -> Wallet:
@@ -47,17 +50,41 @@ class Wallets:
             raise NotFound(f"member {member_id} does not exist", field=[field])
         return found
 
+    def account(self, partner_id: int | None, kind: AccountKind) -> AccountRow:
+        found = self.accounts.get((partner_id, str(kind)))
+        if found is None:
+            raise NotFound(f"partner {partner_id} is not known to the ledger", field=["partnerId"])
+        return found
+
+    @property
+    def breakage_id(self) -> int:
+        return self.account(None, AccountKind.COALITION_BREAKAGE).id
+
 
 async def read_wallets(
-    conn: AsyncConnection, member_ids: Sequence[int], *, with_lots: bool = True
+    conn: AsyncConnection,
+    member_ids: Sequence[int],
+    *,
+    accounts: Sequence[tuple[int | None, AccountKind]] = (),
+    new_holds: int = 0,
+    with_lots: bool = True,
 ) -> Wallets:
-    """Lock the wallets (member order), then read their lots: read after the locks, so
-    every change committed before is seen."""
-    locked = await repository.lock_wallets(conn, member_ids=member_ids)
-    lots = await repository.lots_of_wallets(conn, member_ids=list(locked)) if with_lots else {}
-    breakage = await accounts.coalition_account(conn, AccountKind.COALITION_BREAKAGE)
-    wallets = {m: Wallet(m, w.wallet_id, w.held_id, w.balance) for m, w in locked.items()}
-    return Wallets(wallets=wallets, lots=lots, breakage_id=breakage)
+    """Lock the wallets (member order) and read the accounts the operation posts to (the
+    coalition's breakage account always: a spend may sweep expired lots into it), then
+    read their lots: read after the locks, so every change committed before is seen. A
+    partner account asked for and missing is NOT_FOUND for the whole operation."""
+    wanted = [(None, AccountKind.COALITION_BREAKAGE), *accounts]
+    locked = await repository.lock_wallets(
+        conn, member_ids=member_ids, accounts=wanted, new_holds=new_holds
+    )
+    lots = (
+        await repository.lots_of_wallets(conn, member_ids=list(locked.wallets)) if with_lots else {}
+    )
+    wallets = {m: Wallet(m, w.wallet_id, w.held_id, w.balance) for m, w in locked.wallets.items()}
+    state = Wallets(wallets=wallets, lots=lots, accounts=locked.accounts, hold_ids=locked.hold_ids)
+    for partner_id, kind in wanted:
+        state.account(partner_id, kind)
+    return state
 
 
 def sweep(state: Wallets, member_id: int, now: datetime) -> EntryPlan | None:
@@ -106,12 +133,6 @@ def spend(
     return wallet, allocation, [swept] if swept is not None else []
 
 
-@dataclass
-class _RedeemState:
-    wallets: Wallets
-    redeemed_id: int
-
-
 @dataclass(frozen=True)
 class Redeem:
     """Spend points at a partner: wallet -n, PARTNER_REDEEMED +n; lots consumed."""
@@ -122,16 +143,14 @@ class Redeem:
 
     async def read(
         self, conn: AsyncConnection, requests: Sequence[RedeemRequest], now: datetime
-    ) -> _RedeemState:
-        redeemed = await accounts.partner_account(
-            conn, self.partner_id, AccountKind.PARTNER_REDEEMED
-        )
-        wallets = await read_wallets(conn, [r.member_id for r in requests])
-        return _RedeemState(wallets=wallets, redeemed_id=int(redeemed.id))
+    ) -> Wallets:
+        redeemed = (self.partner_id, AccountKind.PARTNER_REDEEMED)
+        return await read_wallets(conn, [r.member_id for r in requests], accounts=[redeemed])
 
-    def plan(self, state: _RedeemState, request: RedeemRequest, now: datetime) -> list[EntryPlan]:
+    def plan(self, state: Wallets, request: RedeemRequest, now: datetime) -> list[EntryPlan]:
         points = request.points
-        wallet, allocation, before = spend(state.wallets, request.member_id, points, now)
+        redeemed_id = state.account(self.partner_id, AccountKind.PARTNER_REDEEMED).id
+        wallet, allocation, before = spend(state, request.member_id, points, now)
         return [
             *before,
             EntryPlan(
@@ -143,7 +162,7 @@ class Redeem:
                 member_id=request.member_id,
                 reference=request.reference,
                 metadata=request.metadata,
-                legs=[Leg(wallet.wallet_id, -points), Leg(state.redeemed_id, points, True)],
+                legs=[Leg(wallet.wallet_id, -points), Leg(redeemed_id, points, sharded=True)],
                 takes=takes(
                     allocation, ConsumptionKind.REDEEM, redeemer_partner_id=self.partner_id
                 ),

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.ledger import accounts, execution
+from exchange.ledger import execution
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult, LotOrigin
 from exchange.ledger.plans import EntryPlan, Leg, NewLot, takes
 from exchange.ledger.requests import AdjustRequest, TransferRequest
@@ -67,12 +67,6 @@ class Transfer:
         ]
 
 
-@dataclass
-class _AdjustState:
-    wallets: Wallets
-    adjustments_id: int
-
-
 @dataclass(frozen=True)
 class Adjust:
     """An operator's correction: positive points credit the member (a coalition-issued
@@ -83,24 +77,24 @@ class Adjust:
 
     async def read(
         self, conn: AsyncConnection, requests: Sequence[AdjustRequest], now: datetime
-    ) -> _AdjustState:
-        wallets = await read_wallets(conn, [r.member_id for r in requests])
-        adjustments = await accounts.coalition_account(conn, AccountKind.COALITION_ADJUSTMENTS)
-        return _AdjustState(wallets=wallets, adjustments_id=adjustments)
+    ) -> Wallets:
+        adjustments = (None, AccountKind.COALITION_ADJUSTMENTS)
+        return await read_wallets(conn, [r.member_id for r in requests], accounts=[adjustments])
 
-    def plan(self, state: _AdjustState, request: AdjustRequest, now: datetime) -> list[EntryPlan]:
+    def plan(self, state: Wallets, request: AdjustRequest, now: datetime) -> list[EntryPlan]:
         points = request.points
         magnitude = abs(points)
         before: list[EntryPlan] = []
         lots: list[NewLot] = []
+        adjustments_id = state.account(None, AccountKind.COALITION_ADJUSTMENTS).id
         if points > 0:
-            wallet = state.wallets.wallet(request.member_id)
+            wallet = state.wallet(request.member_id)
             wallet.balance += points
             expires_at = now + timedelta(days=request.lifetime_days)
             lots = [NewLot(request.member_id, None, LotOrigin.ADJUSTMENT, points, now, expires_at)]
             taken = []
         else:
-            wallet, allocation, before = spend(state.wallets, request.member_id, magnitude, now)
+            wallet, allocation, before = spend(state, request.member_id, magnitude, now)
             taken = takes(allocation, ConsumptionKind.ADJUSTMENT)
         return [
             *before,
@@ -116,7 +110,7 @@ class Adjust:
                 },
                 legs=[
                     Leg(wallet.wallet_id, points),
-                    Leg(state.adjustments_id, -points, sharded=True),
+                    Leg(adjustments_id, -points, sharded=True),
                 ],
                 lots=lots,
                 takes=taken,
