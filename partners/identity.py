@@ -15,26 +15,28 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
+from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.limits import MAX_EMAIL_LENGTH, MAX_MEMBER_REF_LENGTH, MAX_PHONE_LENGTH
 from partners import crypto, repository
 from partners.errors import MemberNotLinked
 
-MAX_REF_LENGTH = 200
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
 _E164 = re.compile(r"^\+[1-9][0-9]{7,14}$")
 
 
 def normalize_email(value: str) -> str:
-    email = value.strip().casefold()
-    if len(email) > 254 or not _EMAIL.match(email):
+    email = limits.text(value, "email", max_length=MAX_EMAIL_LENGTH).strip().casefold()
+    if len(email) > MAX_EMAIL_LENGTH or not _EMAIL.match(email):
         raise InvalidInput("email is not a valid e-mail address", field=["email"])
     return email
 
 
 def normalize_phone(value: str) -> str:
     """E.164: '+' and 8 to 15 digits; '00' for '+' and punctuation are accepted."""
-    phone = _PHONE_PUNCTUATION.sub("", value.strip())
+    typed = limits.text(value, "phone", max_length=MAX_PHONE_LENGTH)
+    phone = _PHONE_PUNCTUATION.sub("", typed.strip())
     if phone.startswith("00"):
         phone = "+" + phone[2:]
     if not _E164.match(phone):
@@ -64,12 +66,17 @@ class LinkResult:
     new_link: bool
 
 
-def check_ref(member_ref: str) -> str:
-    if not isinstance(member_ref, str) or not 1 <= len(member_ref) <= MAX_REF_LENGTH:
-        raise InvalidInput(
-            f"memberRef must be 1 to {MAX_REF_LENGTH} characters", field=["memberRef"]
-        )
-    return member_ref
+def check_ref(member_ref: object) -> str:
+    return limits.text(member_ref, "memberRef", max_length=MAX_MEMBER_REF_LENGTH)
+
+
+def valid_ref(member_ref: object) -> bool:
+    """Whether a ref could be linked at all (:func:`check_ref` would accept it)."""
+    try:
+        check_ref(member_ref)
+    except InvalidInput:
+        return False
+    return True
 
 
 async def link_member(
@@ -159,7 +166,7 @@ async def resolve_many(
 ) -> dict[str, int]:
     """The members behind many of a partner's refs, in one query; unknown (or malformed)
     refs are simply absent."""
-    wanted = sorted({ref for ref in member_refs if isinstance(ref, str) and ref})
+    wanted = sorted({ref for ref in member_refs if valid_ref(ref)})
     return await repository.links(conn, partner_id=partner_id, member_refs=wanted)
 
 
@@ -198,6 +205,7 @@ async def find_member(
 
 
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
+    check_ref(member_ref)
     if not await repository.delete_link(conn, partner_id=partner_id, member_ref=member_ref):
         raise MemberNotLinked(
             f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]

@@ -9,16 +9,17 @@ version comes into force.
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
+from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.limits import MAX_LIFETIME_DAYS
 from exchange.ledger.models import PartnerPolicy
 from partners import repository
 from partners.errors import PartnerExists
@@ -31,28 +32,15 @@ from partners.models import (
     PartnerStatus,
 )
 
-MAX_LIFETIME_DAYS = 3650
-_CURRENCY = re.compile(r"^[A-Z]{3}$")
-
 
 def _price(value: object, field: str) -> Decimal:
-    if isinstance(value, float):
-        raise InvalidInput(f"{field} must be given as a decimal string, not a float", field=[field])
-    try:
-        price = Decimal(str(value))
-    except InvalidOperation:
-        raise InvalidInput(f"{field} must be a decimal number", field=[field]) from None
-    if not price.is_finite() or price < 0:
-        raise InvalidInput(f"{field} must be zero or more", field=[field])
-    exponent = price.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -8:
-        raise InvalidInput(f"{field} has more than 8 decimal places", field=[field])
-    return price
+    return limits.decimal(
+        value, field, fraction_digits=limits.PRICE_FRACTION_DIGITS, allow_zero=True
+    )
 
 
 def validate_terms(terms: ContractTerms) -> ContractTerms:
-    if not _CURRENCY.match(terms.currency or ""):
-        raise InvalidInput("currency must be an ISO 4217 code like USD", field=["currency"])
+    limits.currency(terms.currency, "currency")
     fee_rate = _price(terms.fee_rate, "feeRate")
     if fee_rate >= 1:
         raise InvalidInput("feeRate must be below 1 (it is a fraction)", field=["feeRate"])

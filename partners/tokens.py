@@ -21,6 +21,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.limits import MAX_TOKEN_LENGTH
 from partners.keys import SigningKeys
 from partners.principal import Principal, PrincipalKind
 from partners.repository import notify_auth_change
@@ -28,7 +29,6 @@ from partners.repository import notify_auth_change
 ACCESS_TOKEN_LIFETIME = timedelta(minutes=10)
 MEMBER_TOKEN_LIFETIME = timedelta(minutes=5)
 CLOCK_LEEWAY_SECONDS = 30
-MAX_TOKEN_LENGTH = 4096
 #: Tokens whose signature this process has checked, per published key set: a partner
 #: sends the same token for minutes, and an ES256 check is a tenth of a request's CPU.
 SIGNATURE_CACHE_SIZE = 4096

@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
@@ -131,6 +132,23 @@ def _currency(
     if bad:
         raise RatesIncomplete(f"exchange rates must be positive: {', '.join(bad)}", field=["rates"])
     return chosen, table
+
+
+def checked_currency(currency: str | None) -> str | None:
+    return None if currency is None else limits.currency(currency, "currency")
+
+
+def checked_rates(rates: dict[str, Decimal] | None) -> dict[str, Decimal] | None:
+    """An exchange-rate table as a caller gives it: at most MAX_RATES ISO 4217 codes,
+    each with a positive rate within the decimal limits (kit.limits)."""
+    if rates is None:
+        return None
+    if len(rates) > limits.MAX_RATES:
+        raise InvalidInput(f"give at most {limits.MAX_RATES} exchange rates", field=["rates"])
+    return {
+        limits.currency(code, "rates"): limits.decimal(rate, "rates")
+        for code, rate in rates.items()
+    }
 
 
 def _points(
@@ -276,6 +294,7 @@ async def run_settlement(
     """Compute and store a DRAFT run for [start, end) with entries created by ``now``; an
     earlier draft of exactly that period is superseded."""
     start, end = require_aware(start, "from"), require_aware(end, "to")
+    currency, rates = checked_currency(currency), checked_rates(rates)
     if start >= end:
         raise InvalidInput("the period must end after it starts", field=["to"])
     if end > now:

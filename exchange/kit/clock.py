@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-Clock = Callable[[], datetime]
+from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import EARLIEST, LATEST
 
-#: Times a caller may give: wide enough for any real booking, narrow enough that adding
-#: a lifetime of years or converting between offsets can never overflow.
-EARLIEST = datetime(1000, 1, 1, tzinfo=UTC)
-LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+Clock = Callable[[], datetime]
 
 
 def utc_now() -> datetime:
@@ -20,8 +18,6 @@ def utc_now() -> datetime:
 def require_aware(moment: datetime, name: str) -> datetime:
     """Refuse naive datetimes (a ledger time without an offset is ambiguous) and times
     outside [EARLIEST, LATEST); return the moment in UTC."""
-    from exchange.kit.errors import InvalidInput
-
     if not isinstance(moment, datetime) or moment.tzinfo is None or moment.utcoffset() is None:
         raise InvalidInput(f"{name} must carry a UTC offset", field=[name])
     try:

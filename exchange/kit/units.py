@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import NewType
 
 from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import MAX_POINTS_PER_OPERATION
 
 Points = NewType("Points", int)
-
-#: Points are signed 64-bit in the database; one operation stays far below that.
-MAX_POINTS_PER_OPERATION = 1_000_000_000_000
 
 
 def positive_points(value: object, *, field: str = "points") -> Points:

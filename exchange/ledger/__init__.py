@@ -9,13 +9,14 @@ also take many requests at once (``earn_many``, ``redeem_many``). Reads: :func:`
 :func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify` checks the invariants.
 """
 
+from exchange.kit.limits import MAX_BATCH
 from exchange.ledger.accounts import open_member, open_members, open_partner, set_partner_policy
 from exchange.ledger.earning import earn, earn_many
 from exchange.ledger.execution import Outcome
 from exchange.ledger.expiry import expire_batch, release_holds_batch
 from exchange.ledger.holds import capture, get_hold, hold, release
 from exchange.ledger.invariants import VerifyReport, verify
-from exchange.ledger.models import MAX_BATCH, EntryResult, EntryView, PartnerPolicy, Wallet
+from exchange.ledger.models import EntryResult, EntryView, PartnerPolicy, Wallet
 from exchange.ledger.queries import (
     entries,
     entries_by_ids,

@@ -30,8 +30,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.invariant import invariant, present
+from exchange.kit.limits import MAX_BATCH
 from exchange.ledger import idempotency, repository
-from exchange.ledger.models import MAX_BATCH, EntryKind, EntryResult, EntryView
+from exchange.ledger.models import EntryKind, EntryResult, EntryView
 from exchange.ledger.plans import EntryPlan, Key
 
 Outcome = EntryResult | DomainError

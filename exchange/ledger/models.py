@@ -58,11 +58,6 @@ BALANCE_SHARDS = 16
 
 DEFAULT_POINTS_LIFETIME_DAYS = 365
 DEFAULT_HOLD_TTL_SECONDS = 15 * 60
-MAX_HOLD_TTL_SECONDS = 7 * 24 * 3600
-MAX_REFERENCE_LENGTH = 200
-MAX_IDEMPOTENCY_KEY_LENGTH = 200
-#: Requests one call may carry (bulk issuance, a micro-batch).
-MAX_BATCH = 1000
 
 
 @dataclass(frozen=True)

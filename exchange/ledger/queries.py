@@ -10,6 +10,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.limits import MAX_EXPIRING_WITHIN_DAYS, MAX_LEDGER_PAGE
 from exchange.ledger import repository
 from exchange.ledger.models import (
     AccountKind,
@@ -19,8 +20,6 @@ from exchange.ledger.models import (
     IssuerBalance,
     Wallet,
 )
-
-MAX_EXPIRING_WITHIN_DAYS = 3660
 
 
 async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
@@ -64,9 +63,6 @@ async def expiring(
     ]
 
 
-MAX_PAGE = 1000
-
-
 def entry_view(row: Row[Any]) -> EntryView:
     return EntryView(
         id=int(row.id),
@@ -95,9 +91,9 @@ async def entries(
     until: datetime | None = None,
     reference: str | None = None,
 ) -> list[EntryView]:
-    """One page of entries, newest first; ``limit`` is capped at MAX_PAGE."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
+    """One page of entries, newest first; ``limit`` is capped at MAX_LEDGER_PAGE."""
+    if not 1 <= limit <= MAX_LEDGER_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_LEDGER_PAGE}", field=["first"])
     rows = await repository.entries_page(
         conn,
         limit=limit,

@@ -16,36 +16,24 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import InvalidInput
-from exchange.kit.units import MAX_POINTS_PER_OPERATION, positive_points
-from exchange.ledger.models import (
-    DEFAULT_HOLD_TTL_SECONDS,
-    MAX_HOLD_TTL_SECONDS,
-    MAX_IDEMPOTENCY_KEY_LENGTH,
-    MAX_REFERENCE_LENGTH,
-)
-
-MAX_REASON_LENGTH = 500
+from exchange.kit.limits import MAX_HOLD_TTL_SECONDS, MAX_POINTS_PER_OPERATION, MAX_REASON_LENGTH
+from exchange.kit.units import positive_points
+from exchange.ledger.models import DEFAULT_HOLD_TTL_SECONDS
 
 
 def checked_key(idempotency_key: str) -> str:
     if not isinstance(idempotency_key, str) or not idempotency_key.strip():
         raise InvalidInput("idempotencyKey must not be empty", field=["idempotencyKey"])
-    if len(idempotency_key) > MAX_IDEMPOTENCY_KEY_LENGTH:
-        raise InvalidInput(
-            f"idempotencyKey must be at most {MAX_IDEMPOTENCY_KEY_LENGTH} characters",
-            field=["idempotencyKey"],
-        )
-    return idempotency_key
+    return limits.text(
+        idempotency_key, "idempotencyKey", max_length=limits.MAX_IDEMPOTENCY_KEY_LENGTH
+    )
 
 
 def checked_reference(reference: str | None) -> str | None:
-    if reference is not None and len(reference) > MAX_REFERENCE_LENGTH:
-        raise InvalidInput(
-            f"reference must be at most {MAX_REFERENCE_LENGTH} characters", field=["reference"]
-        )
-    return reference
+    return limits.optional_text(reference, "reference", max_length=limits.MAX_REFERENCE_LENGTH)
 
 
 def _time(value: datetime | None, name: str) -> datetime | None:
@@ -244,11 +232,7 @@ class AdjustRequest:
             raise InvalidInput("points must be a non-zero whole number", field=["points"])
         if abs(points) > MAX_POINTS_PER_OPERATION:
             positive_points(abs(points))
-        if not self.reason or len(self.reason) > MAX_REASON_LENGTH:
-            raise InvalidInput(
-                f"a reason of at most {MAX_REASON_LENGTH} characters is required",
-                field=["reason"],
-            )
+        limits.text(self.reason, "reason", max_length=MAX_REASON_LENGTH)
 
     def fingerprint(self, partner_id: int | None) -> dict[str, Any]:
         return {"member": self.member_id, "points": self.points, "reason": self.reason}

@@ -8,17 +8,23 @@ everyone's. Row-level security enforces the same again underneath.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, TypeVar
 
 from exchange import ledger
-from exchange.kit.errors import DomainError, Forbidden, NotFound
+from exchange.kit import limits
+from exchange.kit.clock import require_aware
+from exchange.kit.errors import DomainError, Forbidden, InvalidInput, NotFound
 from exchange.ledger.models import EntryKind, ExpiringPoints, Hold, Wallet
 from exchange.usecases.core import Call, use_case
 from partners import identity, repository
 from partners.errors import MemberNotLinked
 from partners.identity import LinkResult
 from partners.principal import PrincipalKind
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,13 +53,38 @@ class Expiring:
     within_days: int
 
 
+def _in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:
+    """``check(*args, **keywords)``; its INVALID_INPUT names the field under ``filter``."""
+    try:
+        return check(*args, **keywords)
+    except InvalidInput as error:
+        error.field = ["filter", *(error.field or [])]
+        raise
+
+
 @dataclass(frozen=True)
 class TransactionFilter:
+    """What a page of transactions is narrowed to; checked when made (kit.limits)."""
+
     kinds: list[EntryKind] | None = None
     member_ref: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     reference: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.member_ref is not None:
+            _in_filter(identity.check_ref, self.member_ref)
+        _in_filter(
+            limits.optional_text,
+            self.reference,
+            "reference",
+            max_length=limits.MAX_REFERENCE_LENGTH,
+        )
+        for name in ("since", "until"):
+            moment = getattr(self, name)
+            if moment is not None:
+                object.__setattr__(self, name, _in_filter(require_aware, moment, name))
 
 
 @dataclass(frozen=True)
@@ -77,6 +108,10 @@ class LinkedMember:
 class LinkedPage:
     first: int
     after_ref: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.after_ref is not None:
+            limits.text(self.after_ref, "after", max_length=limits.MAX_MEMBER_REF_LENGTH)
 
 
 @use_case(partner="members:link")

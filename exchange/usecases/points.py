@@ -85,7 +85,7 @@ async def _earn_all(
     positions: list[int] = []
     for index, item in enumerate(items):
         try:
-            member_id = members.get(item.member_ref)
+            member_id = members.get(identity.check_ref(item.member_ref))
             if member_id is None:
                 raise MemberNotLinked(
                     f"no member is linked to memberRef {item.member_ref!r}", field=["memberRef"]
