@@ -22,7 +22,12 @@ P = TypeVar("P")
 
 
 def query_error(error: DomainError) -> GraphQLError:
-    return GraphQLError(error.message, extensions={"code": str(error.code)})
+    """The GraphQL error of a query's business failure: ``extensions.code``, and
+    ``extensions.field`` when the failure names an argument."""
+    extensions: dict[str, object] = {"code": str(error.code)}
+    if error.field:
+        extensions["field"] = list(error.field)
+    return GraphQLError(error.message, extensions=extensions)
 
 
 async def ask(info: Info[Context, None], use_case: UseCase[Q, A], request: Callable[[], Q]) -> A:

@@ -1,11 +1,19 @@
-"""Opaque global IDs for the Relay ``Node`` interface: base64url of ``Type:key``."""
+"""Opaque global IDs for the Relay ``Node`` interface: base64url of ``Type:key``.
+
+Each ID has one spelling, the one :func:`encode` writes: anything else (padding, a sign,
+leading zeros, non-ASCII digits, a key beyond 64 bits) is not one of our IDs, so it can
+never reach the database as a number it can't hold."""
 
 from __future__ import annotations
 
 import base64
 import binascii
 
+from exchange.kit import limits
+
 TYPES = frozenset({"Transaction", "Hold", "Partner", "Member", "SettlementRun"})
+#: The longest ID encode() writes ("SettlementRun:" and 19 digits, in base64).
+MAX_LENGTH = len(base64.urlsafe_b64encode(b"SettlementRun:" + b"9" * limits.MAX_ID_DIGITS))
 
 
 def encode(type_name: str, key: int) -> str:
@@ -14,14 +22,17 @@ def encode(type_name: str, key: int) -> str:
 
 def decode(global_id: str) -> tuple[str, int] | None:
     """(type, key), or None for anything that is not one of our IDs."""
+    if not global_id.isascii() or len(global_id) > MAX_LENGTH:
+        return None
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
-        type_name, _, key = base64.urlsafe_b64decode(padded).decode().partition(":")
+        type_name, _, digits = base64.urlsafe_b64decode(padded).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
-    if type_name not in TYPES or not key.isdigit() or len(key) > 19:
+    key = limits.int64_digits(digits)
+    if type_name not in TYPES or key is None or encode(type_name, key) != global_id:
         return None
-    return type_name, int(key)
+    return type_name, key
 
 
 def decode_as(global_id: str, type_name: str) -> int | None:

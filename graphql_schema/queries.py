@@ -10,14 +10,16 @@ from datetime import datetime
 import strawberry
 from strawberry.types import Info
 
-from exchange.kit.errors import InvalidInput
+from exchange.kit import limits
+from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.ledger.models import AccountKind as LedgerAccountKind
 from exchange.usecases import members, partners
 from exchange.usecases import settlement as settlement_cases
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
-from graphql_schema.errors import ask
+from graphql_schema.errors import ask, query_error
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
@@ -35,9 +37,6 @@ from graphql_schema.types import (
 )
 from graphql_schema.wallets import Member, Wallet, selects, transactions_page
 from partners.principal import PrincipalKind
-
-DEFAULT_PAGE = 20
-MAX_PAGE = 100
 
 
 @strawberry.type
@@ -81,8 +80,8 @@ def _after(cursor: str | None, prefix: str) -> str | None:
     if cursor is None:
         return None
     try:
-        decoded = base64.urlsafe_b64decode(cursor.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
+        decoded = base64.urlsafe_b64decode(cursor.encode("ascii")).decode()
+    except (binascii.Error, UnicodeError, ValueError):
         decoded = ""
     if not decoded.startswith(f"{prefix}:"):
         raise InvalidInput("after is not a cursor from here", field=["after"])
@@ -136,10 +135,11 @@ class LedgerAccountConnection:
 def _account_page(
     first: int | None, after: str | None, kind: AccountKind | None
 ) -> partners.AccountPage:
-    after_id = _after(after, "account") or "0"
-    if not after_id.isdigit():
+    after_key = _after(after, "account")
+    after_id = 0 if after_key is None else limits.int64_digits(after_key)
+    if after_id is None:
         raise InvalidInput("after is not a cursor from here", field=["after"])
-    return partners.AccountPage(first=_size(first) + 1, after_id=int(after_id), kind=kind)
+    return partners.AccountPage(first=_size(first) + 1, after_id=after_id, kind=kind)
 
 
 async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | None:
@@ -288,6 +288,6 @@ class Query:
     @strawberry.field(description="Any object by its global ID, if the caller may see it.")
     async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
         decoded = ids.decode(id)
-        if decoded is None:
-            return None
+        if decoded is None:  # not an ID of ours: nothing can have it
+            raise query_error(NotFound("no object has that id", field=["id"]))
         return await _node(info, *decoded)

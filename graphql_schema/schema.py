@@ -18,6 +18,7 @@ from strawberry.extensions import (
 )
 from strawberry.schema.config import StrawberryConfig
 
+from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from graphql_schema.cost import QueryCost
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
@@ -29,9 +30,6 @@ from graphql_schema.wallets import Member
 
 log = logging.getLogger(__name__)
 
-MAX_DEPTH = 10
-MAX_ALIASES = 30
-MAX_TOKENS = 5_000
 CACHE_SIZE = 512
 
 
@@ -73,7 +71,7 @@ class MaskUnexpectedErrors(MaskErrors):
 # validation cache is keyed by the rules: built per request, every request would miss
 # the cache and be validated again (a third of a mutation's CPU). Built once here.
 LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_DEPTH).validation_rules,
+    *QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
 

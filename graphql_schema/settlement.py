@@ -9,6 +9,7 @@ import strawberry
 from strawberry.types import Info
 
 from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.usecases import settlement as settlement_cases
 from exchange.usecases.settlement import RunView
 from graphql_schema import ids
@@ -80,12 +81,14 @@ class SettlementRunConnection:
 async def settlement_runs(
     info: Info[Context, None], first: FirstArgument | None = None, after: str | None = None
 ) -> SettlementRunConnection:
-    size = 20 if first is None else first
+    size = DEFAULT_PAGE if first is None else first
 
     def page() -> settlement_cases.RunPage:
         before_id = ids.decode_as(after, "SettlementRun") if after else None
-        if not 1 <= size <= 100 or (after and before_id is None):
-            raise InvalidInput("first must be 1 to 100; after a cursor from here", field=["after"])
+        if not 1 <= size <= MAX_PAGE:
+            raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
+        if after and before_id is None:
+            raise InvalidInput("after is not a cursor from here", field=["after"])
         return settlement_cases.RunPage(first=size + 1, before_id=before_id)
 
     views = await ask(info, settlement_cases.settlement_runs, page)

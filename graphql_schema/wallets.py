@@ -7,6 +7,7 @@ from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.ledger.models import Wallet as WalletModel
 from exchange.usecases import members
 from graphql_schema import ids
@@ -22,14 +23,13 @@ from graphql_schema.types import (
     TransactionFilter,
 )
 
-DEFAULT_PAGE = 20
-
 
 def page_arguments(first: int | None, after: str | None) -> tuple[int, int | None]:
-    """``first`` (1 to 100) and the entry id ``after`` points past; INVALID_INPUT else."""
+    """``first`` (1 to MAX_PAGE) and the entry id ``after`` points past; INVALID_INPUT
+    else."""
     size = DEFAULT_PAGE if first is None else first
-    if not 1 <= size <= 100:
-        raise InvalidInput("first must be between 1 and 100", field=["first"])
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
     if after is None:
         return size, None
     before_id = ids.decode_as(after, "Transaction")
