@@ -2,7 +2,8 @@
 
 It builds the process's parts once (the database, the use-case runner with its
 micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapters
-(``exchange.http``: GraphQL, OAuth, probes) and runs the background work that has no
+(``exchange.http``: GraphQL, OAuth, probes) behind the body reader that holds every
+request body to its route's limits (``exchange.http.body``) and runs the background work that has no
 caller (the expiry sweep) under the system scope.
 """
 
@@ -16,6 +17,7 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
@@ -23,6 +25,7 @@ from starlette.routing import Route, WebSocketRoute
 from exchange import ledger
 from exchange.http import graphql, oauth
 from exchange.http.auth import AuthRuntime
+from exchange.http.body import BodyReader
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
@@ -154,4 +157,4 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         WebSocketRoute("/graphql", graphql.GraphQLEndpoint()),
         Route("/api/whoami", whoami),
     ]
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyReader)])

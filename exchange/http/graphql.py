@@ -1,22 +1,26 @@
 """Strawberry at /graphql: every operation needs a verified bearer token (401 with a
 ``WWW-Authenticate: Bearer`` challenge otherwise); a browser GET without a query gets
-GraphiQL."""
+GraphiQL. The body was read within its limits before this runs (``exchange.http.body``);
+every error refused at the HTTP level is JSON in the GraphQL error shape."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
 from exchange.http import oauth
+from exchange.http.errors import graphql_error
+from exchange.kit import limits
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
 from partners.principal import Principal, PrincipalKind
@@ -32,7 +36,6 @@ ANONYMOUS = Principal(
 )
 
 PRINCIPAL_KEY = "exchange.principal"
-MAX_BODY_BYTES = 256 * 1024
 
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
@@ -52,6 +55,27 @@ class _Strawberry(GraphQL[Context, None]):
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """JSON from the body, the query string (GET ``variables``, ``extensions``) or a
+        websocket message, checked before the parser recurses into it."""
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+        problem = limits.json_problem(raw)
+        if problem is not None:
+            raise json.JSONDecodeError(problem, raw.decode("utf-8", "replace"), 0)
+        return json.loads(raw)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """As Strawberry's, but a request refused at the HTTP level (no query, JSON that
+        does not parse, GET for a mutation) gets JSON in the GraphQL error shape."""
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope, receive))
+        except HTTPException as error:
+            response = graphql_error(error.status_code, error.reason)
+        await response(scope, receive, send)
 
     async def process_result(self, request: Any, result: Any) -> Any:
         response: dict[str, Any] = dict(await super().process_result(request, result))
@@ -120,21 +144,6 @@ class GraphQLEndpoint:
             and "query" not in request.query_params
             and "text/html" in request.headers.get("accept", "")
         )
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > MAX_BODY_BYTES:
-            too_large = JSONResponse(
-                {
-                    "errors": [
-                        {
-                            "message": f"request body above {MAX_BODY_BYTES} bytes",
-                            "extensions": {"code": "PAYLOAD_TOO_LARGE"},
-                        }
-                    ]
-                },
-                status_code=413,
-            )
-            await too_large(scope, receive, send)
-            return
         if scope["type"] == "http" and not wants_ide:
             principal = await oauth.authenticate(request)
             if not isinstance(principal, Principal):

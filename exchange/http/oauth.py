@@ -1,5 +1,6 @@
 """Starlette adapter for the OAuth endpoints of ``partners.oauth``, and the bearer-token
-check every API route uses."""
+check every API route uses. Their form bodies were read within their limits, and of the
+form media type, before these run (``exchange.http.body``)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from exchange.http.auth import AuthRuntime
+from exchange.http.errors import oauth_error
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
@@ -17,23 +19,11 @@ from partners import oauth
 from partners.principal import Principal
 from partners.tokens import InvalidToken
 
-MAX_FORM_BYTES = 64 * 1024
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
-
-def _error(status: int, error: str, description: str) -> JSONResponse:
-    return JSONResponse(
-        {"error": error, "error_description": description}, status_code=status, headers=NO_STORE
-    )
+_error = oauth_error
 
 
 async def _http_request(request: Request) -> oauth.HttpRequest | JSONResponse:
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type != "application/x-www-form-urlencoded":
-        return _error(400, "invalid_request", "send application/x-www-form-urlencoded")
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        return _error(413, "invalid_request", "the request body is too large")
     try:
         pairs = parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError:
