@@ -13,6 +13,12 @@ authlib's hooks are synchronous and our database is not, so each request first l
 asynchronously, the client it claims to be (and, for token exchange, the member its ref
 names) and then runs authlib over that snapshot; writes (a used assertion, a revoked
 token) happen after, in the same transaction.
+
+Every malformed request gets an RFC 6749 section 5.2 error before any of that: a value
+with a NUL or beyond its length, Basic credentials that are not UTF-8, a client
+assertion that is not a compact JWS or nests too deep (``invalid_request``). A client
+that fails to authenticate, however it fails, is told ``invalid_client`` "client
+authentication failed" and no more.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -44,7 +51,9 @@ from joserfc.jwk import KeySet
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit import limits
 from exchange.kit.errors import DomainError
+from exchange.kit.limits import MAX_FORM_VALUE
 from partners import clients as client_store
 from partners import identity
 from partners import tokens as token_service
@@ -57,7 +66,9 @@ TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105
 MEMBER_REF_TOKEN_TYPE = "urn:coalition-exchange:params:oauth:token-type:member-ref"  # noqa: S105
 ACCESS_TOKEN_TYPE = "urn:ietf:params:oauth:token-type:access_token"  # noqa: S105 (a URN)
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "private_key_jwt"]
-MAX_FORM_VALUE = 8192
+CLIENT_AUTHENTICATION_FAILED = "client authentication failed"
+#: A compact JWS: three base64url parts (the signature may be empty only to be refused).
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,10 @@ class _Client(ClientMixin):  # type: ignore[misc]
         )
 
 
+class _ClientRefused(InvalidClientError):  # type: ignore[misc]
+    """An ``invalid_client`` whose description is ours to tell (a suspended client)."""
+
+
 class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     CLIENT_AUTH_METHOD = "private_key_jwt"
 
@@ -162,12 +177,24 @@ class _PrivateKeyJwt(JWTBearerClientAssertion):  # type: ignore[misc]
     def get_audiences(self) -> list[str]:
         return self._audiences
 
-    def validate_jti(self, claims: dict[str, Any], jti: str) -> bool:
-        # Uniqueness is checked against the database once authlib is done.
-        self._seen.append((str(claims["sub"]), str(jti), int(claims["exp"])))
+    def validate_jti(self, claims: dict[str, Any], jti: object) -> bool:
+        # Uniqueness is checked against the database once authlib is done; what is
+        # stored must be a storable id and a time within range.
+        expires = claims["exp"]
+        if (
+            not isinstance(jti, str)
+            or not 1 <= len(jti) <= limits.MAX_ASSERTION_ID_LENGTH
+            or limits.unsafe(jti)
+            or not isinstance(expires, int)
+            or not limits.EARLIEST.timestamp() <= expires < limits.LATEST.timestamp()
+        ):
+            raise InvalidClientError(description=CLIENT_AUTHENTICATION_FAILED)
+        self._seen.append((str(claims["sub"]), jti, expires))
         return True
 
     def resolve_client_public_key(self, client: _Client) -> KeySet:
+        if client.record.jwks is None:  # the client has no key: it can't sign
+            raise InvalidClientError(description=CLIENT_AUTHENTICATION_FAILED)
         return KeySet.import_key_set(client.record.jwks)  # type: ignore[arg-type]
 
 
@@ -256,10 +283,25 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
         if record is None:
             return None
         if not record.active:
-            raise InvalidClientError(
+            raise _ClientRefused(
                 description="the client or its partner is suspended or revoked", status_code=401
             )
         return _Client(record)
+
+    def authenticate_client(
+        self, request: OAuth2Request, methods: list[str], endpoint: str = "token"
+    ) -> _Client:
+        """authlib's, but its refusals name internals (a list of methods, a JOSE
+        message, whether a client exists): a client is told only that it failed."""
+        try:
+            client: _Client = super().authenticate_client(request, methods, endpoint)
+        except _ClientRefused:
+            raise
+        except InvalidClientError as error:
+            raise InvalidClientError(
+                description=CLIENT_AUTHENTICATION_FAILED, status_code=error.status_code
+            ) from None
+        return client
 
     def send_signal(self, name: str, *args: Any, **kwargs: Any) -> None:
         """No signal listeners here."""
@@ -357,7 +399,8 @@ def _claimed_client_ids(request: HttpRequest) -> set[str]:
         sub = _unverified_sub(assertion)  # a peek only; authlib verifies the assertion
         if isinstance(sub, str):
             claimed.add(sub)
-    return {unquote(c) for c in claimed if c and len(c) <= 200}
+    ids = {unquote(c) for c in claimed if c and len(c) <= limits.MAX_CLIENT_ID_LENGTH}
+    return {c for c in ids if not limits.unsafe(c)}
 
 
 def _unverified_sub(assertion: str) -> Any:
@@ -392,11 +435,47 @@ async def _snapshot(
 
 
 def _check_form(request: HttpRequest) -> HttpResponse | None:
+    """``invalid_request`` for a request malformed before any client is looked up."""
     if request.method != "POST":
         return _invalid_request("use POST")
     if any(len(value) > MAX_FORM_VALUE for value in request.form.values()):
         return _invalid_request("a form value is too long")
+    if any(limits.unsafe(text) for pair in request.form.items() for text in pair):
+        return _invalid_request("a form parameter contains a NUL character")
+    if not _basic_credentials_readable(request.headers.get("authorization", "")):
+        return _invalid_request("the Authorization header is not valid Basic credentials")
+    assertion = request.form.get("client_assertion")
+    if assertion is not None and not _well_formed_assertion(assertion):
+        return _invalid_request("client_assertion is not a compact JWS")
     return None
+
+
+def _basic_credentials_readable(authorization: str) -> bool:
+    """Basic credentials must be base64 of UTF-8 with no NUL (percent-escapes included);
+    any other scheme is not ours to judge here."""
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "basic":
+        return True
+    try:
+        decoded = base64.b64decode(credentials.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return False
+    return not limits.unsafe(unquote(decoded))
+
+
+def _well_formed_assertion(assertion: str) -> bool:
+    """Three base64url parts whose header and payload are JSON objects that nest no
+    deeper than the JSON limit (authlib parses the payload before it checks anything)."""
+    if not _COMPACT_JWS.fullmatch(assertion):
+        return False
+    for part in assertion.split(".")[:2]:
+        try:
+            decoded = base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))
+        except (binascii.Error, ValueError):
+            return False
+        if limits.json_problem(decoded) is not None:
+            return False
+    return True
 
 
 async def _record_assertions(conn: AsyncConnection, server: _Server) -> HttpResponse | None:
