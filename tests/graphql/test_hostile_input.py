@@ -21,7 +21,9 @@ from typing import Any
 import httpx
 import jwt as pyjwt
 import pytest
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc.jwk import ECKey
 from sqlalchemy import text
 
 from exchange import ledger
@@ -29,6 +31,7 @@ from exchange.kit import limits
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from graphql_schema import ids
+from partners import clients
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
 from tests.graphql.conftest import Caller, email, new_operator, new_partner
 from tests.graphql.test_settlement_api import _operator as settlement_operator
@@ -621,6 +624,55 @@ async def test_a_private_key_jwt_for_a_client_without_keys_is_invalid_client(
     )
 
     assert oauth_refusal(response, 400, "invalid_client") == "client authentication failed"
+
+
+async def test_assertion_claims_that_could_not_be_stored_are_invalid_client(
+    db: Database, api: httpx.AsyncClient, partner: Caller
+) -> None:
+    # Signed by the client's own key, so only the claims are wrong: a jti with a NUL,
+    # too long or not a string, an exp no datetime can hold.
+    signer = ec.generate_private_key(ec.SECP256R1())
+    pem = signer.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = ECKey.import_key(pem).as_dict(private=False) | {"kid": "hostile-1"}
+    async with db.transaction(SYSTEM) as conn:
+        created = await clients.create_client(
+            conn,
+            scopes=["transactions:read"],
+            partner_id=partner.partner_id,
+            jwks={"keys": [public]},
+        )
+    now = int(time.time())
+    claims = {
+        "iss": created.client_id,
+        "sub": created.client_id,
+        "aud": "http://127.0.0.1:8000/oauth/token",
+        "iat": now,
+        "exp": now + 60,
+    }
+    before = await written(db)
+
+    for wrong in (
+        {"jti": f"a{NUL}b"},
+        {"jti": "j" * 201},
+        {"jti": 5},
+        {"jti": key(), "exp": 10**30},
+    ):
+        assertion = pyjwt.encode(
+            claims | wrong, signer, algorithm="ES256", headers={"kid": "hostile-1"}
+        )
+        response = await api.post(
+            "/oauth/token",
+            data={
+                "grant_type": "client_credentials",
+                "client_assertion_type": ASSERTION_TYPE,
+                "client_assertion": assertion,
+            },
+        )
+
+        assert oauth_refusal(response, 400, "invalid_client") == "client authentication failed"
+    assert await written(db) == before
 
 
 async def test_invalid_client_says_client_authentication_failed_and_nothing_more(
