@@ -17,8 +17,9 @@ from typing import Any, NoReturn
 
 from exchange import ledger
 from exchange.kit.clock import utc_now
+from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
-from exchange.kit.errors import DomainError
+from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.ledger.invariants import CheckResult
@@ -85,7 +86,11 @@ def build_parser() -> Parser:
         help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
     )
     settle.add_argument("--to", dest="end", required=True, type=_day_or_time)
-    settle.add_argument("--currency", help="settlement currency (needed when partners differ)")
+    settle.add_argument(
+        "--currency",
+        type=_currency,
+        help="ISO 4217 settlement currency (needed when partners' currencies differ)",
+    )
     settle.add_argument(
         "--rate",
         action="append",
@@ -176,7 +181,7 @@ def _partner_commands(commands: Any) -> None:
     sub = partner.add_subparsers(dest="partner_command", required=True, parser_class=Parser)
     add = sub.add_parser("add", help="add a partner with its first contract")
     add.add_argument("name")
-    add.add_argument("--currency", required=True, help="ISO 4217 code, e.g. USD")
+    add.add_argument("--currency", required=True, type=_currency, help="ISO 4217 code, e.g. USD")
     add.add_argument("--issue-price", required=True, type=_decimal, help="money per point")
     add.add_argument("--redemption-price", required=True, type=_decimal)
     add.add_argument("--fee-rate", type=_decimal, default=Decimal("0"))
@@ -224,11 +229,18 @@ def _day_or_time(value: str) -> datetime:
     return _timestamp(value)
 
 
+def _currency(value: str) -> str:
+    try:
+        return check_currency(value, "currency")
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
 def _rate(value: str) -> tuple[str, Decimal]:
-    currency, _, rate = value.partition("=")
-    if len(currency) != 3 or not currency.isupper():
+    currency, equals, rate = value.partition("=")
+    if not equals:
         raise argparse.ArgumentTypeError(f"expected CUR=RATE, like EUR=1.08: {value!r}")
-    return currency, _decimal(rate)
+    return _currency(currency), _decimal(rate)
 
 
 def _decimal(value: str) -> Decimal:

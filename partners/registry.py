@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit import limits
+from exchange.kit.currency import check_currency
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import MAX_LIFETIME_DAYS
 from exchange.ledger.models import PartnerPolicy
@@ -40,7 +41,7 @@ def _price(value: object, field: str) -> Decimal:
 
 
 def validate_terms(terms: ContractTerms) -> ContractTerms:
-    limits.currency(terms.currency, "currency")
+    currency = check_currency(terms.currency, "currency")
     fee_rate = _price(terms.fee_rate, "feeRate")
     if fee_rate >= 1:
         raise InvalidInput("feeRate must be below 1 (it is a fraction)", field=["feeRate"])
@@ -52,7 +53,7 @@ def validate_terms(terms: ContractTerms) -> ContractTerms:
     if terms.credit_limit_points is not None and terms.credit_limit_points < 0:
         raise InvalidInput("creditLimitPoints must be zero or more", field=["creditLimitPoints"])
     return ContractTerms(
-        currency=terms.currency,
+        currency=currency,
         issue_price=_price(terms.issue_price, "issuePrice"),
         redemption_price=_price(terms.redemption_price, "redemptionPrice"),
         fee_rate=fee_rate,

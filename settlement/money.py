@@ -14,14 +14,14 @@ from collections.abc import Hashable, Mapping
 from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
 from typing import TypeVar
 
-K = TypeVar("K", bound=Hashable)
+from exchange.kit.currency import minor_digits
 
-#: ISO 4217 minor-unit exponents that are not 2.
-_EXPONENTS = {"JPY": 0, "KRW": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3}
+K = TypeVar("K", bound=Hashable)
 
 
 def minor_unit(currency: str) -> Decimal:
-    return Decimal(1).scaleb(-_EXPONENTS.get(currency, 2))
+    """The currency's smallest unit: 0.01 USD, 1 JPY, 0.001 BHD (ISO 4217)."""
+    return Decimal(1).scaleb(-minor_digits(currency))
 
 
 def round_total(amount: Decimal, currency: str) -> Decimal:

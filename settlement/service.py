@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
+from exchange.kit.currency import check_currency
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
 from settlement import journal, netting, repository
@@ -135,7 +136,7 @@ def _currency(
 
 
 def checked_currency(currency: str | None) -> str | None:
-    return None if currency is None else limits.currency(currency, "currency")
+    return None if currency is None else check_currency(currency, "currency")
 
 
 def checked_rates(rates: dict[str, Decimal] | None) -> dict[str, Decimal] | None:
@@ -146,7 +147,7 @@ def checked_rates(rates: dict[str, Decimal] | None) -> dict[str, Decimal] | None
     if len(rates) > limits.MAX_RATES:
         raise InvalidInput(f"give at most {limits.MAX_RATES} exchange rates", field=["rates"])
     return {
-        limits.currency(code, "rates"): limits.decimal(rate, "rates")
+        check_currency(code, "rates"): limits.decimal(rate, "rates")
         for code, rate in rates.items()
     }
 

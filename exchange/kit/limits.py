@@ -78,7 +78,6 @@ DECIMAL_FRACTION_DIGITS = 12
 PRICE_FRACTION_DIGITS = 8
 #: Exchange rates one settlement run may be given.
 MAX_RATES = 50
-CURRENCY = re.compile(r"[A-Z]{3}")
 
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 
@@ -148,13 +147,6 @@ def decimal(
             field=[name],
         )
     return number
-
-
-def currency(value: object, name: str) -> str:
-    """An ISO 4217 code: three capital letters."""
-    if not isinstance(value, str) or not CURRENCY.fullmatch(value):
-        raise InvalidInput(f"{name} must be an ISO 4217 code such as USD", field=[name])
-    return value
 
 
 # A JSON string (escapes included) or one bracket: what nesting is counted over.

@@ -89,3 +89,29 @@ async def test_a_partner_without_settlement_read_is_forbidden(
     result = await partner.gql("{ settlementRuns { edges { node { id } } } }")
 
     assert result["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_settlement_currency_outside_iso_4217_is_an_invalid_input_user_error(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    operator = await _operator(db, api)
+    period = '{from: "1700-01-01T00:00:00+00:00", to: "1700-02-01T00:00:00+00:00"'
+    currency = f'mutation {{ runSettlement(input: {period}, currency: "XYZ"}})'
+    rate = (
+        f'mutation {{ runSettlement(input: {period}, currency: "USD",'
+        ' rates: [{currency: "XYZ", rate: "1.08"}]})'
+    )
+    fields = " { run { id } userErrors { field code message } } }"
+
+    by_currency = (await operator.gql(currency + fields))["data"]["runSettlement"]
+    by_rate = (await operator.gql(rate + fields))["data"]["runSettlement"]
+
+    assert by_currency["run"] is None
+    assert [(e["code"], e["field"]) for e in by_currency["userErrors"]] == [
+        ("INVALID_INPUT", ["input", "currency"])
+    ]
+    assert "ISO 4217" in by_currency["userErrors"][0]["message"]
+    assert by_rate["run"] is None
+    assert [(e["code"], e["field"]) for e in by_rate["userErrors"]] == [
+        ("INVALID_INPUT", ["input", "rates"])
+    ]

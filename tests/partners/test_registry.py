@@ -63,6 +63,7 @@ async def test_partner_names_are_unique(db: Database) -> None:
     ("change", "field"),
     [
         ({"currency": "usd"}, "currency"),
+        ({"currency": "XYZ"}, "currency"),  # three capitals, but no ISO 4217 currency
         ({"issue_price": Decimal("-0.01")}, "issuePrice"),
         ({"redemption_price": Decimal("0.000000001")}, "redemptionPrice"),
         ({"fee_rate": Decimal("1")}, "feeRate"),

@@ -10,6 +10,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from exchange.kit.db import Database
 from tests.cli.test_cli import run
 from tests.settlement.test_runs import Period
@@ -58,6 +60,36 @@ def test_settle_with_a_bad_period_is_one_line_and_status_two(tmp_path: Path) -> 
 
     assert result.returncode == 2
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["settle", "--from", "2026-10-01", "--to", "2026-11-01", "--currency", "XYZ"],
+        ["settle", "--from", "2026-10-01", "--to", "2026-11-01", "--rate", "XYZ=1.08"],
+        [
+            "partner",
+            "add",
+            "Nowhere Bank",
+            "--currency",
+            "XYZ",
+            "--issue-price",
+            "0.01",
+            "--redemption-price",
+            "0.008",
+        ],
+    ],
+)
+def test_a_currency_outside_iso_4217_is_one_line_and_status_two(
+    args: list[str], tmp_path: Path
+) -> None:
+    result = run(args, "postgresql://nobody@127.0.0.1:1/none", tmp_path)
+
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "ISO 4217" in lines[0]
+    assert "'XYZ'" in lines[0]
 
 
 async def test_html_report_and_a_beancount_export_that_bean_check_accepts(
