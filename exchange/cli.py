@@ -30,6 +30,7 @@ from partners.models import ContractTerms, FundingModel, Partner, PartnerStatus
 from settlement import reconciliation as settlement_reconciliation
 from settlement import reports as settlement_reports
 from settlement import service as settlement_service
+from settlement.models import RunSummary, SettlementRun
 
 
 class UsageError(Exception):
@@ -77,15 +78,48 @@ def build_parser() -> Parser:
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
 
-    settle = commands.add_parser("settle", help="run settlement for a period [from, to)")
+    _settle_commands(commands)
+    payment = commands.add_parser("payment", help="record a paid settlement instruction")
+    payment.add_argument("run", type=int)
+    payment.add_argument("instruction", type=int, help="its number in the run, from 1")
+    payment.add_argument("--reference", required=True, help="the bank transfer's reference")
+    report = commands.add_parser("report", help="export a settlement run")
+    report.add_argument("run", type=int)
+    report.add_argument("--format", choices=["json", "csv", "html", "beancount"], required=True)
+    report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
+    report.add_argument(
+        "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
+    )
+    report.add_argument(
+        "--table",
+        choices=["summary", "instructions"],
+        help="with --format csv: the coalition summary (default) or the payment instructions"
+        " (numbered, with their payments)",
+    )
+
+    _bench_commands(commands)
+
+    expire = commands.add_parser("expire", help="expire lots and release expired holds")
+    expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
+    expire.add_argument("--json", action="store_true")
+    return parser
+
+
+def _settle_commands(commands: Any) -> None:
+    settle = commands.add_parser(
+        "settle",
+        help="run settlement for a period [from, to); 'settle list' lists the runs",
+        description="Run settlement for a period [from, to): a DRAFT run (rerun freely; the"
+        " previous draft of the period is superseded), or FINALIZED with --finalize."
+        " 'exchange settle list' lists every run.",
+    )
     settle.add_argument(
         "--from",
         dest="start",
-        required=True,
         type=_day_or_time,
-        help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
+        help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset (required)",
     )
-    settle.add_argument("--to", dest="end", required=True, type=_day_or_time)
+    settle.add_argument("--to", dest="end", type=_day_or_time, help="the same (required)")
     settle.add_argument(
         "--currency",
         type=_currency,
@@ -101,24 +135,20 @@ def build_parser() -> Parser:
     )
     settle.add_argument("--finalize", action="store_true", help="close the period too")
     settle.add_argument("--json", action="store_true")
-    payment = commands.add_parser("payment", help="record a paid settlement instruction")
-    payment.add_argument("run", type=int)
-    payment.add_argument("instruction", type=int, help="its number in the run, from 1")
-    payment.add_argument("--reference", required=True, help="the bank transfer's reference")
-    report = commands.add_parser("report", help="export a settlement run")
-    report.add_argument("run", type=int)
-    report.add_argument("--format", choices=["json", "csv", "html", "beancount"], required=True)
-    report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
-    report.add_argument(
-        "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
+    settle_commands = settle.add_subparsers(
+        dest="settle_command", required=False, parser_class=Parser, title="optional sub-command"
     )
-
-    _bench_commands(commands)
-
-    expire = commands.add_parser("expire", help="expire lots and release expired holds")
-    expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
-    expire.add_argument("--json", action="store_true")
-    return parser
+    listing = settle_commands.add_parser(
+        "list",
+        help="every run, newest first",
+        description="Every settlement run, newest first, superseded drafts included: its"
+        " period, status, currency, digest, paid instructions, and which run supersedes"
+        " which.",
+    )
+    listing.add_argument("--json", dest="list_json", action="store_true", help="a JSON array")
+    listing.add_argument(
+        "--limit", dest="list_limit", type=int, default=100, help="at most this many (default 100)"
+    )
 
 
 def _bench_commands(commands: Any) -> None:
@@ -562,7 +592,80 @@ def first_request(credential: dict[str, str | None], public_url: str) -> list[st
     ]
 
 
+def _day(moment: datetime) -> str:
+    """A period bound as `settle --from/--to` takes it: the day when it is midnight UTC."""
+    utc = moment.astimezone(UTC)
+    return utc.date().isoformat() if utc.time() == datetime.min.time() else moment.isoformat()
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _run_json(run: RunSummary) -> dict[str, Any]:
+    return {
+        "run": run.id,
+        "period": {"from": run.period_start.isoformat(), "to": run.period_end.isoformat()},
+        "status": str(run.status),
+        "currency": run.currency,
+        "digest": run.digest,
+        "createdAt": run.created_at.isoformat(),
+        "finalizedAt": _iso(run.finalized_at),
+        "paidAt": _iso(run.paid_at),
+        "instructions": run.instruction_count,
+        "paidInstructions": [
+            {"number": p.instruction, "reference": p.reference, "paidAt": p.paid_at.isoformat()}
+            for p in run.payments
+        ],
+        "supersedes": list(run.supersedes),
+        "supersededBy": run.superseded_by,
+    }
+
+
+def text_table(headers: list[str], rows: list[list[str]], numeric: set[int]) -> list[str]:
+    """Lines of a plain-text table, each header as wide as its column and aligned like
+    it (numbers right, text left)."""
+    widths = [max(len(str(c)) for c in column) for column in zip(headers, *rows, strict=True)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            str(c).rjust(w) if i in numeric else str(c).ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(headers), *(line(row) for row in rows)]
+
+
+def command_settle_list(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        async with database.transaction(SYSTEM) as conn:
+            runs = await settlement_service.list_runs(conn, limit=args.list_limit)
+        if args.list_json:
+            print(json.dumps([_run_json(r) for r in runs]))
+            return 0
+        if not runs:
+            print("no settlement runs yet: exchange settle --from DATE --to DATE")
+            return 0
+        headers = ["run", "from", "to", "status", "currency", "paid", "supersedes",
+                   "superseded by", "digest"]  # fmt: skip
+        rows = [
+            [str(r.id), _day(r.period_start), _day(r.period_end), str(r.status), r.currency,
+             f"{len(r.payments)}/{r.instruction_count}", " ".join(map(str, r.supersedes)),
+             "" if r.superseded_by is None else str(r.superseded_by), r.digest[:12]]
+            for r in runs
+        ]  # fmt: skip
+        print("\n".join(text_table(headers, rows, numeric={0, 5, 7})))
+        return 0
+
+    return _run(run)
+
+
 def command_settle(args: argparse.Namespace) -> int:
+    if args.settle_command == "list":
+        return command_settle_list(args)
+    if args.start is None or args.end is None:
+        raise UsageError("the following arguments are required: --from, --to")
+
     async def run(database: Database) -> int:
         print(f"settling [{args.start.isoformat()}, {args.end.isoformat()}) …", file=sys.stderr)
         async with database.transaction(SYSTEM) as conn:
@@ -597,10 +700,10 @@ def command_settle(args: argparse.Namespace) -> int:
         for key, amount in doc["netPositions"].items():
             name = doc["parties"].get(key, key)
             print(f"  {name:<30} net {amount:>14}  ({'pays' if amount[0] != '-' else 'receives'})")
-        for instruction in doc["instructions"]:
-            print(
-                f"  pay: {instruction['payer']} -> {instruction['payee']} {instruction['amount']}"
-            )
+        for number, instruction in enumerate(doc["instructions"], start=1):
+            payer = doc["parties"].get(instruction["payer"], instruction["payer"])
+            payee = doc["parties"].get(instruction["payee"], instruction["payee"])
+            print(f"  pay {number}: {payer} -> {payee} {instruction['amount']}")
         rec = doc["reconciliation"]
         print(
             f"  journal balanced: {rec['journalBalanced']}; partners net = coalition margin"
@@ -741,6 +844,27 @@ def command_payment(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def _report_body(args: argparse.Namespace, run: SettlementRun, partner: Partner | None) -> str:
+    if args.table and (args.format != "csv" or partner is not None):
+        raise UsageError("--table goes with --format csv, without --partner")
+    if partner is not None:
+        if args.format not in ("json", "csv"):
+            raise UsageError("a partner statement comes as json or csv")
+        if args.format == "csv":
+            return settlement_reports.statement_csv(run, partner.id)
+        statement = settlement_reports.statement(run, partner.id)
+        return json.dumps(statement, sort_keys=True, indent=2) + "\n"
+    if args.format == "csv" and args.table == "instructions":
+        return settlement_reports.instructions_csv(run)
+    export: dict[str, Callable[[SettlementRun], str]] = {
+        "json": settlement_reports.to_json,
+        "csv": settlement_reports.to_csv,
+        "html": settlement_reports.to_html,
+        "beancount": settlement_reports.to_beancount,
+    }
+    return export[args.format](run)
+
+
 def command_report(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction(SYSTEM) as conn:
@@ -750,27 +874,11 @@ def command_report(args: argparse.Namespace) -> int:
                 if args.partner
                 else None
             )
-        document, status = result.document, str(result.status)
-        if partner is not None:
-            if args.format not in ("json", "csv"):
-                raise UsageError("a partner statement comes as json or csv")
-            body = (
-                settlement_reports.to_json(settlement_reports.statement(document, partner.id))
-                if args.format == "json"
-                else settlement_reports.statement_csv(document, partner.id)
-            )
-            await asyncio.to_thread(_write, args.out, body)
-            return 0
-        body = {
-            "json": lambda: settlement_reports.to_json(document),
-            "csv": lambda: settlement_reports.to_csv(document),
-            "html": lambda: settlement_reports.to_html(document, run_id=result.id, status=status),
-            "beancount": lambda: settlement_reports.to_beancount(document, run_id=result.id),
-        }[args.format]()
+        body = _report_body(args, result, partner)
         if args.out == "-":
             sys.stdout.write(body)
         else:
-            await asyncio.to_thread(Path(args.out).write_text, body)
+            await asyncio.to_thread(_write, args.out, body)
             print(f"wrote {args.out} ({args.format}, run {result.id})")
         return 0
 

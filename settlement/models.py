@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
@@ -43,10 +44,46 @@ class Obligation:
 
 
 @dataclass(frozen=True)
+class PricedLine:
+    """Where an obligation comes from: ``points`` at ``price`` (money per point in the
+    contract's ``currency``), converted at ``rate`` into the settlement currency and, for
+    a fee, times ``fee_rate``. ``funding_model`` is the rule that made it (the issuer's).
+    """
+
+    debtor: str
+    creditor: str
+    reason: str
+    points: int
+    price: Decimal
+    currency: str
+    rate: Decimal
+    funding_model: str
+    fee_rate: Decimal | None = None
+
+    @property
+    def amount(self) -> Decimal:
+        """The exact amount in the settlement currency (no rounding)."""
+        value = self.points * self.price * self.rate
+        return value if self.fee_rate is None else value * self.fee_rate
+
+    def obligation(self) -> Obligation:
+        return Obligation(self.debtor, self.creditor, self.reason, self.amount)
+
+
+@dataclass(frozen=True)
 class Instruction:
     payer: str
     payee: str
     amount: Decimal
+
+
+@dataclass(frozen=True)
+class Payment:
+    """Instruction number ``instruction`` (from 1) of a run, paid."""
+
+    instruction: int
+    reference: str
+    paid_at: datetime
 
 
 @dataclass(frozen=True)
@@ -55,3 +92,24 @@ class SettlementRun:
     status: RunStatus
     digest: str
     document: dict[str, Any]
+    payments: tuple[Payment, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """A run as `exchange settle list` shows it: what it covers, where it stands, and
+    which runs it replaced or was replaced by."""
+
+    id: int
+    period_start: datetime
+    period_end: datetime
+    status: RunStatus
+    currency: str
+    digest: str
+    created_at: datetime
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    instruction_count: int
+    payments: tuple[Payment, ...]
+    supersedes: tuple[int, ...]
+    superseded_by: int | None

@@ -1,8 +1,16 @@
-"""Exports of a run, byte-for-byte deterministic for the same run document:
-the whole document as canonical JSON; the coalition summary as CSV (one row per party);
-an HTML report for people (totals, the issuer x redeemer matrix as a heatmap, net
-positions as a bar chart, both inline SVG, no external assets; instructions and
-reconciliation); and the money journal as a beancount ledger for `bean-check`."""
+"""Exports of a run, byte-for-byte deterministic for the same run and payments:
+the run as JSON (its document with the run number, status and digest, partner names
+beside party keys, instructions numbered with their payment); the coalition summary and
+the payment instructions as CSV; an HTML report for people (totals, the breakdown of
+each obligation by reason with the prices used, the issuer x redeemer matrix as a
+heatmap, net positions as a bar chart, both inline SVG, no external assets;
+instructions with their payments, and reconciliation); the money journal and the
+payments as a beancount ledger for `bean-check`; and one partner's statement (JSON or
+CSV) with whom it pays or is paid by.
+
+The run document (what the digest covers) is stored as the run made it; names, numbers
+and payments are added here, on export, as ``<field>Name`` keys beside party keys and as
+``number``/``paid``/``reference``/``paidAt`` on instructions."""
 
 from __future__ import annotations
 
@@ -10,8 +18,12 @@ import csv
 import html
 import io
 import json
+from collections.abc import Iterable
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
+
+from settlement.models import SettlementRun
 
 SUMMARY_COLUMNS = [
     "party",
@@ -23,33 +35,138 @@ SUMMARY_COLUMNS = [
     "net_position",
     "currency",
 ]
+INSTRUCTION_COLUMNS = [
+    "instruction",
+    "payer",
+    "payer_name",
+    "payee",
+    "payee_name",
+    "amount",
+    "currency",
+    "status",
+    "reference",
+    "paid_at",
+]
+STATEMENT_COLUMNS = [
+    "line",
+    "instruction",
+    "debtor",
+    "debtor_name",
+    "creditor",
+    "creditor_name",
+    "reason",
+    "amount",
+    "currency",
+    "status",
+    "reference",
+    "paid_at",
+]
 
 
-def to_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, sort_keys=True, indent=2) + "\n"
+def name_of(document: dict[str, Any], key: str) -> str:
+    """A party's name (the coalition's too), or its key when the run has none."""
+    return str(document["parties"].get(key, key))
 
 
-def to_csv(document: dict[str, Any]) -> str:
+def _named(document: dict[str, Any], row: dict[str, Any], *fields: str) -> dict[str, Any]:
+    """``row`` with ``<field>Name`` beside each party key field."""
+    return {**row, **{f"{field}Name": name_of(document, row[field]) for field in fields}}
+
+
+def instructions(run: SettlementRun) -> list[dict[str, Any]]:
+    """The run's payment instructions, numbered from 1 (``exchange payment RUN N``), with
+    names and whether (and how) each was paid."""
+    paid = {payment.instruction: payment for payment in run.payments}
+    numbered = []
+    for number, instruction in enumerate(run.document["instructions"], start=1):
+        payment = paid.get(number)
+        numbered.append(
+            {
+                **_named(run.document, instruction, "payer", "payee"),
+                "number": number,
+                "paid": payment is not None,
+                "reference": payment.reference if payment else None,
+                "paidAt": payment.paid_at.isoformat() if payment else None,
+            }
+        )
+    return numbered
+
+
+def export(run: SettlementRun) -> dict[str, Any]:
+    """The run for machines: its document, with the run number, status and digest,
+    names beside party keys, and numbered instructions with their payments."""
+    document = run.document
+    points = document["points"]
+    return {
+        **document,
+        "run": run.id,
+        "status": str(run.status),
+        "digest": run.digest,
+        "points": {
+            **points,
+            "matrix": [_named(document, c, "issuer", "redeemer") for c in points["matrix"]],
+        },
+        "obligations": [_named(document, o, "debtor", "creditor") for o in document["obligations"]],
+        "breakdown": [
+            _named(document, line, "debtor", "creditor") for line in document.get("breakdown", [])
+        ],
+        "bilateral": [_named(document, pair, "a", "b") for pair in document["bilateral"]],
+        "instructions": instructions(run),
+    }
+
+
+def to_json(run: SettlementRun) -> str:
+    return json.dumps(export(run), sort_keys=True, indent=2) + "\n"
+
+
+def _csv(header: list[str], rows: Iterable[list[Any]]) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(SUMMARY_COLUMNS)
-    points = document["points"]["byParty"]
-    parties = sorted(set(points) | set(document["netPositions"]))
-    for key in parties:
-        counts = points.get(key, {})
-        writer.writerow(
-            [
-                key,
-                document["parties"].get(key, ""),
-                counts.get("issued", 0),
-                counts.get("redeemedAt", 0),
-                counts.get("redeemedFrom", 0),
-                counts.get("expired", 0),
-                document["netPositions"].get(key, "0"),
-                document["currency"],
-            ]
-        )
+    writer.writerow(header)
+    writer.writerows(rows)
     return out.getvalue()
+
+
+def _summary_rows(document: dict[str, Any]) -> list[list[Any]]:
+    points = document["points"]["byParty"]
+    return [
+        [
+            key,
+            document["parties"].get(key, ""),
+            points.get(key, {}).get("issued", 0),
+            points.get(key, {}).get("redeemedAt", 0),
+            points.get(key, {}).get("redeemedFrom", 0),
+            points.get(key, {}).get("expired", 0),
+            document["netPositions"].get(key, "0"),
+            document["currency"],
+        ]
+        for key in sorted(set(points) | set(document["netPositions"]))
+    ]
+
+
+def to_csv(run: SettlementRun) -> str:
+    """The coalition summary: one row per party."""
+    return _csv(SUMMARY_COLUMNS, _summary_rows(run.document))
+
+
+def _status(instruction: dict[str, Any]) -> str:
+    return "PAID" if instruction["paid"] else "UNPAID"
+
+
+def instructions_csv(run: SettlementRun) -> str:
+    """The payment instructions, one per row, numbered, with payer and payee names and
+    their payment (status, reference, when)."""
+    return _csv(
+        INSTRUCTION_COLUMNS,
+        (
+            [
+                *(i["number"], i["payer"], i["payerName"], i["payee"], i["payeeName"]),
+                *(i["amount"], run.document["currency"], _status(i)),
+                *(i["reference"] or "", i["paidAt"] or ""),
+            ]
+            for i in instructions(run)
+        ),
+    )
 
 
 def _name(document: dict[str, Any], key: str) -> str:
@@ -136,10 +253,18 @@ def _bars(document: dict[str, Any]) -> str:
     return "".join(parts)
 
 
-def _table(headers: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in headers)
+def _table(headers: list[str], rows: list[list[Any]], numeric: Iterable[int] = ()) -> str:
+    """An HTML table; the ``numeric`` columns (by index) are right-aligned, header and
+    cells alike, the others left-aligned, so each header sits over its column."""
+    right = set(numeric)
+
+    def cell(tag: str, index: int, value: Any) -> str:
+        align = ' class="num"' if index in right else ""
+        return f"<{tag}{align}>{html.escape(str(value))}</{tag}>"
+
+    head = "".join(cell("th", i, h) for i, h in enumerate(headers))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows
+        "<tr>" + "".join(cell("td", i, c) for i, c in enumerate(row)) + "</tr>" for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
@@ -147,14 +272,13 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
 _HTML_STYLE = [
     "body{font-family:system-ui,sans-serif;margin:2rem;color:#222}",
     "table{border-collapse:collapse;margin:1rem 0}td,th{border:1px solid #ccc;",
-    "padding:.3rem .6rem;text-align:right}th{background:#f3f3f3}",
-    "td:first-child,td:nth-child(2){text-align:left}</style></head><body>",
+    "padding:.3rem .6rem;text-align:left}th{background:#f3f3f3}.num{text-align:right}",
+    "tr.total td{font-weight:600;background:#fafafa}</style></head><body>",
 ]
 
 
 def _totals_html(document: dict[str, Any], currency: str) -> str:
     """Totals by party: the CSV summary's rows."""
-    summary = list(csv.reader(io.StringIO(to_csv(document))))
     headers = [
         "party",
         "name",
@@ -165,17 +289,91 @@ def _totals_html(document: dict[str, Any], currency: str) -> str:
         f"net ({currency})",
         "currency",
     ]
-    return _table(headers, summary[1:])
+    return _table(headers, _summary_rows(document), numeric=range(2, 7))
 
 
-def _instructions_html(document: dict[str, Any], currency: str) -> str:
-    instructions = [
-        [_name(document, i["payer"]), _name(document, i["payee"]), i["amount"]]
-        for i in document["instructions"]
+#: Reasons in the order a reader follows the money.
+REASONS = ("issuance", "redemption", "fee")
+
+
+def _reason_order(reason: str) -> tuple[bool, int, str]:
+    base = reason.split(" (", 1)[0]
+    late = reason != base
+    return late, REASONS.index(base) if base in REASONS else len(REASONS), reason
+
+
+def _breakdown_rows(document: dict[str, Any], currency: str) -> list[list[Any]]:
+    rounded = {
+        (o["debtor"], o["creditor"], o["reason"]): o["amount"] for o in document["obligations"]
+    }
+    rates = "exchangeRates" in document
+    rows: list[list[Any]] = []
+    for reason in sorted({line["reason"] for line in document["breakdown"]}, key=_reason_order):
+        shown: set[tuple[str, str, str]] = set()
+        for line in (x for x in document["breakdown"] if x["reason"] == reason):
+            key = (line["debtor"], line["creditor"], reason)
+            rows.append(
+                [
+                    reason,
+                    name_of(document, line["debtor"]),
+                    name_of(document, line["creditor"]),
+                    line["fundingModel"],
+                    line["points"],
+                    f"{line['price']} {line['priceCurrency']}",
+                    *([line["rate"]] if rates else []),
+                    line.get("feeRate", ""),
+                    line["exact"],
+                    "" if key in shown else rounded.get(key, "0"),
+                ]
+            )
+            shown.add(key)
+        total = sum((Decimal(rounded.get(k, "0")) for k in shown), Decimal(0))
+        rows.append([f"total {reason}", *[""] * (8 if rates else 7), f"{total} {currency}"])
+    return rows
+
+
+def _breakdown_html(document: dict[str, Any], currency: str) -> str:
+    """Each obligation by reason, with the points and prices it comes from."""
+    if "breakdown" not in document:
+        return "<p>This run was stored before its prices were recorded with it.</p>" + _table(
+            ["reason", "debtor", "creditor", f"amount ({currency})"],
+            [
+                [o["reason"], name_of(document, o["debtor"]), name_of(document, o["creditor"]),
+                 o["amount"]]
+                for o in document["obligations"]
+            ],
+            numeric=[3],
+        )  # fmt: skip
+    if not document["breakdown"]:
+        return "<p>No money is owed for the period.</p>"
+    rates = ["rate"] if "exchangeRates" in document else []
+    headers = [
+        *("reason", "debtor", "creditor", "funding model", "points", "price per point"),
+        *rates,
+        *("fee rate", f"exact ({currency})", f"obligation ({currency})"),
     ]
-    if not instructions:
+    numeric = [i for i, h in enumerate(headers) if i >= 4]
+    table = _table(headers, _breakdown_rows(document, currency), numeric=numeric)
+    return table.replace("<tr><td>total ", '<tr class="total"><td>total ')
+
+
+def _instructions_html(run: SettlementRun, currency: str) -> str:
+    rows = [
+        [
+            i["number"],
+            i["payerName"],
+            i["payeeName"],
+            i["amount"],
+            "paid" if i["paid"] else "unpaid",
+            i["reference"] or "",
+            i["paidAt"] or "",
+        ]
+        for i in instructions(run)
+    ]
+    if not rows:
         return "<p>None.</p>"
-    return _table(["payer", "payee", f"amount ({currency})"], instructions)
+    headers = ["#", "payer", "payee", f"amount ({currency})", "status", "reference", "paid at"]
+    return _table(headers, rows, numeric=[0, 3])
 
 
 def _adjustments_html(document: dict[str, Any]) -> str:
@@ -185,9 +383,10 @@ def _adjustments_html(document: dict[str, Any]) -> str:
     return _table(
         ["party", "issued", "redeemed at", "redeemed from", "expired"],
         [
-            [_name(document, k), v["issued"], v["redeemedAt"], v["redeemedFrom"], v["expired"]]
+            [name_of(document, k), v["issued"], v["redeemedAt"], v["redeemedFrom"], v["expired"]]
             for k, v in adjustments.items()
         ],
+        numeric=range(1, 5),
     )
 
 
@@ -204,24 +403,28 @@ def _reconciliation_html(document: dict[str, Any]) -> str:
     return _table(["check", "result"], checks)
 
 
-def to_html(document: dict[str, Any], *, run_id: int, status: str) -> str:
+def to_html(run: SettlementRun) -> str:
+    document = run.document
     period = document["period"]
     currency = html.escape(document["currency"])
     lines = [
         '<!doctype html><html lang="en"><head><meta charset="utf-8">',
-        f"<title>Settlement run {run_id}</title><style>",
+        f"<title>Settlement run {run.id}</title><style>",
         *_HTML_STYLE,
-        f"<h1>Settlement run {run_id} <small>({html.escape(status)})</small></h1>",
+        f"<h1>Settlement run {run.id} <small>({html.escape(str(run.status))})</small></h1>",
         f"<p>Period {html.escape(period['from'])} to {html.escape(period['to'])}"
-        f" (end excluded), amounts in {currency}.</p>",
+        f" (end excluded), amounts in {currency}."
+        f" Digest <code>{html.escape(run.digest)}</code>.</p>",
         "<h2>Totals by party</h2>",
         _totals_html(document, currency),
+        "<h2>Breakdown by reason, with the prices used</h2>",
+        _breakdown_html(document, currency),
         "<h2>Points issued by (rows) and redeemed at (columns)</h2>",
         _heatmap(document),
         "<h2>Net positions</h2><p>Right of the line pays, left receives.</p>",
         _bars(document),
         "<h2>Payment instructions</h2>",
-        _instructions_html(document, currency),
+        _instructions_html(run, currency),
         "<h2>Prior-period adjustments</h2>",
         _adjustments_html(document),
         "<h2>Reconciliation</h2>",
@@ -239,43 +442,99 @@ def _bean_account(account: str) -> str:
     return f"Equity:Coalition:{rest}" if rest == "Revenue" else f"Assets:Coalition:{rest}"
 
 
-def to_beancount(document: dict[str, Any], *, run_id: int) -> str:
-    """The run's money journal as one balanced beancount transaction, plus the accounts it
-    uses and a balance assertion per account, so `bean-check` verifies the same totals."""
-    currency = document["currency"]
-    day = document["period"]["to"][:10]
-    opened = document["period"]["from"][:10]
-    legs = document["journal"]
+def _bean_string(text: str) -> str:
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+    return f'"{escaped}"'
+
+
+def _bean_party_account(party: str) -> str:
+    """The journal account of a party: ``Partner:<id>``, or the coalition's clearing
+    account, through which it pays and is paid."""
+    return "Coalition:Clearing" if party == "coalition" else "Partner:" + party.split(":", 1)[1]
+
+
+def _bean_payments(run: SettlementRun, currency: str) -> tuple[list[str], dict[str, Decimal]]:
+    """A transaction per paid instruction, dated when it was paid: the payer's position
+    goes down by the amount and the payee's up (the coalition's through clearing)."""
+    lines: list[str] = []
+    moved: dict[str, Decimal] = {}
+    for i in instructions(run):
+        if not i["paid"]:
+            continue
+        payer, payee = _bean_party_account(i["payer"]), _bean_party_account(i["payee"])
+        amount = Decimal(i["amount"])
+        moved[payer] = moved.get(payer, Decimal(0)) - amount
+        moved[payee] = moved.get(payee, Decimal(0)) + amount
+        what = f"run {run.id} instruction {i['number']}: {i['payerName']} pays {i['payeeName']}"
+        lines += [
+            f"{i['paidAt'][:10]} * {_bean_string(i['payerName'])} {_bean_string(what)}",
+            f"  reference: {_bean_string(i['reference'])}",
+            f"  {_bean_account(payer)}  {-amount} {currency}",
+            f"  {_bean_account(payee)}  {amount} {currency}",
+            "",
+        ]
+    return lines, moved
+
+
+def _bean_name(document: dict[str, Any], account: str) -> str:
+    kind, _, rest = account.partition(":")
+    return name_of(document, f"partner:{rest}") if kind == "Partner" else f"Coalition {rest}"
+
+
+def to_beancount(run: SettlementRun) -> str:
+    """The run's money journal as one balanced beancount transaction, the recorded
+    payments as one transaction each, the accounts they use (named after their
+    partners), and a balance assertion per account after them all, so `bean-check`
+    verifies the same totals (once every instruction is paid, every partner's is 0)."""
+    document, currency = run.document, run.document["currency"]
+    day, opened = document["period"]["to"][:10], document["period"]["from"][:10]
+    legs = {leg["account"]: Decimal(leg["amount"]) for leg in document["journal"]}
+    payments, moved = _bean_payments(run, currency)
+    balances = {a: legs.get(a, Decimal(0)) + moved.get(a, Decimal(0)) for a in [*legs, *moved]}
     lines = [
-        f'option "title" "Settlement run {run_id}"',
+        f'option "title" "Settlement run {run.id}"',
         f'option "operating_currency" "{currency}"',
         "",
     ]
-    for leg in legs:
-        lines.append(f"{opened} open {_bean_account(leg['account'])} {currency}")
-    lines += ["", f'{day} * "Settlement run {run_id}" "net positions"']
-    for leg in legs:
+    for account in balances:
+        lines.append(f"{opened} open {_bean_account(account)} {currency}")
+        lines.append(f"  name: {_bean_string(_bean_name(document, account))}")
+    lines += ["", f'{day} * "Settlement run {run.id}" "net positions"']
+    for leg in document["journal"]:
         lines.append(f"  {_bean_account(leg['account'])}  {leg['amount']} {currency}")
-    lines.append("")
-    for leg in legs:
-        lines.append(
-            f"{_next_day(day)} balance {_bean_account(leg['account'])}  {leg['amount']} {currency}"
-        )
+    lines += ["", *payments]
+    last = max([day, *(i["paidAt"][:10] for i in instructions(run) if i["paid"])])
+    for account, amount in balances.items():
+        lines.append(f"{_next_day(last)} balance {_bean_account(account)}  {amount} {currency}")
     return "\n".join(lines) + "\n"
 
 
 def _next_day(day: str) -> str:
-    from datetime import date, timedelta
-
     return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
 
 
-def statement(document: dict[str, Any], partner_id: int) -> dict[str, Any]:
-    """One partner's statement: only what concerns it — its points, its obligations
-    (with counterparties), its net position and the payments it makes or receives."""
+def _direction(own: str, instruction: dict[str, Any]) -> dict[str, Any]:
+    pays = instruction["payer"] == own
+    counterparty = instruction["payee" if pays else "payer"]
+    return {
+        **instruction,
+        "direction": "pays" if pays else "is paid by",
+        "counterparty": counterparty,
+        "counterpartyName": instruction["payeeName" if pays else "payerName"],
+    }
+
+
+def statement(run: SettlementRun, partner_id: int) -> dict[str, Any]:
+    """One partner's statement: only what concerns it — its points, its obligations and
+    the prices behind them (with counterparties, named), its net position, and whom it
+    pays or is paid by (numbered instructions with their payments)."""
     own = f"partner:{partner_id}"
+    document = export(run)
     points = document["points"]
     return {
+        "run": run.id,
+        "status": str(run.status),
+        "digest": run.digest,
         "partner": own,
         "name": document["parties"].get(own, ""),
         "period": document["period"],
@@ -284,18 +543,30 @@ def statement(document: dict[str, Any], partner_id: int) -> dict[str, Any]:
         "redemptionsOfItsPoints": [c for c in points["matrix"] if c["issuer"] == own],
         "redemptionsAtIt": [c for c in points["matrix"] if c["redeemer"] == own],
         "obligations": [o for o in document["obligations"] if own in (o["debtor"], o["creditor"])],
+        "breakdown": [b for b in document["breakdown"] if own in (b["debtor"], b["creditor"])],
         "netPosition": document["netPositions"].get(own, "0"),
-        "instructions": [i for i in document["instructions"] if own in (i["payer"], i["payee"])],
+        "instructions": [
+            _direction(own, i) for i in document["instructions"] if own in (i["payer"], i["payee"])
+        ],
     }
 
 
-def statement_csv(document: dict[str, Any], partner_id: int) -> str:
-    """The statement's obligations, one per row, with the net position last."""
-    own = statement(document, partner_id)
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["debtor", "creditor", "reason", "amount", "currency"])
-    for o in own["obligations"]:
-        writer.writerow([o["debtor"], o["creditor"], o["reason"], o["amount"], own["currency"]])
-    writer.writerow(["net position", "", "", own["netPosition"], own["currency"]])
-    return out.getvalue()
+def statement_csv(run: SettlementRun, partner_id: int) -> str:
+    """The statement as rows: its obligations, its net position, then the payments it
+    makes or receives (numbered, with their status), payer in ``debtor``, payee in
+    ``creditor``."""
+    own = statement(run, partner_id)
+    currency = own["currency"]
+    rows: list[list[Any]] = [
+        ["obligation", "", o["debtor"], o["debtorName"], o["creditor"], o["creditorName"],
+         o["reason"], o["amount"], currency, "", "", ""]
+        for o in own["obligations"]
+    ]  # fmt: skip
+    rows.append(["net position", "", own["partner"], own["name"], "", "", "",
+                 own["netPosition"], currency, "", "", ""])  # fmt: skip
+    rows += [
+        ["payment", i["number"], i["payer"], i["payerName"], i["payee"], i["payeeName"],
+         "settlement", i["amount"], currency, _status(i), i["reference"] or "", i["paidAt"] or ""]
+        for i in own["instructions"]
+    ]  # fmt: skip
+    return _csv(STATEMENT_COLUMNS, rows)

@@ -170,13 +170,17 @@ async def run_by_id(conn: AsyncConnection, *, run_id: int) -> Row[Any] | None:
     return result.first()
 
 
-async def supersede_drafts(conn: AsyncConnection, *, start: datetime, end: datetime) -> None:
+async def supersede_drafts(
+    conn: AsyncConnection, *, start: datetime, end: datetime, by_run_id: int
+) -> None:
+    """Mark the other drafts of exactly this period SUPERSEDED by ``by_run_id``."""
     await conn.execute(
         text(
-            "UPDATE settlement_run SET status = 'SUPERSEDED'"
+            "UPDATE settlement_run SET status = 'SUPERSEDED', superseded_by = :by_run_id"
             " WHERE status = 'DRAFT' AND period_start = :start AND period_end = :end"
+            " AND id <> :by_run_id"
         ),
-        {"start": start, "end": end},
+        {"start": start, "end": end, "by_run_id": by_run_id},
     )
 
 
@@ -243,9 +247,35 @@ async def record_payment(
 
 
 async def payments_of_run(conn: AsyncConnection, *, run_id: int) -> list[Row[Any]]:
+    return await payments_of_runs(conn, run_ids=[run_id])
+
+
+async def payments_of_runs(conn: AsyncConnection, *, run_ids: list[int]) -> list[Row[Any]]:
     result = await conn.execute(
-        text("SELECT * FROM settlement_payment WHERE run_id = :run_id ORDER BY instruction"),
-        {"run_id": run_id},
+        text(
+            "SELECT run_id, instruction, reference, paid_at FROM settlement_payment"
+            " WHERE run_id = ANY(:run_ids) ORDER BY run_id, instruction"
+        ),
+        {"run_ids": run_ids},
+    )
+    return list(result.all())
+
+
+async def runs_listing(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
+    """Every run, superseded drafts included, newest first, with what it supersedes."""
+    result = await conn.execute(
+        text(
+            """
+            SELECT r.id, r.period_start, r.period_end, r.currency, r.status, r.digest,
+                   r.created_at, r.finalized_at, r.paid_at, r.superseded_by,
+                   jsonb_array_length(r.document -> 'instructions') AS instruction_count,
+                   coalesce((SELECT array_agg(o.id ORDER BY o.id) FROM settlement_run o
+                             WHERE o.superseded_by = r.id), '{}') AS supersedes
+            FROM settlement_run r
+            ORDER BY r.id DESC LIMIT :limit
+            """
+        ),
+        {"limit": limit},
     )
     return list(result.all())
 

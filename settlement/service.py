@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -37,8 +38,18 @@ from settlement.errors import (
     RatesIncomplete,
     RunNotFinalized,
 )
-from settlement.models import COALITION, Obligation, RunStatus, SettlementRun, Terms, party
-from settlement.money import allocate, round_total
+from settlement.models import (
+    COALITION,
+    Obligation,
+    Payment,
+    PricedLine,
+    RunStatus,
+    RunSummary,
+    SettlementRun,
+    Terms,
+    party,
+)
+from settlement.money import allocate, minor_unit, round_total
 
 
 async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
@@ -66,38 +77,91 @@ def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int |
     return terms[(partner_id, version)]
 
 
-def _obligations(
+def _priced_lines(
     issued: list[Row[Any]],
     redeemed: list[Row[Any]],
     terms: dict[tuple[int, int], Terms],
     rates: dict[str, Decimal],
-) -> list[Obligation]:
-    """Exact obligations in the settlement currency: each price is converted from its
-    contract's currency with the period's rate (1 unit = rate units of settlement)."""
-    exact: list[Obligation] = []
+) -> list[PricedLine]:
+    """Exact obligations in the settlement currency, each with the points and prices it
+    comes from: each price is converted from its contract's currency with the period's
+    rate (1 unit = rate units of settlement)."""
+    lines: list[PricedLine] = []
     for row in issued:
         contract = _priced(terms, row.partner_id, row.version)
         if contract.funding_model == "PREFUNDED" and row.points:
-            value = row.points * contract.issue_price * rates[contract.currency]
-            exact.append(Obligation(party(row.partner_id), COALITION, "issuance", value))
+            priced = (int(row.points), contract.issue_price, contract.currency)
+            rate = rates[contract.currency]
+            debtor = party(row.partner_id)
+            lines.append(PricedLine(debtor, COALITION, "issuance", *priced, rate, "PREFUNDED"))
     for row in redeemed:
-        if not row.points:
-            continue
-        redeemer = _priced(terms, row.redeemer_id, row.redeemer_version)
-        value = row.points * redeemer.redemption_price * rates[redeemer.currency]
-        issuer = (
-            None if row.issuer_id is None else _priced(terms, row.issuer_id, row.issuer_version)
+        if row.points:
+            lines += _redemption_lines(row, terms, rates)
+    return lines
+
+
+def _redemption_lines(
+    row: Row[Any], terms: dict[tuple[int, int], Terms], rates: dict[str, Decimal]
+) -> list[PricedLine]:
+    redeemer = _priced(terms, row.redeemer_id, row.redeemer_version)
+    issuer = None if row.issuer_id is None else _priced(terms, row.issuer_id, row.issuer_version)
+    priced = (int(row.points), redeemer.redemption_price, redeemer.currency)
+    rate = rates[redeemer.currency]
+    if issuer is None or issuer.funding_model == "PREFUNDED":
+        return [
+            PricedLine(COALITION, party(row.redeemer_id), "redemption", *priced, rate, "PREFUNDED")
+        ]
+    if row.issuer_id == row.redeemer_id:
+        return []
+    debtor = party(row.issuer_id)
+    return [
+        PricedLine(debtor, party(row.redeemer_id), "redemption", *priced, rate, "ON_REDEMPTION"),
+        PricedLine(debtor, COALITION, "fee", *priced, rate, "ON_REDEMPTION", issuer.fee_rate),
+    ]
+
+
+def _plain(value: Decimal) -> str:
+    """0.01000000 as 0.01, 100 as 100 (not 1E+2)."""
+    return format(value.normalize(), "f")
+
+
+def _exact(amount: Decimal, currency: str) -> str:
+    """An exact amount with at least the currency's minor digits: 15.00, 0.036."""
+    unit = minor_unit(currency)
+    return format(
+        amount.quantize(unit) if amount == amount.quantize(unit) else amount.normalize(), "f"
+    )
+
+
+def _breakdown(lines: list[PricedLine], currency: str) -> list[dict[str, Any]]:
+    """Priced lines summed per obligation and price: the numbers behind each obligation."""
+    grouped: dict[tuple[str, ...], tuple[int, Decimal]] = {}
+    for line in lines:
+        fee_rate = "" if line.fee_rate is None else _plain(line.fee_rate)
+        key = (
+            *(line.reason, line.debtor, line.creditor, line.funding_model),
+            *(_plain(line.price), line.currency, _plain(line.rate), fee_rate),
         )
-        if issuer is None or issuer.funding_model == "PREFUNDED":
-            exact.append(Obligation(COALITION, party(row.redeemer_id), "redemption", value))
-        elif row.issuer_id != row.redeemer_id:
-            exact.append(
-                Obligation(party(row.issuer_id), party(row.redeemer_id), "redemption", value)
-            )
-            exact.append(
-                Obligation(party(row.issuer_id), COALITION, "fee", value * issuer.fee_rate)
-            )
-    return exact
+        points, amount = grouped.get(key, (0, Decimal(0)))
+        grouped[key] = (points + line.points, amount + line.amount)
+    rows = []
+    for group, (points, amount) in sorted(grouped.items()):
+        reason, debtor, creditor, funding_model, price, price_currency, rate, fee_rate = group
+        row: dict[str, Any] = {
+            "reason": reason,
+            "debtor": debtor,
+            "creditor": creditor,
+            "fundingModel": funding_model,
+            "points": points,
+            "price": price,
+            "priceCurrency": price_currency,
+            "rate": rate,
+            "exact": _exact(amount, currency),
+        }
+        if fee_rate:
+            row["feeRate"] = fee_rate
+        rows.append(row)
+    return rows
 
 
 def _rounded(exact: list[Obligation], currency: str) -> list[Obligation]:
@@ -228,11 +292,8 @@ def digest_of(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
-def _late(obligations: list[Obligation]) -> list[Obligation]:
-    return [
-        Obligation(o.debtor, o.creditor, f"{o.reason} (prior-period adjustment)", o.amount)
-        for o in obligations
-    ]
+def _late(lines: list[PricedLine]) -> list[PricedLine]:
+    return [replace(line, reason=f"{line.reason} (prior-period adjustment)") for line in lines]
 
 
 async def _facts(
@@ -264,9 +325,9 @@ async def compute(
         ids |= {r.issuer_id for r in redeemed} | {r.redeemer_id for r in redeemed}
     terms = await _terms(conn, {int(i) for i in ids if i is not None})
     currency, table = _currency(terms, currency, rates or {})
-    exact = _obligations(regular[0], regular[1], terms, table)
-    exact += _late(_obligations(late[0], late[1], terms, table))
-    obligations = _rounded(exact, currency)
+    lines = _priced_lines(regular[0], regular[1], terms, table)
+    lines += _late(_priced_lines(late[0], late[1], terms, table))
+    obligations = _rounded([line.obligation() for line in lines], currency)
     names = {party(pid): t.name for (pid, _), t in terms.items()} | {COALITION: "Coalition"}
     document = build_document(
         start=start,
@@ -277,6 +338,7 @@ async def compute(
         obligations=obligations,
     )
     document["priorPeriodAdjustments"] = _points(*late)
+    document["breakdown"] = _breakdown(lines, currency)
     if len(table) > 1:
         document["exchangeRates"] = {k: format(v, "f") for k, v in sorted(table.items())}
     net = netting.net_positions(obligations)
@@ -312,7 +374,6 @@ async def run_settlement(
         conn, start=start, end=end, cutoff=now, currency=currency, rates=rates
     )
     digest = digest_of(document)
-    await repository.supersede_drafts(conn, start=start, end=end)
     run_id = await repository.insert_run(
         conn,
         start=start,
@@ -323,6 +384,7 @@ async def run_settlement(
         now=now,
         cutoff=now,
     )
+    await repository.supersede_drafts(conn, start=start, end=end, by_run_id=run_id)
     if legs:
         await repository.insert_postings(conn, run_id=run_id, legs=legs)
     return SettlementRun(id=run_id, status=RunStatus.DRAFT, digest=digest, document=document)
@@ -370,10 +432,49 @@ async def record_payment(
     return await get_run(conn, run_id=run_id)
 
 
+def _payments(rows: list[Row[Any]]) -> tuple[Payment, ...]:
+    return tuple(Payment(int(r.instruction), r.reference, r.paid_at) for r in rows)
+
+
 async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
+    """A run with the payments recorded against its instructions."""
     row = await repository.run_by_id(conn, run_id=run_id)
     if row is None:
         raise NotFound(f"settlement run {run_id} does not exist", field=["run"])
     return SettlementRun(
-        id=int(row.id), status=RunStatus(row.status), digest=row.digest, document=dict(row.document)
+        id=int(row.id),
+        status=RunStatus(row.status),
+        digest=row.digest,
+        document=dict(row.document),
+        payments=_payments(await repository.payments_of_run(conn, run_id=run_id)),
     )
+
+
+MAX_LISTED_RUNS = 1000
+
+
+async def list_runs(conn: AsyncConnection, *, limit: int = 100) -> list[RunSummary]:
+    """Runs newest first, superseded drafts included (they stay, as decision 0005 says),
+    each with its paid instructions and which run supersedes which."""
+    if not 1 <= limit <= MAX_LISTED_RUNS:
+        raise InvalidInput(f"limit must be 1 to {MAX_LISTED_RUNS}", field=["limit"])
+    rows = await repository.runs_listing(conn, limit=limit)
+    paid = await repository.payments_of_runs(conn, run_ids=[int(r.id) for r in rows])
+    return [
+        RunSummary(
+            id=int(r.id),
+            period_start=r.period_start,
+            period_end=r.period_end,
+            status=RunStatus(r.status),
+            currency=r.currency,
+            digest=r.digest,
+            created_at=r.created_at,
+            finalized_at=r.finalized_at,
+            paid_at=r.paid_at,
+            instruction_count=int(r.instruction_count or 0),
+            payments=_payments([p for p in paid if p.run_id == r.id]),
+            supersedes=tuple(int(i) for i in r.supersedes),
+            superseded_by=None if r.superseded_by is None else int(r.superseded_by),
+        )
+        for r in rows
+    ]

@@ -32,8 +32,10 @@ settlement_run = Table(
     Column("cutoff", DateTime(timezone=True), nullable=False),
     Column("finalized_at", DateTime(timezone=True)),
     Column("paid_at", DateTime(timezone=True)),
+    Column("superseded_by", BigInteger, ForeignKey("settlement_run.id")),
     CheckConstraint("period_start < period_end", name="period"),
     CheckConstraint("status IN ('DRAFT', 'SUPERSEDED', 'FINALIZED', 'PAID')", name="status"),
+    CheckConstraint("(status = 'SUPERSEDED') = (superseded_by IS NOT NULL)", name="superseded"),
 )
 Index("ix_settlement_run_period", settlement_run.c.period_start, settlement_run.c.period_end)
 

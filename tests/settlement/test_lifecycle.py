@@ -3,6 +3,7 @@ a closed period settled by the next run as a labelled prior-period adjustment.""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -123,4 +124,35 @@ async def test_a_finalized_run_still_ties_to_the_ledger(db: Database) -> None:
     async with db.transaction(SYSTEM) as conn:
         checks = await reconciliation.verify(conn)
 
+    assert all(check.ok for check in checks), checks
+
+
+async def test_a_run_stored_before_its_breakdown_existed_still_ties_to_the_ledger(
+    db: Database,
+) -> None:
+    from sqlalchemy import text
+
+    from settlement import reconciliation
+    from settlement.service import digest_of
+
+    period = Period(db)
+    coffee = await period.partner(issue="0.010", redeem="0.008")
+    await period.earn(coffee, await period.member(), 90, day=1)
+    run = await period.settle()
+    older = {k: v for k, v in run.document.items() if k != "breakdown"}
+    async with db.transaction(SYSTEM) as conn:
+        await service.finalize(conn, run_id=run.id, now=period.end)
+        # The run as a version without the breakdown stored it.
+        await conn.execute(
+            text(
+                "UPDATE settlement_run SET document = CAST(:document AS jsonb), digest = :digest"
+                " WHERE id = :id"
+            ),
+            {"document": json.dumps(older), "digest": digest_of(older), "id": run.id},
+        )
+
+    async with db.transaction(SYSTEM) as conn:
+        checks = await reconciliation.verify(conn)
+
+    assert "breakdown" in run.document
     assert all(check.ok for check in checks), checks
