@@ -436,6 +436,9 @@ def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
         print("first request: a token, then earn 100 points for the demo member 'alice'")
         for line in first_request(partner, public_url):
             print(f"  {line}")
+        if summary.seeded:
+            start, end = summary.last_month
+            print(f"settle last month's demo history: exchange settle --from {start} --to {end}")
 
     asyncio.run(run())
 

@@ -5,21 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from exchange.migrations import upgrade
 from tests.conftest import NOW, TEST_SECRET_KEY, Factory
 
 
@@ -50,22 +46,6 @@ async def test_verify_reports_every_invariant_and_exits_zero(
     assert report["ok"] is True
     assert len(report["checks"]) >= 9
     assert all(check["ok"] for check in report["checks"])
-
-
-@pytest.fixture
-async def scratch_database_url(server_url: str) -> AsyncIterator[str]:
-    """A database of its own, for a test that corrupts it on purpose."""
-    name = f"exchange_scratch_{secrets.token_hex(4)}"
-    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    url = sqlalchemy.engine.make_url(server_url).set(database=name)
-    rendered = url.render_as_string(hide_password=False)
-    await upgrade(rendered)
-    yield rendered
-    async with admin.connect() as connection:
-        await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
-    await admin.dispose()
 
 
 async def test_verify_fails_with_status_one_when_a_balance_is_tampered_with(
