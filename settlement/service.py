@@ -211,8 +211,7 @@ def checked_rates(rates: dict[str, Decimal] | None) -> dict[str, Decimal] | None
     if len(rates) > limits.MAX_RATES:
         raise InvalidInput(f"give at most {limits.MAX_RATES} exchange rates", field=["rates"])
     return {
-        check_currency(code, "rates"): limits.decimal(rate, "rates")
-        for code, rate in rates.items()
+        check_currency(code, "rates"): limits.decimal(rate, "rates") for code, rate in rates.items()
     }
 
 
