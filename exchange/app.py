@@ -129,6 +129,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             database,
             keys=IdentityKeys.from_secret(settings.secret_key()),
             micro_batching=settings.micro_batching,
+            tunables=settings.tunables,
         )
         app.state.notifications = Notifications(database.engine.url.render_as_string(False))
         app.state.auth = AuthRuntime(

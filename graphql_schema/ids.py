@@ -11,7 +11,9 @@ import binascii
 
 from exchange.kit import limits
 
-TYPES = frozenset({"Transaction", "Hold", "Partner", "Member", "SettlementRun"})
+TYPES = frozenset(
+    {"Transaction", "Hold", "Partner", "Member", "SettlementRun", "Purchase", "Campaign"}
+)
 #: The longest ID encode() writes ("SettlementRun:" and 19 digits, in base64).
 MAX_LENGTH = len(base64.urlsafe_b64encode(b"SettlementRun:" + b"9" * limits.MAX_ID_DIGITS))
 

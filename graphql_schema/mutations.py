@@ -19,6 +19,7 @@ from exchange.usecases import points as point_cases
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.errors import mutate
+from graphql_schema.loyalty import LoyaltyMutation
 from graphql_schema.settlement import (
     FinalizeSettlementPayload,
     RunSettlementPayload,
@@ -237,7 +238,7 @@ def _batch_results(
 
 
 @strawberry.type
-class Mutation:
+class Mutation(LoyaltyMutation):
     run_settlement: RunSettlementPayload = strawberry.mutation(resolver=run_settlement)
     finalize_settlement: FinalizeSettlementPayload = strawberry.mutation(
         resolver=finalize_settlement

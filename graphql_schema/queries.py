@@ -14,12 +14,14 @@ from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.ledger.models import AccountKind as LedgerAccountKind
+from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members, partners
 from exchange.usecases import settlement as settlement_cases
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.errors import ask, query_error
+from graphql_schema.loyalty import Campaign, LoyaltyQuery, Purchase
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
@@ -158,11 +160,17 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
     if type_name == "Member":
         member_id = await ask(info, members.member_by_id, lambda: key)
         return Member.of(member_id) if member_id is not None else None
+    if type_name == "Purchase":
+        purchase = await ask(info, loyalty_cases.purchase_by_id, lambda: key)
+        return Purchase.of(purchase) if purchase is not None else None
+    if type_name == "Campaign":
+        campaign = await ask(info, loyalty_cases.campaign_by_id, lambda: key)
+        return Campaign.of(campaign) if campaign is not None else None
     return None
 
 
 @strawberry.type
-class Query:
+class Query(LoyaltyQuery):
     @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
     async def ledger_accounts(
         self,

@@ -20,6 +20,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from graphql_schema.cost import QueryCost
+from graphql_schema.loyalty import Campaign, Purchase
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
 from graphql_schema.scalars import SCALAR_MAP
@@ -81,7 +82,7 @@ schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[Transaction, Hold, Partner, Member, SettlementRun],
+    types=[Transaction, Hold, Partner, Member, SettlementRun, Purchase, Campaign],
     extensions=[
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

@@ -65,6 +65,10 @@ class Contract:
     points_lifetime_days: int
     credit_limit_points: BigInt | None
     effective_from: datetime
+    earn_rate: Decimal = strawberry.field(description="Base points per currency unit spent.")
+    max_points_per_operation: BigInt = strawberry.field(
+        description="The most points one operation (an earn, a redemption, a purchase) moves."
+    )
 
 
 @strawberry.type
@@ -92,6 +96,8 @@ class Partner(Node):
                     else None
                 ),
                 effective_from=partner.contract.effective_from,
+                earn_rate=terms.earn_rate,
+                max_points_per_operation=BigInt(terms.max_points_per_operation),
             )
         return cls(
             id=strawberry.ID(ids.encode("Partner", partner.id)),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
@@ -9,6 +11,8 @@ from strawberry.types.nodes import SelectedField, Selection
 from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.ledger.models import Wallet as WalletModel
+from exchange.loyalty.models import MemberTier as MemberTierModel
+from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members
 from graphql_schema import ids
 from graphql_schema.context import Context
@@ -70,6 +74,27 @@ async def transactions_page(
     return TransactionConnection.of(entries, DEFAULT_PAGE if first is None else first)
 
 
+@strawberry.type(description="A member's tier: a progress bar to the next one.")
+class MemberTier:
+    name: str = strawberry.field(description="The tier held; empty until the first is reached.")
+    qualifying_points: BigInt = strawberry.field(description="Purchase points in the window.")
+    next: str | None = strawberry.field(description="The next tier's name.")
+    points_to_next: BigInt | None = strawberry.field(description="Qualifying points still needed.")
+    valid_until: datetime | None = strawberry.field(
+        description="The earliest a downgrade could take effect."
+    )
+
+    @classmethod
+    def of(cls, tier: MemberTierModel) -> MemberTier:
+        return cls(
+            name=tier.name,
+            qualifying_points=BigInt(tier.qualifying_points),
+            next=tier.next,
+            points_to_next=BigInt(tier.points_to_next) if tier.points_to_next is not None else None,
+            valid_until=tier.valid_until,
+        )
+
+
 @strawberry.type
 class Wallet:
     balance: BigInt
@@ -112,6 +137,12 @@ class Wallet:
         after: str | None = None,
     ) -> TransactionConnection:
         return await transactions_page(info, first, after, None, member_id=self.member_id)
+
+    @strawberry.field(description="The member's tier and its progress to the next one.")
+    async def tier(self, info: Info[Context, None]) -> MemberTier | None:
+        member_id = self.member_id
+        found = await ask(info, loyalty_cases.member_tier, lambda: member_id)
+        return MemberTier.of(found) if found is not None else None
 
 
 async def load_wallet(info: Info[Context, None], member_id: int) -> Wallet:

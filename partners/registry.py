@@ -18,20 +18,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit import limits
+from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency
 from exchange.kit.errors import InvalidInput, NotFound
-from exchange.kit.limits import MAX_LIFETIME_DAYS
+from exchange.kit.limits import MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
 from exchange.ledger.models import PartnerPolicy
 from partners import repository
 from partners.errors import PartnerExists
 from partners.models import (
     Contract,
+    ContractChanges,
     ContractTerms,
     FundingModel,
     Partner,
     PartnerListing,
     PartnerStatus,
 )
+
+#: Points per currency unit; far above any real programme, far below an overflow.
+MAX_EARN_RATE = Decimal(1000)
 
 
 def _price(value: object, field: str) -> Decimal:
@@ -52,6 +57,15 @@ def validate_terms(terms: ContractTerms) -> ContractTerms:
         )
     if terms.credit_limit_points is not None and terms.credit_limit_points < 0:
         raise InvalidInput("creditLimitPoints must be zero or more", field=["creditLimitPoints"])
+    maximum = terms.max_points_per_operation
+    if isinstance(maximum, bool) or not 1 <= maximum <= MAX_POINTS_PER_OPERATION:
+        raise InvalidInput(
+            f"maxPointsPerOperation must be between 1 and {MAX_POINTS_PER_OPERATION}",
+            field=["maxPointsPerOperation"],
+        )
+    earn_rate = _price(terms.earn_rate, "earnRate")
+    if earn_rate > MAX_EARN_RATE:
+        raise InvalidInput(f"earnRate must be at most {MAX_EARN_RATE}", field=["earnRate"])
     return ContractTerms(
         currency=currency,
         issue_price=_price(terms.issue_price, "issuePrice"),
@@ -61,6 +75,8 @@ def validate_terms(terms: ContractTerms) -> ContractTerms:
         points_lifetime_days=terms.points_lifetime_days,
         credit_limit_points=terms.credit_limit_points,
         allow_negative_reversal=terms.allow_negative_reversal,
+        earn_rate=earn_rate,
+        max_points_per_operation=maximum,
     )
 
 
@@ -69,6 +85,7 @@ def policy_of(terms: ContractTerms) -> PartnerPolicy:
         points_lifetime_days=terms.points_lifetime_days,
         credit_limit_points=terms.credit_limit_points,
         allow_negative_reversal=terms.allow_negative_reversal,
+        max_points_per_operation=terms.max_points_per_operation,
     )
 
 
@@ -87,6 +104,8 @@ def _partner(row: Row[Any]) -> Partner:
         points_lifetime_days=row.points_lifetime_days,
         credit_limit_points=row.credit_limit_points,
         allow_negative_reversal=row.allow_negative_reversal,
+        earn_rate=_plain(row.earn_rate),
+        max_points_per_operation=int(row.max_points_per_operation),
     )
     return Partner(
         id=int(row.id),
@@ -168,6 +187,27 @@ async def change_contract(
         conn, partner_id=partner_id, policy=policy_of(current.contract.terms)
     )
     return Contract(partner_id, version, effective_from, terms)
+
+
+async def amend_contract(
+    conn: AsyncConnection,
+    *,
+    partner_id: int,
+    changes: ContractChanges,
+    effective_from: datetime,
+    now: datetime,
+) -> Contract:
+    """A new contract version from ``effective_from``: the version in force then, with
+    the terms ``changes`` names changed."""
+    effective_from = require_aware(effective_from, "effectiveFrom")
+    base = await get_partner(conn, partner_id=partner_id, now=effective_from)
+    return await change_contract(
+        conn,
+        partner_id=partner_id,
+        terms=changes.applied_to(base.contract.terms),
+        effective_from=effective_from,
+        now=now,
+    )
 
 
 async def sync_policies(conn: AsyncConnection, *, now: datetime) -> int:

@@ -14,7 +14,8 @@ from partners.models import ContractTerms
 _PARTNER_WITH_CONTRACT = """
     SELECT p.id, p.name, p.status, p.created_at, c.version, c.effective_from, c.currency,
            c.issue_price, c.redemption_price, c.fee_rate, c.funding_model,
-           c.points_lifetime_days, c.credit_limit_points, c.allow_negative_reversal
+           c.points_lifetime_days, c.credit_limit_points, c.allow_negative_reversal,
+           c.earn_rate, c.max_points_per_operation
     FROM partner p
     JOIN LATERAL (
         SELECT * FROM partner_contract pc
@@ -43,10 +44,11 @@ async def insert_contract(
             """
             INSERT INTO partner_contract (partner_id, version, effective_from, currency,
                 issue_price, redemption_price, fee_rate, funding_model, points_lifetime_days,
-                credit_limit_points, allow_negative_reversal)
+                credit_limit_points, allow_negative_reversal, earn_rate,
+                max_points_per_operation)
             SELECT :partner_id, coalesce(max(version), 0) + 1, :effective_from, :currency,
                 :issue_price, :redemption_price, :fee_rate, :funding_model, :lifetime,
-                :credit_limit, :allow_negative
+                :credit_limit, :allow_negative, :earn_rate, :max_points
             FROM partner_contract WHERE partner_id = :partner_id
             RETURNING version
             """
@@ -62,6 +64,8 @@ async def insert_contract(
             "lifetime": terms.points_lifetime_days,
             "credit_limit": terms.credit_limit_points,
             "allow_negative": terms.allow_negative_reversal,
+            "earn_rate": terms.earn_rate,
+            "max_points": terms.max_points_per_operation,
         },
     )
     return int(result.scalar_one())

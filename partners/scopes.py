@@ -11,13 +11,22 @@ PARTNER_SCOPES = frozenset(
         "members:read",
         "transactions:read",
         "settlement:read",
+        "campaigns:read",
+        "campaigns:write",
         # Delegable to a member token obtained by token exchange.
         "wallet:read",
         "wallet:transfer",
     }
 )
 OPERATOR_SCOPES = frozenset(
-    {"partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"}
+    {
+        "partners:admin",
+        "settlement:run",
+        "settlement:read:all",
+        "ledger:read:all",
+        "campaigns:read",
+        "campaigns:write",
+    }
 )
 MEMBER_SCOPES = frozenset({"wallet:read", "wallet:transfer"})
 ALL_SCOPES = PARTNER_SCOPES | OPERATOR_SCOPES | MEMBER_SCOPES

@@ -51,6 +51,8 @@ partner_contract = Table(
     Column("credit_limit_points", BigInteger),
     Column("allow_negative_reversal", Boolean, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("earn_rate", Numeric(20, 8), nullable=False, server_default=text("1")),
+    Column("max_points_per_operation", BigInteger, nullable=False, server_default=text("1000000")),
     UniqueConstraint("partner_id", "version"),
     CheckConstraint("currency ~ '^[A-Z]{3}$'", name="currency"),
     CheckConstraint("issue_price >= 0 AND redemption_price >= 0", name="prices"),
@@ -58,6 +60,8 @@ partner_contract = Table(
     CheckConstraint("funding_model IN ('PREFUNDED', 'ON_REDEMPTION')", name="funding_model"),
     CheckConstraint("points_lifetime_days > 0", name="lifetime"),
     CheckConstraint("credit_limit_points IS NULL OR credit_limit_points >= 0", name="limit"),
+    CheckConstraint("earn_rate >= 0", name="earn_rate"),
+    CheckConstraint("max_points_per_operation > 0", name="max_points"),
 )
 Index(
     "ix_partner_contract_in_force", partner_contract.c.partner_id, partner_contract.c.effective_from

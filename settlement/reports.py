@@ -544,6 +544,7 @@ def statement(run: SettlementRun, partner_id: int) -> dict[str, Any]:
         "redemptionsAtIt": [c for c in points["matrix"] if c["redeemer"] == own],
         "obligations": [o for o in document["obligations"] if own in (o["debtor"], o["creditor"])],
         "breakdown": [b for b in document["breakdown"] if own in (b["debtor"], b["creditor"])],
+        "campaigns": [c for c in document.get("campaigns", []) if c["funder"] == own],
         "netPosition": document["netPositions"].get(own, "0"),
         "instructions": [
             _direction(own, i) for i in document["instructions"] if own in (i["payer"], i["payee"])

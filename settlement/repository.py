@@ -37,19 +37,49 @@ def window(late: bool) -> str:
 async def issued(
     conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
 ) -> list[Row[Any]]:
-    """Points issued per issuer and contract version, net of earn reversals booked in the
-    period."""
+    """Points issued per issuing partner and contract version, net of earn reversals
+    booked in the period: from the lots earns created (so a co-funded campaign's lot is
+    its funder's issuance) and the reversals' consumptions of them. Coalition-issued
+    points (no issuer) are nobody's issuance to settle."""
     result = await conn.execute(
         text(
             f"""
-            SELECT e.partner_id AS partner_id, c.version AS version,
-                   sum(CASE WHEN e.kind = 'EARN' THEN e.points ELSE -e.points END) AS points
-            FROM ledger_entry e
-            LEFT JOIN ledger_entry t ON t.id = e.target_entry_id
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="e.partner_id")}) c ON true
-            WHERE {window(late)}
-              AND (e.kind = 'EARN' OR (e.kind = 'REVERSAL' AND t.kind = 'EARN'))
-            GROUP BY e.partner_id, c.version
+            SELECT l.issuer_partner_id AS partner_id, c.version AS version,
+                   sum(l.amount) AS points
+            FROM ledger_lot l JOIN ledger_entry e ON e.id = l.entry_id
+            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="l.issuer_partner_id")}) c ON true
+            WHERE {window(late)} AND e.kind = 'EARN' AND l.origin = 'EARN'
+              AND l.issuer_partner_id IS NOT NULL
+            GROUP BY l.issuer_partner_id, c.version
+            UNION ALL
+            SELECT r.issuer_partner_id, c.version, -sum(r.points)
+            FROM ledger_lot_consumption r JOIN ledger_entry e ON e.id = r.entry_id
+            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="r.issuer_partner_id")}) c ON true
+            WHERE {window(late)} AND r.kind = 'EARN_REVERSAL' AND r.issuer_partner_id IS NOT NULL
+            GROUP BY r.issuer_partner_id, c.version
+            """
+        ),
+        params,
+    )
+    return list(result.all())
+
+
+async def campaign_issuance(conn: AsyncConnection, *, params: dict[str, Any]) -> list[Row[Any]]:
+    """Points each campaign's funders issued in the period (the lots of earns a purchase
+    booked for a campaign), per funder and contract version."""
+    result = await conn.execute(
+        text(
+            f"""
+            SELECT e.metadata->>'campaign' AS campaign_id,
+                   max(e.metadata->>'campaign_name') AS campaign_name,
+                   l.issuer_partner_id AS partner_id, c.version AS version,
+                   sum(l.amount) AS points
+            FROM ledger_lot l JOIN ledger_entry e ON e.id = l.entry_id
+            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="l.issuer_partner_id")}) c ON true
+            WHERE {window(False)} AND e.kind = 'EARN' AND l.origin = 'EARN'
+              AND e.metadata->>'campaign' IS NOT NULL
+            GROUP BY e.metadata->>'campaign', l.issuer_partner_id, c.version
+            ORDER BY 1, 3 NULLS FIRST
             """
         ),
         params,

@@ -291,6 +291,32 @@ def digest_of(document: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
+def _campaign_costs(
+    rows: list[Row[Any]],
+    terms: dict[tuple[int, int], Terms],
+    rates: dict[str, Decimal],
+    currency: str,
+) -> list[dict[str, Any]]:
+    """What each campaign's funders issued in the period: points, and their money at the
+    funder's issue price (the coalition's own points: no price, nothing to settle)."""
+    costs = []
+    for row in rows:
+        amount = Decimal(0)
+        if row.partner_id is not None:
+            contract = _priced(terms, row.partner_id, row.version)
+            amount = row.points * contract.issue_price * rates[contract.currency]
+        costs.append(
+            {
+                "campaign": str(row.campaign_id),
+                "name": row.campaign_name or "",
+                "funder": party(row.partner_id),
+                "points": int(row.points),
+                "amount": _money(round_total(amount, currency)),
+            }
+        )
+    return costs
+
+
 def _late(lines: list[PricedLine]) -> list[PricedLine]:
     return [replace(line, reason=f"{line.reason} (prior-period adjustment)") for line in lines]
 
@@ -338,6 +364,9 @@ async def compute(
     )
     document["priorPeriodAdjustments"] = _points(*late)
     document["breakdown"] = _breakdown(lines, currency)
+    campaigns = await repository.campaign_issuance(conn, params=params)
+    if campaigns:  # only then: runs from before campaigns keep their digests
+        document["campaigns"] = _campaign_costs(campaigns, terms, table, currency)
     if len(table) > 1:
         document["exchangeRates"] = {k: format(v, "f") for k, v in sorted(table.items())}
     net = netting.net_positions(obligations)

@@ -37,6 +37,34 @@ def default_home() -> Path:
 
 
 @dataclass(frozen=True)
+class Tunables:
+    """The numbers the domain reads at run time (no secrets): use cases get them as
+    ``call.tunables``."""
+
+    #: Qualifying points for a tier count over this many months (EXCHANGE_TIER_WINDOW_MONTHS).
+    tier_window_months: int = 12
+    #: A member keeps a tier it no longer qualifies for until this many days after the
+    #: month end the review runs at (EXCHANGE_TIER_GRACE_DAYS).
+    tier_grace_days: int = 30
+
+    @classmethod
+    def from_values(cls, values: dict[str, str]) -> Tunables:
+        return cls(
+            tier_window_months=_positive(values, "EXCHANGE_TIER_WINDOW_MONTHS", 12, 120),
+            tier_grace_days=_positive(values, "EXCHANGE_TIER_GRACE_DAYS", 30, 366),
+        )
+
+
+def _positive(values: dict[str, str], name: str, default: int, most: int) -> int:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= most:
+        raise ValueError(f"{name} must be a whole number from 1 to {most}, not {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
 class Settings:
     home: Path
     database_url: str | None
@@ -45,6 +73,7 @@ class Settings:
     #: Concurrent earns of one caller share a transaction (EXCHANGE_MICRO_BATCHING=off
     #: turns it off, to measure what it brings).
     micro_batching: bool = True
+    tunables: Tunables = field(default_factory=Tunables)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -58,6 +87,7 @@ class Settings:
             public_url=(values.get("EXCHANGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             micro_batching=(values.get("EXCHANGE_MICRO_BATCHING") or "on").strip().lower()
             not in ("off", "0", "false", "no"),
+            tunables=Tunables.from_values(values),
         )
 
     def ensure_home(self) -> Path:

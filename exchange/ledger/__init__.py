@@ -20,6 +20,7 @@ from exchange.ledger.models import EntryResult, EntryView, PartnerPolicy, Wallet
 from exchange.ledger.queries import (
     entries,
     entries_by_ids,
+    entries_by_keys,
     expiring,
     unwatch_wallet,
     wallet,
@@ -30,11 +31,12 @@ from exchange.ledger.requests import (
     CaptureRequest,
     EarnRequest,
     HoldRequest,
+    Issuer,
     RedeemRequest,
     ReverseRequest,
     TransferRequest,
 )
-from exchange.ledger.reversals import reverse
+from exchange.ledger.reversals import reverse, reverse_many
 from exchange.ledger.spending import redeem, redeem_many
 from exchange.ledger.transfers import adjust, transfer
 
@@ -46,6 +48,7 @@ __all__ = [
     "EntryResult",
     "EntryView",
     "HoldRequest",
+    "Issuer",
     "Outcome",
     "PartnerPolicy",
     "RedeemRequest",
@@ -59,6 +62,7 @@ __all__ = [
     "earn_many",
     "entries",
     "entries_by_ids",
+    "entries_by_keys",
     "expire_batch",
     "expiring",
     "get_hold",
@@ -71,6 +75,7 @@ __all__ = [
     "release",
     "release_holds_batch",
     "reverse",
+    "reverse_many",
     "set_partner_policy",
     "transfer",
     "unwatch_wallet",

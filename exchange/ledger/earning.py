@@ -28,78 +28,79 @@ from exchange.ledger.models import (
     EntryResult,
     EntryView,
     LotOrigin,
+    issued_account,
 )
-from exchange.ledger.plans import EntryPlan, Leg, NewLot
+from exchange.ledger.plans import EntryPlan, Leg, NewLot, check_maximum
+from exchange.ledger.repository import AccountRow
 from exchange.ledger.requests import EarnRequest, lot_expiry
 
 
 @dataclass
-class _EarnState:
-    issued_id: int
+class _Issuance:
+    """One issuer's account and policy, as the plans of one call use them."""
+
+    account_id: int
     lifetime_days: int
+    maximum: int | None
     credit_limit: int | None
-    #: Points the partner has outstanding, following the plans (partners with a limit).
+    #: Points the issuer has outstanding, following the plans (issuers with a limit).
     outstanding: int
+
+
+@dataclass
+class _EarnState:
+    issuers: dict[int | None, _Issuance]
     wallets: dict[int, int]  # member id -> wallet account id
 
 
 @dataclass(frozen=True)
 class Earn:
-    partner_id: int
+    """Earns made by a partner (``partner_id`` None: by the coalition itself). Each lot is
+    issued by the request's issuer: the partner, or a funder, or the coalition."""
+
+    partner_id: int | None
     kind: EntryKind = EntryKind.EARN
     keyed: bool = True
 
     async def read(
         self, conn: AsyncConnection, requests: Sequence[EarnRequest], now: datetime
     ) -> _EarnState:
-        """The wallets locked in member order, with the issued account and its policy. A
-        partner with a credit limit then serializes its issuance (an advisory lock) and
-        its outstanding points are counted after the lock."""
-        issued_kind = (self.partner_id, AccountKind.PARTNER_ISSUED)
+        """The wallets locked in member order, with each issuer's account and policy. An
+        issuer with a credit limit then serializes its issuance (an advisory lock, in
+        issuer order) and its outstanding points are counted after the lock."""
+        issuers = sorted(
+            {r.issuer_partner_id(self.partner_id) for r in requests}, key=lambda i: i or 0
+        )
         locked = await repository.lock_wallets(
-            conn, member_ids=[r.member_id for r in requests], accounts=[issued_kind]
+            conn,
+            member_ids=[r.member_id for r in requests],
+            accounts=[issued_account(issuer) for issuer in issuers],
         )
-        issued = locked.accounts.get((self.partner_id, str(AccountKind.PARTNER_ISSUED)))
-        if issued is None:
-            raise NotFound(
-                f"partner {self.partner_id} is not known to the ledger", field=["partnerId"]
-            )
-        limit = issued.credit_limit_points
-        outstanding = 0
-        if limit is not None:
-            await repository.lock_partner_issuance(conn, partner_id=self.partner_id)
-            outstanding = await repository.outstanding_points(
-                conn, issuer_partner_id=self.partner_id
-            )
-        return _EarnState(
-            issued_id=issued.id,
-            lifetime_days=int(issued.points_lifetime_days or DEFAULT_POINTS_LIFETIME_DAYS),
-            credit_limit=int(limit) if limit is not None else None,
-            outstanding=outstanding,
-            wallets={member_id: w.wallet_id for member_id, w in locked.wallets.items()},
-        )
+        state = _EarnState(issuers={}, wallets={m: w.wallet_id for m, w in locked.wallets.items()})
+        for issuer in issuers:
+            account = locked.accounts.get(_key(issued_account(issuer)))
+            if account is None:
+                raise NotFound(f"partner {issuer} is not known to the ledger", field=["partnerId"])
+            state.issuers[issuer] = await _issuance(conn, issuer, account)
+        return state
 
     def plan(self, state: _EarnState, request: EarnRequest, now: datetime) -> list[EntryPlan]:
         wallet_id = state.wallets.get(request.member_id)
         if wallet_id is None:
             raise NotFound(f"member {request.member_id} does not exist", field=["memberId"])
+        issuer = request.issuer_partner_id(self.partner_id)
+        issuance = state.issuers[issuer]
         effective_at = request.effective_at or now
         expires_at = lot_expiry(
             effective_at=effective_at,
             expires_at=request.expires_at,
-            lifetime_days=state.lifetime_days,
+            lifetime_days=issuance.lifetime_days,
             now=now,
         )
         points = request.points
-        if state.credit_limit is not None:
-            if state.outstanding + points > state.credit_limit:
-                raise LimitExceeded(
-                    f"issuing {points} points would exceed the partner's credit limit of"
-                    f" {state.credit_limit} outstanding points ({state.outstanding}"
-                    " outstanding now)",
-                    field=["points"],
-                )
-            state.outstanding += points
+        check_maximum(points, issuance.maximum)
+        _check_credit(issuance, points)
+        lot = NewLot(request.member_id, issuer, LotOrigin.EARN, points, effective_at, expires_at)
         return [
             EntryPlan(
                 kind=EntryKind.EARN,
@@ -110,20 +111,43 @@ class Earn:
                 member_id=request.member_id,
                 reference=request.reference,
                 metadata=request.metadata,
-                legs=[Leg(wallet_id, points), Leg(state.issued_id, -points, sharded=True)],
-                lots=[
-                    NewLot(
-                        request.member_id,
-                        self.partner_id,
-                        LotOrigin.EARN,
-                        points,
-                        effective_at,
-                        expires_at,
-                    )
-                ],
+                legs=[Leg(wallet_id, points), Leg(issuance.account_id, -points, sharded=True)],
+                lots=[lot],
                 wallet_account_id=wallet_id,
             )
         ]
+
+
+def _key(account: tuple[int | None, AccountKind]) -> tuple[int | None, str]:
+    return account[0], str(account[1])
+
+
+async def _issuance(conn: AsyncConnection, issuer: int | None, account: AccountRow) -> _Issuance:
+    limit = account.credit_limit_points
+    outstanding = 0
+    if limit is not None and issuer is not None:
+        await repository.lock_partner_issuance(conn, partner_id=issuer)
+        outstanding = await repository.outstanding_points(conn, issuer_partner_id=issuer)
+    return _Issuance(
+        account_id=account.id,
+        lifetime_days=int(account.points_lifetime_days or DEFAULT_POINTS_LIFETIME_DAYS),
+        maximum=account.max_points_per_operation,
+        credit_limit=int(limit) if limit is not None else None,
+        outstanding=outstanding,
+    )
+
+
+def _check_credit(issuance: _Issuance, points: int) -> None:
+    limit = issuance.credit_limit
+    if limit is None:
+        return
+    if issuance.outstanding + points > limit:
+        raise LimitExceeded(
+            f"issuing {points} points would exceed the partner's credit limit of {limit}"
+            f" outstanding points ({issuance.outstanding} outstanding now)",
+            field=["points"],
+        )
+    issuance.outstanding += points
 
 
 async def earn(
@@ -135,6 +159,12 @@ async def earn(
     now: datetime,
 ) -> EntryResult:
     """Issue points to one member: the fast path when it applies, else the general one."""
+    if request.issuer is not None:  # a lot of another issuer: the general path decides
+        return execution.single(
+            await earn_many(
+                conn, client_id=client_id, partner_id=partner_id, requests=[request], now=now
+            )
+        )
     key = idempotency.key_of(
         request, kind=EntryKind.EARN, client_id=client_id, partner_id=partner_id
     )
@@ -178,7 +208,7 @@ async def earn_many(
     conn: AsyncConnection,
     *,
     client_id: str,
-    partner_id: int,
+    partner_id: int | None,
     requests: Sequence[EarnRequest],
     now: datetime,
 ) -> list[Outcome | None]:

@@ -27,7 +27,16 @@ from exchange.ledger.models import (
     Hold,
     HoldStatus,
 )
-from exchange.ledger.plans import EntryPlan, HoldClose, Leg, Lot, NewHold, allocate, takes
+from exchange.ledger.plans import (
+    EntryPlan,
+    HoldClose,
+    Leg,
+    Lot,
+    NewHold,
+    allocate,
+    check_maximum,
+    takes,
+)
 from exchange.ledger.requests import CaptureRequest, HoldRequest
 from exchange.ledger.spending import Wallets, read_wallets, spend
 
@@ -73,6 +82,8 @@ class PlaceHold:
 
     def plan(self, state: Wallets, request: HoldRequest, now: datetime) -> list[EntryPlan]:
         points = request.points
+        redeemed = state.account(self.partner_id, AccountKind.PARTNER_REDEEMED)
+        check_maximum(points, redeemed.max_points_per_operation)
         wallet, allocation, before = spend(state, request.member_id, points, now)
         hold_id = state.hold_ids.pop()
         return [

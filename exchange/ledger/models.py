@@ -14,6 +14,16 @@ class AccountKind(enum.StrEnum):
     PARTNER_REDEEMED = "PARTNER_REDEEMED"
     COALITION_BREAKAGE = "COALITION_BREAKAGE"
     COALITION_ADJUSTMENTS = "COALITION_ADJUSTMENTS"
+    #: Points the coalition itself issues (a tier's bonus, an operator's campaign).
+    COALITION_ISSUED = "COALITION_ISSUED"
+
+
+def issued_account(partner_id: int | None) -> tuple[int | None, AccountKind]:
+    """The account an issuer's points come from: a partner's PARTNER_ISSUED, or the
+    coalition's COALITION_ISSUED when the coalition issues (``partner_id`` None)."""
+    if partner_id is None:
+        return None, AccountKind.COALITION_ISSUED
+    return partner_id, AccountKind.PARTNER_ISSUED
 
 
 class EntryKind(enum.StrEnum):
@@ -57,6 +67,7 @@ class HoldStatus(enum.StrEnum):
 BALANCE_SHARDS = 16
 
 DEFAULT_POINTS_LIFETIME_DAYS = 365
+DEFAULT_MAX_POINTS_PER_OPERATION = 1_000_000
 DEFAULT_HOLD_TTL_SECONDS = 15 * 60
 
 
@@ -67,6 +78,8 @@ class PartnerPolicy:
     points_lifetime_days: int = DEFAULT_POINTS_LIFETIME_DAYS
     credit_limit_points: int | None = None
     allow_negative_reversal: bool = False
+    #: No single earn, redemption or hold of the partner moves more (a typo guard).
+    max_points_per_operation: int = DEFAULT_MAX_POINTS_PER_OPERATION
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from exchange.kit.invariant import invariant
+from exchange.ledger.errors import LimitExceeded
 from exchange.ledger.models import ConsumptionKind, EntryKind, HoldStatus, LotOrigin
 
 
@@ -151,3 +152,13 @@ def takes(
         Take(lot.id, kind, sign * points, lot.issuer_partner_id, redeemer_partner_id, hold_id)
         for lot, points in allocation
     ]
+
+
+def check_maximum(points: int, maximum: int | None) -> None:
+    """LIMIT_EXCEEDED when one operation moves more points than the partner's contract
+    allows at once (a typo guard: ``maxPointsPerOperation``)."""
+    if maximum is not None and points > maximum:
+        raise LimitExceeded(
+            f"points must be at most {maximum} per operation (the partner's maxPointsPerOperation)",
+            field=["points"],
+        )

@@ -108,6 +108,14 @@ async def entries(
     return [entry_view(row) for row in rows]
 
 
+async def entries_by_keys(
+    conn: AsyncConnection, *, client_id: str, keys: list[str]
+) -> list[EntryView]:
+    """The entries a client's idempotency keys name, in the order of the keys."""
+    rows = await repository.entries_by_keys(conn, client_id=client_id, idempotency_keys=keys)
+    return [entry_view(rows[key]) for key in keys if key in rows]
+
+
 async def entries_by_ids(conn: AsyncConnection, *, entry_ids: list[int]) -> dict[int, EntryView]:
     rows = await repository.entries_by_ids(conn, entry_ids=entry_ids)
     return {int(row.id): entry_view(row) for row in rows}

@@ -54,9 +54,9 @@ async def open_partner_accounts(
         sql(
             """
             INSERT INTO ledger_account (kind, partner_id, sharded, credit_limit_points,
-                                        points_lifetime_days, allow_negative_reversal)
-            VALUES ('PARTNER_ISSUED', :partner_id, true, :limit, :lifetime, :negative),
-                   ('PARTNER_REDEEMED', :partner_id, true, NULL, NULL, false)
+                points_lifetime_days, allow_negative_reversal, max_points_per_operation)
+            VALUES ('PARTNER_ISSUED', :partner_id, true, :limit, :lifetime, :negative, :max),
+                   ('PARTNER_REDEEMED', :partner_id, true, NULL, NULL, false, :max)
             ON CONFLICT DO NOTHING
             """
         ),
@@ -65,6 +65,7 @@ async def open_partner_accounts(
             "limit": policy.credit_limit_points,
             "lifetime": policy.points_lifetime_days,
             "negative": policy.allow_negative_reversal,
+            "max": policy.max_points_per_operation,
         },
     )
     await conn.execute(
@@ -86,9 +87,14 @@ async def set_partner_policy(
     result = await conn.execute(
         sql(
             """
-            UPDATE ledger_account SET credit_limit_points = :limit,
-                   points_lifetime_days = :lifetime, allow_negative_reversal = :negative
-            WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
+            UPDATE ledger_account SET max_points_per_operation = :max,
+                   credit_limit_points = CASE WHEN kind = 'PARTNER_ISSUED'
+                                              THEN CAST(:limit AS bigint) END,
+                   points_lifetime_days = CASE WHEN kind = 'PARTNER_ISSUED'
+                                               THEN CAST(:lifetime AS integer) END,
+                   allow_negative_reversal = kind = 'PARTNER_ISSUED'
+                                             AND CAST(:negative AS boolean)
+            WHERE partner_id = :partner_id AND kind IN ('PARTNER_ISSUED', 'PARTNER_REDEEMED')
             RETURNING id
             """
         ),
@@ -97,6 +103,7 @@ async def set_partner_policy(
             "limit": policy.credit_limit_points,
             "lifetime": policy.points_lifetime_days,
             "negative": policy.allow_negative_reversal,
+            "max": policy.max_points_per_operation,
         },
     )
     return result.first() is not None
@@ -108,7 +115,8 @@ async def partner_account(
     result = await conn.execute(
         sql(
             """
-            SELECT id, credit_limit_points, points_lifetime_days, allow_negative_reversal
+            SELECT id, credit_limit_points, points_lifetime_days, allow_negative_reversal,
+                   max_points_per_operation
             FROM ledger_account WHERE partner_id = :partner_id AND kind = :kind
             """
         ),
@@ -178,6 +186,7 @@ _EARN_AT_ONCE = sql(
         FROM ledger_account
         WHERE partner_id = :partner_id AND kind = 'PARTNER_ISSUED'
           AND credit_limit_points IS NULL
+          AND :points <= coalesce(max_points_per_operation, :points)
     ), locked AS MATERIALIZED (
         SELECT id FROM ledger_account
         WHERE member_id = :member_id AND kind = 'MEMBER_WALLET' FOR UPDATE
@@ -237,7 +246,8 @@ async def earn_at_once(
     each other), with the expiry rule of ``requests.lot_expiry`` in SQL.
 
     Writes only when nothing needs deciding: the key is new, the partner has no credit
-    limit, the member exists and the expiry is in the future. Returns the entry id and
+    limit, the points are within its maximum per operation, the member exists and the
+    expiry is in the future. Returns the entry id and
     the wallet balance, or None having written nothing (the caller then takes the
     general path, which decides the case). Locks in the order of every operation: the
     wallet, then the key, then a shard.
@@ -287,6 +297,7 @@ class AccountRow:
     credit_limit_points: int | None
     points_lifetime_days: int | None
     allow_negative_reversal: bool
+    max_points_per_operation: int | None
 
 
 @dataclass(frozen=True)
@@ -325,7 +336,7 @@ async def lock_wallets(
         elif r.part == "account":
             locked.accounts[(r.owner, r.kind)] = AccountRow(
                 int(r.id), r.owner, r.kind, r.credit_limit_points, r.points_lifetime_days,
-                bool(r.allow_negative_reversal),
+                bool(r.allow_negative_reversal), r.max_points_per_operation,
             )  # fmt: skip
         else:
             locked.hold_ids.append(int(r.id))
@@ -340,17 +351,18 @@ WITH locked AS MATERIALIZED (
 )
 SELECT 'wallet' AS part, w.member_id AS owner, w.id, w.balance, h.id AS held_id,
        NULL::text AS kind, NULL::bigint AS credit_limit_points,
-       NULL::integer AS points_lifetime_days, NULL::boolean AS allow_negative_reversal
+       NULL::integer AS points_lifetime_days, NULL::boolean AS allow_negative_reversal,
+       NULL::bigint AS max_points_per_operation
 FROM locked w JOIN ledger_account h ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
 UNION ALL
 SELECT 'account', a.partner_id, a.id, NULL, NULL, a.kind, a.credit_limit_points,
-       a.points_lifetime_days, a.allow_negative_reversal
+       a.points_lifetime_days, a.allow_negative_reversal, a.max_points_per_operation
 FROM ledger_account a
 JOIN unnest(CAST(:partners AS bigint[]), CAST(:kinds AS text[])) AS want(partner_id, kind)
   ON a.kind = want.kind AND a.partner_id IS NOT DISTINCT FROM want.partner_id
  AND a.member_id IS NULL
 UNION ALL
-SELECT 'hold', NULL, nextval('ledger_hold_id_seq'), NULL, NULL, NULL, NULL, NULL, NULL
+SELECT 'hold', NULL, nextval('ledger_hold_id_seq'), NULL, NULL, NULL, NULL, NULL, NULL, NULL
 FROM generate_series(1, :holds)
 """
 

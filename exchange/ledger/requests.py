@@ -60,8 +60,18 @@ def lot_expiry(
 
 
 @dataclass(frozen=True)
+class Issuer:
+    """Who funds an earn's lot when it is not the partner making the earn: another partner
+    (a co-funded campaign's funder) or, with ``partner_id`` None, the coalition itself (a
+    tier's bonus, an operator's campaign)."""
+
+    partner_id: int | None
+
+
+@dataclass(frozen=True)
 class EarnRequest:
-    """Issue ``points`` to a member's wallet as a new lot of the issuing partner."""
+    """Issue ``points`` to a member's wallet as a new lot of the issuer: the partner making
+    the earn, unless ``issuer`` names another funder."""
 
     idempotency_key: str
     member_id: int
@@ -70,6 +80,11 @@ class EarnRequest:
     expires_at: datetime | None = None
     effective_at: datetime | None = None
     metadata: Mapping[str, Any] | None = field(default=None, hash=False)
+    issuer: Issuer | None = None
+
+    def issuer_partner_id(self, partner_id: int | None) -> int | None:
+        """The partner whose points these are (None: the coalition's)."""
+        return self.issuer.partner_id if self.issuer is not None else partner_id
 
     def __post_init__(self) -> None:
         _set(self, "points", positive_points(self.points))
@@ -87,6 +102,7 @@ class EarnRequest:
             "expires_at": _iso(self.expires_at),
             "effective_at": _iso(self.effective_at),
             "metadata": dict(self.metadata) if self.metadata is not None else None,
+            **({"issuer": self.issuer.partner_id} if self.issuer is not None else {}),
         }
 
 

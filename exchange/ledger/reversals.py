@@ -20,7 +20,13 @@ from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import invariant, present
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import AlreadyReversed, InsufficientPoints, NotReversible
-from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
+from exchange.ledger.models import (
+    AccountKind,
+    ConsumptionKind,
+    EntryKind,
+    EntryResult,
+    issued_account,
+)
 from exchange.ledger.plans import EntryPlan, Leg, Lot, Take, allocate, takes
 from exchange.ledger.requests import ReverseRequest
 from exchange.ledger.spending import Wallets, read_wallets
@@ -46,7 +52,10 @@ class _ReverseState:
 
 @dataclass(frozen=True)
 class Reverse:
-    partner_id: int
+    """Reversals of the partner's entries (``partner_id`` None: of the coalition's own
+    earns, which a refund of a purchase reverses with the rest of its awards)."""
+
+    partner_id: int | None
     kind: EntryKind = EntryKind.REVERSAL
     keyed: bool = True
 
@@ -59,13 +68,19 @@ class Reverse:
             if row is not None and row.partner_id == self.partner_id:
                 rows[entry_id] = row
         reversible = {i: row for i, row in rows.items() if row.kind in REVERSIBLE}
+        issuers = {
+            (await _issuer_of(conn, row))
+            for row in reversible.values()
+            if row.kind == EntryKind.EARN
+        }
+        redeemed: list[tuple[int | None, AccountKind]] = (
+            [(self.partner_id, AccountKind.PARTNER_REDEEMED)] if self.partner_id else []
+        )
         wallets = await read_wallets(
             conn,
             [int(row.member_id) for row in reversible.values()],
-            accounts=[
-                (self.partner_id, AccountKind.PARTNER_ISSUED),
-                (self.partner_id, AccountKind.PARTNER_REDEEMED),
-            ],
+            accounts=[issued_account(issuer) for issuer in sorted(issuers, key=lambda i: i or 0)]
+            + redeemed,
             with_lots=False,
         )
         targets = {i: await _target(conn, wallets, row) for i, row in reversible.items()}
@@ -105,7 +120,7 @@ class Reverse:
                 points=points,
                 created_at=now,
                 effective_at=now,
-                partner_id=int(row.partner_id),
+                partner_id=row.partner_id,
                 member_id=row.member_id,
                 reference=request.reference,
                 target_entry_id=int(row.id),
@@ -119,16 +134,22 @@ class Reverse:
 Moves = tuple[list[Leg], list[Take], int]
 
 
+async def _issuer_of(conn: AsyncConnection, row: Row[Any]) -> int | None:
+    """Who issued an earn's lot (the lot's issuer never changes, so it may be read before
+    the wallet's lock; what is left of the lot is read after it)."""
+    lot = present(await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot")
+    return lot.issuer_partner_id
+
+
 async def _target(conn: AsyncConnection, wallets: Wallets, row: Row[Any]) -> _Target:
     """What a reversal of one entry plans against: how much was reversed so far, the
     partner account it posts to, and the lots it gives back to or takes from."""
     reversed_ = await repository.reversed_points(conn, target_entry_id=int(row.id))
-    partner_id = int(row.partner_id)
     if row.kind == EntryKind.EARN:
-        issued = wallets.account(partner_id, AccountKind.PARTNER_ISSUED)
         lot = present(await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot")
+        issued = wallets.account(*issued_account(lot.issuer_partner_id))
         return _Target(row, reversed_, issued.id, issued.allow_negative_reversal, [lot])
-    redeemed = wallets.account(partner_id, AccountKind.PARTNER_REDEEMED)
+    redeemed = wallets.account(row.partner_id, AccountKind.PARTNER_REDEEMED)
     lots = await repository.redeemed_lots(conn, redemption_entry_id=int(row.id))
     return _Target(row, reversed_, redeemed.id, False, lots)
 
@@ -168,7 +189,7 @@ async def reverse(
     conn: AsyncConnection,
     *,
     client_id: str,
-    partner_id: int,
+    partner_id: int | None,
     request: ReverseRequest,
     now: datetime,
 ) -> EntryResult:
@@ -177,3 +198,17 @@ async def reverse(
         conn, Reverse(partner_id), [request], now=now, client_id=client_id, partner_id=partner_id
     )
     return execution.single(outcomes)
+
+
+async def reverse_many(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int | None,
+    requests: Sequence[ReverseRequest],
+    now: datetime,
+) -> list[execution.Outcome | None]:
+    """Several reversals in one statement (a purchase's awards refunded together)."""
+    return await execution.execute(
+        conn, Reverse(partner_id), requests, now=now, client_id=client_id, partner_id=partner_id
+    )

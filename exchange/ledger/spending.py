@@ -18,7 +18,7 @@ from exchange.kit.errors import NotFound
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import InsufficientPoints
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
-from exchange.ledger.plans import EntryPlan, Leg, Lot, allocate, takes
+from exchange.ledger.plans import EntryPlan, Leg, Lot, allocate, check_maximum, takes
 from exchange.ledger.repository import AccountRow
 from exchange.ledger.requests import RedeemRequest
 
@@ -149,7 +149,9 @@ class Redeem:
 
     def plan(self, state: Wallets, request: RedeemRequest, now: datetime) -> list[EntryPlan]:
         points = request.points
-        redeemed_id = state.account(self.partner_id, AccountKind.PARTNER_REDEEMED).id
+        redeemed = state.account(self.partner_id, AccountKind.PARTNER_REDEEMED)
+        check_maximum(points, redeemed.max_points_per_operation)
+        redeemed_id = redeemed.id
         wallet, allocation, before = spend(state, request.member_id, points, now)
         return [
             *before,

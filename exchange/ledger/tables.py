@@ -36,9 +36,10 @@ account = Table(
     Column("points_lifetime_days", Integer),
     Column("allow_negative_reversal", Boolean, nullable=False, server_default=text("false")),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("max_points_per_operation", BigInteger),
     CheckConstraint(
         "kind IN ('MEMBER_WALLET', 'MEMBER_HELD', 'PARTNER_ISSUED', 'PARTNER_REDEEMED',"
-        " 'COALITION_BREAKAGE', 'COALITION_ADJUSTMENTS')",
+        " 'COALITION_BREAKAGE', 'COALITION_ADJUSTMENTS', 'COALITION_ISSUED')",
         name="kind",
     ),
     CheckConstraint(
@@ -50,6 +51,9 @@ account = Table(
     CheckConstraint("NOT sharded OR balance = 0", name="sharded_balance_in_shards"),
     CheckConstraint("credit_limit_points IS NULL OR credit_limit_points >= 0", name="limit"),
     CheckConstraint("points_lifetime_days IS NULL OR points_lifetime_days > 0", name="lifetime"),
+    CheckConstraint(
+        "max_points_per_operation IS NULL OR max_points_per_operation > 0", name="max_points"
+    ),
 )
 Index(
     "uq_ledger_account_member",

@@ -12,13 +12,14 @@ the use case it calls, so the scope a field needs is read where the use case is 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, overload
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import DomainError, Forbidden
+from exchange.kit.settings import Tunables
 from partners.identity import IdentityKeys
 from partners.principal import Principal, PrincipalKind
 
@@ -35,12 +36,14 @@ _WHO = {
 @dataclass(frozen=True)
 class Call:
     """What a use case runs with: its unit of work's connection (already under the
-    caller's row scope), the caller, the time of the request and the identity keys."""
+    caller's row scope), the caller, the time of the request, the identity keys and the
+    run-time numbers of the settings."""
 
     conn: AsyncConnection
     principal: Principal
     now: datetime
     keys: IdentityKeys
+    tunables: Tunables = field(default_factory=Tunables)
 
     @property
     def partner_id(self) -> int:

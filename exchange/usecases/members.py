@@ -142,7 +142,7 @@ async def member_by_ref(call: Call, request: MemberByRef) -> FoundMember | None:
     return FoundMember(member_id, wallet)
 
 
-async def _may_read_member(call: Call, member_id: int) -> None:
+async def may_read_member(call: Call, member_id: int) -> None:
     """A member reads its own wallet; a partner only the wallet of a member it linked."""
     principal = call.principal
     if principal.kind == PrincipalKind.MEMBER:
@@ -159,7 +159,7 @@ async def _may_read_member(call: Call, member_id: int) -> None:
 @use_case(partner="members:read", member="wallet:read", operator="ledger:read:all")
 async def wallet(call: Call, member_id: int) -> Wallet:
     """A member's combined wallet."""
-    await _may_read_member(call, member_id)
+    await may_read_member(call, member_id)
     return await ledger.wallet(call.conn, member_id=member_id)
 
 
@@ -172,7 +172,7 @@ async def own_wallet(call: Call, _: None) -> Wallet:
 @use_case(partner="members:read", member="wallet:read", operator="ledger:read:all")
 async def expiring(call: Call, request: Expiring) -> list[ExpiringPoints]:
     """A member's points expiring within some days."""
-    await _may_read_member(call, request.member_id)
+    await may_read_member(call, request.member_id)
     return await ledger.expiring(
         call.conn, member_id=request.member_id, now=call.now, within_days=request.within_days
     )
@@ -185,7 +185,7 @@ async def member_transactions(call: Call, page: TransactionPage) -> list[ledger.
     member_id = page.member_id
     if member_id is None:
         raise NotFound("no member given", field=["memberId"])
-    await _may_read_member(call, member_id)
+    await may_read_member(call, member_id)
     principal = call.principal
     partner_id = principal.partner_id if principal.kind == PrincipalKind.PARTNER else None
     return await ledger.entries(
@@ -268,7 +268,7 @@ async def member_by_id(call: Call, member_id: int) -> int | None:
     """A member, if the caller may read its wallet."""
     try:
         wallet.permit(call.principal)
-        await _may_read_member(call, member_id)
+        await may_read_member(call, member_id)
         await ledger.wallet(call.conn, member_id=member_id)
     except DomainError:
         return None

@@ -23,6 +23,7 @@ from exchange.kit.batching import Coalescer
 from exchange.kit.clock import Clock, utc_now
 from exchange.kit.db import Database, is_transient
 from exchange.kit.errors import DomainError
+from exchange.kit.settings import Tunables
 from exchange.ledger import MAX_BATCH
 from exchange.usecases.core import Call, UseCase
 from partners.identity import IdentityKeys
@@ -46,9 +47,11 @@ class Runner:
         keys: IdentityKeys,
         clock: Clock = utc_now,
         micro_batching: bool = True,
+        tunables: Tunables | None = None,
     ) -> None:
         self.database = database
         self.keys = keys
+        self.tunables = tunables or Tunables()
         self.clock = clock
         self.micro_batching = micro_batching
         self._coalescers: dict[str, Coalescer[Principal, Any, Any]] = {}
@@ -70,7 +73,7 @@ class Runner:
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.database.transaction(principal.row_scope()) as conn:
-                    return await work(Call(conn, principal, self.clock(), self.keys))
+                    return await work(Call(conn, principal, self.clock(), self.keys, self.tunables))
             except Exception as error:
                 if attempt == ATTEMPTS or not is_transient(error):
                     raise

@@ -39,6 +39,10 @@ QUERY_PROBES: dict[str, str] = {
     "settlementRuns": """{ settlementRuns(first: 100) { edges { node { id status
         netPositions { party amount } instructions { payer payee amount } } } } }""",
     "ledgerAccounts": "{ ledgerAccounts(first: 100) { edges { node { kind balance } } } }",
+    "campaigns": """{ campaigns(first: 100) { edges { node { id name condition
+        owner { id } funding { share partner { id } } } } } }""",
+    "purchases": """{ purchases(first: 100) { edges { node { id amount reference
+        awards { points rule campaign { id name } fundedBy { id } } } } } }""",
     "node": "(walked per Node type below)",
 }
 
@@ -59,6 +63,8 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
                 "transactions:read",
                 "wallet:read",
                 "settlement:read",
+                "campaigns:read",
+                "campaigns:write",
             ],
             partner_id=partner.id,
         )
@@ -67,8 +73,9 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
     return Caller(api, token, created.client_id, created.client_secret, partner.id)
 
 
-async def _history(partner: Caller, ref: str) -> dict[str, str]:
-    """Link a member, earn, redeem, hold; return the global ids created."""
+async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[str, str]:
+    """Link a member, earn, redeem, hold (``loyalty``: and record a purchase, create a
+    campaign); return the global ids created."""
     linked = await partner.gql(
         "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
         " { member { id } userErrors { code } } }",
@@ -93,11 +100,32 @@ async def _history(partner: Caller, ref: str) -> dict[str, str]:
         r=ref,
         k3=f"h-{ref}",
     )
-    return {
+    ids_so_far = {
         "Member": linked["data"]["linkMember"]["member"]["id"],
         "Transaction": earn["data"]["earnPoints"]["transaction"]["id"],
         "Redemption": redeem["data"]["redeemPoints"]["transaction"]["id"],
         "Hold": hold["data"]["holdPoints"]["hold"]["id"],
+    }
+    if not loyalty:
+        return ids_so_far
+    purchase = await partner.gql(
+        "mutation($k: String!, $r: String!, $ref: String) { recordPurchase(input: {"
+        ' idempotencyKey: $k, memberRef: $r, amount: "12.50", currency: "USD", reference: $ref})'
+        " { purchase { id } userErrors { code message } } }",
+        k=f"p-{ref}",
+        r=ref,
+        ref=f"purchase-{ref}",
+    )
+    campaign = await partner.gql(
+        "mutation($n: String!) { createCampaign(input: {name: $n,"
+        ' startsAt: "2026-01-01T00:00:00+00:00", effect: {kind: FIXED, value: "10"}})'
+        " { campaign { id } userErrors { code message } } }",
+        n=f"campaign-{ref}",
+    )
+    return {
+        **ids_so_far,
+        "Purchase": purchase["data"]["recordPurchase"]["purchase"]["id"],
+        "Campaign": campaign["data"]["createCampaign"]["campaign"]["id"],
     }
 
 
@@ -151,12 +179,19 @@ async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
     partner_a = await _partner(db, api, a_price)
     partner_b = await _partner(db, api, Decimal("0.02"))
     a_ref, b_ref = f"a-{secrets.token_hex(6)}", f"b-{secrets.token_hex(6)}"
-    a_ids = await _history(partner_a, a_ref)
-    await _history(partner_b, b_ref)
+    a_ids = await _history(partner_a, a_ref, loyalty=True)
+    await _history(partner_b, b_ref, loyalty=True)
     run_id = await _settled_past_period(db, partner_a, partner_b)
     # A's party key may appear where A is B's counterparty (an instruction "A pays B");
     # A's own net position, customers, references and prices may not.
-    a_secrets = [*a_ids.values(), a_ref, f"receipt-{a_ref}", str(a_price)]
+    a_secrets = [
+        *a_ids.values(),
+        a_ref,
+        f"receipt-{a_ref}",
+        f"purchase-{a_ref}",
+        f"campaign-{a_ref}",
+        str(a_price),
+    ]
     assert partner_a.partner_id is not None
     a_partner_id = ids.encode("Partner", partner_a.partner_id)
 

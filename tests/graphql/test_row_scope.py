@@ -60,6 +60,35 @@ PROBES: dict[str, tuple[str, str]] = {
                       " { run { id } userErrors { code } } }"),
     "finalizeSettlement": ("operator", 'mutation { finalizeSettlement(input: {runId:'
                            ' "U2V0dGxlbWVudFJ1bjow"}) { userErrors { code } } }'),
+    "campaigns": ("partner", "{ campaigns(first: 5) { edges { node { id } } } }"),
+    "purchases": ("partner", "{ purchases(first: 5) { edges { node { id awards { rule } } } } }"),
+    "recordPurchase": ("partner", 'mutation($ref: String!) { recordPurchase(input: {'
+                       'idempotencyKey: "p1", memberRef: $ref, amount: "10.00", currency: "USD"})'
+                       " { purchase { id } userErrors { code } } }"),
+    "previewPurchase": ("partner", 'mutation($ref: String!) { previewPurchase(input: {'
+                        'memberRef: $ref, amount: "10.00", currency: "USD"})'
+                        " { points userErrors { code } } }"),
+    "refundPurchase": ("partner", 'mutation { refundPurchase(input: {idempotencyKey: "f1",'
+                       ' purchaseId: "UHVyY2hhc2U6MA"}) { userErrors { code } } }'),
+    "createCampaign": ("partner", 'mutation { createCampaign(input: {name: "c",'
+                       ' startsAt: "2026-01-01T00:00:00+00:00", effect: {kind: FIXED,'
+                       ' value: "5"}}) { campaign { id } userErrors { code } } }'),
+    "activateCampaign": ("partner", 'mutation { activateCampaign(input: {campaignId:'
+                         ' "Q2FtcGFpZ246MA"}) { userErrors { code } } }'),
+    "pauseCampaign": ("partner", 'mutation { pauseCampaign(input: {campaignId:'
+                      ' "Q2FtcGFpZ246MA"}) { userErrors { code } } }'),
+    "endCampaign": ("partner", 'mutation { endCampaign(input: {campaignId:'
+                    ' "Q2FtcGFpZ246MA"}) { userErrors { code } } }'),
+    "acceptCampaignFunding": ("partner", 'mutation { acceptCampaignFunding(input: {campaignId:'
+                              ' "Q2FtcGFpZ246MA"}) { userErrors { code } } }'),
+    "declineCampaignFunding": ("partner", 'mutation { declineCampaignFunding(input: {campaignId:'
+                               ' "Q2FtcGFpZ246MA"}) { userErrors { code } } }'),
+    "simulateCampaign": ("partner", 'mutation { simulateCampaign(input: {campaignId:'
+                         ' "Q2FtcGFpZ246MA", from: "2026-01-01T00:00:00+00:00",'
+                         ' to: "2026-02-01T00:00:00+00:00"}) { userErrors { code } } }'),
+    "changeContract": ("operator", 'mutation { changeContract(input: {partnerId: "UGFydG5lcjox",'
+                       ' effectiveFrom: "2030-01-01T00:00:00+00:00", earnRate: "2"})'
+                       " { userErrors { code } } }"),
 }  # fmt: skip
 
 
@@ -99,7 +128,8 @@ async def _callers(db: Database, api: httpx.AsyncClient) -> tuple[dict[str, Call
     )
     async with db.transaction(SYSTEM) as conn:
         created = await clients.create_client(
-            conn, scopes=["settlement:run", "settlement:read:all", "ledger:read:all"]
+            conn,
+            scopes=["settlement:run", "settlement:read:all", "ledger:read:all", "partners:admin"],
         )
     assert created.client_secret is not None
     operator_token = await token_for(api, created.client_id, created.client_secret)

@@ -1,0 +1,574 @@
+"""Purchases: a partner reports what happened, the coalition's rules decide the points.
+
+:func:`record` does it all in the caller's one transaction, under the purchase's one
+idempotency key: it stores the purchase (behaviour data, kept for insights), evaluates the
+rules in force at ``occurredAt`` (the contract's earn rate, the member's tier, the
+campaigns that can apply and whose condition holds), takes campaign budgets and
+per-member uses, books every award as an EARN entry through the ledger (one statement for
+all of them: each funder's part is a lot issued by that funder, the tier's by the
+coalition), and updates the member's aggregates and tier. A replay returns the original
+purchase. :func:`preview` runs the same rules and writes nothing. :func:`refund` takes
+back base and bonus points in proportion to the amount refunded, through the ledger's
+reversals.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange import ledger
+from exchange.kit.currency import minor_digits
+from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.invariant import present
+from exchange.kit.settings import Tunables
+from exchange.ledger.execution import single
+from exchange.ledger.idempotency import request_hash, reused
+from exchange.ledger.models import EntryKind
+from exchange.ledger.requests import Issuer
+from exchange.loyalty import campaigns, conditions, repository, rules, tiers
+from exchange.loyalty.models import Award, AwardRule, Campaign, Channel, Item, Purchase
+from exchange.loyalty.requests import PurchaseRequest, RefundRequest, check_minor_digits
+from partners import registry
+from settlement.money import minor_unit, round_total
+
+RECENT_DAYS = 30
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """A purchase and the ledger entries that booked its awards (a replay: the first
+    request's)."""
+
+    purchase: Purchase
+    entries: list[ledger.EntryView]
+    replayed: bool = False
+
+
+@dataclass(frozen=True)
+class _Terms:
+    currency: str
+    earn_rate: Decimal
+    max_points: int
+    partner_name: str
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    planned: list[rules.Planned]
+    occurred_at: datetime
+    terms: _Terms
+    tiers: list[Any]
+
+
+async def _terms(
+    conn: AsyncConnection, partner_id: int, request: PurchaseRequest, at: datetime
+) -> _Terms:
+    """The contract in force when the purchase happened; the purchase's money checked
+    against it (its currency, at most its minor digits)."""
+    partner = await registry.get_partner(conn, partner_id=partner_id, now=at)
+    terms = partner.contract.terms
+    if request.currency != terms.currency:
+        raise InvalidInput(f"currency must be the contract's {terms.currency}", field=["currency"])
+    digits = minor_digits(terms.currency)
+    check_minor_digits(request.amount, digits, ["amount"])
+    for index, item in enumerate(request.items):
+        check_minor_digits(item.amount, digits, ["items", str(index), "amount"])
+    return _Terms(terms.currency, terms.earn_rate, terms.max_points_per_operation, partner.name)
+
+
+def _minor(amount: Decimal, currency: str) -> int:
+    return int(amount / minor_unit(currency))
+
+
+def _purchase_variables(request: PurchaseRequest, at: datetime, currency: str) -> dict[str, Any]:
+    local = request.occurred_at or at
+    return {
+        "amount_minor": _minor(request.amount, currency),
+        "currency": currency,
+        "channel": str(request.channel) if request.channel else "",
+        "categories": sorted({item.category for item in request.items}),
+        "items": [
+            {
+                "sku": item.sku or "",
+                "category": item.category,
+                "amount_minor": _minor(item.amount, currency),
+                "quantity": item.quantity,
+            }
+            for item in request.items
+        ],
+        "store": request.store_ref or "",
+        "weekday": local.isoweekday(),
+        "hour": local.hour,
+    }
+
+
+async def _member_variables(
+    conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, currency: str
+) -> dict[str, Any]:
+    """What conditions know of the member. Where and what it bought in the last 30 days
+    is coalition-wide only for a member who consented to cross-partner use; otherwise
+    this partner's own."""
+    facts = await repository.member_facts(
+        conn, member_id=member_id, partner_id=partner_id, since=at - timedelta(days=RECENT_DAYS)
+    )
+    own = f"{partner_id}:"
+    partners = [p for p in facts.partners_recent if facts.consent or p.startswith(own)]
+    categories = [c for c in facts.categories_recent if facts.consent or c.startswith(own)]
+    last_here = facts.last_here
+    return {
+        "tier": facts.tier or "",
+        "segments": [],
+        "purchases_here": int(facts.purchases_here or 0),
+        "spend_here_minor": _minor(Decimal(facts.spend_here or 0), currency),
+        "purchases_coalition": int(facts.purchases_coalition),
+        "days_since_last_here": (at - last_here).days if last_here is not None else -1,
+        "partners_30d": sorted({p.split(":", 1)[1] for p in partners}),
+        "categories_30d": sorted({c.split(":", 1)[1] for c in categories}),
+    }
+
+
+async def _evaluate(
+    conn: AsyncConnection, *, partner_id: int, request: PurchaseRequest, now: datetime
+) -> _Evaluation:
+    """The rules in force at occurredAt, applied to the purchase (no budgets yet)."""
+    at = request.occurred_at or now
+    terms = await _terms(conn, partner_id, request, at)
+    member = await _member_variables(conn, request.member_id, partner_id, at, terms.currency)
+    ladder = await tiers.all_tiers(conn)
+    held = next((t for t in ladder if t.name == member["tier"]), None)
+    variables = conditions.context(
+        {
+            "purchase": _purchase_variables(request, at, terms.currency),
+            "member": member,
+            "partner": {"id": partner_id, "name": terms.partner_name},
+        }
+    )
+    matching = [
+        live.campaign
+        for live in await campaigns.live(conn, partner_id=partner_id)
+        if live.campaign.applies_at(partner_id, at)
+        and live.condition.holds(variables, campaign_id=live.campaign.id)
+    ]
+    planned = rules.plan_awards(
+        amount=request.amount,
+        items=request.items,
+        earn_rate=terms.earn_rate,
+        tier_multiplier=held.earn_multiplier if held else None,
+        matching=matching,
+        max_points=terms.max_points,
+    )
+    return _Evaluation(planned, at, terms, ladder)
+
+
+def _funders(campaign: Campaign) -> list[tuple[int | None, Decimal]]:
+    return [(f.partner_id, f.share) for f in campaign.funding]
+
+
+def _shares(planned: rules.Planned, partner_id: int) -> list[Award]:
+    """An award as the lots that book it: a campaign's split between its funders."""
+    if planned.rule == AwardRule.BASE:
+        return [Award(AwardRule.BASE, planned.points, partner_id)]
+    if planned.rule == AwardRule.TIER:
+        return [Award(AwardRule.TIER, planned.points, None)]
+    campaign = present(planned.campaign, "a campaign award names its campaign")
+    return [
+        Award(AwardRule.CAMPAIGN, points, funder, campaign.id, campaign_name=campaign.name)
+        for funder, points in rules.split(planned.points, _funders(campaign))
+    ]
+
+
+async def preview(
+    conn: AsyncConnection, *, partner_id: int, request: PurchaseRequest, now: datetime
+) -> list[Award]:
+    """What recording the purchase now would award (budgets and per-member limits as they
+    stand); writes nothing."""
+    evaluation = await _evaluate(conn, partner_id=partner_id, request=request, now=now)
+    return [award for planned in evaluation.planned for award in _shares(planned, partner_id)]
+
+
+async def _limited(
+    conn: AsyncConnection, planned: list[rules.Planned], member_id: int
+) -> list[rules.Planned]:
+    """Campaign awards after each campaign's per-member limit and budget, taken in
+    campaign order (a budget is never overspent: a shard refuses to exceed its
+    allotment; near its end an award gets what is left)."""
+    limited = []
+    for award in planned:
+        campaign = award.campaign
+        if campaign is None:
+            limited.append(award)
+            continue
+        if campaign.per_member_limit is not None and not await repository.take_member_use(
+            conn, campaign_id=campaign.id, member_id=member_id, limit=campaign.per_member_limit
+        ):
+            continue
+        points = award.points
+        if campaign.budget_points is not None:
+            points = await repository.take_budget(conn, campaign_id=campaign.id, points=points)
+        if points > 0:
+            limited.append(rules.Planned(award.rule, points, campaign))
+    return limited
+
+
+def _earn_requests(
+    awards: list[Award], *, key: str, request: PurchaseRequest, partner_id: int, at: datetime
+) -> list[ledger.EarnRequest]:
+    """One EARN entry per award, keyed under the purchase's key; a lot issued by its
+    funder (another partner, or the coalition), the entry the purchasing partner's."""
+    return [
+        ledger.EarnRequest(
+            idempotency_key=f"{key}#{position}",
+            member_id=request.member_id,
+            points=award.points,
+            reference=request.reference,
+            effective_at=at,
+            metadata={
+                "purchase": key,
+                "rule": str(award.rule),
+                "campaign": award.campaign_id,
+                "campaign_name": award.campaign_name,
+            },
+            issuer=Issuer(award.funder) if award.funder != partner_id else None,
+        )
+        for position, award in enumerate(awards, start=1)
+    ]
+
+
+async def record(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    request: PurchaseRequest,
+    now: datetime,
+    tunables: Tunables,
+) -> Recorded:
+    key = present(request.idempotency_key, "a recorded purchase has a key")
+    digest = request_hash(EntryKind.EARN, {"purchase": request.fingerprint(partner_id)})
+    evaluation = await _evaluate(conn, partner_id=partner_id, request=request, now=now)
+    at = evaluation.occurred_at
+    purchase_id = await repository.claim_purchase(
+        conn, partner_id=partner_id, member_id=request.member_id, client_id=client_id,
+        idempotency_key=key, request_hash=digest, amount=request.amount,
+        currency=request.currency, occurred_at=at,
+        channel=str(request.channel) if request.channel else None,
+        store_ref=request.store_ref, reference=request.reference,
+        items=[_item_json(item) for item in request.items], points=0, created_at=now,
+    )  # fmt: skip
+    if purchase_id is None:
+        return await _replay(conn, client_id=client_id, key=key, digest=digest)
+    limited = await _limited(conn, evaluation.planned, request.member_id)
+    awards = [award for planned in limited for award in _shares(planned, partner_id)]
+    outcomes = await ledger.earn_many(
+        conn, client_id=client_id, partner_id=partner_id, now=now,
+        requests=_earn_requests(awards, key=key, request=request, partner_id=partner_id, at=at),
+    ) if awards else []  # fmt: skip
+    entries = [single([outcome]).entry for outcome in outcomes]
+    booked = [
+        (a.rule, a.campaign_id, a.funder, a.points, e.id)
+        for a, e in zip(awards, entries, strict=True)
+    ]
+    await repository.record_awards(conn, purchase_id=purchase_id, awards=booked)
+    total = sum(a.points for a in awards)
+    await repository.record_purchase_points(conn, purchase_id=purchase_id, points=total)
+    await repository.record_behaviour(
+        conn, member_id=request.member_id, partner_id=partner_id, amount=request.amount,
+        occurred_at=at, categories=_category_spend(request.items), month=tiers.month_of(at),
+        qualifying=total,
+    )  # fmt: skip
+    await tiers.upgrade_if_earned(
+        conn, member_id=request.member_id, tiers=evaluation.tiers, now=now, tunables=tunables
+    )
+    return Recorded(await load(conn, purchase_id), entries)
+
+
+def _item_json(item: Item) -> dict[str, Any]:
+    return {
+        "sku": item.sku,
+        "category": item.category,
+        "amount": str(item.amount),
+        "quantity": item.quantity,
+    }
+
+
+def _category_spend(items: Sequence[Item]) -> list[tuple[str, Decimal]]:
+    spend: dict[str, Decimal] = defaultdict(Decimal)
+    for item in items:
+        spend[item.category] += item.amount
+    return sorted(spend.items())
+
+
+async def _replay(conn: AsyncConnection, *, client_id: str, key: str, digest: bytes) -> Recorded:
+    row = present(
+        await repository.purchase_by_key(conn, client_id=client_id, idempotency_key=key),
+        "a purchase key that was taken names a purchase",
+    )
+    if bytes(row.request_hash) != digest:
+        raise reused()
+    purchase = await load(conn, int(row.id))
+    views = await ledger.entries_by_ids(
+        conn, entry_ids=[a.entry_id for a in purchase.awards if a.entry_id is not None]
+    )
+    entries = [views[a.entry_id] for a in purchase.awards if a.entry_id in views]
+    return Recorded(purchase, entries, replayed=True)
+
+
+def purchase_of(row: Row[Any], awards: Sequence[Row[Any]]) -> Purchase:
+    return Purchase(
+        id=int(row.id),
+        partner_id=int(row.partner_id),
+        member_id=int(row.member_id),
+        amount=Decimal(row.amount).normalize(),
+        refunded_amount=Decimal(row.refunded_amount).normalize(),
+        currency=row.currency,
+        occurred_at=row.occurred_at,
+        channel=Channel(row.channel) if row.channel else None,
+        store_ref=row.store_ref,
+        reference=row.reference,
+        points=int(row.points),
+        awards=[
+            Award(AwardRule(a.rule), int(a.points), a.funder_partner_id, a.campaign_id, a.entry_id)
+            for a in awards
+        ],
+        created_at=row.created_at,
+    )
+
+
+async def load_many(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Purchase]:
+    awards: dict[int, list[Row[Any]]] = defaultdict(list)
+    for award in await repository.awards_of(conn, purchase_ids=[int(r.id) for r in rows]):
+        awards[int(award.purchase_id)].append(award)
+    return [purchase_of(row, awards[int(row.id)]) for row in rows]
+
+
+async def load(conn: AsyncConnection, purchase_id: int) -> Purchase:
+    rows = await repository.purchases_by_ids(conn, purchase_ids=[purchase_id])
+    if not rows:
+        raise NotFound("no purchase has that id", field=["purchaseId"])
+    return (await load_many(conn, rows))[0]
+
+
+async def refund(
+    conn: AsyncConnection, *, client_id: str, partner_id: int, request: RefundRequest, now: datetime
+) -> Recorded:
+    """Take back points for ``amount`` of a purchase: each award reversed down to
+    floor(points x refunded so far / amount), so the total never exceeds what was awarded
+    and a full refund takes back everything; the ledger's reversal rules apply (points
+    already spent: INSUFFICIENT_POINTS unless the issuer's contract allows a debt)."""
+    digest = request_hash(EntryKind.REVERSAL, {"refund": request.fingerprint(partner_id)})
+    row = await repository.lock_purchase(conn, purchase_id=request.purchase_id)
+    if row is None or row.partner_id != partner_id:
+        raise NotFound("no purchase has that id", field=["purchaseId"])
+    earlier = await repository.refund_by_key(
+        conn, client_id=client_id, idempotency_key=request.idempotency_key
+    )
+    if earlier is not None:
+        if bytes(earlier.request_hash) != digest:
+            raise reused()
+        return await _refunded(
+            conn, int(earlier.purchase_id), client_id, request.idempotency_key, True
+        )
+    amount = Decimal(row.amount)
+    left = amount - Decimal(row.refunded_amount)
+    refunded = request.amount if request.amount is not None else left
+    if left <= 0 or refunded > left:
+        raise InvalidInput(
+            f"amount must be at most the {left.normalize()} left to refund", field=["amount"]
+        )
+    check_minor_digits(refunded, minor_digits(row.currency), ["amount"])
+    purchase = purchase_of(row, await repository.awards_of(conn, purchase_ids=[int(row.id)]))
+    points = await _reverse_awards(
+        conn, purchase, client_id=client_id, partner_id=partner_id, key=request.idempotency_key,
+        refunded=Decimal(row.refunded_amount) + refunded, now=now,
+    )  # fmt: skip
+    await repository.claim_refund(
+        conn, purchase_id=purchase.id, amount=refunded, points=points, client_id=client_id,
+        idempotency_key=request.idempotency_key, request_hash=digest, created_at=now,
+    )  # fmt: skip
+    await repository.add_qualifying(
+        conn,
+        member_id=purchase.member_id,
+        month=tiers.month_of(purchase.occurred_at),
+        points=-points,
+    )
+    return await _refunded(conn, purchase.id, client_id, request.idempotency_key, False)
+
+
+async def _reverse_awards(
+    conn: AsyncConnection,
+    purchase: Purchase,
+    *,
+    client_id: str,
+    partner_id: int,
+    key: str,
+    refunded: Decimal,
+    now: datetime,
+) -> int:
+    """Reverse each award down to its proportional share of what is refunded so far."""
+    entry_ids = [present(a.entry_id, "an award was booked") for a in purchase.awards]
+    done = await repository.reversed_of(conn, entry_ids=entry_ids)
+    requests = []
+    for award, entry_id in zip(purchase.awards, entry_ids, strict=True):
+        owed = rules.proportional(award.points, refunded, purchase.amount) - done.get(entry_id, 0)
+        if owed > 0:
+            requests.append(ledger.ReverseRequest(f"{key}#{entry_id}", entry_id, owed))
+    if not requests:
+        return 0
+    outcomes = await ledger.reverse_many(
+        conn, client_id=client_id, partner_id=partner_id, requests=requests, now=now
+    )
+    return sum(single([outcome]).points for outcome in outcomes)
+
+
+async def _refunded(
+    conn: AsyncConnection, purchase_id: int, client_id: str, key: str, replayed: bool
+) -> Recorded:
+    purchase = await load(conn, purchase_id)
+    entries = await ledger.entries_by_keys(
+        conn, client_id=client_id, keys=[f"{key}#{a.entry_id}" for a in purchase.awards]
+    )
+    return Recorded(purchase, entries, replayed=replayed)
+
+
+MAX_SIMULATED = 20_000
+
+
+@dataclass(frozen=True)
+class Cost:
+    """What a campaign would cost one funder (None: the coalition): points, and money at
+    contract prices (a partner's issue price; the coalition's points at the redemption
+    price of the partner where they were earned)."""
+
+    funder: int | None
+    points: int
+    amount: Decimal
+    currency: str
+
+
+@dataclass(frozen=True)
+class Simulation:
+    matched: int
+    points: int
+    costs: list[Cost]
+
+
+async def simulate(
+    conn: AsyncConnection, *, campaign: Campaign, start: datetime, end: datetime
+) -> Simulation:
+    """Replay the purchases recorded in [start, end) at the campaign's owner (an operator's
+    campaign: at every partner the caller sees), up to MAX_SIMULATED of them: how many
+    would match, the points awarded (per-member limit and budget applied in order) and
+    the money cost per funder. Members are judged on what is known of them now."""
+    rows = await repository.purchases_between(
+        conn, partner_id=campaign.owner_partner_id, start=start, end=end, limit=MAX_SIMULATED
+    )
+    condition = campaigns.condition_of(campaign.condition)
+    tally = _Tally(budget_left=campaign.budget_points, limit=campaign.per_member_limit)
+    for row in rows:
+        request = _stored(row)
+        partner = await registry.get_partner(
+            conn, partner_id=int(row.partner_id), now=row.occurred_at
+        )
+        terms = partner.contract.terms
+        member = await _member_variables(
+            conn, request.member_id, int(row.partner_id), row.occurred_at, terms.currency
+        )
+        variables = conditions.context({
+            "purchase": _purchase_variables(request, row.occurred_at, terms.currency),
+            "member": member,
+            "partner": {"id": partner.id, "name": partner.name},
+        })  # fmt: skip
+        if not _in_window(campaign, row.occurred_at):
+            continue
+        if not condition.holds(variables, campaign_id=campaign.id):
+            continue
+        tally.matched += 1
+        base = rules.base_points(request.amount, terms.earn_rate)
+        points = tally.award(
+            request.member_id, rules.campaign_points(campaign, base, request.amount, request.items)
+        )
+        for funder, part in rules.split(points, _funders(campaign)):
+            price, currency = await _price(conn, funder, partner, row.occurred_at)
+            tally.cost(funder, currency, part, price)
+    return tally.simulation()
+
+
+def _in_window(campaign: Campaign, moment: datetime) -> bool:
+    """A simulation tries a campaign before it is active: only its window counts."""
+    return campaign.starts_at <= moment and (campaign.ends_at is None or moment < campaign.ends_at)
+
+
+def _stored(row: Row[Any]) -> PurchaseRequest:
+    items = row.items if isinstance(row.items, list) else []
+    return PurchaseRequest(
+        member_id=int(row.member_id),
+        amount=Decimal(row.amount),
+        currency=row.currency,
+        occurred_at=row.occurred_at,
+        channel=Channel(row.channel) if row.channel else None,
+        store_ref=row.store_ref,
+        items=tuple(
+            Item(i["category"], Decimal(i["amount"]), int(i["quantity"]), i.get("sku"))
+            for i in items
+        ),
+    )
+
+
+async def _price(
+    conn: AsyncConnection, funder: int | None, partner: Any, at: datetime
+) -> tuple[Decimal, str]:
+    if funder is None:
+        terms = partner.contract.terms
+        return terms.redemption_price, terms.currency
+    funded = await registry.get_partner(conn, partner_id=funder, now=at)
+    return funded.contract.terms.issue_price, funded.contract.terms.currency
+
+
+@dataclass
+class _Tally:
+    budget_left: int | None
+    limit: int | None
+    matched: int = 0
+    points: int = 0
+
+    def __post_init__(self) -> None:
+        self.uses: dict[int, int] = defaultdict(int)
+        self.costs: dict[tuple[int | None, str], list[Decimal]] = defaultdict(
+            lambda: [Decimal(0), Decimal(0)]
+        )
+
+    def award(self, member_id: int, points: int) -> int:
+        if self.limit is not None and self.uses[member_id] >= self.limit:
+            return 0
+        if self.budget_left is not None:
+            points = min(points, self.budget_left)
+            self.budget_left -= points
+        if points > 0:
+            self.uses[member_id] += 1
+            self.points += points
+        return points
+
+    def cost(self, funder: int | None, currency: str, points: int, price: Decimal) -> None:
+        entry = self.costs[(funder, currency)]
+        entry[0] += points
+        entry[1] += points * price
+
+    def simulation(self) -> Simulation:
+        return Simulation(
+            matched=self.matched,
+            points=self.points,
+            costs=[
+                Cost(funder, int(points), round_total(amount, currency), currency)
+                for (funder, currency), (points, amount) in sorted(
+                    self.costs.items(), key=lambda item: (item[0][0] or 0, item[0][1])
+                )
+            ],
+        )

@@ -1,0 +1,670 @@
+"""All SQL of the loyalty engine. Functions take the unit of work's connection and plain
+values; every read and write runs under the caller's row-level-security scope."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.kit.db import sql
+
+BUDGET_SHARDS = 16
+
+# --- purchases ------------------------------------------------------------------------
+
+_PURCHASE = (
+    "p.id, p.partner_id, p.member_id, p.client_id, p.idempotency_key, p.request_hash,"
+    " p.amount, p.currency, p.occurred_at, p.channel, p.store_ref, p.reference, p.points,"
+    " p.created_at,"
+    " (SELECT coalesce(sum(r.amount), 0) FROM purchase_refund r WHERE r.purchase_id = p.id)"
+    " AS refunded_amount"
+)
+
+
+async def claim_purchase(conn: AsyncConnection, **values: Any) -> int | None:
+    """Insert a purchase under its idempotency key; None when the key is taken."""
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO purchase (partner_id, member_id, client_id, idempotency_key,
+                request_hash, amount, currency, occurred_at, channel, store_ref, reference,
+                items, points, created_at)
+            VALUES (:partner_id, :member_id, :client_id, :idempotency_key, :request_hash,
+                :amount, :currency, :occurred_at, :channel, :store_ref, :reference,
+                CAST(:items AS jsonb), :points, :created_at)
+            ON CONFLICT (client_id, idempotency_key) DO NOTHING
+            RETURNING id
+            """
+        ),
+        {**values, "items": json.dumps(values["items"])},
+    )
+    purchase_id = result.scalar()
+    return int(purchase_id) if purchase_id is not None else None
+
+
+async def purchase_by_key(
+    conn: AsyncConnection, *, client_id: str, idempotency_key: str
+) -> Row[Any] | None:
+    result = await conn.execute(
+        sql(
+            f"SELECT {_PURCHASE} FROM purchase p"
+            " WHERE p.client_id = :client_id AND p.idempotency_key = :key"
+        ),
+        {"client_id": client_id, "key": idempotency_key},
+    )
+    return result.first()
+
+
+async def purchases_by_ids(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql(f"SELECT {_PURCHASE} FROM purchase p WHERE p.id = ANY(CAST(:ids AS bigint[]))"),
+        {"ids": list(purchase_ids)},
+    )
+    return list(result.all())
+
+
+async def lock_purchase(conn: AsyncConnection, *, purchase_id: int) -> Row[Any] | None:
+    """A purchase, locked: its refunds are serialized on it."""
+    result = await conn.execute(
+        sql(f"SELECT {_PURCHASE} FROM purchase p WHERE p.id = :id FOR UPDATE"),
+        {"id": purchase_id},
+    )
+    return result.first()
+
+
+async def purchases_page(
+    conn: AsyncConnection,
+    *,
+    partner_id: int | None,
+    member_id: int | None,
+    since: datetime | None,
+    until: datetime | None,
+    reference: str | None,
+    before_id: int | None,
+    limit: int,
+) -> list[Row[Any]]:
+    """Newest first, keyset-paginated on id."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT {_PURCHASE} FROM purchase p
+            WHERE (CAST(:before_id AS bigint) IS NULL OR p.id < :before_id)
+              AND (CAST(:partner_id AS bigint) IS NULL OR p.partner_id = :partner_id)
+              AND (CAST(:member_id AS bigint) IS NULL OR p.member_id = :member_id)
+              AND (CAST(:since AS timestamptz) IS NULL OR p.occurred_at >= :since)
+              AND (CAST(:until AS timestamptz) IS NULL OR p.occurred_at < :until)
+              AND (CAST(:reference AS text) IS NULL OR p.reference = :reference)
+            ORDER BY p.id DESC LIMIT :limit
+            """
+        ),
+        {
+            "before_id": before_id,
+            "partner_id": partner_id,
+            "member_id": member_id,
+            "since": since,
+            "until": until,
+            "reference": reference,
+            "limit": limit,
+        },
+    )
+    return list(result.all())
+
+
+async def awards_of(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql(
+            """
+            SELECT purchase_id, position, rule, campaign_id, funder_partner_id, points, entry_id
+            FROM purchase_award WHERE purchase_id = ANY(CAST(:ids AS bigint[]))
+            ORDER BY purchase_id, position
+            """
+        ),
+        {"ids": list(purchase_ids)},
+    )
+    return list(result.all())
+
+
+async def record_awards(
+    conn: AsyncConnection, *, purchase_id: int, awards: Sequence[tuple[Any, ...]]
+) -> None:
+    """Awards (rule, campaign id, funder, points, entry id), in order."""
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
+                funder_partner_id, points, entry_id)
+            SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
+                   a.entry_id
+            FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
+                        CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
+                        CAST(:entries AS bigint[]))
+                 WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
+            """
+        ),
+        {
+            "purchase_id": purchase_id,
+            "rules": [str(a[0]) for a in awards],
+            "campaigns": [a[1] for a in awards],
+            "funders": [a[2] for a in awards],
+            "points": [a[3] for a in awards],
+            "entries": [a[4] for a in awards],
+        },
+    )
+
+
+async def record_purchase_points(conn: AsyncConnection, *, purchase_id: int, points: int) -> None:
+    """A purchase's points, once its awards are booked (budgets may have cut them)."""
+    await conn.execute(
+        sql("UPDATE purchase SET points = :points WHERE id = :id"),
+        {"id": purchase_id, "points": points},
+    )
+
+
+async def record_behaviour(
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    partner_id: int,
+    amount: Decimal,
+    occurred_at: datetime,
+    categories: Sequence[tuple[str, Decimal]],
+    month: date,
+    qualifying: int,
+) -> None:
+    """A purchase's mark on its member's aggregates, in one statement: purchases and spend
+    here and per category, and the qualifying points of its month."""
+    await conn.execute(
+        sql(
+            """
+            WITH partner_stats AS (
+                INSERT INTO member_partner_stats AS s (member_id, partner_id, purchases, spend,
+                    first_purchase_at, last_purchase_at)
+                VALUES (:member_id, :partner_id, 1, :amount, :at, :at)
+                ON CONFLICT (member_id, partner_id) DO UPDATE SET
+                    purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
+                    first_purchase_at = least(s.first_purchase_at, EXCLUDED.first_purchase_at),
+                    last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
+            ), category_stats AS (
+                INSERT INTO member_category_stats AS s (member_id, partner_id, category,
+                    purchases, spend, last_purchase_at)
+                SELECT :member_id, :partner_id, c.category, 1, c.spend, :at
+                FROM unnest(CAST(:categories AS text[]), CAST(:spends AS numeric[]))
+                     AS c(category, spend)
+                ON CONFLICT (member_id, partner_id, category) DO UPDATE SET
+                    purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
+                    last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
+            )
+            INSERT INTO member_qualifying AS q (member_id, month, points)
+            VALUES (:member_id, :month, :qualifying)
+            ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
+            """
+        ),
+        {
+            "member_id": member_id,
+            "partner_id": partner_id,
+            "amount": amount,
+            "at": occurred_at,
+            "categories": [c for c, _ in categories],
+            "spends": [s for _, s in categories],
+            "month": month,
+            "qualifying": qualifying,
+        },
+    )
+
+
+async def add_qualifying(
+    conn: AsyncConnection, *, member_id: int, month: date, points: int
+) -> None:
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO member_qualifying AS q (member_id, month, points)
+            VALUES (:member_id, :month, :points)
+            ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
+            """
+        ),
+        {"member_id": member_id, "month": month, "points": points},
+    )
+
+
+async def member_facts(
+    conn: AsyncConnection, *, member_id: int, partner_id: int, since: datetime
+) -> Row[Any]:
+    """What conditions read of a member, in one statement: its tier, consent, purchases
+    and spend here, coalition-wide purchases, and where and what it bought since
+    ``since`` (coalition-wide; the caller keeps only this partner's without consent)."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT
+              (SELECT tier FROM member_tier WHERE member_id = :member_id) AS tier,
+              coalesce((SELECT consent_cross_partner FROM member_profile
+                        WHERE member_id = :member_id), false) AS consent,
+              s.purchases AS purchases_here, s.spend AS spend_here,
+              s.last_purchase_at AS last_here,
+              (SELECT coalesce(sum(purchases), 0) FROM member_partner_stats
+               WHERE member_id = :member_id) AS purchases_coalition,
+              (SELECT coalesce(array_agg(DISTINCT s2.partner_id::text || ':' || p.name), '{}')
+               FROM member_partner_stats s2 JOIN partner p ON p.id = s2.partner_id
+               WHERE s2.member_id = :member_id AND s2.last_purchase_at >= :since)
+                AS partners_recent,
+              (SELECT coalesce(array_agg(DISTINCT partner_id::text || ':' || category), '{}')
+               FROM member_category_stats
+               WHERE member_id = :member_id AND last_purchase_at >= :since)
+                AS categories_recent
+            FROM (SELECT 1) AS one
+            LEFT JOIN member_partner_stats s
+              ON s.member_id = :member_id AND s.partner_id = :partner_id
+            """
+        ),
+        {"member_id": member_id, "partner_id": partner_id, "since": since},
+    )
+    return result.one()
+
+
+async def qualifying_points(conn: AsyncConnection, *, member_id: int, since: date) -> int:
+    result = await conn.execute(
+        sql(
+            "SELECT coalesce(sum(points), 0) FROM member_qualifying"
+            " WHERE member_id = :member_id AND month >= :since"
+        ),
+        {"member_id": member_id, "since": since},
+    )
+    return int(result.scalar_one())
+
+
+# --- refunds --------------------------------------------------------------------------
+
+
+async def claim_refund(conn: AsyncConnection, **values: Any) -> int | None:
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO purchase_refund (purchase_id, amount, points, client_id,
+                idempotency_key, request_hash, created_at)
+            VALUES (:purchase_id, :amount, :points, :client_id, :idempotency_key,
+                :request_hash, :created_at)
+            ON CONFLICT (client_id, idempotency_key) DO NOTHING
+            RETURNING id
+            """
+        ),
+        values,
+    )
+    refund_id = result.scalar()
+    return int(refund_id) if refund_id is not None else None
+
+
+async def refund_by_key(
+    conn: AsyncConnection, *, client_id: str, idempotency_key: str
+) -> Row[Any] | None:
+    result = await conn.execute(
+        sql(
+            "SELECT id, purchase_id, amount, points, request_hash FROM purchase_refund"
+            " WHERE client_id = :client_id AND idempotency_key = :key"
+        ),
+        {"client_id": client_id, "key": idempotency_key},
+    )
+    return result.first()
+
+
+async def reversed_of(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> dict[int, int]:
+    """Points reversed so far of each entry."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT target_entry_id, sum(points) AS points FROM ledger_entry
+            WHERE kind = 'REVERSAL' AND target_entry_id = ANY(CAST(:ids AS bigint[]))
+            GROUP BY target_entry_id
+            """
+        ),
+        {"ids": list(entry_ids)},
+    )
+    return {int(row.target_entry_id): int(row.points) for row in result}
+
+
+# --- campaigns ------------------------------------------------------------------------
+
+_CAMPAIGN = (
+    "c.id, c.owner_partner_id, c.name, c.status, c.starts_at, c.ends_at, c.condition,"
+    " c.effect_kind, c.effect_value, c.effect_category, c.max_points_per_purchase,"
+    " c.budget_points, c.per_member_limit, c.created_at,"
+    " (SELECT coalesce(sum(b.spent), 0) FROM campaign_budget_shard b"
+    "  WHERE b.campaign_id = c.id) AS budget_spent,"
+    " (SELECT coalesce(sum(a.points), 0) FROM purchase_award a"
+    "  WHERE a.campaign_id = c.id) AS awarded,"
+    " (SELECT coalesce(json_agg(json_build_object('partner', f.partner_id, 'share', f.share,"
+    "   'accepted', f.accepted_at IS NOT NULL, 'declined', f.declined_at IS NOT NULL)"
+    "   ORDER BY f.partner_id NULLS FIRST), '[]') FROM campaign_funding f"
+    "  WHERE f.campaign_id = c.id) AS funding"
+)
+
+
+async def insert_campaign(conn: AsyncConnection, **values: Any) -> int:
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO campaign (owner_partner_id, name, status, starts_at, ends_at,
+                condition, effect_kind, effect_value, effect_category,
+                max_points_per_purchase, budget_points, per_member_limit, created_by,
+                created_at, updated_at)
+            VALUES (:owner_partner_id, :name, :status, :starts_at, :ends_at, :condition,
+                :effect_kind, :effect_value, :effect_category, :max_points_per_purchase,
+                :budget_points, :per_member_limit, :created_by, :now, :now)
+            RETURNING id
+            """
+        ),
+        values,
+    )
+    return int(result.scalar_one())
+
+
+async def insert_funding(
+    conn: AsyncConnection,
+    *,
+    campaign_id: int,
+    funders: Sequence[tuple[int | None, Decimal, bool]],
+    now: datetime,
+) -> None:
+    """Funding rows (partner or None for the coalition, share, accepted already)."""
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO campaign_funding (campaign_id, partner_id, share, accepted_at)
+            SELECT :campaign_id, f.partner_id, f.share,
+                   CASE WHEN f.accepted THEN CAST(:now AS timestamptz) END
+            FROM unnest(CAST(:partners AS bigint[]), CAST(:shares AS numeric[]),
+                        CAST(:accepted AS boolean[])) AS f(partner_id, share, accepted)
+            """
+        ),
+        {
+            "campaign_id": campaign_id,
+            "partners": [f[0] for f in funders],
+            "shares": [f[1] for f in funders],
+            "accepted": [f[2] for f in funders],
+            "now": now,
+        },
+    )
+
+
+async def insert_budget(conn: AsyncConnection, *, campaign_id: int, budget: int) -> None:
+    """Spread a budget over BUDGET_SHARDS rows: each purchase takes from one of them, so
+    concurrent purchases do not queue on one counter, and spent <= budget holds as the
+    sum of the shards (each shard refuses to exceed its allotment)."""
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO campaign_budget_shard (campaign_id, shard, allotted)
+            SELECT :campaign_id, s, :budget / :shards + CASE WHEN s < :budget % :shards
+                                                          THEN 1 ELSE 0 END
+            FROM generate_series(0, :shards - 1) AS s
+            """
+        ),
+        {"campaign_id": campaign_id, "budget": budget, "shards": BUDGET_SHARDS},
+    )
+
+
+async def campaigns(
+    conn: AsyncConnection,
+    *,
+    campaign_ids: Sequence[int] | None = None,
+    status: str | None = None,
+    before_id: int | None = None,
+    limit: int = 1000,
+) -> list[Row[Any]]:
+    """Campaigns the caller may see (row-level security), newest first."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT {_CAMPAIGN} FROM campaign c
+            WHERE (CAST(:ids AS bigint[]) IS NULL OR c.id = ANY(CAST(:ids AS bigint[])))
+              AND (CAST(:status AS text) IS NULL OR c.status = :status)
+              AND (CAST(:before_id AS bigint) IS NULL OR c.id < :before_id)
+            ORDER BY c.id DESC LIMIT :limit
+            """
+        ),
+        {
+            "ids": list(campaign_ids) if campaign_ids is not None else None,
+            "status": status,
+            "before_id": before_id,
+            "limit": limit,
+        },
+    )
+    return list(result.all())
+
+
+async def live_campaigns(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
+    """ACTIVE campaigns that can apply to the partner's purchases: its own and the
+    operator's (the window is checked against each purchase's time)."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT {_CAMPAIGN} FROM campaign c
+            WHERE c.status = 'ACTIVE'
+              AND (c.owner_partner_id = :partner_id OR c.owner_partner_id IS NULL)
+            ORDER BY c.id
+            """
+        ),
+        {"partner_id": partner_id},
+    )
+    return list(result.all())
+
+
+async def set_campaign_status(
+    conn: AsyncConnection,
+    *,
+    campaign_id: int,
+    status: str,
+    allowed_from: Sequence[str],
+    now: datetime,
+) -> bool:
+    result = await conn.execute(
+        sql(
+            """
+            UPDATE campaign SET status = :status, updated_at = :now
+            WHERE id = :id AND status = ANY(CAST(:allowed AS text[]))
+            RETURNING id
+            """
+        ),
+        {"id": campaign_id, "status": status, "allowed": list(allowed_from), "now": now},
+    )
+    return result.first() is not None
+
+
+async def answer_funding(
+    conn: AsyncConnection, *, campaign_id: int, partner_id: int, accept: bool, now: datetime
+) -> bool:
+    """Record a funder's acceptance or refusal (once)."""
+    result = await conn.execute(
+        sql(
+            """
+            UPDATE campaign_funding SET
+                accepted_at = CASE WHEN :accept THEN CAST(:now AS timestamptz) END,
+                declined_at = CASE WHEN :accept THEN NULL ELSE CAST(:now AS timestamptz) END
+            WHERE campaign_id = :campaign_id AND partner_id = :partner_id
+              AND accepted_at IS NULL AND declined_at IS NULL
+            RETURNING id
+            """
+        ),
+        {"campaign_id": campaign_id, "partner_id": partner_id, "accept": accept, "now": now},
+    )
+    return result.first() is not None
+
+
+async def take_member_use(
+    conn: AsyncConnection, *, campaign_id: int, member_id: int, limit: int
+) -> bool:
+    """Count one more purchase of the member rewarded by the campaign, unless it reached
+    its limit (the row is the member's: no hot row)."""
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO campaign_member_use AS u (campaign_id, member_id, uses)
+            VALUES (:campaign_id, :member_id, 1)
+            ON CONFLICT (campaign_id, member_id) DO UPDATE SET uses = u.uses + 1
+            WHERE u.uses < :limit
+            RETURNING uses
+            """
+        ),
+        {"campaign_id": campaign_id, "member_id": member_id, "limit": limit},
+    )
+    return result.first() is not None
+
+
+async def take_budget(conn: AsyncConnection, *, campaign_id: int, points: int) -> int:
+    """Take up to ``points`` from one shard of the campaign's budget; the points granted
+    (fewer when the budget runs out; 0 when it is spent). A shard another purchase holds
+    is skipped while any other has budget left; then one is waited for."""
+    start = random.randrange(BUDGET_SHARDS)  # noqa: S311 (load spreading, not security)
+    for skip_locked in (True, False):
+        result = await conn.execute(
+            sql(_TAKE_BUDGET.format(skip=" SKIP LOCKED" if skip_locked else "")),
+            {"campaign_id": campaign_id, "points": points, "start": start, "shards": BUDGET_SHARDS},
+        )
+        granted = result.scalar()
+        if granted is not None:
+            return int(granted)
+    return 0
+
+
+_TAKE_BUDGET = """
+WITH pick AS (
+    SELECT shard, least(:points, allotted - spent) AS granted
+    FROM campaign_budget_shard
+    WHERE campaign_id = :campaign_id AND spent < allotted
+    ORDER BY (shard - :start + :shards) % :shards
+    LIMIT 1 FOR UPDATE{skip}
+)
+UPDATE campaign_budget_shard b SET spent = b.spent + pick.granted
+FROM pick WHERE b.campaign_id = :campaign_id AND b.shard = pick.shard
+RETURNING pick.granted
+"""
+
+
+async def purchases_between(
+    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime, limit: int
+) -> list[Row[Any]]:
+    """Recorded purchases in [start, end), oldest first (a campaign simulation replays
+    them); ``partner_id`` None: every partner's."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT id, partner_id, member_id, amount, currency, occurred_at, channel,
+                   store_ref, items
+            FROM purchase
+            WHERE occurred_at >= :start AND occurred_at < :end
+              AND (CAST(:partner_id AS bigint) IS NULL OR partner_id = :partner_id)
+            ORDER BY occurred_at, id LIMIT :limit
+            """
+        ),
+        {"partner_id": partner_id, "start": start, "end": end, "limit": limit},
+    )
+    return list(result.all())
+
+
+# --- tiers ----------------------------------------------------------------------------
+
+
+async def tiers(conn: AsyncConnection) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql("SELECT name, qualifying_points, earn_multiplier FROM tier ORDER BY qualifying_points")
+    )
+    return list(result.all())
+
+
+async def upsert_tier(
+    conn: AsyncConnection,
+    *,
+    name: str,
+    qualifying_points: int,
+    earn_multiplier: Decimal,
+    now: datetime,
+) -> None:
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO tier (name, qualifying_points, earn_multiplier, updated_at)
+            VALUES (:name, :points, :multiplier, :now)
+            ON CONFLICT (name) DO UPDATE SET qualifying_points = EXCLUDED.qualifying_points,
+                earn_multiplier = EXCLUDED.earn_multiplier, updated_at = EXCLUDED.updated_at
+            """
+        ),
+        {"name": name, "points": qualifying_points, "multiplier": earn_multiplier, "now": now},
+    )
+
+
+async def member_tier(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
+    result = await conn.execute(
+        sql("SELECT member_id, tier, since, reviewed_at FROM member_tier WHERE member_id = :id"),
+        {"id": member_id},
+    )
+    return result.first()
+
+
+async def change_tier(
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    from_tier: str | None,
+    to_tier: str | None,
+    qualifying: int,
+    reason: str,
+    now: datetime,
+) -> None:
+    """A member's new tier, and the change in its history, in one statement."""
+    await conn.execute(
+        sql(
+            """
+            WITH current AS (
+                INSERT INTO member_tier AS t (member_id, tier, since, reviewed_at)
+                VALUES (:member_id, :to_tier, :now, :now)
+                ON CONFLICT (member_id) DO UPDATE SET tier = EXCLUDED.tier,
+                    since = EXCLUDED.since, reviewed_at = EXCLUDED.reviewed_at
+            )
+            INSERT INTO member_tier_change (member_id, from_tier, to_tier, qualifying_points,
+                reason, at)
+            VALUES (:member_id, :from_tier, :to_tier, :qualifying, :reason, :now)
+            """
+        ),
+        {
+            "member_id": member_id,
+            "from_tier": from_tier,
+            "to_tier": to_tier,
+            "qualifying": qualifying,
+            "reason": reason,
+            "now": now,
+        },
+    )
+
+
+async def members_to_review(
+    conn: AsyncConnection, *, reviewed_before: datetime, after_member: int, limit: int
+) -> list[Row[Any]]:
+    """Members holding a tier not reviewed since ``reviewed_before``, in member order."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT member_id, tier, since FROM member_tier
+            WHERE tier IS NOT NULL AND reviewed_at < :before AND member_id > :after
+            ORDER BY member_id LIMIT :limit
+            """
+        ),
+        {"before": reviewed_before, "after": after_member, "limit": limit},
+    )
+    return list(result.all())
+
+
+async def mark_reviewed(conn: AsyncConnection, *, member_ids: Sequence[int], now: datetime) -> None:
+    await conn.execute(
+        sql(
+            "UPDATE member_tier SET reviewed_at = :now"
+            " WHERE member_id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": list(member_ids), "now": now},
+    )
