@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import ledger
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
-from exchange.kit.currency import check_currency
+from exchange.kit.currency import check_currency, plain
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
 from exchange.ledger.models import PartnerPolicy
@@ -89,22 +89,17 @@ def policy_of(terms: ContractTerms) -> PartnerPolicy:
     )
 
 
-def _plain(value: Decimal) -> Decimal:
-    """0.01000000 as 0.01, 100 as 100 (not 1E+2)."""
-    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()
-
-
 def _partner(row: Row[Any]) -> Partner:
     terms = ContractTerms(
         currency=row.currency,
-        issue_price=_plain(row.issue_price),
-        redemption_price=_plain(row.redemption_price),
-        fee_rate=_plain(row.fee_rate),
+        issue_price=plain(row.issue_price),
+        redemption_price=plain(row.redemption_price),
+        fee_rate=plain(row.fee_rate),
         funding_model=FundingModel(row.funding_model),
         points_lifetime_days=row.points_lifetime_days,
         credit_limit_points=row.credit_limit_points,
         allow_negative_reversal=row.allow_negative_reversal,
-        earn_rate=_plain(row.earn_rate),
+        earn_rate=plain(row.earn_rate),
         max_points_per_operation=int(row.max_points_per_operation),
     )
     return Partner(

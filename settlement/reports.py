@@ -112,6 +112,11 @@ def export(run: SettlementRun) -> dict[str, Any]:
         ],
         "bilateral": [_named(document, pair, "a", "b") for pair in document["bilateral"]],
         "instructions": instructions(run),
+        **(
+            {"campaigns": [_named(document, c, "funder") for c in document["campaigns"]]}
+            if "campaigns" in document
+            else {}
+        ),
     }
 
 
@@ -390,6 +395,22 @@ def _adjustments_html(document: dict[str, Any]) -> str:
     )
 
 
+def _campaigns_html(document: dict[str, Any], currency: str) -> list[str]:
+    """Each campaign's cost per funder (points issued as its lots, their money at the
+    funder's issue price); nothing for a run without campaign awards."""
+    campaigns = document.get("campaigns", [])
+    if not campaigns:
+        return []
+    rows = [
+        [c["campaign"], c["name"], name_of(document, c["funder"]), c["points"], c["amount"]]
+        for c in campaigns
+    ]
+    table = _table(
+        ["campaign", "name", "funder", "points", f"cost ({currency})"], rows, numeric=[3, 4]
+    )
+    return ["<h2>Campaign costs by funder</h2>", table]
+
+
 def _reconciliation_html(document: dict[str, Any]) -> str:
     rec = document["reconciliation"]
     checks = [
@@ -419,6 +440,7 @@ def to_html(run: SettlementRun) -> str:
         _totals_html(document, currency),
         "<h2>Breakdown by reason, with the prices used</h2>",
         _breakdown_html(document, currency),
+        *_campaigns_html(document, currency),
         "<h2>Points issued by (rows) and redeemed at (columns)</h2>",
         _heatmap(document),
         "<h2>Net positions</h2><p>Right of the line pays, left receives.</p>",

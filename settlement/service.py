@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
-from exchange.kit.currency import check_currency
+from exchange.kit.currency import check_currency, plain
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
 from settlement import journal, netting, repository
@@ -122,7 +122,7 @@ def _redemption_lines(
 
 def _plain(value: Decimal) -> str:
     """0.01000000 as 0.01, 100 as 100 (not 1E+2)."""
-    return format(value.normalize(), "f")
+    return str(plain(value))
 
 
 def _exact(amount: Decimal, currency: str) -> str:

@@ -12,6 +12,8 @@ refused: an amount in them has no minor unit to round to.
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 from iso4217 import Currency
 
 from exchange.kit.errors import InvalidInput
@@ -42,3 +44,8 @@ def check_currency(code: object, field: str) -> str:
         f"{field} must be an ISO 4217 currency code like USD, EUR or JPY, not {shown}",
         field=[field],
     )
+
+
+def plain(value: Decimal) -> Decimal:
+    """A decimal as people write it: 0.01000000 as 0.01, 100 as 100 (not 1E+2)."""
+    return value.quantize(Decimal(1)) if value == value.to_integral_value() else value.normalize()

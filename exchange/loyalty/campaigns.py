@@ -24,6 +24,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.clock import require_aware
+from exchange.kit.currency import plain
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.loyalty import repository
 from exchange.loyalty.conditions import Condition, compile_condition
@@ -54,7 +55,7 @@ def campaign_of(row: Row[Any]) -> Campaign:
         condition=row.condition,
         effect=Effect(
             kind=EffectKind(row.effect_kind),
-            value=Decimal(row.effect_value).normalize(),
+            value=plain(Decimal(row.effect_value)),
             category=row.effect_category,
             max_points_per_purchase=row.max_points_per_purchase,
         ),
@@ -62,9 +63,7 @@ def campaign_of(row: Row[Any]) -> Campaign:
         spent_points=int(row.awarded),
         per_member_limit=row.per_member_limit,
         funding=[
-            Funding(
-                f["partner"], Decimal(str(f["share"])).normalize(), f["accepted"], f["declined"]
-            )
+            Funding(f["partner"], plain(Decimal(str(f["share"]))), f["accepted"], f["declined"])
             for f in funding
         ],
     )

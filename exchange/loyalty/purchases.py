@@ -29,6 +29,7 @@ from exchange.kit.currency import minor_digits
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
 from exchange.kit.settings import Tunables
+from exchange.ledger.errors import LimitExceeded
 from exchange.ledger.execution import single
 from exchange.ledger.idempotency import request_hash, reused
 from exchange.ledger.models import EntryKind
@@ -40,6 +41,8 @@ from partners import registry
 from settlement.money import minor_unit, round_total
 
 RECENT_DAYS = 30
+#: How far ahead of our clock a partner's occurredAt may be (its till's clock drifts).
+CLOCK_SKEW = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -69,12 +72,23 @@ class _Evaluation:
 
 
 async def _terms(
-    conn: AsyncConnection, partner_id: int, request: PurchaseRequest, at: datetime
+    conn: AsyncConnection, partner_id: int, request: PurchaseRequest, at: datetime, now: datetime
 ) -> _Terms:
     """The contract in force when the purchase happened; the purchase's money checked
     against it (its currency, at most its minor digits)."""
-    partner = await registry.get_partner(conn, partner_id=partner_id, now=at)
+    try:
+        partner = await registry.get_partner(conn, partner_id=partner_id, now=at)
+    except NotFound:  # the caller is this partner: it had no contract yet at occurredAt
+        raise InvalidInput(
+            "occurredAt is before the partner's first contract", field=["occurredAt"]
+        ) from None
     terms = partner.contract.terms
+    if at + timedelta(days=terms.points_lifetime_days) <= now:
+        raise InvalidInput(
+            f"occurredAt is more than the {terms.points_lifetime_days} days points live ago:"
+            " its points would already have expired",
+            field=["occurredAt"],
+        )
     if request.currency != terms.currency:
         raise InvalidInput(f"currency must be the contract's {terms.currency}", field=["currency"])
     digits = minor_digits(terms.currency)
@@ -140,7 +154,9 @@ async def _evaluate(
 ) -> _Evaluation:
     """The rules in force at occurredAt, applied to the purchase (no budgets yet)."""
     at = request.occurred_at or now
-    terms = await _terms(conn, partner_id, request, at)
+    if at > now + CLOCK_SKEW:
+        raise InvalidInput("occurredAt is in the future", field=["occurredAt"])
+    terms = await _terms(conn, partner_id, request, at, now)
     member = await _member_variables(conn, request.member_id, partner_id, at, terms.currency)
     ladder = await tiers.all_tiers(conn)
     held = next((t for t in ladder if t.name == member["tier"]), None)
@@ -206,8 +222,9 @@ async def _limited(
         if campaign is None:
             limited.append(award)
             continue
-        if campaign.per_member_limit is not None and not await repository.take_member_use(
-            conn, campaign_id=campaign.id, member_id=member_id, limit=campaign.per_member_limit
+        limit = campaign.per_member_limit
+        if limit is not None and not await repository.take_member_use(
+            conn, campaign_id=campaign.id, member_id=member_id, limit=limit
         ):
             continue
         points = award.points
@@ -215,6 +232,10 @@ async def _limited(
             points = await repository.take_budget(conn, campaign_id=campaign.id, points=points)
         if points > 0:
             limited.append(rules.Planned(award.rule, points, campaign))
+        elif limit is not None:  # nothing awarded: the purchase does not count as a use
+            await repository.give_back_member_use(
+                conn, campaign_id=campaign.id, member_id=member_id
+            )
     return limited
 
 
@@ -271,7 +292,10 @@ async def record(
         conn, client_id=client_id, partner_id=partner_id, now=now,
         requests=_earn_requests(awards, key=key, request=request, partner_id=partner_id, at=at),
     ) if awards else []  # fmt: skip
-    entries = [single([outcome]).entry for outcome in outcomes]
+    entries = [
+        _booked(award, outcome, partner_id).entry
+        for award, outcome in zip(awards, outcomes, strict=True)
+    ]
     booked = [
         (a.rule, a.campaign_id, a.funder, a.points, e.id)
         for a, e in zip(awards, entries, strict=True)
@@ -288,6 +312,18 @@ async def record(
         conn, member_id=request.member_id, tiers=evaluation.tiers, now=now, tunables=tunables
     )
     return Recorded(await load(conn, purchase_id), entries)
+
+
+def _booked(award: Award, outcome: Any, partner_id: int) -> ledger.EntryResult:
+    """An award's entry, or its error; a co-funder past its credit limit fails the
+    purchase with a message that says whose limit (nothing is written)."""
+    if isinstance(outcome, LimitExceeded) and award.funder not in (None, partner_id):
+        raise LimitExceeded(
+            f"partner {award.funder}, a funder of campaign {award.campaign_name!r}, has"
+            " reached its credit limit; the campaign's owner can pause the campaign",
+            field=None,
+        )
+    return single([outcome])
 
 
 def _item_json(item: Item) -> dict[str, Any]:
@@ -326,8 +362,8 @@ def purchase_of(row: Row[Any], awards: Sequence[Row[Any]]) -> Purchase:
         id=int(row.id),
         partner_id=int(row.partner_id),
         member_id=int(row.member_id),
-        amount=Decimal(row.amount).normalize(),
-        refunded_amount=Decimal(row.refunded_amount).normalize(),
+        amount=Decimal(row.amount).quantize(minor_unit(row.currency)),
+        refunded_amount=Decimal(row.refunded_amount).quantize(minor_unit(row.currency)),
         currency=row.currency,
         occurred_at=row.occurred_at,
         channel=Channel(row.channel) if row.channel else None,
@@ -381,7 +417,8 @@ async def refund(
     refunded = request.amount if request.amount is not None else left
     if left <= 0 or refunded > left:
         raise InvalidInput(
-            f"amount must be at most the {left.normalize()} left to refund", field=["amount"]
+            f"amount must be at most the {left.quantize(minor_unit(row.currency))} left to refund",
+            field=["amount"],
         )
     check_minor_digits(refunded, minor_digits(row.currency), ["amount"])
     purchase = purchase_of(row, await repository.awards_of(conn, purchase_ids=[int(row.id)]))
@@ -496,8 +533,9 @@ async def simulate(
             request.member_id, rules.campaign_points(campaign, base, request.amount, request.items)
         )
         for funder, part in rules.split(points, _funders(campaign)):
-            price, currency = await _price(conn, funder, partner, row.occurred_at)
-            tally.cost(funder, currency, part, price)
+            priced = await _price(conn, funder, partner, row.occurred_at)
+            if priced is not None:
+                tally.cost(funder, priced[1], part, priced[0])
     return tally.simulation()
 
 
@@ -524,11 +562,17 @@ def _stored(row: Row[Any]) -> PurchaseRequest:
 
 async def _price(
     conn: AsyncConnection, funder: int | None, partner: Any, at: datetime
-) -> tuple[Decimal, str]:
+) -> tuple[Decimal, str] | None:
+    """The price of a funder's points: the coalition's at the purchasing partner's
+    redemption price, a partner's at its issue price; None for a co-funder whose contract
+    the caller may not see (its cost is its own and the operator's to know)."""
     if funder is None:
         terms = partner.contract.terms
         return terms.redemption_price, terms.currency
-    funded = await registry.get_partner(conn, partner_id=funder, now=at)
+    try:
+        funded = await registry.get_partner(conn, partner_id=funder, now=at)
+    except NotFound:
+        return None
     return funded.contract.terms.issue_price, funded.contract.terms.currency
 
 

@@ -518,19 +518,45 @@ async def take_member_use(
 
 
 async def take_budget(conn: AsyncConnection, *, campaign_id: int, points: int) -> int:
-    """Take up to ``points`` from one shard of the campaign's budget; the points granted
-    (fewer when the budget runs out; 0 when it is spent). A shard another purchase holds
-    is skipped while any other has budget left; then one is waited for."""
+    """Take ``points`` from the campaign's budget shards; the points granted (fewer when
+    the budget runs out). The first shard is one no other purchase holds, or, when every
+    shard with budget left is held, the first to be released; an award one shard cannot
+    cover takes the rest from shards no other purchase holds, never waiting while it
+    holds one (so two purchases never wait on each other's shards)."""
     start = random.randrange(BUDGET_SHARDS)  # noqa: S311 (load spreading, not security)
-    for skip_locked in (True, False):
-        result = await conn.execute(
-            sql(_TAKE_BUDGET.format(skip=" SKIP LOCKED" if skip_locked else "")),
-            {"campaign_id": campaign_id, "points": points, "start": start, "shards": BUDGET_SHARDS},
+    granted = await _take_from_a_shard(conn, campaign_id, points, start, skip_locked=True)
+    if granted == 0:
+        granted = await _take_from_a_shard(conn, campaign_id, points, start, skip_locked=False)
+    while 0 < granted < points:
+        more = await _take_from_a_shard(
+            conn, campaign_id, points - granted, start, skip_locked=True
         )
-        granted = result.scalar()
-        if granted is not None:
-            return int(granted)
-    return 0
+        if more == 0:
+            break
+        granted += more
+    return granted
+
+
+async def _take_from_a_shard(
+    conn: AsyncConnection, campaign_id: int, points: int, start: int, *, skip_locked: bool
+) -> int:
+    result = await conn.execute(
+        sql(_TAKE_BUDGET.format(skip=" SKIP LOCKED" if skip_locked else "")),
+        {"campaign_id": campaign_id, "points": points, "start": start, "shards": BUDGET_SHARDS},
+    )
+    granted = result.scalar()
+    return int(granted) if granted is not None else 0
+
+
+async def give_back_member_use(conn: AsyncConnection, *, campaign_id: int, member_id: int) -> None:
+    """Undo :func:`take_member_use` in the same transaction (the budget gave nothing)."""
+    await conn.execute(
+        sql(
+            "UPDATE campaign_member_use SET uses = uses - 1"
+            " WHERE campaign_id = :campaign_id AND member_id = :member_id"
+        ),
+        {"campaign_id": campaign_id, "member_id": member_id},
+    )
 
 
 _TAKE_BUDGET = """

@@ -159,7 +159,7 @@ campaign_member_use = Table(
     Column("campaign_id", BigInteger, ForeignKey("campaign.id"), primary_key=True),
     Column("member_id", BigInteger, primary_key=True, autoincrement=False),
     Column("uses", Integer, nullable=False),
-    CheckConstraint("uses > 0", name="uses_positive"),
+    CheckConstraint("uses >= 0", name="uses_not_negative"),
 )
 
 tier = Table(

@@ -16,6 +16,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.currency import plain
 from exchange.kit.errors import InvalidInput
 from exchange.kit.settings import Tunables
 from exchange.loyalty import repository
@@ -47,7 +48,7 @@ def next_month_end(moment: datetime) -> datetime:
 
 async def all_tiers(conn: AsyncConnection) -> list[Tier]:
     return [
-        Tier(row.name, int(row.qualifying_points), Decimal(row.earn_multiplier).normalize())
+        Tier(row.name, int(row.qualifying_points), plain(Decimal(row.earn_multiplier)))
         for row in await repository.tiers(conn)
     ]
 

@@ -26,7 +26,7 @@ from exchange.loyalty.requests import PurchaseRequest, RefundRequest
 from exchange.usecases.core import Call, use_case
 from exchange.usecases.members import may_read_member
 from partners import identity, registry
-from partners.models import ContractChanges, PartnerListing
+from partners.models import ContractChanges, PartnerListing, PartnerStatus
 from partners.principal import PrincipalKind
 
 
@@ -149,9 +149,15 @@ def _owner(call: Call) -> int | None:
 @use_case(partner="campaigns:write", operator="partners:admin")
 async def create_campaign(call: Call, draft: CampaignDraft) -> Campaign:
     """A campaign of the caller (an operator's applies to purchases at every partner)."""
-    for funder, _ in draft.funders:
-        if funder is not None:
-            await registry.get_partner(call.conn, partner_id=funder, now=call.now)
+    named = [funder for funder, _ in draft.funders if funder is not None]
+    found = {p.id: p for p in await registry.listing(call.conn, now=call.now, partner_ids=named)}
+    for index, (funder, _) in enumerate(draft.funders):
+        if funder is not None and (
+            funder not in found or found[funder].status != PartnerStatus.ACTIVE
+        ):
+            raise NotFound(
+                "no active partner has that id", field=["funding", str(index), "partnerId"]
+            )
     return await campaign_rules.create(
         call.conn,
         owner=_owner(call),

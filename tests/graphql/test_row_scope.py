@@ -92,7 +92,6 @@ PROBES: dict[str, tuple[str, str]] = {
 }  # fmt: skip
 
 
-
 @contextmanager
 def first_statements(database: Database) -> Iterator[list[str]]:
     """The first statement of every transaction begun on the app's engine in the block."""

@@ -161,7 +161,7 @@ TABLES = [
         CONSTRAINT pk_campaign_member_use PRIMARY KEY (campaign_id, member_id),
         CONSTRAINT fk_campaign_member_use_campaign_id_campaign FOREIGN KEY (campaign_id)
             REFERENCES campaign (id),
-        CONSTRAINT ck_campaign_member_use_uses_positive CHECK (uses > 0)
+        CONSTRAINT ck_campaign_member_use_uses_not_negative CHECK (uses >= 0)
     )
     """,
     """
