@@ -207,7 +207,34 @@ async def preview(
     """What recording the purchase now would award (budgets and per-member limits as they
     stand); writes nothing."""
     evaluation = await _evaluate(conn, partner_id=partner_id, request=request, now=now)
-    return [award for planned in evaluation.planned for award in _shares(planned, partner_id)]
+    limited = await _as_they_stand(conn, evaluation.planned, request.member_id)
+    return [award for planned in limited for award in _shares(planned, partner_id)]
+
+
+async def _as_they_stand(
+    conn: AsyncConnection, planned: list[rules.Planned], member_id: int
+) -> list[rules.Planned]:
+    """Campaign awards after each campaign's per-member limit and what is left of its
+    budget now, read and not taken (a preview)."""
+    ids = [a.campaign.id for a in planned if a.campaign is not None]
+    if not ids:
+        return planned
+    left = await repository.budgets_left(conn, campaign_ids=ids)
+    uses = await repository.member_uses(conn, campaign_ids=ids, member_id=member_id)
+    shown = []
+    for award in planned:
+        campaign = award.campaign
+        points = award.points
+        if campaign is not None:
+            limit = campaign.per_member_limit
+            if limit is not None and uses.get(campaign.id, 0) >= limit:
+                continue
+            if campaign.id in left:
+                points = min(points, left[campaign.id])
+                left[campaign.id] -= points
+        if points > 0:
+            shown.append(rules.Planned(award.rule, points, campaign))
+    return shown
 
 
 async def _limited(

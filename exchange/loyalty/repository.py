@@ -548,6 +548,32 @@ async def _take_from_a_shard(
     return int(granted) if granted is not None else 0
 
 
+async def budgets_left(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> dict[int, int]:
+    """What is left of each budget (campaigns without one are absent)."""
+    result = await conn.execute(
+        sql(
+            "SELECT campaign_id, sum(allotted - spent) AS left FROM campaign_budget_shard"
+            " WHERE campaign_id = ANY(CAST(:ids AS bigint[])) GROUP BY campaign_id"
+        ),
+        {"ids": list(campaign_ids)},
+    )
+    return {int(row.campaign_id): int(row.left) for row in result}
+
+
+async def member_uses(
+    conn: AsyncConnection, *, campaign_ids: Sequence[int], member_id: int
+) -> dict[int, int]:
+    """How many of the member's purchases each campaign rewarded."""
+    result = await conn.execute(
+        sql(
+            "SELECT campaign_id, uses FROM campaign_member_use"
+            " WHERE campaign_id = ANY(CAST(:ids AS bigint[])) AND member_id = :member_id"
+        ),
+        {"ids": list(campaign_ids), "member_id": member_id},
+    )
+    return {int(row.campaign_id): int(row.uses) for row in result}
+
+
 async def give_back_member_use(conn: AsyncConnection, *, campaign_id: int, member_id: int) -> None:
     """Undo :func:`take_member_use` in the same transaction (the budget gave nothing)."""
     await conn.execute(

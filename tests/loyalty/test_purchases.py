@@ -318,3 +318,22 @@ async def test_a_purchase_for_a_member_the_partner_never_linked_moves_nothing(
     payload = result["data"]["recordPurchase"]
     assert payload["purchase"] is None
     assert payload["userErrors"][0]["code"] == "MEMBER_NOT_LINKED"
+
+
+async def test_a_preview_counts_what_is_left_of_a_budget_and_the_members_uses(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    shop = await partner_with(db, api)
+    ref = await link(shop)
+    await campaign(shop, {"kind": "FIXED", "value": "40"}, budgetPoints=50)
+    await campaign(shop, {"kind": "FIXED", "value": "3"}, perMemberLimit=1)
+    await record(shop, ref, "1.00")  # takes 40 of the 50, and the one use
+
+    preview = await shop.gql(PREVIEW, input={"memberRef": ref, "amount": "1.00", "currency": "USD"})
+
+    shown = preview["data"]["previewPurchase"]
+    assert [(a["rule"], int(a["points"])) for a in shown["awards"]] == [
+        ("BASE", 1),
+        ("CAMPAIGN", 10),
+    ]
+    assert int(shown["points"]) == 11
