@@ -4,7 +4,7 @@ It builds the process's parts once (the database, the use-case runner with its
 micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapters
 (``exchange.http``: GraphQL, OAuth, probes) behind the body reader that holds every
 request body to its route's limits (``exchange.http.body``) and runs the background work that has no
-caller (the expiry sweep) under the system scope.
+caller (the sweep: expiry and tier reviews) under the system scope.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -29,8 +30,9 @@ from exchange.http.body import BodyReader
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
-from exchange.kit.settings import Settings
+from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import tiers
 from exchange.usecases.runner import Runner
 from partners import registry
 from partners.identity import IdentityKeys
@@ -40,8 +42,8 @@ log = logging.getLogger(__name__)
 SWEEP_INTERVAL_SECONDS = 60
 
 
-async def sweep_once(database: Database) -> tuple[int, int]:
-    """Release expired holds and expire lots, one committed batch at a time."""
+async def sweep_once(database: Database, tunables: Tunables | None = None) -> tuple[int, int]:
+    """Release expired holds, expire lots and review tiers, one committed batch at a time."""
     released = expired = 0
     now = utc_now()
     async with database.transaction(SYSTEM) as conn:
@@ -58,13 +60,30 @@ async def sweep_once(database: Database) -> tuple[int, int]:
         expired += result.points
         if result.members == 0:
             break
+    await review_tiers(database, as_of=now, tunables=tunables or Tunables())
     return released, expired
 
 
-async def _sweep_forever(database: Database) -> None:
+async def review_tiers(
+    database: Database, *, as_of: datetime, tunables: Tunables
+) -> tuple[int, int]:
+    """Tier downgrades due at ``as_of`` (the last month end past its grace period), in
+    committed batches; (members reviewed, members downgraded)."""
+    reviewed = downgraded = last = 0
+    while True:
+        async with database.transaction(SYSTEM) as conn:
+            batch = await tiers.review(conn, as_of=as_of, tunables=tunables, after_member=last)
+        reviewed += batch.members
+        downgraded += batch.downgraded
+        last = batch.last_member
+        if batch.members == 0:
+            return reviewed, downgraded
+
+
+async def _sweep_forever(database: Database, tunables: Tunables) -> None:
     while True:
         try:
-            await sweep_once(database)
+            await sweep_once(database, tunables)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("expiry sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
@@ -136,7 +155,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             database, secret=settings.secret_key(), public_url=settings.public_url
         )
         await app.state.auth.start()
-        task = asyncio.create_task(_sweep_forever(database)) if sweep else None
+        task = asyncio.create_task(_sweep_forever(database, settings.tunables)) if sweep else None
         try:
             yield
         finally:

@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
-from exchange import ledger
+from exchange import app, ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -23,10 +23,13 @@ from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.ledger.invariants import CheckResult
+from exchange.loyalty import campaigns as campaign_rules
+from exchange.loyalty import tiers
+from exchange.loyalty.models import Campaign, CampaignStatus
 from partners import clients, identity, registry
 from partners import keys as key_store
 from partners.identity import IdentityKeys
-from partners.models import ContractTerms, FundingModel, Partner, PartnerStatus
+from partners.models import ContractChanges, ContractTerms, FundingModel, Partner, PartnerStatus
 from settlement import reconciliation as settlement_reconciliation
 from settlement import reports as settlement_reports
 from settlement import service as settlement_service
@@ -74,6 +77,7 @@ def build_parser() -> Parser:
     _partner_commands(commands)
     _client_commands(commands)
     _member_commands(commands)
+    _loyalty_commands(commands)
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
@@ -219,7 +223,37 @@ def _partner_commands(commands: Any) -> None:
     add.add_argument("--points-lifetime-days", type=int, default=365)
     add.add_argument("--credit-limit", type=int, help="cap on outstanding issued points")
     add.add_argument("--allow-negative-reversal", action="store_true")
+    add.add_argument(
+        "--earn-rate",
+        type=_decimal,
+        default=Decimal("1"),
+        help="points per currency unit of a purchase (default 1)",
+    )
+    add.add_argument(
+        "--max-points-per-operation",
+        type=int,
+        default=1_000_000,
+        help="the most points one operation may move (default 1,000,000)",
+    )
     add.add_argument("--json", action="store_true")
+    contract = sub.add_parser(
+        "contract",
+        help="a new contract version from a date; terms left out stay as they are",
+        description="A new version of a partner's contract, in force from --effective-from"
+        " (now or later: past periods keep the terms in force then).",
+    )
+    contract.add_argument("name")
+    contract.add_argument("--effective-from", required=True, type=_day_or_time,
+                          help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset")  # fmt: skip
+    contract.add_argument("--earn-rate", type=_decimal, help="points per currency unit")
+    contract.add_argument("--issue-price", type=_decimal, help="money per point issued")
+    contract.add_argument("--redemption-price", type=_decimal, help="money per point redeemed")
+    contract.add_argument("--fee-rate", type=_decimal, help="a fraction, e.g. 0.02")
+    contract.add_argument("--funding", choices=["PREFUNDED", "ON_REDEMPTION"])
+    contract.add_argument("--points-lifetime-days", type=int)
+    contract.add_argument("--credit-limit", type=int, help="cap on outstanding issued points")
+    contract.add_argument("--max-points-per-operation", type=int)
+    contract.add_argument("--json", action="store_true")
     listing = sub.add_parser("list", help="every partner with its contract in force")
     listing.add_argument("--json", action="store_true")
     for verb in ("suspend", "activate"):
@@ -248,6 +282,41 @@ def _member_commands(commands: Any) -> None:
     export.add_argument("member_id", type=int)
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
     erase.add_argument("member_id", type=int)
+
+
+def _loyalty_commands(commands: Any) -> None:
+    tier = commands.add_parser("tier", help="the coalition's tiers")
+    sub = tier.add_subparsers(dest="tier_command", required=True, parser_class=Parser)
+    put = sub.add_parser(
+        "set",
+        help="create or change a tier",
+        description="A tier members reach with N qualifying points (points earned from"
+        " purchases over the rolling window, EXCHANGE_TIER_WINDOW_MONTHS, default 12); its"
+        " earn multiplier M gives a TIER award of floor(base x (M - 1)), paid by the"
+        " coalition.",
+    )
+    put.add_argument("name")
+    put.add_argument("--qualifying-points", type=int, required=True, metavar="N",
+                     help="points that reach it (0: every member)")  # fmt: skip
+    put.add_argument("--earn-multiplier", type=_decimal, required=True, metavar="M",
+                     help="from 1 (no bonus) to 10; 1.25 = earn 1.25x")  # fmt: skip
+    listing = sub.add_parser("list", help="every tier, lowest first, with its members")
+    listing.add_argument("--json", action="store_true")
+    review = sub.add_parser(
+        "review",
+        help="downgrade members below their tier at the last month end past its grace period",
+        description="What the server's sweep does every minute: members measured at the"
+        " last month end whose grace period (EXCHANGE_TIER_GRACE_DAYS, default 30) has"
+        " passed go down to the tier their qualifying points reach.",
+    )
+    review.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
+    campaign = commands.add_parser("campaign", help="campaigns across the coalition")
+    campaign_sub = campaign.add_subparsers(
+        dest="campaign_command", required=True, parser_class=Parser
+    )
+    campaigns = campaign_sub.add_parser("list", help="every campaign, newest first")
+    campaigns.add_argument("--status", choices=[str(s) for s in CampaignStatus])
+    campaigns.add_argument("--json", action="store_true")
 
 
 def _day_or_time(value: str) -> datetime:
@@ -458,7 +527,32 @@ def _partner_json(partner: Partner) -> dict[str, Any]:
         "pointsLifetimeDays": terms.points_lifetime_days,
         "creditLimitPoints": terms.credit_limit_points,
         "allowNegativeReversal": terms.allow_negative_reversal,
+        "earnRate": str(terms.earn_rate),
+        "maxPointsPerOperation": terms.max_points_per_operation,
     }
+
+
+async def _amend(conn: Any, args: argparse.Namespace, now: datetime) -> Partner:
+    """``exchange partner contract``: the partner as it will be once the change is in force."""
+    partner = await registry.get_partner(conn, name=args.name, now=now)
+    changes = ContractChanges(
+        earn_rate=args.earn_rate,
+        issue_price=args.issue_price,
+        redemption_price=args.redemption_price,
+        fee_rate=args.fee_rate,
+        funding_model=FundingModel(args.funding) if args.funding else None,
+        points_lifetime_days=args.points_lifetime_days,
+        credit_limit_points=args.credit_limit,
+        max_points_per_operation=args.max_points_per_operation,
+    )
+    if changes == ContractChanges():
+        raise UsageError("name at least one term to change, e.g. --earn-rate 2")
+    await registry.amend_contract(
+        conn, partner_id=partner.id, changes=changes, effective_from=args.effective_from, now=now
+    )
+    return await registry.get_partner(
+        conn, partner_id=partner.id, now=max(now, args.effective_from)
+    )
 
 
 def command_partner(args: argparse.Namespace) -> int:
@@ -475,8 +569,12 @@ def command_partner(args: argparse.Namespace) -> int:
                     points_lifetime_days=args.points_lifetime_days,
                     credit_limit_points=args.credit_limit,
                     allow_negative_reversal=args.allow_negative_reversal,
+                    earn_rate=args.earn_rate,
+                    max_points_per_operation=args.max_points_per_operation,
                 )
                 partners = [await registry.add_partner(conn, name=args.name, terms=terms, now=now)]
+            elif args.partner_command == "contract":
+                partners = [await _amend(conn, args, now)]
             elif args.partner_command == "list":
                 partners = await registry.list_partners(conn, now=now)
             else:
@@ -495,7 +593,9 @@ def command_partner(args: argparse.Namespace) -> int:
             print(
                 f"{p.id:>4}  {p.name:<28} {p.status:<9} {t.currency} issue {t.issue_price}"
                 f" redeem {t.redemption_price} fee {t.fee_rate} {t.funding_model}"
-                f" lifetime {t.points_lifetime_days}d (contract v{p.contract.version})"
+                f" lifetime {t.points_lifetime_days}d earn {t.earn_rate}/unit"
+                f" max {t.max_points_per_operation:,}/op (contract v{p.contract.version}"
+                f" from {p.contract.effective_from.date()})"
             )
         if not partners:
             print("no partners yet: exchange partner add NAME --currency USD ...")
@@ -888,12 +988,110 @@ def command_report(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def command_tier(args: argparse.Namespace) -> int:
+    tunables = Settings.from_environment().tunables
+
+    async def run(database: Database) -> int:
+        now = utc_now()
+        if args.tier_command == "review":
+            as_of = args.as_of or now
+            reviewed, downgraded = await app.review_tiers(database, as_of=as_of, tunables=tunables)
+            print(f"reviewed {reviewed} members; {downgraded} went down a tier (as of {as_of})")
+            return 0
+        async with database.transaction(SYSTEM) as conn:
+            if args.tier_command == "set":
+                tier = await tiers.set_tier(
+                    conn,
+                    name=args.name,
+                    qualifying_points=args.qualifying_points,
+                    earn_multiplier=args.earn_multiplier,
+                    now=now,
+                )
+                print(
+                    f"tier {tier.name}: from {tier.qualifying_points:,} qualifying points,"
+                    f" earn {tier.earn_multiplier}x"
+                )
+                return 0
+            ladder = await tiers.all_tiers(conn)
+            holders = await tiers.holders(conn)
+        rows = [
+            {"name": t.name, "qualifyingPoints": t.qualifying_points,
+             "earnMultiplier": str(t.earn_multiplier), "members": holders.get(t.name, 0)}
+            for t in ladder
+        ]  # fmt: skip
+        if args.json:
+            print(json.dumps(rows))
+        elif not rows:
+            print(
+                "no tiers yet: exchange tier set Gold --qualifying-points 5000"
+                " --earn-multiplier 1.5"
+            )
+        for row in [] if args.json else rows:
+            print(
+                f"{row['name']:<20} from {row['qualifyingPoints']:>12,} points"
+                f"  earn {row['earnMultiplier']:>5}x  {row['members']:>8,} members"
+            )
+        return 0
+
+    return _run(run)
+
+
+def command_campaign(args: argparse.Namespace) -> int:
+    async def run(database: Database) -> int:
+        async with database.transaction(SYSTEM) as conn:
+            found = await campaign_rules.everything(conn, status=args.status)
+            names = {p.id: p.name for p in await registry.list_partners(conn, now=utc_now())}
+        rows = [_campaign_json(c, names) for c in found]
+        if args.json:
+            print(json.dumps(rows))
+            return 0
+        if not rows:
+            print("no campaigns yet (partners create them with the createCampaign mutation)")
+        for row in rows:
+            budget = "no budget" if row["budgetPoints"] is None else f"of {row['budgetPoints']:,}"
+            print(
+                f"{row['id']:>5}  {row['name'][:30]:<30} {row['status']:<16}"
+                f" {row['owner'][:20]:<20} {row['effect']:<22} spent {row['spentPoints']:,}"
+                f" {budget}"
+            )
+        return 0
+
+    return _run(run)
+
+
+def _campaign_json(campaign: Campaign, names: dict[int, str]) -> dict[str, Any]:
+    def who(partner_id: int | None) -> str:
+        return "coalition" if partner_id is None else names.get(partner_id, str(partner_id))
+
+    effect = campaign.effect
+    return {
+        "id": campaign.id,
+        "name": campaign.name,
+        "status": str(campaign.status),
+        "owner": who(campaign.owner_partner_id),
+        "startsAt": campaign.starts_at.isoformat(),
+        "endsAt": campaign.ends_at.isoformat() if campaign.ends_at else None,
+        "condition": campaign.condition,
+        "effect": f"{effect.kind} {effect.value}"
+        + (f" on {effect.category}" if effect.category else ""),
+        "budgetPoints": campaign.budget_points,
+        "spentPoints": campaign.spent_points,
+        "perMemberLimit": campaign.per_member_limit,
+        "funding": [
+            {"funder": who(f.partner_id), "share": str(f.share), "accepted": f.accepted}
+            for f in campaign.funding
+        ],
+    }
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": command_serve,
     "db": command_db_upgrade,
     "verify": command_verify,
     "expire": command_expire,
     "partner": command_partner,
+    "tier": command_tier,
+    "campaign": command_campaign,
     "client": command_client,
     "member": command_member,
     "keys": command_keys,

@@ -9,7 +9,7 @@ version comes into force.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -184,6 +184,10 @@ async def change_contract(
     return Contract(partner_id, version, effective_from, terms)
 
 
+#: How far in the past an amendment's effectiveFrom may be (the caller's clock drifts).
+CONTRACT_CLOCK_SKEW = timedelta(minutes=5)
+
+
 async def amend_contract(
     conn: AsyncConnection,
     *,
@@ -193,8 +197,15 @@ async def amend_contract(
     now: datetime,
 ) -> Contract:
     """A new contract version from ``effective_from``: the version in force then, with
-    the terms ``changes`` names changed."""
+    the terms ``changes`` names changed. It takes effect from now on (a few minutes of
+    clock skew aside): periods already past keep the terms in force then, so a settled
+    period is never re-priced."""
     effective_from = require_aware(effective_from, "effectiveFrom")
+    if effective_from < now - CONTRACT_CLOCK_SKEW:
+        raise InvalidInput(
+            "effectiveFrom must be now or later: past periods keep the terms in force then",
+            field=["effectiveFrom"],
+        )
     base = await get_partner(conn, partner_id=partner_id, now=effective_from)
     return await change_contract(
         conn,

@@ -75,6 +75,15 @@ async def live(conn: AsyncConnection, *, partner_id: int) -> list[Live]:
     return [Live(campaign_of(row), condition_of(row.condition)) for row in rows]
 
 
+async def everything(
+    conn: AsyncConnection, *, status: str | None = None, limit: int = 1000
+) -> list[Campaign]:
+    """Campaigns the caller may see, newest first (the operator's CLI: all of them)."""
+    return [
+        campaign_of(row) for row in await repository.campaigns(conn, status=status, limit=limit)
+    ]
+
+
 async def get(conn: AsyncConnection, *, campaign_id: int) -> Campaign:
     rows = await repository.campaigns(conn, campaign_ids=[campaign_id])
     if not rows:

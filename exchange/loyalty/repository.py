@@ -695,6 +695,13 @@ async def change_tier(
     )
 
 
+async def tier_holders(conn: AsyncConnection) -> dict[str, int]:
+    result = await conn.execute(
+        sql("SELECT tier, count(*) AS n FROM member_tier WHERE tier IS NOT NULL GROUP BY tier")
+    )
+    return {row.tier: int(row.n) for row in result}
+
+
 async def members_to_review(
     conn: AsyncConnection, *, reviewed_before: datetime, after_member: int, limit: int
 ) -> list[Row[Any]]:

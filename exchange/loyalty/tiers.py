@@ -90,6 +90,11 @@ async def set_tier(
     return Tier(name, qualifying_points, earn_multiplier)
 
 
+async def holders(conn: AsyncConnection) -> dict[str, int]:
+    """How many members hold each tier."""
+    return await repository.tier_holders(conn)
+
+
 def earned(tiers: list[Tier], qualifying: int) -> Tier | None:
     """The highest tier these qualifying points reach (tiers ordered by threshold)."""
     reached = [t for t in tiers if t.qualifying_points <= qualifying]

@@ -203,25 +203,31 @@ async def test_the_contract_caps_points_per_purchase_campaigns_giving_way_first(
 async def test_the_earn_rate_in_force_when_the_purchase_happened_decides(
     db: Database, api: httpx.AsyncClient
 ) -> None:
-    start = utc_now() - timedelta(days=30)
-    shop = await partner_with(db, api, since=start)
+    shop = await partner_with(db, api, since=utc_now() - timedelta(days=30))
     ref = await link(shop)
     operator = await new_operator(db, api)
-    changed_at = utc_now() - timedelta(days=10)
-    change = await operator.gql(
+    document = (
         "mutation($p: ID!, $at: DateTime!) { changeContract(input: {partnerId: $p,"
         ' effectiveFrom: $at, earnRate: "3"}) { partner { contract { earnRate } }'
-        " userErrors { code field } } }",
-        p=gid("Partner", shop.partner_id),
-        at=changed_at.isoformat(),
+        " userErrors { code field } } }"
     )
-    assert change["data"]["changeContract"]["userErrors"] == [], change
+    partner_id = gid("Partner", shop.partner_id)
+    past = await operator.gql(
+        document, p=partner_id, at=(utc_now() - timedelta(days=1)).isoformat()
+    )
+    change = await operator.gql(document, p=partner_id, at=utc_now().isoformat())
 
     before = await record(
-        shop, ref, "10.00", occurredAt=(changed_at - timedelta(days=1)).isoformat()
+        shop, ref, "10.00", occurredAt=(utc_now() - timedelta(days=1)).isoformat()
     )
     after = await record(shop, ref, "10.00")
 
+    # A change never reaches back: a settled period keeps its prices.
+    assert past["data"]["changeContract"]["userErrors"] == [
+        {"code": "INVALID_INPUT", "field": ["input", "effectiveFrom"]}
+    ]
+    assert change["data"]["changeContract"]["userErrors"] == [], change
+    assert change["data"]["changeContract"]["partner"]["contract"]["earnRate"] == "3"
     assert awards(before) == [("BASE", 10)]
     assert awards(after) == [("BASE", 30)]
 
