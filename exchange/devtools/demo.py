@@ -8,6 +8,11 @@ month is a whole period that has ended: ``exchange settle --from <first of last 
 obligation in it (issuance, redemption, fee). The partners' contracts are in force
 from the first of last month. This month's entries fall between its first day and now.
 
+The loyalty engine has something to show too: a tier ladder, a running campaign at the
+cinema ("2x points at the weekend") and one the cinema and the coffee chain co-fund (100
+bonus points with popcorn, half each, accepted by both), and two purchases this month
+that they rewarded. None of it falls into last month, so its settlement stays as above.
+
 Seeding twice does not duplicate the coalition. Client secrets are shown once, so each
 run replaces the previous run's demo clients (their ids are kept in EXCHANGE_HOME) with
 new ones and prints the new credentials.
@@ -26,6 +31,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit.errors import DomainError
+from exchange.kit.settings import Tunables
+from exchange.loyalty import campaigns, purchases, tiers
+from exchange.loyalty.campaigns import CampaignDraft
+from exchange.loyalty.models import CampaignStatus, Channel, Effect, EffectKind, Item
+from exchange.loyalty.requests import PurchaseRequest
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel
@@ -95,6 +105,8 @@ PARTNER_SCOPES = [
     "transactions:read",
     "settlement:read",
     "wallet:read",
+    "campaigns:read",
+    "campaigns:write",
 ]
 OPERATOR_SCOPES = ["partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"]
 
@@ -140,7 +152,7 @@ async def _partner_ids(conn: AsyncConnection, now: datetime) -> tuple[dict[str, 
 
 async def _history(
     conn: AsyncConnection, ids: dict[str, int], keys: IdentityKeys, now: datetime
-) -> None:
+) -> dict[str, int]:
     members, joined = {}, months(now)[0]
     for partner, ref, email in MEMBERS:
         linked = await identity.link_member(
@@ -165,6 +177,51 @@ async def _history(
                 request=ledger.RedeemRequest(key, member_id, points, effective_at=at),
                 now=at,
             )
+    return members
+
+
+TIERS = [("Silver", 0, "1"), ("Gold", 2_000, "1.25"), ("Platinum", 10_000, "1.5")]
+#: (partner, member ref, amount, items (category, amount)), this month
+PURCHASES = [
+    ("Reel Cinemas", "alice-r", "24.00", [("tickets", "18.00"), ("popcorn", "6.00")]),
+    ("Bean There Coffee", "bob", "7.40", [("coffee", "7.40")]),
+]
+
+
+async def _loyalty(
+    conn: AsyncConnection, ids: dict[str, int], members: dict[str, int], now: datetime
+) -> None:
+    """Tiers, a running campaign, a co-funded one, and purchases they rewarded."""
+    for name, threshold, multiplier in TIERS:
+        await tiers.set_tier(conn, name=name, qualifying_points=threshold,
+                             earn_multiplier=Decimal(multiplier), now=now)  # fmt: skip
+    cinema, coffee = ids["Reel Cinemas"], ids["Bean There Coffee"]
+    start = months(now)[1]
+    weekend = await campaigns.create(conn, owner=cinema, created_by=DEMO_CLIENT, now=now,
+                                     draft=CampaignDraft(
+        name="Double points at the weekend", starts_at=start, condition="purchase.weekday >= 6",
+        effect=Effect(EffectKind.MULTIPLIER, Decimal(2)), budget_points=50_000,
+    ))  # fmt: skip
+    popcorn = await campaigns.create(conn, owner=cinema, created_by=DEMO_CLIENT, now=now,
+                                     draft=CampaignDraft(
+        name="Coffee and a movie: 100 points with popcorn", starts_at=start,
+        condition='"popcorn" in purchase.categories', per_member_limit=3,
+        effect=Effect(EffectKind.FIXED, Decimal(100)), budget_points=20_000,
+        funders=((cinema, Decimal("0.5")), (coffee, Decimal("0.5"))),
+    ))  # fmt: skip
+    await campaigns.answer(conn, campaign_id=popcorn.id, partner_id=coffee, accept=True, now=now)
+    for campaign in (weekend, popcorn):
+        await campaigns.move(conn, campaign_id=campaign.id, to=CampaignStatus.ACTIVE,
+                             owner=cinema, now=now)  # fmt: skip
+    for number, (partner, ref, amount, items) in enumerate(PURCHASES, start=1):
+        request = PurchaseRequest(
+            member_id=members[ref], amount=Decimal(amount), currency="USD",
+            occurred_at=start + (now - start) * number // (len(PURCHASES) + 1),
+            items=tuple(Item(category, Decimal(total)) for category, total in items),
+            idempotency_key=f"demo-purchase-{number}", channel=Channel.IN_STORE,
+        )  # fmt: skip
+        await purchases.record(conn, client_id=DEMO_CLIENT, partner_id=ids[partner],
+                               request=request, now=now, tunables=Tunables())  # fmt: skip
 
 
 async def _fresh_clients(
@@ -201,7 +258,8 @@ async def seed(
 ) -> DemoSummary:
     ids, created = await _partner_ids(conn, now)
     if created:
-        await _history(conn, ids, keys, now)
+        members = await _history(conn, ids, keys, now)
+        await _loyalty(conn, ids, members, now)
     credentials = await _fresh_clients(conn, ids, home)
     last_month, this_month = months(now)
     return DemoSummary(

@@ -11,6 +11,8 @@ from exchange.devtools import demo
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import campaigns, purchases, repository, tiers
+from exchange.loyalty.models import CampaignStatus
 from partners.identity import IdentityKeys
 from tests.cli.test_cli import run
 from tests.conftest import TEST_SECRET_KEY
@@ -78,3 +80,41 @@ async def test_last_month_of_the_demo_settles_with_both_funding_models(
         (cinema, coffee, 300),
         (grocer, grocer, 1_500),
     }
+
+
+async def test_the_demo_runs_a_campaign_and_a_co_funded_one_that_rewarded_purchases(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    summary = await seed_demo(scratch_database_url, tmp_path)
+    database = Database.connect(scratch_database_url, pool_size=1)
+    try:
+        async with database.transaction(SYSTEM) as conn:
+            running = await campaigns.everything(conn)
+            ladder = await tiers.all_tiers(conn)
+            bought = await purchases.load_many(
+                conn,
+                await repository.purchases_page(
+                    conn,
+                    partner_id=None,
+                    member_id=None,
+                    since=None,
+                    until=None,
+                    reference=None,
+                    before_id=None,
+                    limit=10,
+                ),
+            )
+    finally:
+        await database.dispose()
+
+    cinema, coffee = summary.partners["Reel Cinemas"], summary.partners["Bean There Coffee"]
+    assert {c.status for c in running} == {CampaignStatus.ACTIVE}
+    [co_funded] = [c for c in running if len(c.funding) == 2]
+    assert {(f.partner_id, f.accepted) for f in co_funded.funding} == {(cinema, True),
+                                                                       (coffee, True)}  # fmt: skip
+    assert [t.name for t in ladder] == ["Silver", "Gold", "Platinum"]
+    [at_the_cinema] = [p for p in bought if p.partner_id == cinema]
+    popcorn = [a for a in at_the_cinema.awards if a.campaign_id == co_funded.id]
+    # 100 bonus points with popcorn, half each: 50 issued by the cinema, 50 by coffee.
+    assert sorted((a.funder, a.points) for a in popcorn) == sorted([(cinema, 50), (coffee, 50)])
+    assert at_the_cinema.awards[0].points == 24  # the base: 24.00 x 1
