@@ -21,7 +21,7 @@ from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency, plain
 from exchange.kit.errors import InvalidInput, NotFound
-from exchange.kit.limits import MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
+from exchange.kit.limits import MAX_EARN_RATE, MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
 from exchange.ledger.models import PartnerPolicy
 from partners import repository
 from partners.errors import PartnerExists
@@ -36,7 +36,6 @@ from partners.models import (
 )
 
 #: Points per currency unit; far above any real programme, far below an overflow.
-MAX_EARN_RATE = Decimal(1000)
 
 
 def _price(value: object, field: str) -> Decimal:

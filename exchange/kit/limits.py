@@ -78,6 +78,29 @@ DECIMAL_FRACTION_DIGITS = 12
 PRICE_FRACTION_DIGITS = 8
 #: Exchange rates one settlement run may be given.
 MAX_RATES = 50
+#: Points per currency unit a contract may give.
+MAX_EARN_RATE = Decimal(1000)
+
+# --- Purchases and campaigns (exchange.loyalty) ---------------------------------------
+#: One purchase's amount, in currency units (a billion).
+MAX_PURCHASE_AMOUNT = Decimal(1_000_000_000)
+MAX_PURCHASE_ITEMS = 200
+MAX_ITEM_QUANTITY = 1_000_000
+#: A category, a SKU, a store reference.
+MAX_LABEL_LENGTH = 100
+MAX_CONDITION_LENGTH = 1_000
+MAX_CAMPAIGN_NAME_LENGTH = 100
+MAX_EFFECT_VALUE = Decimal(1_000_000)
+MAX_FUNDERS = 10
+#: Decimals of a funder's share (stored as NUMERIC(7, 6)).
+SHARE_FRACTION_DIGITS = 6
+#: A budget, a per-member limit, an award cap.
+MAX_CAMPAIGN_COUNT = 10**12
+#: Recorded purchases one simulation replays at most.
+MAX_SIMULATED = 20_000
+MAX_TIERS = 20
+MAX_TIER_NAME_LENGTH = 40
+MAX_TIER_MULTIPLIER = Decimal(10)
 
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
 

@@ -26,15 +26,19 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import plain
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
+from exchange.kit.limits import (
+    MAX_CAMPAIGN_COUNT,
+    MAX_CAMPAIGN_NAME_LENGTH,
+    MAX_EFFECT_VALUE,
+    MAX_FUNDERS,
+    SHARE_FRACTION_DIGITS,
+)
 from exchange.loyalty import repository
 from exchange.loyalty.conditions import Condition, compile_condition
 from exchange.loyalty.models import Campaign, CampaignStatus, Effect, EffectKind, Funding
 from exchange.loyalty.requests import label
 from exchange.loyalty.rules import Live
 
-MAX_NAME_LENGTH = 100
-MAX_EFFECT_VALUE = Decimal(1_000_000)
-MAX_FUNDERS = 10
 ONE = Decimal(1)
 
 
@@ -106,9 +110,13 @@ class CampaignDraft:
     funders: tuple[tuple[int | None, Decimal], ...] = ()
 
     def __post_init__(self) -> None:
-        label_ok = isinstance(self.name, str) and 1 <= len(self.name.strip()) <= MAX_NAME_LENGTH
+        label_ok = (
+            isinstance(self.name, str) and 1 <= len(self.name.strip()) <= MAX_CAMPAIGN_NAME_LENGTH
+        )
         if not label_ok:
-            raise InvalidInput(f"name must be 1 to {MAX_NAME_LENGTH} characters", field=["name"])
+            raise InvalidInput(
+                f"name must be 1 to {MAX_CAMPAIGN_NAME_LENGTH} characters", field=["name"]
+            )
         starts = require_aware(self.starts_at, "startsAt")
         object.__setattr__(self, "starts_at", starts)
         if self.ends_at is not None:
@@ -121,7 +129,9 @@ class CampaignDraft:
             ("budgetPoints", self.budget_points),
             ("perMemberLimit", self.per_member_limit),
         ):
-            if value is not None and (isinstance(value, bool) or not 1 <= value <= 10**12):
+            if value is not None and (
+                isinstance(value, bool) or not 1 <= value <= MAX_CAMPAIGN_COUNT
+            ):
                 raise InvalidInput(f"{name} must be a positive whole number", field=[name])
 
 
@@ -138,7 +148,7 @@ def _check_effect(effect: Effect) -> None:
         raise InvalidInput("a FIXED bonus is a whole number of points", field=field)
     label(effect.category, ["effect", "category"])
     cap = effect.max_points_per_purchase
-    if cap is not None and (isinstance(cap, bool) or not 1 <= cap <= 10**12):
+    if cap is not None and (isinstance(cap, bool) or not 1 <= cap <= MAX_CAMPAIGN_COUNT):
         raise InvalidInput(
             "maxPointsPerPurchase must be a positive whole number",
             field=["effect", "maxPointsPerPurchase"],
@@ -163,8 +173,10 @@ def funding_plan(
         if not isinstance(share, Decimal) or not share.is_finite() or not 0 < share <= ONE:
             raise InvalidInput("a share is above 0 and at most 1", field=[*at, "share"])
         exponent = share.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < -6:
-            raise InvalidInput("a share has at most 6 decimals", field=[*at, "share"])
+        if isinstance(exponent, int) and exponent < -SHARE_FRACTION_DIGITS:
+            raise InvalidInput(
+                f"a share has at most {SHARE_FRACTION_DIGITS} decimals", field=[*at, "share"]
+            )
     if sum((share for _, share in funders), Decimal(0)) != ONE:
         raise InvalidInput("funding shares must sum to 1", field=["funding"])
     return [(partner_id, share, partner_id == owner) for partner_id, share in funders]

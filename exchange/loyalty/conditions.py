@@ -8,7 +8,7 @@ pure-Python ``cel-python`` took ~600 µs (decision 0012). A condition may use on
 variables and fields of :data:`FIELDS`: a syntax error or an unknown name is
 INVALID_INPUT on ``condition`` with the position. Money is an integer in minor units
 (``purchase.amount_minor``): no floats. The cost is bounded by the expression's length
-(MAX_LENGTH) and the items of a purchase (at most 200). An evaluation that fails (a
+(MAX_CONDITION_LENGTH) and the items of a purchase (at most 200). An evaluation that fails (a
 missing value, a type error) makes the condition false and is logged; it never fails the
 purchase.
 """
@@ -23,10 +23,10 @@ from typing import Any
 import cel
 
 from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import MAX_CONDITION_LENGTH
 
 log = logging.getLogger(__name__)
 
-MAX_LENGTH = 1000
 
 #: What a condition may read: each variable with its fields. ``purchase.items`` is a
 #: list of ITEM maps; the rest are scalars or lists of strings.
@@ -78,8 +78,10 @@ def compile_condition(text: str, *, field: str = "condition") -> Condition:
     """Compile and check a condition, or INVALID_INPUT naming the position."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(f'{field} must not be empty ("true" applies always)', field=[field])
-    if len(text) > MAX_LENGTH:
-        raise InvalidInput(f"{field} must be at most {MAX_LENGTH} characters", field=[field])
+    if len(text) > MAX_CONDITION_LENGTH:
+        raise InvalidInput(
+            f"{field} must be at most {MAX_CONDITION_LENGTH} characters", field=[field]
+        )
     try:
         program = cel.compile(text)
     except Exception as error:  # the library reports syntax errors as ValueError

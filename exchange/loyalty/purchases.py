@@ -28,6 +28,7 @@ from exchange import ledger
 from exchange.kit.currency import minor_digits
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
+from exchange.kit.limits import MAX_SIMULATED
 from exchange.kit.settings import Tunables
 from exchange.ledger.errors import LimitExceeded
 from exchange.ledger.execution import single
@@ -500,9 +501,6 @@ async def _refunded(
         conn, client_id=client_id, keys=[f"{key}#{a.entry_id}" for a in purchase.awards]
     )
     return Recorded(purchase, entries, replayed=replayed)
-
-
-MAX_SIMULATED = 20_000
 
 
 @dataclass(frozen=True)

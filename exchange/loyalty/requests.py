@@ -11,17 +11,18 @@ from typing import Any
 
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import (
+    MAX_ITEM_QUANTITY,
+    MAX_LABEL_LENGTH,
+    MAX_PURCHASE_AMOUNT,
+    MAX_PURCHASE_ITEMS,
+)
 from exchange.ledger.requests import checked_key, checked_reference
 from exchange.loyalty.models import Channel, Item
 
-MAX_ITEMS = 200
-MAX_AMOUNT = Decimal("1000000000")  # a billion currency units in one purchase
-MAX_QUANTITY = 1_000_000
-MAX_LABEL_LENGTH = 100  # a category, a SKU, a store reference
-
 
 def money(value: object, field: list[str], *, positive: bool = True) -> Decimal:
-    """An amount of money as given: an exact decimal, at most MAX_AMOUNT, never a float."""
+    """An amount of money as given: an exact decimal, at most MAX_PURCHASE_AMOUNT, never a float."""
     if isinstance(value, float | bool):
         raise InvalidInput(f"{field[-1]} must be a decimal string, not a float", field=field)
     try:
@@ -32,8 +33,8 @@ def money(value: object, field: list[str], *, positive: bool = True) -> Decimal:
         raise InvalidInput(
             f"{field[-1]} must be {'greater than' if positive else 'at least'} zero", field=field
         )
-    if amount > MAX_AMOUNT:
-        raise InvalidInput(f"{field[-1]} must be at most {MAX_AMOUNT}", field=field)
+    if amount > MAX_PURCHASE_AMOUNT:
+        raise InvalidInput(f"{field[-1]} must be at most {MAX_PURCHASE_AMOUNT}", field=field)
     return amount
 
 
@@ -58,14 +59,16 @@ def label(value: str | None, field: list[str], *, required: bool = False) -> str
 
 
 def _items(items: tuple[Item, ...]) -> tuple[Item, ...]:
-    if len(items) > MAX_ITEMS:
-        raise InvalidInput(f"a purchase has at most {MAX_ITEMS} items", field=["items"])
+    if len(items) > MAX_PURCHASE_ITEMS:
+        raise InvalidInput(f"a purchase has at most {MAX_PURCHASE_ITEMS} items", field=["items"])
     checked = []
     for index, item in enumerate(items):
         at = ["items", str(index)]
         quantity = item.quantity
-        if isinstance(quantity, bool) or not 1 <= quantity <= MAX_QUANTITY:
-            raise InvalidInput(f"quantity must be 1 to {MAX_QUANTITY}", field=[*at, "quantity"])
+        if isinstance(quantity, bool) or not 1 <= quantity <= MAX_ITEM_QUANTITY:
+            raise InvalidInput(
+                f"quantity must be 1 to {MAX_ITEM_QUANTITY}", field=[*at, "quantity"]
+            )
         checked.append(
             Item(
                 category=str(label(item.category, [*at, "category"], required=True)),

@@ -18,12 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.currency import plain
 from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import (
+    MAX_POINTS_PER_OPERATION,
+    MAX_TIER_MULTIPLIER,
+    MAX_TIER_NAME_LENGTH,
+    MAX_TIERS,
+)
 from exchange.kit.settings import Tunables
 from exchange.loyalty import repository
 from exchange.loyalty.models import MemberTier, Tier
-
-MAX_TIERS = 20
-MAX_MULTIPLIER = Decimal(10)
 
 
 def month_of(moment: datetime) -> date:
@@ -63,13 +66,18 @@ async def set_tier(
 ) -> Tier:
     """Create or change a tier (operator's CLI)."""
     name = (name or "").strip()
-    if not 1 <= len(name) <= 40:
-        raise InvalidInput("a tier's name is 1 to 40 characters", field=["name"])
-    if isinstance(qualifying_points, bool) or not 0 <= qualifying_points <= 10**12:
-        raise InvalidInput("qualifying points must be 0 or more", field=["qualifyingPoints"])
-    if not earn_multiplier.is_finite() or not 1 <= earn_multiplier <= MAX_MULTIPLIER:
+    if not 1 <= len(name) <= MAX_TIER_NAME_LENGTH:
         raise InvalidInput(
-            f"an earn multiplier is from 1 to {MAX_MULTIPLIER}", field=["earnMultiplier"]
+            f"a tier's name is 1 to {MAX_TIER_NAME_LENGTH} characters", field=["name"]
+        )
+    if (
+        isinstance(qualifying_points, bool)
+        or not 0 <= qualifying_points <= MAX_POINTS_PER_OPERATION
+    ):
+        raise InvalidInput("qualifying points must be 0 or more", field=["qualifyingPoints"])
+    if not earn_multiplier.is_finite() or not 1 <= earn_multiplier <= MAX_TIER_MULTIPLIER:
+        raise InvalidInput(
+            f"an earn multiplier is from 1 to {MAX_TIER_MULTIPLIER}", field=["earnMultiplier"]
         )
     existing = await all_tiers(conn)
     clash = [t for t in existing if t.qualifying_points == qualifying_points and t.name != name]
