@@ -24,11 +24,27 @@ depends_on = None
 KIND = "exchange_principal_kind()"
 PARTNER = "exchange_principal_partner()"
 OPERATOR = f"{KIND} = 'OPERATOR'"
-LINKED = f"member_id IN (SELECT l.member_id FROM member_link l WHERE l.partner_id = {PARTNER})"
-MEMBER_ROWS = (
-    f"{OPERATOR} OR ({KIND} = 'PARTNER' AND {LINKED})"
-    f" OR ({KIND} = 'MEMBER' AND member_id = exchange_principal_member())"
-)
+
+
+def member_rows(table: str) -> str:
+    """A member's rows: the operator's, a partner's that linked the member, the member's.
+    Correlated EXISTS (one index lookup per row), never IN over every link the partner
+    has (PostgreSQL would hash all of them for each statement)."""
+    linked = (
+        f"EXISTS (SELECT 1 FROM member_link l WHERE l.member_id = {table}.member_id"
+        f" AND l.partner_id = {PARTNER})"
+    )
+    return (
+        f"{OPERATOR} OR ({KIND} = 'PARTNER' AND {linked})"
+        f" OR ({KIND} = 'MEMBER' AND member_id = exchange_principal_member())"
+    )
+
+
+def of_visible(table: str, parent: str, key: str) -> str:
+    """Rows that belong to a parent row the caller sees (through the parent's policy)."""
+    return f"EXISTS (SELECT 1 FROM {parent} x WHERE x.id = {table}.{key})"
+
+
 OWN_PURCHASE = (
     f"{OPERATOR} OR ({KIND} = 'PARTNER' AND partner_id = {PARTNER})"
     f" OR ({KIND} = 'MEMBER' AND member_id = exchange_principal_member())"
@@ -46,19 +62,6 @@ CAMPAIGN = (
     f"{OPERATOR} OR ({KIND} = 'PARTNER' AND (owner_partner_id IS NULL"
     f" OR owner_partner_id = {PARTNER} OR exchange_funds_campaign(id)))"
 )
-CAMPAIGN_VISIBLE = """
-    CREATE FUNCTION exchange_campaign_visible(target bigint) RETURNS boolean
-    LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public AS $$
-        SELECT exchange_principal_kind() = 'OPERATOR'
-            OR (exchange_principal_kind() = 'PARTNER' AND EXISTS (
-                SELECT 1 FROM campaign c WHERE c.id = target AND (
-                    c.owner_partner_id IS NULL
-                    OR c.owner_partner_id = exchange_principal_partner()
-                    OR EXISTS (SELECT 1 FROM campaign_funding f WHERE f.campaign_id = c.id
-                               AND f.partner_id = exchange_principal_partner()))))
-    $$
-"""
-
 LEDGER = [
     "ALTER TABLE ledger_account DROP CONSTRAINT ck_ledger_account_kind",
     """
@@ -311,37 +314,33 @@ APPEND_ONLY = ["purchase_award", "purchase_refund", "member_tier_change"]
 
 POLICIES = {
     "purchase": (OWN_PURCHASE, OWN_PURCHASE),
-    "purchase_award": (
-        "purchase_id IN (SELECT id FROM purchase)",
-        "purchase_id IN (SELECT id FROM purchase)",
-    ),
-    "purchase_refund": (
-        "purchase_id IN (SELECT id FROM purchase)",
-        "purchase_id IN (SELECT id FROM purchase)",
-    ),
+    **{
+        table: (of_visible(table, "purchase", "purchase_id"),) * 2
+        for table in ("purchase_award", "purchase_refund")
+    },
     "campaign": (CAMPAIGN, CAMPAIGN),
-    "campaign_funding": (
-        "exchange_campaign_visible(campaign_id)",
-        "exchange_campaign_visible(campaign_id)",
-    ),
-    "campaign_budget_shard": (
-        "exchange_campaign_visible(campaign_id)",
-        "exchange_campaign_visible(campaign_id)",
-    ),
-    "campaign_member_use": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_tier": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_tier_change": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_qualifying": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_profile": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_partner_stats": (MEMBER_ROWS, MEMBER_ROWS),
-    "member_category_stats": (MEMBER_ROWS, MEMBER_ROWS),
+    **{
+        table: (of_visible(table, "campaign", "campaign_id"),) * 2
+        for table in ("campaign_funding", "campaign_budget_shard")
+    },
+    **{
+        table: (member_rows(table),) * 2
+        for table in (
+            "campaign_member_use",
+            "member_tier",
+            "member_tier_change",
+            "member_qualifying",
+            "member_profile",
+            "member_partner_stats",
+            "member_category_stats",
+        )
+    },
 }
 
 
 def _security() -> list[str]:
     statements = [
         CAMPAIGN_FUNDED,
-        CAMPAIGN_VISIBLE,
         "GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA public TO exchange_api",
         "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO exchange_api",
         "GRANT SELECT ON tier TO exchange_api",
