@@ -73,10 +73,29 @@ def campaign_of(row: Row[Any]) -> Campaign:
     )
 
 
+#: Live campaigns parsed and compiled, by (id, updated_at): an ACTIVE campaign's terms
+#: and funding never change without its updated_at changing, so a purchase reads the
+#: stamps of the campaigns that can apply (under the caller's row scope) and parses only
+#: the ones this process has not seen.
+_LIVE: dict[tuple[int, datetime], Live] = {}
+_LIVE_MAX = 10_000
+
+
 async def live(conn: AsyncConnection, *, partner_id: int) -> list[Live]:
     """The ACTIVE campaigns that can apply to the partner's purchases, compiled."""
-    rows = await repository.live_campaigns(conn, partner_id=partner_id)
-    return [Live(campaign_of(row), condition_of(row.condition)) for row in rows]
+    stamps = [
+        (int(row.id), row.updated_at)
+        for row in await repository.live_campaign_stamps(conn, partner_id=partner_id)
+    ]
+    missing = [campaign_id for campaign_id, at in stamps if (campaign_id, at) not in _LIVE]
+    if missing:
+        if len(_LIVE) > _LIVE_MAX:
+            _LIVE.clear()
+        for row in await repository.campaign_terms(conn, campaign_ids=missing):
+            _LIVE[(int(row.id), row.updated_at)] = Live(
+                campaign_of(row), condition_of(row.condition)
+            )
+    return [_LIVE[stamp] for stamp in stamps if stamp in _LIVE]
 
 
 async def everything(

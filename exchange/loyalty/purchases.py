@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -36,7 +36,7 @@ from exchange.ledger.idempotency import request_hash, reused
 from exchange.ledger.models import EntryKind
 from exchange.ledger.requests import Issuer
 from exchange.loyalty import campaigns, conditions, repository, rules, tiers
-from exchange.loyalty.models import Award, AwardRule, Campaign, Channel, Item, Purchase
+from exchange.loyalty.models import Award, AwardRule, Campaign, Channel, Item, Purchase, Tier
 from exchange.loyalty.requests import PurchaseRequest, RefundRequest, check_minor_digits
 from partners import registry
 from settlement.money import minor_unit, round_total
@@ -69,7 +69,10 @@ class _Evaluation:
     planned: list[rules.Planned]
     occurred_at: datetime
     terms: _Terms
-    tiers: list[Any]
+    tiers: list[Tier]
+    #: The member's tier, and its qualifying points in the window, before this purchase.
+    held: str | None
+    qualifying: int
 
 
 async def _terms(
@@ -125,15 +128,21 @@ def _purchase_variables(request: PurchaseRequest, at: datetime, currency: str) -
     }
 
 
-async def _member_variables(
-    conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, currency: str
+async def _facts(
+    conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, window: date
+) -> Row[Any]:
+    return await repository.member_facts(
+        conn, member_id=member_id, partner_id=partner_id,
+        since=at - timedelta(days=RECENT_DAYS), window=window,
+    )  # fmt: skip
+
+
+def _member_variables(
+    facts: Row[Any], partner_id: int, at: datetime, currency: str
 ) -> dict[str, Any]:
     """What conditions know of the member. Where and what it bought in the last 30 days
     is coalition-wide only for a member who consented to cross-partner use; otherwise
     this partner's own."""
-    facts = await repository.member_facts(
-        conn, member_id=member_id, partner_id=partner_id, since=at - timedelta(days=RECENT_DAYS)
-    )
     own = f"{partner_id}:"
     partners = [p for p in facts.partners_recent if facts.consent or p.startswith(own)]
     categories = [c for c in facts.categories_recent if facts.consent or c.startswith(own)]
@@ -151,15 +160,21 @@ async def _member_variables(
 
 
 async def _evaluate(
-    conn: AsyncConnection, *, partner_id: int, request: PurchaseRequest, now: datetime
+    conn: AsyncConnection,
+    *,
+    partner_id: int,
+    request: PurchaseRequest,
+    now: datetime,
+    tunables: Tunables,
 ) -> _Evaluation:
     """The rules in force at occurredAt, applied to the purchase (no budgets yet)."""
     at = request.occurred_at or now
     if at > now + CLOCK_SKEW:
         raise InvalidInput("occurredAt is in the future", field=["occurredAt"])
     terms = await _terms(conn, partner_id, request, at, now)
-    member = await _member_variables(conn, request.member_id, partner_id, at, terms.currency)
-    ladder = await tiers.all_tiers(conn)
+    facts = await _facts(conn, request.member_id, partner_id, at, tiers.window_start(now, tunables))
+    member = _member_variables(facts, partner_id, at, terms.currency)
+    ladder = tiers.ladder_of(facts.ladder)
     held = next((t for t in ladder if t.name == member["tier"]), None)
     variables = conditions.context(
         {
@@ -182,7 +197,7 @@ async def _evaluate(
         matching=matching,
         max_points=terms.max_points,
     )
-    return _Evaluation(planned, at, terms, ladder)
+    return _Evaluation(planned, at, terms, ladder, facts.tier, int(facts.qualifying))
 
 
 def _funders(campaign: Campaign) -> list[tuple[int | None, Decimal]]:
@@ -203,11 +218,18 @@ def _shares(planned: rules.Planned, partner_id: int) -> list[Award]:
 
 
 async def preview(
-    conn: AsyncConnection, *, partner_id: int, request: PurchaseRequest, now: datetime
+    conn: AsyncConnection,
+    *,
+    partner_id: int,
+    request: PurchaseRequest,
+    now: datetime,
+    tunables: Tunables,
 ) -> list[Award]:
     """What recording the purchase now would award (budgets and per-member limits as they
     stand); writes nothing."""
-    evaluation = await _evaluate(conn, partner_id=partner_id, request=request, now=now)
+    evaluation = await _evaluate(
+        conn, partner_id=partner_id, request=request, now=now, tunables=tunables
+    )
     limited = await _as_they_stand(conn, evaluation.planned, request.member_id)
     return [award for planned in limited for award in _shares(planned, partner_id)]
 
@@ -241,29 +263,34 @@ async def _as_they_stand(
 async def _limited(
     conn: AsyncConnection, planned: list[rules.Planned], member_id: int
 ) -> list[rules.Planned]:
-    """Campaign awards after each campaign's per-member limit and budget, taken in
-    campaign order (a budget is never overspent: a shard refuses to exceed its
-    allotment; near its end an award gets what is left)."""
-    limited = []
-    for award in planned:
+    """Campaign awards after each campaign's per-member limit and budget (a budget is
+    never overspent: each shard refuses to exceed its allotment; near its end an award
+    gets what is left). One statement takes every per-member use, one every budget."""
+    limits = {
+        a.campaign.id: a.campaign.per_member_limit
+        for a in planned
+        if a.campaign is not None and a.campaign.per_member_limit is not None
+    }
+    used = await repository.take_member_uses(conn, member_id=member_id, limits=limits)
+    allowed = [a for a in planned if a.campaign is None or a.campaign.id not in limits
+               or a.campaign.id in used]  # fmt: skip
+    wants = {
+        a.campaign.id: a.points
+        for a in allowed
+        if a.campaign is not None and a.campaign.budget_points is not None
+    }
+    granted = await repository.take_budgets(conn, wants=wants)
+    limited, unused = [], []
+    for award in allowed:
         campaign = award.campaign
-        if campaign is None:
-            limited.append(award)
-            continue
-        limit = campaign.per_member_limit
-        if limit is not None and not await repository.take_member_use(
-            conn, campaign_id=campaign.id, member_id=member_id, limit=limit
-        ):
-            continue
         points = award.points
-        if campaign.budget_points is not None:
-            points = await repository.take_budget(conn, campaign_id=campaign.id, points=points)
+        if campaign is not None and campaign.id in wants:
+            points = granted.get(campaign.id, 0)
         if points > 0:
             limited.append(rules.Planned(award.rule, points, campaign))
-        elif limit is not None:  # nothing awarded: the purchase does not count as a use
-            await repository.give_back_member_use(
-                conn, campaign_id=campaign.id, member_id=member_id
-            )
+        elif campaign is not None and campaign.id in limits:
+            unused.append(campaign.id)  # nothing awarded: not a use of the limit
+    await repository.give_back_member_uses(conn, member_id=member_id, campaign_ids=unused)
     return limited
 
 
@@ -302,7 +329,9 @@ async def record(
 ) -> Recorded:
     key = present(request.idempotency_key, "a recorded purchase has a key")
     digest = request_hash(EntryKind.EARN, {"purchase": request.fingerprint(partner_id)})
-    evaluation = await _evaluate(conn, partner_id=partner_id, request=request, now=now)
+    evaluation = await _evaluate(
+        conn, partner_id=partner_id, request=request, now=now, tunables=tunables
+    )
     at = evaluation.occurred_at
     purchase_id = await repository.claim_purchase(
         conn, partner_id=partner_id, member_id=request.member_id, client_id=client_id,
@@ -328,18 +357,27 @@ async def record(
         (a.rule, a.campaign_id, a.funder, a.points, e.id)
         for a, e in zip(awards, entries, strict=True)
     ]
-    await repository.record_awards(conn, purchase_id=purchase_id, awards=booked)
     total = sum(a.points for a in awards)
-    await repository.record_purchase_points(conn, purchase_id=purchase_id, points=total)
-    await repository.record_behaviour(
-        conn, member_id=request.member_id, partner_id=partner_id, amount=request.amount,
+    await repository.record_outcome(
+        conn, purchase_id=purchase_id, awards=booked, points=total,
+        member_id=request.member_id, partner_id=partner_id, amount=request.amount,
         occurred_at=at, categories=_category_spend(request.items), month=tiers.month_of(at),
-        qualifying=total,
     )  # fmt: skip
+    counted = tiers.month_of(at) >= tiers.window_start(now, tunables)
     await tiers.upgrade_if_earned(
-        conn, member_id=request.member_id, tiers=evaluation.tiers, now=now, tunables=tunables
-    )
-    return Recorded(await load(conn, purchase_id), entries)
+        conn, member_id=request.member_id, tiers=evaluation.tiers, held=evaluation.held,
+        qualifying=evaluation.qualifying + (total if counted else 0), now=now,
+    )  # fmt: skip
+    purchase = Purchase(
+        id=purchase_id, partner_id=partner_id, member_id=request.member_id,
+        amount=request.amount.quantize(minor_unit(request.currency)),
+        refunded_amount=Decimal(0).quantize(minor_unit(request.currency)),
+        currency=request.currency, occurred_at=at, channel=request.channel,
+        store_ref=request.store_ref, reference=request.reference, points=total,
+        awards=[replace(a, entry_id=e.id) for a, e in zip(awards, entries, strict=True)],
+        created_at=now,
+    )  # fmt: skip
+    return Recorded(purchase, entries)
 
 
 def _booked(award: Award, outcome: Any, partner_id: int) -> ledger.EntryResult:
@@ -535,21 +573,21 @@ async def simulate(
     condition = campaigns.condition_of(campaign.condition)
     tally = _Tally(budget_left=campaign.budget_points, limit=campaign.per_member_limit)
     for row in rows:
+        if not _in_window(campaign, row.occurred_at):
+            continue
         request = _stored(row)
         partner = await registry.get_partner(
             conn, partner_id=int(row.partner_id), now=row.occurred_at
         )
         terms = partner.contract.terms
-        member = await _member_variables(
-            conn, request.member_id, int(row.partner_id), row.occurred_at, terms.currency
-        )
+        facts = await _facts(conn, request.member_id, int(row.partner_id), row.occurred_at,
+                             tiers.month_of(row.occurred_at))  # fmt: skip
+        member = _member_variables(facts, int(row.partner_id), row.occurred_at, terms.currency)
         variables = conditions.context({
             "purchase": _purchase_variables(request, row.occurred_at, terms.currency),
             "member": member,
             "partner": {"id": partner.id, "name": partner.name},
         })  # fmt: skip
-        if not _in_window(campaign, row.occurred_at):
-            continue
         if not condition.holds(variables, campaign_id=campaign.id):
             continue
         tally.matched += 1

@@ -131,59 +131,38 @@ async def awards_of(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> li
     return list(result.all())
 
 
-async def record_awards(
-    conn: AsyncConnection, *, purchase_id: int, awards: Sequence[tuple[Any, ...]]
-) -> None:
-    """Awards (rule, campaign id, funder, points, entry id), in order."""
-    await conn.execute(
-        sql(
-            """
-            INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
-                funder_partner_id, points, entry_id)
-            SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
-                   a.entry_id
-            FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
-                        CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
-                        CAST(:entries AS bigint[]))
-                 WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
-            """
-        ),
-        {
-            "purchase_id": purchase_id,
-            "rules": [str(a[0]) for a in awards],
-            "campaigns": [a[1] for a in awards],
-            "funders": [a[2] for a in awards],
-            "points": [a[3] for a in awards],
-            "entries": [a[4] for a in awards],
-        },
-    )
-
-
-async def record_purchase_points(conn: AsyncConnection, *, purchase_id: int, points: int) -> None:
-    """A purchase's points, once its awards are booked (budgets may have cut them)."""
-    await conn.execute(
-        sql("UPDATE purchase SET points = :points WHERE id = :id"),
-        {"id": purchase_id, "points": points},
-    )
-
-
-async def record_behaviour(
+async def record_outcome(
     conn: AsyncConnection,
     *,
+    purchase_id: int,
+    awards: Sequence[tuple[Any, ...]],
+    points: int,
     member_id: int,
     partner_id: int,
     amount: Decimal,
     occurred_at: datetime,
     categories: Sequence[tuple[str, Decimal]],
     month: date,
-    qualifying: int,
 ) -> None:
-    """A purchase's mark on its member's aggregates, in one statement: purchases and spend
-    here and per category, and the qualifying points of its month."""
+    """What a purchase's awards left, in one statement: the awards (rule, campaign id,
+    funder, points, entry id, in order), the purchase's points, and its mark on the
+    member's aggregates (purchases and spend here and per category, the qualifying
+    points of its month)."""
     await conn.execute(
         sql(
             """
-            WITH partner_stats AS (
+            WITH awarded AS (
+                INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
+                    funder_partner_id, points, entry_id)
+                SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
+                       a.entry_id
+                FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
+                            CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
+                            CAST(:entries AS bigint[]))
+                     WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
+            ), total AS (
+                UPDATE purchase SET points = :total WHERE id = :purchase_id
+            ), partner_stats AS (
                 INSERT INTO member_partner_stats AS s (member_id, partner_id, purchases, spend,
                     first_purchase_at, last_purchase_at)
                 VALUES (:member_id, :partner_id, 1, :amount, :at, :at)
@@ -202,11 +181,18 @@ async def record_behaviour(
                     last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
             )
             INSERT INTO member_qualifying AS q (member_id, month, points)
-            VALUES (:member_id, :month, :qualifying)
+            VALUES (:member_id, :month, :total)
             ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
             """
         ),
         {
+            "purchase_id": purchase_id,
+            "rules": [str(a[0]) for a in awards],
+            "campaigns": [a[1] for a in awards],
+            "funders": [a[2] for a in awards],
+            "points": [a[3] for a in awards],
+            "entries": [a[4] for a in awards],
+            "total": points,
             "member_id": member_id,
             "partner_id": partner_id,
             "amount": amount,
@@ -214,7 +200,6 @@ async def record_behaviour(
             "categories": [c for c, _ in categories],
             "spends": [s for _, s in categories],
             "month": month,
-            "qualifying": qualifying,
         },
     )
 
@@ -235,16 +220,22 @@ async def add_qualifying(
 
 
 async def member_facts(
-    conn: AsyncConnection, *, member_id: int, partner_id: int, since: datetime
+    conn: AsyncConnection, *, member_id: int, partner_id: int, since: datetime, window: date
 ) -> Row[Any]:
-    """What conditions read of a member, in one statement: its tier, consent, purchases
-    and spend here, coalition-wide purchases, and where and what it bought since
-    ``since`` (coalition-wide; the caller keeps only this partner's without consent)."""
+    """What a purchase needs to know of a member, in one statement: its tier and
+    qualifying points since ``window`` (with the tier ladder), consent, purchases and
+    spend here, coalition-wide purchases, and where and what it bought since ``since``
+    (coalition-wide; the caller keeps only this partner's without consent)."""
     result = await conn.execute(
         sql(
             """
             SELECT
               (SELECT tier FROM member_tier WHERE member_id = :member_id) AS tier,
+              (SELECT coalesce(sum(points), 0) FROM member_qualifying
+               WHERE member_id = :member_id AND month >= :window) AS qualifying,
+              (SELECT coalesce(json_agg(json_build_object('name', name, 'points',
+                 qualifying_points, 'multiplier', earn_multiplier) ORDER BY qualifying_points),
+                 '[]') FROM tier) AS ladder,
               coalesce((SELECT consent_cross_partner FROM member_profile
                         WHERE member_id = :member_id), false) AS consent,
               s.purchases AS purchases_here, s.spend AS spend_here,
@@ -264,7 +255,7 @@ async def member_facts(
               ON s.member_id = :member_id AND s.partner_id = :partner_id
             """
         ),
-        {"member_id": member_id, "partner_id": partner_id, "since": since},
+        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window},
     )
     return result.one()
 
@@ -331,18 +322,20 @@ async def reversed_of(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> dic
 
 # --- campaigns ------------------------------------------------------------------------
 
-_CAMPAIGN = (
+_CAMPAIGN_TERMS = (
     "c.id, c.owner_partner_id, c.name, c.status, c.starts_at, c.ends_at, c.condition,"
     " c.effect_kind, c.effect_value, c.effect_category, c.max_points_per_purchase,"
     " c.budget_points, c.per_member_limit, c.created_at,"
-    " (SELECT coalesce(sum(b.spent), 0) FROM campaign_budget_shard b"
-    "  WHERE b.campaign_id = c.id) AS budget_spent,"
-    " (SELECT coalesce(sum(a.points), 0) FROM purchase_award a"
-    "  WHERE a.campaign_id = c.id) AS awarded,"
     " (SELECT coalesce(json_agg(json_build_object('partner', f.partner_id, 'share', f.share,"
     "   'accepted', f.accepted_at IS NOT NULL, 'declined', f.declined_at IS NOT NULL)"
     "   ORDER BY f.partner_id NULLS FIRST), '[]') FROM campaign_funding f"
     "  WHERE f.campaign_id = c.id) AS funding"
+)
+#: A campaign as it is shown: its terms and what it awarded (a sum over its awards; the
+#: purchase path reads the terms only).
+_CAMPAIGN = (
+    _CAMPAIGN_TERMS + ", (SELECT coalesce(sum(a.points), 0) FROM purchase_award a"
+    "  WHERE a.campaign_id = c.id) AS awarded"
 )
 
 
@@ -439,19 +432,31 @@ async def campaigns(
     return list(result.all())
 
 
-async def live_campaigns(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
-    """ACTIVE campaigns that can apply to the partner's purchases: its own and the
-    operator's (the window is checked against each purchase's time)."""
+async def live_campaign_stamps(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
+    """(id, updated_at) of the ACTIVE campaigns that can apply to the partner's purchases:
+    its own and the operator's (the window is checked against each purchase's time)."""
     result = await conn.execute(
         sql(
-            f"""
-            SELECT {_CAMPAIGN} FROM campaign c
+            """
+            SELECT c.id, c.updated_at FROM campaign c
             WHERE c.status = 'ACTIVE'
               AND (c.owner_partner_id = :partner_id OR c.owner_partner_id IS NULL)
             ORDER BY c.id
             """
         ),
         {"partner_id": partner_id},
+    )
+    return list(result.all())
+
+
+async def campaign_terms(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> list[Row[Any]]:
+    """Campaigns' terms and funding, with their updated_at (not what they awarded)."""
+    result = await conn.execute(
+        sql(
+            f"SELECT {_CAMPAIGN_TERMS}, c.updated_at, 0 AS awarded FROM campaign c"
+            " WHERE c.id = ANY(CAST(:ids AS bigint[]))"
+        ),
+        {"ids": list(campaign_ids)},
     )
     return list(result.all())
 
@@ -497,24 +502,97 @@ async def answer_funding(
     return result.first() is not None
 
 
-async def take_member_use(
-    conn: AsyncConnection, *, campaign_id: int, member_id: int, limit: int
-) -> bool:
-    """Count one more purchase of the member rewarded by the campaign, unless it reached
-    its limit (the row is the member's: no hot row)."""
+async def take_member_uses(
+    conn: AsyncConnection, *, member_id: int, limits: dict[int, int]
+) -> set[int]:
+    """Count one more purchase of the member for each campaign (id -> its per-member
+    limit) that has not reached its limit, in one statement; the campaigns counted. The
+    rows are the member's own (no hot row), taken in campaign order."""
+    if not limits:
+        return set()
+    ordered = sorted(limits)
     result = await conn.execute(
         sql(
             """
+            WITH wanted AS (
+                SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:limits AS integer[]))
+                    AS w(campaign_id, use_limit)
+            )
             INSERT INTO campaign_member_use AS u (campaign_id, member_id, uses)
-            VALUES (:campaign_id, :member_id, 1)
+            SELECT campaign_id, :member_id, 1 FROM wanted ORDER BY campaign_id
             ON CONFLICT (campaign_id, member_id) DO UPDATE SET uses = u.uses + 1
-            WHERE u.uses < :limit
-            RETURNING uses
+            WHERE u.uses < (SELECT w.use_limit FROM wanted w WHERE w.campaign_id = u.campaign_id)
+            RETURNING campaign_id
             """
         ),
-        {"campaign_id": campaign_id, "member_id": member_id, "limit": limit},
+        {"ids": ordered, "limits": [limits[c] for c in ordered], "member_id": member_id},
     )
-    return result.first() is not None
+    return {int(row.campaign_id) for row in result}
+
+
+async def give_back_member_uses(
+    conn: AsyncConnection, *, member_id: int, campaign_ids: Sequence[int]
+) -> None:
+    """Undo :func:`take_member_uses` for these campaigns in the same transaction (their
+    budgets gave nothing)."""
+    if campaign_ids:
+        await conn.execute(
+            sql(
+                "UPDATE campaign_member_use SET uses = uses - 1 WHERE member_id = :member_id"
+                " AND campaign_id = ANY(CAST(:ids AS bigint[]))"
+            ),
+            {"ids": list(campaign_ids), "member_id": member_id},
+        )
+
+
+async def take_budgets(conn: AsyncConnection, *, wants: dict[int, int]) -> dict[int, int]:
+    """Take each campaign's points (id -> points) from its budget; the points granted.
+    One statement takes from a shard of each campaign that no other purchase holds; a
+    campaign it could not cover falls back to :func:`take_budget`'s rules."""
+    if not wants:
+        return {}
+    ordered = sorted(wants)
+    start = random.randrange(BUDGET_SHARDS)  # noqa: S311 (load spreading, not security)
+    result = await conn.execute(
+        sql(_TAKE_BUDGETS),
+        {"ids": ordered, "points": [wants[c] for c in ordered], "start": start,
+         "shards": BUDGET_SHARDS},
+    )  # fmt: skip
+    granted = {int(row.campaign_id): int(row.granted) for row in result}
+    for campaign_id in ordered:
+        got = granted.get(campaign_id, 0)
+        if got == 0:
+            granted[campaign_id] = await take_budget(
+                conn, campaign_id=campaign_id, points=wants[campaign_id]
+            )
+        while 0 < got < wants[campaign_id]:
+            more = await _take_from_a_shard(
+                conn, campaign_id, wants[campaign_id] - got, start, skip_locked=True
+            )
+            if more == 0:
+                break
+            got += more
+            granted[campaign_id] = got
+    return granted
+
+
+_TAKE_BUDGETS = """
+WITH wanted AS (
+    SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:points AS bigint[]))
+        AS w(campaign_id, points)
+), pick AS (
+    SELECT w.campaign_id, s.shard, least(w.points, s.allotted - s.spent) AS granted
+    FROM wanted w CROSS JOIN LATERAL (
+        SELECT b.shard, b.allotted, b.spent FROM campaign_budget_shard b
+        WHERE b.campaign_id = w.campaign_id AND b.spent < b.allotted
+        ORDER BY (b.shard - :start + :shards) % :shards
+        LIMIT 1 FOR UPDATE SKIP LOCKED
+    ) s
+)
+UPDATE campaign_budget_shard b SET spent = b.spent + pick.granted
+FROM pick WHERE b.campaign_id = pick.campaign_id AND b.shard = pick.shard
+RETURNING pick.campaign_id, pick.granted
+"""
 
 
 async def take_budget(conn: AsyncConnection, *, campaign_id: int, points: int) -> int:
@@ -572,17 +650,6 @@ async def member_uses(
         {"ids": list(campaign_ids), "member_id": member_id},
     )
     return {int(row.campaign_id): int(row.uses) for row in result}
-
-
-async def give_back_member_use(conn: AsyncConnection, *, campaign_id: int, member_id: int) -> None:
-    """Undo :func:`take_member_use` in the same transaction (the budget gave nothing)."""
-    await conn.execute(
-        sql(
-            "UPDATE campaign_member_use SET uses = uses - 1"
-            " WHERE campaign_id = :campaign_id AND member_id = :member_id"
-        ),
-        {"campaign_id": campaign_id, "member_id": member_id},
-    )
 
 
 _TAKE_BUDGET = """

@@ -10,9 +10,11 @@ issued by the coalition.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -119,18 +121,29 @@ async def current(conn: AsyncConnection, *, member_id: int) -> str | None:
     return row.tier if row is not None else None
 
 
+def ladder_of(rows: Any) -> list[Tier]:
+    """The tiers as the member's facts carry them (a JSON array, lowest first)."""
+    return [
+        Tier(t["name"], int(t["points"]), plain(Decimal(str(t["multiplier"]))))
+        for t in (rows if isinstance(rows, list) else json.loads(rows or "[]"))
+    ]
+
+
 async def upgrade_if_earned(
-    conn: AsyncConnection, *, member_id: int, tiers: list[Tier], now: datetime, tunables: Tunables
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    tiers: list[Tier],
+    held: str | None,
+    qualifying: int,
+    now: datetime,
 ) -> tuple[str | None, str | None] | None:
-    """After a purchase: a member whose qualifying points now reach a higher tier goes up
-    at once. Returns (from, to) when it changed."""
+    """After a purchase: a member whose qualifying points (in the window, this purchase's
+    included) now reach a higher tier than the one it holds goes up at once. Returns
+    (from, to) when it changed."""
     if not tiers:
         return None
-    qualifying = await repository.qualifying_points(
-        conn, member_id=member_id, since=window_start(now, tunables)
-    )
     reached = earned(tiers, qualifying)
-    held = await current(conn, member_id=member_id)
     if reached is None or rank(tiers, reached.name) <= rank(tiers, held):
         return None
     await repository.change_tier(

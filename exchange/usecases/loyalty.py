@@ -82,8 +82,9 @@ async def preview_purchase(call: Call, reported: ReportedPurchase) -> list[Award
     """What recording a purchase would award; writes nothing."""
     request = await _request(call, replace(reported, idempotency_key=None))
     return await purchases.preview(
-        call.conn, partner_id=call.partner_id, request=request, now=call.now
-    )
+        call.conn, partner_id=call.partner_id, request=request, now=call.now,
+        tunables=call.tunables,
+    )  # fmt: skip
 
 
 @use_case(partner="points:reverse")
