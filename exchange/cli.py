@@ -173,7 +173,15 @@ def _bench_commands(commands: Any) -> None:
     bench.add_argument(
         "--mix",
         default="earn=45,redeem=35,wallet=20",
-        help="weights of earn, redeem, wallet and bulk (an earnPointsBatch of 1,000 items)",
+        help="weights of earn, redeem, wallet, bulk (an earnPointsBatch of 1,000 items),"
+        " purchase (recordPurchase of 1 to 3 items) and preview (previewPurchase)",
+    )
+    bench.add_argument(
+        "--campaigns",
+        type=int,
+        default=50,
+        help="active campaigns per partner, of mixed conditions, when the mix has purchase or"
+        " preview (default 50)",
     )
     bench.add_argument(
         "--seeded",
@@ -824,12 +832,17 @@ def _write(out: str, body: str) -> None:
         Path(out).write_text(body)
 
 
+MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview")
+
+
 def _mix(value: str) -> dict[str, int]:
     mix: dict[str, int] = {}
     for part in value.split(","):
         name, _, weight = part.partition("=")
-        if name not in ("earn", "redeem", "wallet", "bulk") or not weight.isdigit():
-            raise UsageError(f"--mix takes earn=N,redeem=N,wallet=N,bulk=N, not {value!r}")
+        if name not in MIX_OPERATIONS or not weight.isdigit():
+            raise UsageError(
+                f"--mix takes {','.join(f'{op}=N' for op in MIX_OPERATIONS)}, not {value!r}"
+            )
         mix[name] = int(weight)
     if not any(mix.values()):
         raise UsageError("--mix needs a positive weight")
@@ -844,6 +857,8 @@ def command_bench(args: argparse.Namespace) -> int:
     mix = _mix(args.mix)
     if not 1 <= args.concurrency <= 1024 or not 1 <= args.partners <= 500:
         raise UsageError("--concurrency must be 1 to 1024 and --partners 1 to 500")
+    if not 0 <= args.campaigns <= 1_000:
+        raise UsageError("--campaigns must be 0 to 1,000")
     if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
         raise UsageError("--members must be 1 to 1,000,000 and --duration positive")
     settings = Settings.from_environment()
@@ -865,6 +880,9 @@ def command_bench(args: argparse.Namespace) -> int:
                 secret=settings.secret_key(),
                 tag=tag,
             )
+        if mix.get("purchase") or mix.get("preview"):
+            print(f"adding {args.campaigns} active campaigns per partner …", file=sys.stderr)
+            await bench.add_campaigns(database, partners, args.campaigns)
         print(f"loading {args.url} at {args.concurrency} for {args.duration}s …", file=sys.stderr)
         result = await bench.run_load(
             args.url,

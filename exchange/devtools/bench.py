@@ -18,6 +18,7 @@ import socket
 import statistics
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,6 +33,9 @@ from exchange.kit.db import Database
 from exchange.kit.errors import NotFound
 from exchange.kit.invariant import present
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import campaigns
+from exchange.loyalty.campaigns import CampaignDraft
+from exchange.loyalty.models import CampaignStatus, Effect, EffectKind
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms
@@ -50,6 +54,30 @@ BULK = (
 )
 BULK_ITEMS = 1000  # per earnPointsBatch request: the most a batch may hold
 WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
+PURCHASE = (
+    "mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {"
+    " purchase { id points } userErrors { code } } }"
+)
+PREVIEW = (
+    "mutation($input: PreviewPurchaseInput!) { previewPurchase(input: $input) {"
+    " points userErrors { code } } }"
+)
+CATEGORIES = ("popcorn", "tickets", "snacks", "coffee", "drinks")
+CHANNELS = ("IN_STORE", "ONLINE", "APP")
+#: Conditions of the bench's campaigns, in turn ({n}: 1 to 9): each holds for a few per
+#: cent of purchases, so a purchase matches one or two of 50 campaigns, as in a real
+#: programme; every kind of variable is read.
+CONDITIONS = (
+    "purchase.amount_minor >= 5{n}00",
+    'purchase.channel == "APP" && purchase.amount_minor >= 4{n}00',
+    '"popcorn" in purchase.categories && purchase.weekday == {n} % 7 + 1',
+    "member.purchases_here == {n}0",
+    'purchase.items.exists(i, i.category == "snacks" && i.quantity >= 3'
+    " && i.amount_minor >= 1{n}00)",
+    "purchase.hour == {n} + 9",
+    "member.days_since_last_here > {n}0",
+    'size(member.categories_30d) >= 5 && purchase.store == "s{n}"',
+)
 SCOPES = ["points:earn", "points:redeem", "members:link", "members:read"]
 
 
@@ -118,6 +146,53 @@ async def setup(
                     now=now,
                 )
     return created, refs
+
+
+async def add_campaigns(database: Database, partners: list[BenchPartner], count: int) -> None:
+    """``count`` active campaigns per bench partner, with conditions, effects, budgets and
+    per-member limits in turn (CONDITIONS), for the purchase and preview operations."""
+    now = utc_now()
+    effects = (
+        Effect(EffectKind.MULTIPLIER, Decimal("1.5")),
+        Effect(EffectKind.FIXED, Decimal(25)),
+        Effect(EffectKind.POINTS_PER_AMOUNT, Decimal(2), category="popcorn",
+               max_points_per_purchase=200),
+    )  # fmt: skip
+    async with database.transaction(SYSTEM) as conn:
+        for partner in partners:
+            for number in range(count):
+                draft = CampaignDraft(
+                    name=f"bench {number}",
+                    starts_at=now - timedelta(days=1),
+                    condition=CONDITIONS[number % len(CONDITIONS)].format(n=number % 9 + 1),
+                    effect=effects[number % len(effects)],
+                    budget_points=10**9 if number % 2 else None,
+                    per_member_limit=50 if number % 3 == 0 else None,
+                )
+                made = await campaigns.create(conn, owner=partner.partner_id, draft=draft,
+                                              created_by="bench", now=now)  # fmt: skip
+                await campaigns.move(conn, campaign_id=made.id, to=CampaignStatus.ACTIVE,
+                                     owner=partner.partner_id, now=now)  # fmt: skip
+
+
+def _purchase(ref: str) -> dict[str, Any]:
+    """A purchase of 1 to 3 lines of 1.00 to 20.00, and 2.00 not itemised."""
+    pick = random.random
+    amounts = [Decimal(f"{1 + pick() * 19:.2f}") for _ in range(1 + int(pick() * 3))]
+    lines = [
+        {"category": random.choice(CATEGORIES), "amount": str(amount),  # noqa: S311
+         "quantity": 1 + int(pick() * 3)}
+        for amount in amounts
+    ]  # fmt: skip
+    total = sum(amounts, Decimal("2.00"))
+    return {
+        "memberRef": ref,
+        "amount": str(total),
+        "currency": "USD",
+        "channel": random.choice(CHANNELS),  # noqa: S311
+        "storeRef": f"s{1 + int(pick() * 9)}",
+        "items": lines,
+    }
 
 
 async def setup_seeded(database: Database, *, members: int) -> tuple[list[BenchPartner], list[str]]:
@@ -214,6 +289,11 @@ async def _worker(
             body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
         elif op == "redeem":
             body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
+        elif op == "purchase":
+            body = {"query": PURCHASE, "variables": {"input": {**_purchase(ref),
+                                                               "idempotencyKey": key}}}  # fmt: skip
+        elif op == "preview":
+            body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
         elif op == "bulk":
             items = [
                 {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
