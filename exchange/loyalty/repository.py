@@ -149,42 +149,7 @@ async def record_outcome(
     member's aggregates (purchases and spend here and per category, the qualifying
     points of its month)."""
     await conn.execute(
-        sql(
-            """
-            WITH awarded AS (
-                INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
-                    funder_partner_id, points, entry_id)
-                SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
-                       a.entry_id
-                FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
-                            CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
-                            CAST(:entries AS bigint[]))
-                     WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
-            ), total AS (
-                UPDATE purchase SET points = :total WHERE id = :purchase_id
-            ), partner_stats AS (
-                INSERT INTO member_partner_stats AS s (member_id, partner_id, purchases, spend,
-                    first_purchase_at, last_purchase_at)
-                VALUES (:member_id, :partner_id, 1, :amount, :at, :at)
-                ON CONFLICT (member_id, partner_id) DO UPDATE SET
-                    purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
-                    first_purchase_at = least(s.first_purchase_at, EXCLUDED.first_purchase_at),
-                    last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
-            ), category_stats AS (
-                INSERT INTO member_category_stats AS s (member_id, partner_id, category,
-                    purchases, spend, last_purchase_at)
-                SELECT :member_id, :partner_id, c.category, 1, c.spend, :at
-                FROM unnest(CAST(:categories AS text[]), CAST(:spends AS numeric[]))
-                     AS c(category, spend)
-                ON CONFLICT (member_id, partner_id, category) DO UPDATE SET
-                    purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
-                    last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
-            )
-            INSERT INTO member_qualifying AS q (member_id, month, points)
-            VALUES (:member_id, :month, :total)
-            ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
-            """
-        ),
+        sql(_RECORD_OUTCOME),
         {
             "purchase_id": purchase_id,
             "rules": [str(a[0]) for a in awards],
@@ -202,6 +167,42 @@ async def record_outcome(
             "month": month,
         },
     )
+
+
+_RECORD_OUTCOME = """
+WITH awarded AS (
+    INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
+        funder_partner_id, points, entry_id)
+    SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
+           a.entry_id
+    FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
+                CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
+                CAST(:entries AS bigint[]))
+         WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
+), total AS (
+    UPDATE purchase SET points = :total WHERE id = :purchase_id
+), partner_stats AS (
+    INSERT INTO member_partner_stats AS s (member_id, partner_id, purchases, spend,
+        first_purchase_at, last_purchase_at)
+    VALUES (:member_id, :partner_id, 1, :amount, :at, :at)
+    ON CONFLICT (member_id, partner_id) DO UPDATE SET
+        purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
+        first_purchase_at = least(s.first_purchase_at, EXCLUDED.first_purchase_at),
+        last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
+), category_stats AS (
+    INSERT INTO member_category_stats AS s (member_id, partner_id, category,
+        purchases, spend, last_purchase_at)
+    SELECT :member_id, :partner_id, c.category, 1, c.spend, :at
+    FROM unnest(CAST(:categories AS text[]), CAST(:spends AS numeric[]))
+         AS c(category, spend)
+    ON CONFLICT (member_id, partner_id, category) DO UPDATE SET
+        purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
+        last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
+)
+INSERT INTO member_qualifying AS q (member_id, month, points)
+VALUES (:member_id, :month, :total)
+ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
+"""
 
 
 async def add_qualifying(
