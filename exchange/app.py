@@ -152,7 +152,10 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         )
         app.state.notifications = Notifications(database.engine.url.render_as_string(False))
         app.state.auth = AuthRuntime(
-            database, secret=settings.secret_key(), public_url=settings.public_url
+            database,
+            secret=settings.secret_key(),
+            public_url=settings.public_url,
+            max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
         )
         await app.state.auth.start()
         task = asyncio.create_task(_sweep_forever(database, settings.tunables)) if sweep else None

@@ -344,6 +344,7 @@ class _Server(AuthorizationServer):  # type: ignore[misc]
                 "act": {"sub": record.client_id},
             }
             subject, lifetime = f"member:{user}", token_service.MEMBER_TOKEN_LIFETIME
+        lifetime = self.context.settings.lifetime(lifetime)  # what verification accepts
         access_token, claims = token_service.issue(
             self.context.keys,
             self.context.settings,

@@ -39,10 +39,20 @@ class InvalidToken(Exception):
     """The token is not one we accept; the message is safe to show."""
 
 
+#: The longest lifetime (``exp - iat``) verification accepts, by default; a validly signed
+#: token that claims more is refused (EXCHANGE_MAX_TOKEN_LIFETIME_S).
+MAX_TOKEN_LIFETIME_SECONDS = 3600
+
+
 @dataclass(frozen=True)
 class TokenSettings:
     issuer: str
     audience: str
+    max_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS
+
+    def lifetime(self, wanted: timedelta) -> timedelta:
+        """``wanted``, or the longest lifetime verification accepts if that is shorter."""
+        return min(wanted, timedelta(seconds=self.max_lifetime_seconds))
 
 
 @dataclass(frozen=True)
@@ -111,9 +121,10 @@ def issue(
 def decode(
     token: str, settings: TokenSettings, keys: KeySet, *, now: datetime, keys_fingerprint: str = ""
 ) -> dict[str, Any]:
-    """Check signature, type and registered claims; return the claims. With the key set's
-    fingerprint, a signature already checked under that set is not checked again (the
-    claims, expiry included, always are)."""
+    """Check signature, type and registered claims (a lifetime ``exp - iat`` no longer than
+    the settings allow included); return the claims. With the key set's fingerprint, a
+    signature already checked under that set is not checked again (the claims, expiry
+    included, always are)."""
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed access token")
     header, claims = _signed_parts(token, keys, keys_fingerprint)
@@ -132,7 +143,22 @@ def decode(
         registry.validate(claims)
     except JoseError as error:
         raise InvalidToken(f"the access token is not valid: {error.description}") from error
+    _check_lifetime(claims, settings, now=now)
     return dict(claims)
+
+
+def _check_lifetime(claims: Any, settings: TokenSettings, *, now: datetime) -> None:
+    """``exp - iat`` no longer than the settings allow; nor may ``exp`` lie further ahead
+    of now than that (a token without ``iat``)."""
+    expires = claims["exp"]
+    lifetime = expires - claims["iat"] if "iat" in claims else 0
+    reach = expires - now.timestamp() - CLOCK_LEEWAY_SECONDS
+    longest = max(lifetime, reach)
+    if longest > settings.max_lifetime_seconds:
+        raise InvalidToken(
+            f"the access token's lifetime ({int(longest)} s) is longer than the"
+            f" {settings.max_lifetime_seconds} s this server accepts"
+        )
 
 
 def _signed_parts(

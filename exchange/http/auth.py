@@ -28,15 +28,21 @@ from partners.keys import SigningKeys
 from partners.oauth import OAuthContext
 from partners.principal import Principal
 from partners.repository import AUTH_CHANNEL
-from partners.tokens import AuthState, TokenSettings
+from partners.tokens import MAX_TOKEN_LIFETIME_SECONDS, AuthState, TokenSettings
 
 log = logging.getLogger(__name__)
 
 REFRESH_SECONDS = 5.0
 
 
-def token_settings(public_url: str) -> TokenSettings:
-    return TokenSettings(issuer=public_url, audience=f"{public_url}/graphql")
+def token_settings(
+    public_url: str, *, max_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS
+) -> TokenSettings:
+    return TokenSettings(
+        issuer=public_url,
+        audience=f"{public_url}/graphql",
+        max_lifetime_seconds=max_lifetime_seconds,
+    )
 
 
 def _libpq_url(url: str) -> str:
@@ -45,10 +51,17 @@ def _libpq_url(url: str) -> str:
 
 
 class AuthRuntime:
-    def __init__(self, database: Database, *, secret: bytes, public_url: str) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        secret: bytes,
+        public_url: str,
+        max_token_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS,
+    ) -> None:
         self.database = database
         self.secret = secret
-        self.settings = token_settings(public_url)
+        self.settings = token_settings(public_url, max_lifetime_seconds=max_token_lifetime_seconds)
         self._keys: SigningKeys | None = None
         self._state: AuthState | None = None
         self._stale = True

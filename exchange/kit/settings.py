@@ -6,6 +6,9 @@
                         (default: http://127.0.0.1:8000, or what `serve` listens on)
 ``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
                         EXCHANGE_HOME on first use when unset. Never printed.
+``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in
+                        seconds) verification accepts, even from a token our own key
+                        signed; tokens are issued no longer (default 3600)
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
+DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 3600
 
 
 def _read_dotenv(path: Path) -> dict[str, str]:
@@ -29,6 +33,15 @@ def _read_dotenv(path: Path) -> dict[str, str]:
         name, _, value = line.partition("=")
         values[name.strip()] = value.strip().strip("'\"")
     return values
+
+
+def _positive_seconds(values: dict[str, str], name: str, default: int) -> int:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
+        raise ValueError(f"{name} must be a whole number of seconds above 0, not {raw!r}")
+    return int(raw)
 
 
 def default_home() -> Path:
@@ -74,6 +87,8 @@ class Settings:
     #: turns it off, to measure what it brings).
     micro_batching: bool = True
     tunables: Tunables = field(default_factory=Tunables)
+    #: EXCHANGE_MAX_TOKEN_LIFETIME_S: a token whose ``exp - iat`` is longer is refused.
+    max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -88,6 +103,9 @@ class Settings:
             micro_batching=(values.get("EXCHANGE_MICRO_BATCHING") or "on").strip().lower()
             not in ("off", "0", "false", "no"),
             tunables=Tunables.from_values(values),
+            max_token_lifetime_seconds=_positive_seconds(
+                values, "EXCHANGE_MAX_TOKEN_LIFETIME_S", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+            ),
         )
 
     def ensure_home(self) -> Path:
