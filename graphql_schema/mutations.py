@@ -18,6 +18,7 @@ from exchange.usecases import members
 from exchange.usecases import points as point_cases
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.cost import list_size
 from graphql_schema.errors import mutate
 from graphql_schema.loyalty import LoyaltyMutation
 from graphql_schema.settlement import (
@@ -142,7 +143,10 @@ class EarnPointsBatchResult:
 @strawberry.type
 class EarnPointsBatchPayload:
     results: list[EarnPointsBatchResult] = strawberry.field(
-        default_factory=list, description="One result per item, in the order given."
+        default_factory=list,
+        description="One result per item, in the order given.",
+        # Each item's rows are paid for by the mutation's charge per input item.
+        metadata=list_size(1),
     )
     user_errors: list[UserError] = strawberry.field(
         default_factory=list, description="Errors of the batch as a whole (then no item ran)."

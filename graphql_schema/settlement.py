@@ -14,6 +14,7 @@ from exchange.usecases import settlement as settlement_cases
 from exchange.usecases.settlement import RunView
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.cost import list_size
 from graphql_schema.errors import ask, mutate
 from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
 from settlement.models import RunStatus
@@ -44,8 +45,14 @@ class SettlementRun(Node):
     period_to: datetime
     currency: str
     digest: str
-    net_positions: list[NetPosition]
-    instructions: list[PaymentInstruction]
+    # Both lists are read whole with the run (they are stored in its row).
+    net_positions: list[NetPosition] = strawberry.field(
+        description="One per partner in the run, and the coalition.", metadata=list_size(1)
+    )
+    instructions: list[PaymentInstruction] = strawberry.field(
+        description="The payments that settle the run: fewer than its partners.",
+        metadata=list_size(1),
+    )
 
     @classmethod
     def of(cls, view: RunView) -> SettlementRun:

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
 from exchange.kit.errors import InvalidInput
-from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
+from exchange.kit.limits import DEFAULT_PAGE, MAX_EXPIRING_GROUPS, MAX_PAGE
 from exchange.ledger.models import Wallet as WalletModel
 from exchange.loyalty.models import MemberTier as MemberTierModel
 from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.cost import list_size
 from graphql_schema.errors import ask
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
@@ -100,7 +102,12 @@ class Wallet:
     balance: BigInt
     available: BigInt
     held: BigInt
-    by_partner: list[PartnerBalance]
+    by_partner: list[PartnerBalance] = strawberry.field(
+        description="Points still held, by the partner that issued them.",
+        # Read with the balances in the wallet's one statement; as long as the partners
+        # whose points the member holds, which no client can make longer.
+        metadata=list_size(1),
+    )
     member_id: strawberry.Private[int]
 
     @classmethod
@@ -116,11 +123,24 @@ class Wallet:
             member_id=wallet.member_id,
         )
 
-    @strawberry.field
+    @strawberry.field(
+        description="Points expiring within `withinDays`, per issuing partner and expiry,"
+        f" soonest first: at most `first` of them (1 to {MAX_EXPIRING_GROUPS}, the default)."
+    )
     async def expiring(
-        self, info: Info[Context, None], within_days: int = 30
+        self,
+        info: Info[Context, None],
+        within_days: Annotated[
+            int, strawberry.argument(description="The window, in days from now (0 to 3660).")
+        ] = 30,
+        first: Annotated[
+            int,
+            strawberry.argument(
+                description=f"At most this many, soonest first (1 to {MAX_EXPIRING_GROUPS})."
+            ),
+        ] = MAX_EXPIRING_GROUPS,
     ) -> list[ExpiringPoints]:
-        request = members.Expiring(member_id=self.member_id, within_days=within_days)
+        request = members.Expiring(member_id=self.member_id, within_days=within_days, first=first)
         soon = await ask(info, members.expiring, lambda: request)
         return [
             ExpiringPoints(

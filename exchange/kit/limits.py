@@ -61,6 +61,9 @@ MAX_POINTS_PER_OPERATION = 1_000_000_000_000
 MAX_BATCH = 1_000
 MAX_HOLD_TTL_SECONDS = 7 * 24 * 3600
 MAX_EXPIRING_WITHIN_DAYS = 3_660
+#: The most (issuer, expiry) groups one read of expiring points returns, soonest first: a
+#: wallet with thousands of lots in the window must not make one read return them all.
+MAX_EXPIRING_GROUPS = 100
 MAX_LIFETIME_DAYS = 3_650
 
 # --- Time ----------------------------------------------------------------------------

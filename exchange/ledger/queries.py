@@ -10,7 +10,7 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import InvalidInput, NotFound
-from exchange.kit.limits import MAX_EXPIRING_WITHIN_DAYS, MAX_LEDGER_PAGE
+from exchange.kit.limits import MAX_EXPIRING_GROUPS, MAX_EXPIRING_WITHIN_DAYS, MAX_LEDGER_PAGE
 from exchange.ledger import repository
 from exchange.ledger.models import (
     AccountKind,
@@ -43,15 +43,24 @@ async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
 
 
 async def expiring(
-    conn: AsyncConnection, *, member_id: int, now: datetime, within_days: int = 30
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    now: datetime,
+    within_days: int = 30,
+    limit: int = MAX_EXPIRING_GROUPS,
 ) -> list[ExpiringPoints]:
+    """Points expiring within some days, per issuer and expiry, soonest first, at most
+    ``limit`` groups (1 to MAX_EXPIRING_GROUPS)."""
     if not 0 <= within_days <= MAX_EXPIRING_WITHIN_DAYS:
         raise InvalidInput(
             f"withinDays must be between 0 and {MAX_EXPIRING_WITHIN_DAYS}",
             field=["withinDays"],
         )
+    if not 1 <= limit <= MAX_EXPIRING_GROUPS:
+        raise InvalidInput(f"first must be between 1 and {MAX_EXPIRING_GROUPS}", field=["first"])
     rows = await repository.expiring_lots(
-        conn, member_id=member_id, now=now, until=now + timedelta(days=within_days)
+        conn, member_id=member_id, now=now, until=now + timedelta(days=within_days), limit=limit
     )
     return [
         ExpiringPoints(

@@ -800,7 +800,7 @@ async def wallet_rows(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]
 
 
 async def expiring_lots(
-    conn: AsyncConnection, *, member_id: int, now: datetime, until: datetime
+    conn: AsyncConnection, *, member_id: int, now: datetime, until: datetime, limit: int
 ) -> list[Row[Any]]:
     result = await conn.execute(
         sql(
@@ -808,11 +808,12 @@ async def expiring_lots(
             SELECT issuer_partner_id, expires_at, sum(remaining) AS points FROM ledger_lot
             WHERE member_id = :member_id AND remaining > 0
               AND expires_at > :now AND expires_at <= :until
-            GROUP BY issuer_partner_id, expires_at
+            GROUP BY expires_at, issuer_partner_id
             ORDER BY expires_at, issuer_partner_id NULLS FIRST
+            LIMIT :limit
             """
         ),
-        {"member_id": member_id, "now": now, "until": until},
+        {"member_id": member_id, "now": now, "until": until, "limit": limit},
     )
     return list(result.all())
 

@@ -51,6 +51,8 @@ class FoundMember:
 class Expiring:
     member_id: int
     within_days: int
+    #: At most this many (issuer, expiry) groups, soonest first.
+    first: int = ledger.MAX_EXPIRING_GROUPS
 
 
 def _in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:
@@ -174,7 +176,11 @@ async def expiring(call: Call, request: Expiring) -> list[ExpiringPoints]:
     """A member's points expiring within some days."""
     await may_read_member(call, request.member_id)
     return await ledger.expiring(
-        call.conn, member_id=request.member_id, now=call.now, within_days=request.within_days
+        call.conn,
+        member_id=request.member_id,
+        now=call.now,
+        within_days=request.within_days,
+        limit=request.first,
     )
 
 
