@@ -32,8 +32,10 @@ from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
+from exchange.limits import SharedBuckets
 from exchange.loyalty import tiers
 from exchange.usecases.runner import Runner
+from graphql_schema.cost import COST_LIMIT
 from partners import registry
 from partners.identity import IdentityKeys
 
@@ -80,10 +82,14 @@ async def review_tiers(
             return reviewed, downgraded
 
 
-async def _sweep_forever(database: Database, tunables: Tunables) -> None:
+async def _sweep_forever(
+    database: Database, tunables: Tunables, limits: list[SharedBuckets]
+) -> None:
     while True:
         try:
             await sweep_once(database, tunables)
+            for buckets in limits:  # drained buckets are empty ones: forget them
+                await buckets.forget_drained()
         except Exception:  # keep the loop alive; the next round retries
             log.exception("expiry sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
@@ -151,6 +157,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             tunables=settings.tunables,
         )
         app.state.notifications = Notifications(database.engine.url.render_as_string(False))
+        app.state.cost_limits = SharedBuckets(database, SYSTEM, COST_LIMIT)
         app.state.auth = AuthRuntime(
             database,
             secret=settings.secret_key(),
@@ -158,7 +165,12 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
         )
         await app.state.auth.start()
-        task = asyncio.create_task(_sweep_forever(database, settings.tunables)) if sweep else None
+        limits = [app.state.cost_limits]
+        task = (
+            asyncio.create_task(_sweep_forever(database, settings.tunables, limits))
+            if sweep
+            else None
+        )
         try:
             yield
         finally:

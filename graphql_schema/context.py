@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from strawberry.dataloader import DataLoader
 
 from exchange.kit.notifications import Notifications
+from exchange.limits import SharedBuckets
 from exchange.usecases import partners as partner_cases
 from exchange.usecases.core import UseCase
 from exchange.usecases.runner import Runner
@@ -31,6 +32,8 @@ class Context:
     #: Verifies a bearer token; used when a websocket authenticates in connection_init.
     authenticate: Callable[[str], Awaitable[Principal]] | None = None
     connection_params: dict[str, Any] | None = None
+    #: Query cost: each client's bucket, shared by every server process (graphql_schema.cost).
+    cost_limits: SharedBuckets | None = None
 
     async def run(self, use_case: UseCase[Q, A], request: Q) -> A:
         """Run a use case for the caller; a business failure raises its DomainError."""

@@ -15,15 +15,15 @@ Static cost before execution, from the rows a document can make the server read:
   lists in its input (a bulk issuance of 1,000 earns: 100), plus its selection.
 
 The request is refused above MAX_QUERY_COST or when the caller's bucket (MAXIMUM_AVAILABLE
-points, refilled at RESTORE_RATE per second) can't pay for it. Every response carries
+points, refilled at RESTORE_RATE per second) can't pay for it. The bucket is one per
+client for every server process together (:data:`COST_LIMIT`, leased in chunks from
+PostgreSQL: exchange.limits); the context carries it. Every response carries
 ``extensions.cost``: requestedQueryCost, actualQueryCost and throttleStatus.
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from typing import Any
 
 from graphql import (
@@ -48,9 +48,21 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from exchange.limits import Decision, Limit, SharedBuckets
+
 MAX_QUERY_COST = 1_000
 MAXIMUM_AVAILABLE = 20_000
 RESTORE_RATE = 5_000  # points per second: ~400 mutations a second per client
+#: What one server process leases from a client's bucket at once: a client spending its
+#: whole refill writes its bucket's row about five times a second per process.
+LEASE_POINTS = 1_000
+COST_LIMIT = Limit(
+    "cost",
+    capacity=MAXIMUM_AVAILABLE,
+    refill_points=RESTORE_RATE,
+    refill_seconds=1,
+    lease_points=LEASE_POINTS,
+)
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 MUTATION_COST = 10
@@ -74,28 +86,6 @@ def declared_list_size(definition: Any) -> int | None:
     metadata = getattr(strawberry_field, "metadata", None) or {}
     size = metadata.get(_LIST_SIZE)
     return size if isinstance(size, int) else None
-
-
-@dataclass
-class _Bucket:
-    available: float
-    updated: float
-
-
-_buckets: dict[str, _Bucket] = {}
-
-
-def _take(client_id: str, cost: int) -> tuple[bool, float]:
-    now = time.monotonic()
-    bucket = _buckets.setdefault(client_id, _Bucket(MAXIMUM_AVAILABLE, now))
-    bucket.available = min(
-        MAXIMUM_AVAILABLE, bucket.available + (now - bucket.updated) * RESTORE_RATE
-    )
-    bucket.updated = now
-    if cost > bucket.available:
-        return False, bucket.available
-    bucket.available -= cost
-    return True, bucket.available
 
 
 class _Coster:
@@ -216,7 +206,7 @@ class QueryCost(SchemaExtension):
     def __init__(self) -> None:
         self.cost: dict[str, Any] | None = None
 
-    def on_execute(self) -> Iterator[None]:
+    async def on_execute(self) -> AsyncIterator[None]:
         context = self.execution_context
         chosen = _chosen(context.graphql_document, context.operation_name)
         if chosen is None:
@@ -226,29 +216,43 @@ class QueryCost(SchemaExtension):
         requested = query_cost(
             context.schema._schema, operation, fragments, context.variables or {}
         )
-        client_id = getattr(getattr(context.context, "principal", None), "client_id", "")
-        allowed, left = (False, 0.0) if requested > MAX_QUERY_COST else _take(client_id, requested)
+        decision = await _charge(context.context, requested)
         self.cost = {
             "requestedQueryCost": requested,
-            "actualQueryCost": requested if allowed else 0,
+            "actualQueryCost": requested if decision.allowed else 0,
             "throttleStatus": {
                 "maximumAvailable": MAXIMUM_AVAILABLE,
-                "currentlyAvailable": int(left),
+                "currentlyAvailable": decision.available,
                 "restoreRate": RESTORE_RATE,
             },
         }
-        if not allowed:
+        if not decision.allowed:
             code = "MAX_COST_EXCEEDED" if requested > MAX_QUERY_COST else "THROTTLED"
             message = (
                 f"query cost {requested} exceeds the limit of {MAX_QUERY_COST}"
                 if requested > MAX_QUERY_COST
-                else f"query cost {requested} exceeds the {int(left)} points available;"
+                else f"query cost {requested} exceeds the {decision.available} points available;"
                 f" they refill at {RESTORE_RATE} per second"
             )
+            extensions: dict[str, Any] = {"code": code}
+            if decision.retry_after_seconds:
+                extensions["retryAfterSeconds"] = decision.retry_after_seconds
             context.result = ExecutionResult(
-                data=None, errors=[GraphQLError(message, extensions={"code": code})]
+                data=None, errors=[GraphQLError(message, extensions=extensions)]
             )
         yield
 
     def get_results(self) -> dict[str, Any]:
         return {"cost": self.cost} if self.cost is not None else {}
+
+
+async def _charge(context: Any, requested: int) -> Decision:
+    """Take ``requested`` points from the caller's bucket (the context's ``cost_limits``;
+    a context without one, a schema run outside the server, is not throttled)."""
+    if requested > MAX_QUERY_COST:
+        return Decision(allowed=False, available=0)
+    buckets: SharedBuckets | None = getattr(context, "cost_limits", None)
+    if buckets is None or requested == 0:
+        return Decision(allowed=True, available=MAXIMUM_AVAILABLE)
+    client_id = getattr(getattr(context, "principal", None), "client_id", "")
+    return await buckets.take(client_id, requested)

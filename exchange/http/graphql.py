@@ -112,6 +112,7 @@ class _Strawberry(GraphQL[Context, None]):
             request_id=request.scope.get("exchange.request_id", ""),
             notifications=app_state.notifications,
             authenticate=app_state.auth.verify,
+            cost_limits=app_state.cost_limits,
         )
 
     async def on_ws_connect(self, context: Context) -> Any:

@@ -9,7 +9,8 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import exchange.ledger.tables
+import exchange.ledger.tables  # (registers the ledger's tables)
+import exchange.limits.tables  # (registers the shared limits' table)
 import exchange.loyalty.tables  # noqa: F401  (registers the loyalty engine's tables)
 import partners.tables  # noqa: F401  (registers the partners' tables)
 import settlement.tables  # noqa: F401  (registers settlement's tables)

@@ -1,0 +1,16 @@
+"""The limits' one table, for Alembic's view of the schema (migration 0009 makes it)."""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Numeric, Table, Text
+
+from exchange.kit.db import metadata
+
+limit_bucket = Table(
+    "limit_bucket",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("level", Numeric, nullable=False),
+    Column("granted", BigInteger, nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+)
