@@ -24,9 +24,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from exchange import ledger
-from exchange.http import graphql, oauth
+from exchange.http import graphql, oauth, throttle
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
+from exchange.http.throttle import FailedAuthentications
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.notifications import Notifications
@@ -89,7 +90,7 @@ async def _sweep_forever(
         try:
             await sweep_once(database, tunables)
             for buckets in limits:  # drained buckets are empty ones: forget them
-                await buckets.forget_drained()
+                await buckets.forget_drained(SYSTEM)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("expiry sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
@@ -157,7 +158,11 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             tunables=settings.tunables,
         )
         app.state.notifications = Notifications(database.engine.url.render_as_string(False))
-        app.state.cost_limits = SharedBuckets(database, SYSTEM, COST_LIMIT)
+        app.state.cost_limits = SharedBuckets(database, COST_LIMIT)
+        app.state.failed_authentications = FailedAuthentications(
+            by_client=SharedBuckets(database, throttle.BY_CLIENT),
+            by_address=SharedBuckets(database, throttle.BY_ADDRESS),
+        )
         app.state.auth = AuthRuntime(
             database,
             secret=settings.secret_key(),
@@ -165,7 +170,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
         )
         await app.state.auth.start()
-        limits = [app.state.cost_limits]
+        limits = [app.state.cost_limits, *app.state.failed_authentications.limits]
         task = (
             asyncio.create_task(_sweep_forever(database, settings.tunables, limits))
             if sweep

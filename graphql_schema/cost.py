@@ -49,6 +49,7 @@ from graphql import (
 from strawberry.extensions import SchemaExtension
 
 from exchange.limits import Decision, Limit, SharedBuckets
+from partners.principal import Principal
 
 MAX_QUERY_COST = 1_000
 MAXIMUM_AVAILABLE = 20_000
@@ -254,5 +255,5 @@ async def _charge(context: Any, requested: int) -> Decision:
     buckets: SharedBuckets | None = getattr(context, "cost_limits", None)
     if buckets is None or requested == 0:
         return Decision(allowed=True, available=MAXIMUM_AVAILABLE)
-    client_id = getattr(getattr(context, "principal", None), "client_id", "")
-    return await buckets.take(client_id, requested)
+    principal: Principal = context.principal
+    return await buckets.take(principal.client_id, requested, scope=principal.row_scope())

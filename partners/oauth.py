@@ -27,7 +27,7 @@ import base64
 import binascii
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote
@@ -83,6 +83,10 @@ class HttpResponse:
     status: int
     body: dict[str, Any]
     headers: list[tuple[str, str]] = field(default_factory=list)
+    #: The client failed to authenticate (``invalid_client``): the edge throttles that.
+    authentication_failed: bool = False
+    #: The registered clients such a request claimed to be (unknown ids are left out).
+    failed_client_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -500,6 +504,14 @@ async def _record_assertions(conn: AsyncConnection, server: _Server) -> HttpResp
     return None
 
 
+def _noting_failure(response: HttpResponse, known: dict[str, ClientRecord | None]) -> HttpResponse:
+    """``response``, marked as a failed client authentication when it is one."""
+    if response.body.get("error") != "invalid_client":
+        return response
+    claimed = frozenset(client_id for client_id, record in known.items() if record is not None)
+    return replace(response, authentication_failed=True, failed_client_ids=claimed)
+
+
 async def token_endpoint(
     conn: AsyncConnection, context: OAuthContext, request: HttpRequest, *, now: datetime
 ) -> HttpResponse:
@@ -516,8 +528,8 @@ async def token_endpoint(
     if response.status == 200:
         replayed = await _record_assertions(conn, server)
         if replayed is not None:
-            return replayed
-    return response
+            return _noting_failure(replayed, known)
+    return _noting_failure(response, known)
 
 
 async def _authenticated(
@@ -540,9 +552,9 @@ async def _authenticated(
         return None, _insecure()
     except OAuth2Error as error:
         status, body, headers = error()
-        return None, HttpResponse(status, body, list(headers))
+        return None, _noting_failure(HttpResponse(status, body, list(headers)), known)
     replayed = await _record_assertions(conn, server)
-    return client, replayed
+    return client, replayed if replayed is None else _noting_failure(replayed, known)
 
 
 async def introspection_endpoint(

@@ -30,7 +30,12 @@ class Principal:
 
     def row_scope(self) -> RowScope:
         """What row-level security should let this caller see."""
-        return RowScope(kind=str(self.kind), partner_id=self.partner_id, member_id=self.member_id)
+        return RowScope(
+            kind=str(self.kind),
+            partner_id=self.partner_id,
+            member_id=self.member_id,
+            client_id=self.client_id,
+        )
 
     def has(self, scope: str) -> bool:
         return scope in self.scopes

@@ -12,6 +12,7 @@ from starlette.routing import Route
 
 from exchange.http.auth import AuthRuntime
 from exchange.http.errors import oauth_error
+from exchange.http.throttle import FailedAuthentications
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
@@ -48,7 +49,14 @@ def _runtime(request: Request) -> AuthRuntime:
     return runtime
 
 
+def _failures(request: Request) -> FailedAuthentications:
+    failures: FailedAuthentications = request.app.state.failed_authentications
+    return failures
+
+
 async def token(request: Request) -> Response:
+    if (throttled := _failures(request).before(request)) is not None:
+        return throttled
     parsed = await _http_request(request)
     if isinstance(parsed, JSONResponse):
         return parsed
@@ -57,10 +65,12 @@ async def token(request: Request) -> Response:
     database: Database = request.app.state.database
     async with database.transaction(SYSTEM) as conn:
         result = await oauth.token_endpoint(conn, context, parsed, now=utc_now())
-    return _response(result)
+    return await _failures(request).after(request, result) or _response(result)
 
 
 async def introspect(request: Request) -> Response:
+    if (throttled := _failures(request).before(request)) is not None:
+        return throttled
     parsed = await _http_request(request)
     if isinstance(parsed, JSONResponse):
         return parsed
@@ -69,10 +79,12 @@ async def introspect(request: Request) -> Response:
     database: Database = request.app.state.database
     async with database.transaction(SYSTEM) as conn:
         result = await oauth.introspection_endpoint(conn, context, parsed, state, now=utc_now())
-    return _response(result)
+    return await _failures(request).after(request, result) or _response(result)
 
 
 async def revoke(request: Request) -> Response:
+    if (throttled := _failures(request).before(request)) is not None:
+        return throttled
     parsed = await _http_request(request)
     if isinstance(parsed, JSONResponse):
         return parsed
@@ -82,7 +94,7 @@ async def revoke(request: Request) -> Response:
     async with database.transaction(SYSTEM) as conn:
         result = await oauth.revocation_endpoint(conn, context, parsed, state, now=utc_now())
     runtime.invalidate()
-    return _response(result)
+    return await _failures(request).after(request, result) or _response(result)
 
 
 async def jwks(request: Request) -> Response:

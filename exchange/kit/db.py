@@ -48,13 +48,16 @@ def resolve_database_url(settings: Settings) -> str:
 class RowScope:
     """Who a transaction acts for, as row-level security sees it (migration 0003).
 
-    ``kind`` is OPERATOR, PARTNER or MEMBER. Bound per transaction; a transaction bound
-    to no scope but running as ``exchange_api`` sees no partner-scoped row at all.
+    ``kind`` is OPERATOR, PARTNER or MEMBER; ``client_id`` the OAuth client the caller
+    acts through (it owns that client's limit buckets, migration 0009). Bound per
+    transaction; a transaction bound to no scope but running as ``exchange_api`` sees no
+    partner-scoped row at all.
     """
 
     kind: str
     partner_id: int | None = None
     member_id: int | None = None
+    client_id: str = ""
 
 
 class SystemScope:
@@ -86,7 +89,8 @@ _BIND_SCOPE = text(
     "SELECT set_config('role', 'exchange_api', true),"
     " set_config('exchange.principal_kind', :kind, true),"
     " set_config('exchange.partner_id', :partner_id, true),"
-    " set_config('exchange.member_id', :member_id, true)"
+    " set_config('exchange.member_id', :member_id, true),"
+    " set_config('exchange.client_id', :client_id, true)"
 )
 
 
@@ -122,6 +126,7 @@ class Database:
                         "kind": scope.kind,
                         "partner_id": str(scope.partner_id or ""),
                         "member_id": str(scope.member_id or ""),
+                        "client_id": scope.client_id,
                     },
                 )
             yield connection

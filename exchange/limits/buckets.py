@@ -86,13 +86,14 @@ class _Held:
 class SharedBuckets:
     """The buckets of one :class:`Limit`, as one server process leases and spends them.
 
-    ``scope`` is the unit of work the leases run in: the system scope, given by the
-    composition root (the table is the service's bookkeeping, not a caller's rows).
+    A lease runs in its own unit of work under the scope given: a caller's own buckets
+    (its query cost) under the caller's row scope, which then owns the row; buckets with
+    no caller yet (failed authentications) under the system scope the composition root
+    passes.
     """
 
-    def __init__(self, database: Database, scope: Scope, limit: Limit) -> None:
+    def __init__(self, database: Database, limit: Limit) -> None:
         self.database = database
-        self.scope = scope
         self.limit = limit
         self.leases = 0  # leases asked of the database by this process (for tests and ops)
         self._held: OrderedDict[str, _Held] = OrderedDict()
@@ -105,8 +106,9 @@ class SharedBuckets:
             return None
         return self._known_empty(held)
 
-    async def take(self, key: str, points: int) -> Decision:
-        """Spend ``points`` from the bucket of ``key``, or refuse without spending any."""
+    async def take(self, key: str, points: int, *, scope: Scope) -> Decision:
+        """Spend ``points`` from the bucket of ``key``, or refuse without spending any;
+        a lease, when one is needed, runs under ``scope``."""
         invariant(points > 0, "a take spends at least one point")
         held = self._remember(key)
         decided = self._spend(held, points) or self._known_empty(held)
@@ -116,11 +118,11 @@ class SharedBuckets:
             decided = self._spend(held, points) or self._known_empty(held)
             if decided is not None:
                 return decided
-            return await self._lease(key, held, points)
+            return await self._lease(key, held, points, scope)
 
-    async def forget_drained(self) -> int:
-        """Delete the buckets that have drained (the sweep calls this)."""
-        async with self.database.transaction(self.scope) as conn:
+    async def forget_drained(self, scope: Scope) -> int:
+        """Delete the buckets that have drained (the sweep calls this, as the system)."""
+        async with self.database.transaction(scope) as conn:
             return await repository.forget_drained(
                 conn, prefix=f"{self.limit.name}:", drained_after=self.limit.drains_in
             )
@@ -149,9 +151,9 @@ class SharedBuckets:
             return None
         return Decision(allowed=False, available=held.points, retry_after_seconds=_seconds(wait))
 
-    async def _lease(self, key: str, held: _Held, points: int) -> Decision:
+    async def _lease(self, key: str, held: _Held, points: int, scope: Scope) -> Decision:
         needed = points - held.points
-        async with self.database.transaction(self.scope) as conn:
+        async with self.database.transaction(scope) as conn:
             grant = await repository.lease(
                 conn,
                 name=f"{self.limit.name}:{key}",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Numeric, Table, Text
+from sqlalchemy import BigInteger, Column, DateTime, Index, Numeric, Table, Text
 
 from exchange.kit.db import metadata
 
@@ -10,7 +10,9 @@ limit_bucket = Table(
     "limit_bucket",
     metadata,
     Column("name", Text, primary_key=True),
+    Column("client_id", Text),
     Column("level", Numeric, nullable=False),
     Column("granted", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
 )
+Index("ix_limit_bucket_updated_at", limit_bucket.c.updated_at)

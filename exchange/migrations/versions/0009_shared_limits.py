@@ -7,10 +7,12 @@ at ``updated_at``; it drains at the limit's refill rate (the rate is the caller'
 row holds no policy). ``granted`` is what the last lease took, so the lease statement
 can say what it gave.
 
-The table holds the service's own bookkeeping, keyed by client ids and addresses, and
-only the system scope uses it: row-level security is on with no policy, so the
-``exchange_api`` role (which the default privileges of 0003 grant on every new table)
-sees none of it.
+Row-level security: a client's own buckets (its query cost) are leased within its
+requests, under its scope; the scope now binds the OAuth client too
+(``exchange.client_id``), and a lease stamps its row with it. The ``exchange_api`` role
+sees and changes only the rows of the client bound; rows leased under the system scope
+(failed authentications, where there is no caller yet) have no client and are the
+system's alone.
 
 Revision ID: 0009
 Revises: 0007
@@ -28,8 +30,14 @@ depends_on = None
 
 STATEMENTS = [
     """
+    CREATE FUNCTION exchange_principal_client() RETURNS text LANGUAGE sql STABLE AS $$
+        SELECT nullif(current_setting('exchange.client_id', true), '')
+    $$
+    """,
+    """
     CREATE TABLE limit_bucket (
         name TEXT NOT NULL,
+        client_id TEXT DEFAULT exchange_principal_client(),
         level NUMERIC NOT NULL,
         granted BIGINT NOT NULL,
         updated_at TIMESTAMP WITH TIME ZONE NOT NULL,
@@ -40,7 +48,13 @@ STATEMENTS = [
     ) WITH (fillfactor = 50)
     """,
     "CREATE INDEX ix_limit_bucket_updated_at ON limit_bucket (updated_at)",
+    "GRANT SELECT, INSERT, UPDATE ON limit_bucket TO exchange_api",
     "ALTER TABLE limit_bucket ENABLE ROW LEVEL SECURITY",
+    """
+    CREATE POLICY own_buckets ON limit_bucket
+    USING (client_id = exchange_principal_client())
+    WITH CHECK (client_id = exchange_principal_client())
+    """,
 ]
 
 
@@ -52,3 +66,4 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.get_bind().exec_driver_sql("DROP TABLE limit_bucket")
+    op.get_bind().exec_driver_sql("DROP FUNCTION exchange_principal_client()")
