@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime
 
@@ -24,12 +24,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from exchange import ledger
-from exchange.http import graphql, oauth, throttle
+from exchange.http import graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
 from exchange.http.throttle import FailedAuthentications
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
+from exchange.kit.errors import DatabaseUnavailable
+from exchange.kit.listener import Listener
 from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
@@ -134,14 +136,59 @@ async def healthz(request: Request) -> JSONResponse:
 
 
 async def readyz(request: Request) -> JSONResponse:
+    """Ready when the database answers (503 with Retry-After otherwise)."""
     database: Database = request.app.state.database
     try:
         async with database.transaction(SYSTEM) as conn:
             await conn.execute(text("SELECT 1"))
+    except DatabaseUnavailable:
+        raise
     except Exception:
         log.exception("readiness check failed")
-        return JSONResponse({"status": "unavailable"}, status_code=503)
+        raise DatabaseUnavailable("work") from None
     return JSONResponse({"status": "ready"})
+
+
+def _parts(app: Starlette, settings: Settings, database: Database) -> None:
+    """The process's parts, on ``app.state``: the use-case runner, the listener and what
+    listens through it (notifications, the auth snapshot), the shared limits."""
+    app.state.database = database
+    app.state.runner = Runner(
+        database,
+        keys=IdentityKeys.from_secret(settings.secret_key()),
+        micro_batching=settings.micro_batching,
+        tunables=settings.tunables,
+    )
+    app.state.listener = listener = Listener(database.engine.url.render_as_string(False))
+    listener.on_state(_renew_pool_when_lost(database))
+    app.state.notifications = Notifications(listener)
+    app.state.cost_limits = SharedBuckets(database, COST_LIMIT)
+    app.state.failed_authentications = FailedAuthentications(
+        by_client=SharedBuckets(database, throttle.BY_CLIENT),
+        by_address=SharedBuckets(database, throttle.BY_ADDRESS),
+    )
+    app.state.auth = AuthRuntime(
+        database,
+        listener=listener,
+        secret=settings.secret_key(),
+        public_url=settings.public_url,
+        max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
+    )
+
+
+def _renew_pool_when_lost(database: Database) -> Callable[[bool], Awaitable[None]]:
+    """When the listening connection is lost the server has most likely gone (a restart):
+    the pool's connections are replaced, in the background, rather than each failing a
+    request once the server is back."""
+    renewing: set[asyncio.Task[None]] = set()
+
+    async def on_state(connected: bool) -> None:
+        if not connected:
+            task = asyncio.create_task(database.dispose())
+            renewing.add(task)
+            task.add_done_callback(renewing.discard)
+
+    return on_state
 
 
 def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starlette:
@@ -150,26 +197,9 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         database = Database.connect(resolve_database_url(settings))
-        app.state.database = database
-        app.state.runner = Runner(
-            database,
-            keys=IdentityKeys.from_secret(settings.secret_key()),
-            micro_batching=settings.micro_batching,
-            tunables=settings.tunables,
-        )
-        app.state.notifications = Notifications(database.engine.url.render_as_string(False))
-        app.state.cost_limits = SharedBuckets(database, COST_LIMIT)
-        app.state.failed_authentications = FailedAuthentications(
-            by_client=SharedBuckets(database, throttle.BY_CLIENT),
-            by_address=SharedBuckets(database, throttle.BY_ADDRESS),
-        )
-        app.state.auth = AuthRuntime(
-            database,
-            secret=settings.secret_key(),
-            public_url=settings.public_url,
-            max_token_lifetime_seconds=settings.max_token_lifetime_seconds,
-        )
+        _parts(app, settings, database)
         await app.state.auth.start()
+        await app.state.listener.start()
         limits = [app.state.cost_limits, *app.state.failed_authentications.limits]
         task = (
             asyncio.create_task(_sweep_forever(database, settings.tunables, limits))
@@ -180,8 +210,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
             yield
         finally:
             await app.state.runner.close()
-            await app.state.auth.stop()
-            await app.state.notifications.close()
+            await app.state.listener.close()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -197,4 +226,9 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         WebSocketRoute("/graphql", graphql.GraphQLEndpoint()),
         Route("/api/whoami", whoami),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(BodyReader)])
+    return Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[Middleware(BodyReader)],
+        exception_handlers={DatabaseUnavailable: unavailable.database_unavailable},
+    )

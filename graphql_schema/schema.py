@@ -17,7 +17,9 @@ from strawberry.extensions import (
     ValidationCache,
 )
 from strawberry.schema.config import StrawberryConfig
+from strawberry.types import ExecutionContext
 
+from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from graphql_schema.cost import QueryCost
 from graphql_schema.loyalty import Campaign, Purchase
@@ -35,12 +37,13 @@ CACHE_SIZE = 512
 
 
 def _should_mask(error: GraphQLError) -> bool:
-    """Our own errors carry a code; syntax and validation errors have no original error.
-    Anything else is unexpected."""
+    """Our own errors carry a code; syntax and validation errors have no original error;
+    an unavailable database is answered 503 by the HTTP layer. Anything else is
+    unexpected."""
     original = error.original_error
     if original is None or (error.extensions or {}).get("code"):
         return False
-    return not isinstance(original, GraphQLError)
+    return not isinstance(original, GraphQLError | DatabaseUnavailable)
 
 
 class MaskUnexpectedErrors(MaskErrors):
@@ -77,7 +80,18 @@ LIMIT_RULES = [
 ]
 
 
-schema = strawberry.Schema(
+class _Schema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Log the errors of a result, but an unavailable database: the HTTP layer answers
+        that with 503 and logs it in one line (an outage must not log a traceback per
+        request)."""
+        logged = [e for e in errors if not isinstance(e.original_error, DatabaseUnavailable)]
+        super().process_errors(logged, execution_context)
+
+
+schema = _Schema(
     config=StrawberryConfig(scalar_map=SCALAR_MAP),
     query=Query,
     mutation=Mutation,

@@ -18,7 +18,7 @@ from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 
-from exchange.http import oauth
+from exchange.http import oauth, unavailable
 from exchange.http.errors import graphql_error
 from exchange.kit import limits
 from graphql_schema.context import Context
@@ -78,6 +78,7 @@ class _Strawberry(GraphQL[Context, None]):
         await response(scope, receive, send)
 
     async def process_result(self, request: Any, result: Any) -> Any:
+        unavailable.raise_if_unavailable(result)  # 503 for the whole document
         response: dict[str, Any] = dict(await super().process_result(request, result))
         if not _accepts_graphql_response(request):
             return response

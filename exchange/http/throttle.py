@@ -13,8 +13,8 @@ and per client id, across every server process (exchange.limits, docs/decisions/
   causes, not the odds of a guess.)
 
 Each refusal is RFC 6749 JSON (``temporarily_unavailable``) with ``Retry-After``. The
-remote address is the one the server sees: behind a proxy, run uvicorn with
-``--proxy-headers`` (and ``--forwarded-allow-ips``) so that it is the client's.
+remote address is the one the server sees: behind a proxy, set ``FORWARDED_ALLOW_IPS``
+to the proxy's address so that uvicorn takes the client's from ``X-Forwarded-For``.
 """
 
 from __future__ import annotations

@@ -14,15 +14,18 @@ import-linter contract). There is no transaction without a scope.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
+import asyncpg
 from sqlalchemy import MetaData, TextClause, text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from exchange.kit.embedded import start_embedded, to_async_url
+from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.settings import Settings
 
 #: One metadata for every package's tables, so Alembic sees the whole schema.
@@ -74,6 +77,8 @@ class SystemScope:
 
 _SYSTEM_TOKEN = object()
 
+CONNECT_TIMEOUT_SECONDS = 5
+
 Scope = RowScope | SystemScope
 
 
@@ -105,7 +110,12 @@ class Database:
             pool_size=pool_size,
             max_overflow=pool_size,
             pool_pre_ping=False,
-            connect_args={"server_settings": {"application_name": "exchange"}},
+            # A server that does not answer fails the request in seconds (a 503), not
+            # after asyncpg's default minute.
+            connect_args={
+                "server_settings": {"application_name": "exchange"},
+                "timeout": CONNECT_TIMEOUT_SECONDS,
+            },
         )
         return cls(engine=engine)
 
@@ -114,22 +124,34 @@ class Database:
         """A unit of work: commits when the block succeeds, rolls back otherwise.
 
         A caller's ``scope`` (every API request) runs it as ``exchange_api`` under
-        row-level security for that caller; the system scope runs it as the owner.
+        row-level security for that caller; the system scope runs it as the owner. A
+        database that can't be reached, or a connection lost on the way, raises
+        :class:`DatabaseUnavailable` (saying at which stage), whatever the driver said.
         """
         if not isinstance(scope, RowScope | SystemScope):
             raise TypeError(f"a transaction needs a scope, not {scope!r}")
-        async with self.engine.begin() as connection:
-            if isinstance(scope, RowScope):
-                await connection.execute(
-                    _BIND_SCOPE,
-                    {
-                        "kind": scope.kind,
-                        "partner_id": str(scope.partner_id or ""),
-                        "member_id": str(scope.member_id or ""),
-                        "client_id": scope.client_id,
-                    },
-                )
-            yield connection
+        stage = "connect"
+        try:
+            async with self.engine.begin() as connection:
+                stage = "work"
+                if isinstance(scope, RowScope):
+                    await connection.execute(
+                        _BIND_SCOPE,
+                        {
+                            "kind": scope.kind,
+                            "partner_id": str(scope.partner_id or ""),
+                            "member_id": str(scope.member_id or ""),
+                            "client_id": scope.client_id,
+                        },
+                    )
+                yield connection
+                stage = "commit"
+        except DatabaseUnavailable:
+            raise
+        except Exception as error:
+            if stage == "connect" or is_disconnect(error):
+                raise DatabaseUnavailable(stage) from error
+            raise
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -140,11 +162,41 @@ class Database:
 TRANSIENT_SQLSTATES = frozenset({"40P01", "40001"})
 
 
-def is_transient(error: BaseException) -> bool:
-    """A database failure that rolling back and running the unit of work again cures."""
+#: SQLSTATEs that mean the connection is gone or the server will not serve it: class 08
+#: (connection exceptions), admin/crash shutdown, cannot connect now, too many
+#: connections.
+DISCONNECT_SQLSTATES = frozenset({"57P01", "57P02", "57P03", "53300"})
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
     cause: BaseException | None = error
-    while cause is not None:
+    seen = 0
+    while cause is not None and seen < 10:
+        yield cause
+        cause, seen = cause.__cause__ or getattr(cause, "orig", None), seen + 1
+
+
+def is_transient(error: BaseException) -> bool:
+    """A database failure that rolling back and running the unit of work again cures: a
+    deadlock, a serialization failure, or a connection lost before commit (the rerun
+    takes a fresh one; nothing of the lost attempt was committed)."""
+    for cause in _causes(error):
         if getattr(cause, "sqlstate", None) in TRANSIENT_SQLSTATES:
             return True
-        cause = cause.__cause__ or getattr(cause, "orig", None)
+        if isinstance(cause, DatabaseUnavailable) and cause.stage == "work":
+            return True
+    return False
+
+
+def is_disconnect(error: BaseException) -> bool:
+    """The connection is gone (or the server refuses to serve it), as opposed to a
+    statement the database refused."""
+    for cause in _causes(error):
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True  # SQLAlchemy saw the connection go
+        if isinstance(cause, asyncpg.PostgresConnectionError):
+            return True
+        sqlstate = str(getattr(cause, "sqlstate", "") or "")
+        if sqlstate in DISCONNECT_SQLSTATES or sqlstate.startswith("08"):
+            return True
     return False

@@ -9,7 +9,9 @@ Tree::
     └── (package roots)         e.g. exchange.ledger.errors.LedgerError
 
 The GraphQL layer maps a DomainError to a ``userErrors`` entry, the CLI to a one-line
-message and exit status; anything that is not a DomainError is unexpected and masked.
+message and exit status; anything that is not a DomainError is unexpected and masked,
+except :class:`DatabaseUnavailable`, which is no business failure and no bug either:
+every edge answers it with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -64,3 +66,18 @@ class NotFound(DomainError):
 
 class Forbidden(DomainError):
     code = ErrorCode.FORBIDDEN
+
+
+class DatabaseUnavailable(Exception):
+    """PostgreSQL could not be reached, or the connection was lost on the way.
+
+    ``stage`` says what that means for the unit of work: ``connect`` (nothing ran),
+    ``work`` (lost before commit: nothing of it was committed) or ``commit`` (lost while
+    committing: it may or may not have been; a retry with the same idempotency key is
+    safe). Never a DomainError: no ``userErrors`` entry may say a request did or did not
+    happen when the database could not tell.
+    """
+
+    def __init__(self, stage: str) -> None:
+        super().__init__(f"the database is unavailable ({stage})")
+        self.stage = stage
