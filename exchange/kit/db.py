@@ -52,7 +52,7 @@ class RowScope:
     """Who a transaction acts for, as row-level security sees it (migration 0003).
 
     ``kind`` is OPERATOR, PARTNER or MEMBER; ``client_id`` the OAuth client the caller
-    acts through (it owns that client's limit buckets, migration 0009). Bound per
+    acts through (it owns that client's limit buckets, migration 0013). Bound per
     transaction; a transaction bound to no scope but running as ``exchange_api`` sees no
     partner-scoped row at all.
     """

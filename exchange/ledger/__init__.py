@@ -18,7 +18,6 @@ from exchange.ledger.holds import capture, get_hold, hold, release
 from exchange.ledger.invariants import VerifyReport, verify
 from exchange.ledger.models import EntryResult, EntryView, PartnerPolicy, Wallet
 from exchange.ledger.queries import (
-    MAX_EXPIRING_GROUPS,
     entries,
     entries_by_ids,
     entries_by_keys,
@@ -43,7 +42,6 @@ from exchange.ledger.transfers import adjust, transfer
 
 __all__ = [
     "MAX_BATCH",
-    "MAX_EXPIRING_GROUPS",
     "AdjustRequest",
     "CaptureRequest",
     "EarnRequest",

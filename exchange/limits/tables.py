@@ -1,4 +1,4 @@
-"""The limits' one table, for Alembic's view of the schema (migration 0009 makes it)."""
+"""The limits' one table, for Alembic's view of the schema (migration 0013 makes it)."""
 
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ class Expiring:
     member_id: int
     within_days: int
     #: At most this many (issuer, expiry) groups, soonest first.
-    first: int = ledger.MAX_EXPIRING_GROUPS
+    first: int = limits.MAX_EXPIRING_GROUPS
 
 
 def _in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:

@@ -19,7 +19,7 @@ from strawberry.extensions.validation_cache import _get_validate_cache
 
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
-from exchange.ledger import MAX_EXPIRING_GROUPS
+from exchange.kit.limits import MAX_EXPIRING_GROUPS
 from graphql_schema.cost import PER_ITEM_LISTS, declared_list_size
 from graphql_schema.schema import CACHE_SIZE, schema
 from tests.graphql.conftest import Caller, email, new_partner

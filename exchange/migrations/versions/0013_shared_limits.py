@@ -14,8 +14,8 @@ sees and changes only the rows of the client bound; rows leased under the system
 (failed authentications, where there is no caller yet) have no client and are the
 system's alone.
 
-Revision ID: 0009
-Revises: 0007
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-11-24
 """
 
@@ -23,8 +23,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0009"
-down_revision = "0007"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
