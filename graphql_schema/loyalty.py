@@ -21,6 +21,7 @@ from exchange.loyalty.requests import RefundRequest
 from exchange.usecases import loyalty as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.cost import list_size
 from graphql_schema.errors import ask, mutate
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
@@ -97,7 +98,9 @@ class Purchase(Node):
     store_ref: str | None = strawberry.field(description="The partner's store reference.")
     reference: str | None = strawberry.field(description="The partner's own reference.")
     points: BigInt = strawberry.field(description="All points it earned, every rule together.")
-    awards: list[Award] = strawberry.field(description="Which rule gave how many points.")
+    awards: list[Award] = strawberry.field(
+        description="Which rule gave how many points.", metadata=list_size(1)
+    )
 
     @classmethod
     def of(cls, purchase: PurchaseModel) -> Purchase:
@@ -154,7 +157,8 @@ class Campaign(Node):
     )
     funding: list[CampaignFunding] = strawberry.field(
         description="The partners who pay for it (empty for an operator's campaign the"
-        " coalition pays)."
+        " coalition pays).",
+        metadata=list_size(1),
     )
     owner_id: strawberry.Private[int | None]
 
@@ -396,7 +400,9 @@ class PurchaseFilter:
 class RecordPurchasePayload:
     purchase: Purchase | None = None
     transactions: list[Transaction] = strawberry.field(
-        default_factory=list, description="The EARN entries that booked the awards."
+        default_factory=list,
+        description="The EARN entries that booked the awards.",
+        metadata=list_size(1),
     )
     user_errors: list[UserError] = strawberry.field(default_factory=list)
     member_id: strawberry.Private[int | None] = None
@@ -428,7 +434,11 @@ class RefundPurchasePayload(RecordPurchasePayload):
 @strawberry.type
 class PreviewPurchasePayload:
     points: BigInt | None = strawberry.field(default=None, description="The points it would earn.")
-    awards: list[Award] = strawberry.field(default_factory=list)
+    awards: list[Award] = strawberry.field(
+        default_factory=list,
+        description="Which rule would give how many points.",
+        metadata=list_size(1),
+    )
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
@@ -442,7 +452,11 @@ class CampaignPayload:
 class SimulateCampaignPayload:
     matched_purchases: int | None = strawberry.field(default=None, description="Would match.")
     points: BigInt | None = strawberry.field(default=None, description="Would be awarded.")
-    costs: list[CampaignCost] = strawberry.field(default_factory=list)
+    costs: list[CampaignCost] = strawberry.field(
+        default_factory=list,
+        description="The cost of each funder whose prices you may see.",
+        metadata=list_size(1),
+    )
     user_errors: list[UserError] = strawberry.field(default_factory=list)
 
 
