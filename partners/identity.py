@@ -107,14 +107,14 @@ async def link_member(
     matches = await repository.members_by_index(
         conn, email_index=indexes["email"], phone_index=indexes["phone"]
     )
-    if len({row.member_id for row in matches}) > 1:
+    if len(set(matches)) > 1:
         raise InvalidInput(
             "the email and the phone belong to two different members", field=["phone"]
         )
     already = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
-    if already is not None and matches and matches[0].member_id != already:
+    if already is not None and matches and matches[0] != already:
         raise InvalidInput("this memberRef is linked to a different member", field=["memberRef"])
-    member_id = already or (matches[0].member_id if matches else None)
+    member_id = already or (matches[0] if matches else None)
     new_member = member_id is None
     encrypted = _encrypted(keys, facts)
     if member_id is None:
@@ -127,7 +127,12 @@ async def link_member(
             phone_index=indexes["phone"],
             **encrypted,
         )
-    else:
+    # The link before new facts: row-level security lets a partner change only the
+    # identity of a member it has linked (docs/decisions/0009).
+    new_link = await repository.insert_link(
+        conn, partner_id=partner_id, member_ref=member_ref, member_id=member_id, now=now
+    )
+    if not new_member:
         await repository.add_identity_facts(
             conn,
             member_id=member_id,
@@ -135,9 +140,6 @@ async def link_member(
             phone_index=indexes["phone"],
             **encrypted,
         )
-    new_link = await repository.insert_link(
-        conn, partner_id=partner_id, member_ref=member_ref, member_id=member_id, now=now
-    )
     return LinkResult(member_id=int(member_id), new_member=new_member, new_link=new_link)
 
 
@@ -201,7 +203,7 @@ async def find_member(
     )
     if not matches:
         raise NotFound("no coalition member has that contact", field=[name(kind)])
-    return int(matches[0].member_id)
+    return matches[0]
 
 
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:

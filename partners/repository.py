@@ -147,17 +147,16 @@ async def lock_identities(conn: AsyncConnection, *, indexes: list[bytes]) -> Non
 
 async def members_by_index(
     conn: AsyncConnection, *, email_index: bytes | None, phone_index: bytes | None
-) -> list[Row[Any]]:
+) -> list[int]:
+    """The members with this e-mail's or phone's blind index, across the coalition, in
+    id order. A database function of migration 0008 looks them up as the owner and
+    returns only their ids: a partner or member caller never sees identity rows of
+    members it has not linked or is not."""
     result = await conn.execute(
-        sql(
-            """
-            SELECT member_id, email_index, phone_index FROM member_identity
-            WHERE email_index = :email OR phone_index = :phone ORDER BY member_id
-            """
-        ),
+        sql("SELECT exchange_members_by_contact(:email, :phone) AS member_id"),
         {"email": email_index, "phone": phone_index},
     )
-    return list(result.all())
+    return [int(member_id) for member_id in result.scalars()]
 
 
 async def insert_identity(conn: AsyncConnection, **values: Any) -> None:

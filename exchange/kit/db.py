@@ -10,11 +10,16 @@ Every transaction names who it acts for. A caller's :class:`RowScope` runs it as
 work that has no caller (the token endpoint, sweeps, the CLI) passes the system scope
 of :mod:`exchange.kit.system`, which only those entry points may import (an
 import-linter contract). There is no transaction without a scope.
+
+A write that must reach another caller's rows (a transfer credits the recipient's
+wallet) is admitted only for the ids a use case names with :func:`grant` once it has
+checked the right to act on them, and only where the policies say such a write goes
+(docs/decisions/0009).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import lru_cache
@@ -97,6 +102,38 @@ _BIND_SCOPE = text(
     " set_config('exchange.member_id', :member_id, true),"
     " set_config('exchange.client_id', :client_id, true)"
 )
+
+
+_GRANT = text(
+    "SELECT set_config('exchange.granted_members', concat_ws(',',"
+    " nullif(current_setting('exchange.granted_members', true), ''),"
+    " CAST(:members AS text)), true),"
+    " set_config('exchange.granted_partners', concat_ws(',',"
+    " nullif(current_setting('exchange.granted_partners', true), ''),"
+    " CAST(:partners AS text)), true)"
+)
+
+
+async def grant(
+    conn: AsyncConnection, *, members: Iterable[int] = (), partners: Iterable[int] = ()
+) -> None:
+    """Let this transaction write where row-level security admits granted ids: for
+    ``members``, their wallet account and new lots (a transfer's recipient); for
+    ``partners``, their issued account, its shards and EARN entries issued from it (a
+    co-funded campaign's funder). Nothing else of theirs becomes visible; a later
+    transaction has no grant. Call it only after checking the caller may act on them.
+    Grants add up within a transaction."""
+    member_ids = [int(member_id) for member_id in members]
+    partner_ids = [int(partner_id) for partner_id in partners]
+    if not member_ids and not partner_ids:
+        return
+    await conn.execute(
+        _GRANT,
+        {
+            "members": ",".join(map(str, member_ids)) or None,
+            "partners": ",".join(map(str, partner_ids)) or None,
+        },
+    )
 
 
 @dataclass

@@ -96,7 +96,7 @@ class PlaceHold:
                 partner_id=self.partner_id,
                 member_id=request.member_id,
                 reference=request.reference,
-                legs=[Leg(wallet.wallet_id, -points), Leg(wallet.held_id, points)],
+                legs=[Leg(wallet.wallet_id, -points), Leg(wallet.held_account_id(), points)],
                 takes=takes(allocation, ConsumptionKind.HOLD, hold_id=hold_id),
                 new_hold=NewHold(
                     id=hold_id,
@@ -167,7 +167,7 @@ def _close(
     invariant(reserved == row.points, f"hold {row.id} reserves {reserved}, not {row.points}")
     wallet = state.wallets.wallet(int(row.member_id))
     returned = int(row.points) - captured
-    legs = [Leg(wallet.held_id, -int(row.points))]
+    legs = [Leg(wallet.held_account_id(), -int(row.points))]
     if returned:
         legs.append(Leg(wallet.wallet_id, returned))
     # Unreserve every lot, then redeem the captured part: each lot's remaining moves by

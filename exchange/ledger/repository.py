@@ -155,19 +155,12 @@ async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> No
 
 
 async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
-    """Points issued by a partner still in wallets or reserved by active holds."""
+    """Points issued by a partner still in wallets or reserved by active holds, wherever
+    they are: counted by the database function of migration 0008, which reads every
+    lot and hold whatever the caller may see (the issuer itself, an operator or a caller
+    granted the issuer may ask)."""
     result = await conn.execute(
-        sql(
-            """
-            SELECT
-              (SELECT coalesce(sum(remaining), 0) FROM ledger_lot
-               WHERE issuer_partner_id = :issuer AND remaining <> 0)
-            + (SELECT coalesce(sum(c.points), 0) FROM ledger_hold h
-               JOIN ledger_lot_consumption c ON c.hold_id = h.id AND c.kind = 'HOLD'
-               WHERE h.status = 'ACTIVE' AND c.issuer_partner_id = :issuer)
-            """
-        ),
-        {"issuer": issuer_partner_id},
+        sql("SELECT ledger_outstanding_points(:issuer)"), {"issuer": issuer_partner_id}
     )
     return int(result.scalar_one())
 
@@ -281,10 +274,13 @@ async def earn_at_once(
 
 @dataclass(frozen=True)
 class WalletRow:
+    """A locked wallet. ``held_id`` is None when the caller may credit the wallet but not
+    see the member's held account (a transfer's recipient, docs/decisions/0009)."""
+
     member_id: int
     wallet_id: int
     balance: int
-    held_id: int
+    held_id: int | None
 
 
 @dataclass(frozen=True)
@@ -330,9 +326,8 @@ async def lock_wallets(
     locked = Locked(wallets={}, accounts={}, hold_ids=[])
     for r in result:
         if r.part == "wallet":
-            locked.wallets[int(r.owner)] = WalletRow(
-                int(r.owner), int(r.id), int(r.balance), int(r.held_id)
-            )
+            held = int(r.held_id) if r.held_id is not None else None
+            locked.wallets[int(r.owner)] = WalletRow(int(r.owner), int(r.id), int(r.balance), held)
         elif r.part == "account":
             locked.accounts[(r.owner, r.kind)] = AccountRow(
                 int(r.id), r.owner, r.kind, r.credit_limit_points, r.points_lifetime_days,
@@ -353,7 +348,8 @@ SELECT 'wallet' AS part, w.member_id AS owner, w.id, w.balance, h.id AS held_id,
        NULL::text AS kind, NULL::bigint AS credit_limit_points,
        NULL::integer AS points_lifetime_days, NULL::boolean AS allow_negative_reversal,
        NULL::bigint AS max_points_per_operation
-FROM locked w JOIN ledger_account h ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
+FROM locked w
+LEFT JOIN ledger_account h ON h.member_id = w.member_id AND h.kind = 'MEMBER_HELD'
 UNION ALL
 SELECT 'account', a.partner_id, a.id, NULL, NULL, a.kind, a.credit_limit_points,
        a.points_lifetime_days, a.allow_negative_reversal, a.max_points_per_operation

@@ -15,6 +15,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.errors import NotFound
+from exchange.kit.invariant import present
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import InsufficientPoints
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
@@ -25,12 +26,17 @@ from exchange.ledger.requests import RedeemRequest
 
 @dataclass
 class Wallet:
-    """A locked wallet as a plan sees it; ``balance`` follows the plans made so far."""
+    """A locked wallet as a plan sees it; ``balance`` follows the plans made so far.
+    ``held_id`` is None for a wallet the caller may only credit (a transfer's recipient)."""
 
     member_id: int
     wallet_id: int
-    held_id: int
+    held_id: int | None
     balance: int
+
+    def held_account_id(self) -> int:
+        """The member's held account, which holds move points to and from."""
+        return present(self.held_id, f"member {self.member_id}'s held account is visible")
 
 
 @dataclass

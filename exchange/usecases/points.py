@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from exchange import ledger
+from exchange.kit.db import grant
 from exchange.kit.errors import DomainError, InvalidInput, NotFound
 from exchange.kit.invariant import InvariantViolation, invariant, present
 from exchange.ledger.models import Hold, HoldStatus
@@ -247,11 +248,14 @@ async def reverse_transaction(call: Call, request: ledger.ReverseRequest) -> led
 
 @use_case(member="wallet:transfer")
 async def transfer_points(call: Call, item: TransferPoints) -> ledger.EntryResult:
-    """A member gifts points to another member, named by e-mail or phone."""
+    """A member gifts points to another member, named by e-mail or phone. Any member may
+    receive a gift, so once the recipient is found the transaction is granted the
+    recipient's wallet (to credit it) and new lots, nothing else of theirs."""
     sender = call.principal.require_member()
     recipient = await identity.find_member(
         call.conn, keys=call.keys, email=item.to_email, phone=item.to_phone, field_prefix="to"
     )
+    await grant(call.conn, members=[recipient])
     request = ledger.TransferRequest(
         idempotency_key=item.idempotency_key,
         from_member_id=sender,
