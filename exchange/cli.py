@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
 import os
+import socket
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
@@ -15,7 +17,10 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any, NoReturn
 
-from exchange import app, ledger
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange import app, audit, ledger
+from exchange.audit import Action, Actor
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -101,6 +106,7 @@ def build_parser() -> Parser:
         " (numbered, with their payments)",
     )
 
+    _audit_commands(commands)
     _bench_commands(commands)
 
     expire = commands.add_parser("expire", help="expire lots and release expired holds")
@@ -216,6 +222,18 @@ def _bench_commands(commands: Any) -> None:
         "--partners", dest="seed_partners", type=int, default=10, metavar="P", help="default 10"
     )
     seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
+
+
+def _audit_commands(commands: Any) -> None:
+    log = commands.add_parser("audit", help="the audit log of operator actions")
+    sub = log.add_subparsers(dest="audit_command", required=True, parser_class=Parser)
+    listing = sub.add_parser("list", help="operator actions, newest first")
+    listing.add_argument(
+        "--since", type=_day_or_time, help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset"
+    )
+    listing.add_argument("--action", choices=[str(action) for action in Action])
+    listing.add_argument("--limit", type=int, default=100, help="at most this many (1 to 10000)")
+    listing.add_argument("--json", action="store_true")
 
 
 def _partner_commands(commands: Any) -> None:
@@ -364,6 +382,25 @@ def _database(settings: Settings) -> Database:
     url = resolve_database_url(settings)
     upgrade_sync(url)
     return Database.connect(url, pool_size=2)
+
+
+def _operator() -> Actor:
+    """The operator at this terminal, as the audit log names them."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        user = "unknown"
+    return Actor(id=f"cli:{user}@{socket.gethostname()}", origin="cli")
+
+
+async def _audit(
+    conn: AsyncConnection,
+    action: Action,
+    subject: str,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record the operator's change in its own transaction (no secret in ``details``)."""
+    await audit.record(conn, actor=_operator(), action=action, subject=subject, details=details)
 
 
 def _run(coroutine_function: Callable[[Database], Coroutine[Any, Any, int]]) -> int:
@@ -563,35 +600,47 @@ async def _amend(conn: Any, args: argparse.Namespace, now: datetime) -> Partner:
     )
 
 
+async def _change_partners(
+    conn: AsyncConnection, args: argparse.Namespace, now: datetime
+) -> list[Partner]:
+    """Add a partner, change its contract or its status, recorded in the audit log; or
+    list them."""
+    if args.partner_command == "list":
+        return await registry.list_partners(conn, now=now)
+    if args.partner_command == "add":
+        terms = ContractTerms(
+            currency=args.currency,
+            issue_price=args.issue_price,
+            redemption_price=args.redemption_price,
+            fee_rate=args.fee_rate,
+            funding_model=FundingModel(args.funding),
+            points_lifetime_days=args.points_lifetime_days,
+            credit_limit_points=args.credit_limit,
+            allow_negative_reversal=args.allow_negative_reversal,
+            earn_rate=args.earn_rate,
+            max_points_per_operation=args.max_points_per_operation,
+        )
+        partner = await registry.add_partner(conn, name=args.name, terms=terms, now=now)
+        action = Action.PARTNER_ADDED
+        details = _partner_json(partner)
+    elif args.partner_command == "contract":
+        partner = await _amend(conn, args, now)
+        action = Action.CONTRACT_CHANGED
+        details = {**_partner_json(partner), "effectiveFrom": args.effective_from.isoformat()}
+    else:
+        suspend = args.partner_command == "suspend"
+        status = PartnerStatus.SUSPENDED if suspend else PartnerStatus.ACTIVE
+        partner = await registry.set_status(conn, name=args.name, status=status, now=now)
+        action = Action.PARTNER_SUSPENDED if suspend else Action.PARTNER_ACTIVATED
+        details = {"name": partner.name, "status": str(partner.status)}
+    await _audit(conn, action, f"partner:{partner.id}", details)
+    return [partner]
+
+
 def command_partner(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
-        now = utc_now()
         async with database.transaction(SYSTEM) as conn:
-            if args.partner_command == "add":
-                terms = ContractTerms(
-                    currency=args.currency,
-                    issue_price=args.issue_price,
-                    redemption_price=args.redemption_price,
-                    fee_rate=args.fee_rate,
-                    funding_model=FundingModel(args.funding),
-                    points_lifetime_days=args.points_lifetime_days,
-                    credit_limit_points=args.credit_limit,
-                    allow_negative_reversal=args.allow_negative_reversal,
-                    earn_rate=args.earn_rate,
-                    max_points_per_operation=args.max_points_per_operation,
-                )
-                partners = [await registry.add_partner(conn, name=args.name, terms=terms, now=now)]
-            elif args.partner_command == "contract":
-                partners = [await _amend(conn, args, now)]
-            elif args.partner_command == "list":
-                partners = await registry.list_partners(conn, now=now)
-            else:
-                status = (
-                    PartnerStatus.SUSPENDED
-                    if args.partner_command == "suspend"
-                    else (PartnerStatus.ACTIVE)
-                )
-                partners = [await registry.set_status(conn, name=args.name, status=status, now=now)]
+            partners = await _change_partners(conn, args, utc_now())
         if getattr(args, "json", False):
             rows = [_partner_json(p) for p in partners]
             print(json.dumps(rows if args.partner_command == "list" else rows[0]))
@@ -618,6 +667,7 @@ def command_client(args: argparse.Namespace) -> int:
         async with database.transaction(SYSTEM) as conn:
             if args.client_command == "revoke":
                 await clients.revoke_client(conn, client_id=args.client_id)
+                await _audit(conn, Action.CLIENT_REVOKED, f"client:{args.client_id}")
                 print(f"client {args.client_id} revoked; its tokens stop working")
                 return 0
             partner_id = None
@@ -626,6 +676,16 @@ def command_client(args: argparse.Namespace) -> int:
             jwks = _read_jwks(args.jwks) if args.jwks else None
             created = await clients.create_client(
                 conn, scopes=args.scopes.split(), partner_id=partner_id, jwks=jwks
+            )
+            await _audit(
+                conn,
+                Action.CLIENT_CREATED,
+                f"client:{created.client_id}",
+                {
+                    "partnerId": partner_id,
+                    "scopes": created.scopes,
+                    "authentication": "private_key_jwt" if jwks else "client_secret",
+                },
             )
         if args.json:
             print(
@@ -663,12 +723,15 @@ def command_member(args: argparse.Namespace) -> int:
     keys = IdentityKeys.from_secret(settings.secret_key())
 
     async def run(database: Database) -> int:
+        subject = f"member:{args.member_id}"
         async with database.transaction(SYSTEM) as conn:
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
+                await _audit(conn, Action.MEMBER_ERASED, subject)
                 print(f"member {args.member_id}: identity erased; ledger entries kept")
                 return 0
             exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
+            await _audit(conn, Action.MEMBER_EXPORTED, subject)
         print(json.dumps(exported.__dict__, default=str))
         return 0
 
@@ -681,6 +744,7 @@ def command_keys(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction(SYSTEM) as conn:
             kid = await key_store.rotate(conn, secret=settings.secret_key(), now=utc_now())
+            await _audit(conn, Action.KEYS_ROTATED, f"signing_key:{kid}")
         print(f"now signing with {kid}; the previous key stays published until its tokens expire")
         return 0
 
@@ -790,6 +854,8 @@ def command_settle(args: argparse.Namespace) -> int:
             )
             if args.finalize:
                 result = await settlement_service.finalize(conn, run_id=result.id, now=utc_now())
+                subject = f"settlement_run:{result.id}"
+                await _audit(conn, Action.SETTLEMENT_FINALIZED, subject, result.summary())
         doc = result.document
         if args.json:
             print(
@@ -959,6 +1025,12 @@ def command_payment(args: argparse.Namespace) -> int:
                 reference=args.reference,
                 now=utc_now(),
             )
+            await _audit(
+                conn,
+                Action.SETTLEMENT_PAYMENT_RECORDED,
+                f"settlement_run:{result.id}",
+                {"instruction": args.instruction, "reference": args.reference},
+            )
         print(f"run {result.id}: instruction {args.instruction} paid; run is {result.status}")
         return 0
 
@@ -1054,6 +1126,35 @@ def command_tier(args: argparse.Namespace) -> int:
     return _run(run)
 
 
+def command_audit(args: argparse.Namespace) -> int:
+    if not 1 <= args.limit <= audit.log.MAX_ENTRIES:
+        raise UsageError(f"--limit must be between 1 and {audit.log.MAX_ENTRIES}")
+
+    async def run(database: Database) -> int:
+        async with database.transaction(SYSTEM) as conn:
+            found = await audit.entries(
+                conn,
+                since=args.since,
+                action=Action(args.action) if args.action else None,
+                limit=args.limit,
+            )
+        if args.json:
+            print(json.dumps([entry.as_json() for entry in found]))
+            return 0
+        for entry in found:
+            details = json.dumps(entry.details, sort_keys=True) if entry.details else ""
+            print(
+                f"{entry.at.isoformat()}  {entry.action:<28} {entry.subject:<28}"
+                f" {entry.actor} ({entry.origin})  {details}".rstrip()
+            )
+        if not found:
+            filtered = args.since or args.action
+            print("no operator actions recorded" + (" that match" if filtered else ""))
+        return 0
+
+    return _run(run)
+
+
 def command_campaign(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         async with database.transaction(SYSTEM) as conn:
@@ -1116,6 +1217,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "settle": command_settle,
     "report": command_report,
     "payment": command_payment,
+    "audit": command_audit,
     "bench": command_bench,
 }
 

@@ -34,10 +34,12 @@ class Context:
     connection_params: dict[str, Any] | None = None
     #: Query cost: each client's bucket, shared by every server process (graphql_schema.cost).
     cost_limits: SharedBuckets | None = None
+    #: The client's address, which the audit log records for an operator's change.
+    origin: str = ""
 
     async def run(self, use_case: UseCase[Q, A], request: Q) -> A:
         """Run a use case for the caller; a business failure raises its DomainError."""
-        return await self.runner.run(self.principal, use_case, request)
+        return await self.runner.run(self.principal, use_case, request, origin=self.origin)
 
     @property
     def partners(self) -> DataLoader[int, PartnerListing | None]:

@@ -94,6 +94,16 @@ class SettlementRun:
     document: dict[str, Any]
     payments: tuple[Payment, ...] = ()
 
+    def summary(self) -> dict[str, str]:
+        """What names the run beyond its id: its period, currency and digest."""
+        period = self.document["period"]
+        return {
+            "periodFrom": str(period["from"]),
+            "periodTo": str(period["to"]),
+            "currency": str(self.document["currency"]),
+            "digest": self.digest,
+        }
+
 
 @dataclass(frozen=True)
 class RunSummary:

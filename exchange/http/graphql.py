@@ -114,6 +114,7 @@ class _Strawberry(GraphQL[Context, None]):
             notifications=app_state.notifications,
             authenticate=app_state.auth.verify,
             cost_limits=app_state.cost_limits,
+            origin=request.client.host if request.client else "",
         )
 
     async def on_ws_connect(self, context: Context) -> Any:

@@ -9,6 +9,7 @@ from sqlalchemy import pool
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
+import exchange.audit.tables  # (registers the audit log's table)
 import exchange.ledger.tables  # (registers the ledger's tables)
 import exchange.limits.tables  # (registers the shared limits' table)
 import exchange.loyalty.tables  # noqa: F401  (registers the loyalty engine's tables)

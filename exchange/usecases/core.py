@@ -18,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar, overload
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.audit import Actor
 from exchange.kit.errors import DomainError, Forbidden
 from exchange.kit.settings import Tunables
 from partners.identity import IdentityKeys
@@ -36,14 +37,21 @@ _WHO = {
 @dataclass(frozen=True)
 class Call:
     """What a use case runs with: its unit of work's connection (already under the
-    caller's row scope), the caller, the time of the request, the identity keys and the
-    run-time numbers of the settings."""
+    caller's row scope), the caller, the time of the request, the identity keys, the
+    run-time numbers of the settings and where the request came from (the client's
+    address, for the audit log)."""
 
     conn: AsyncConnection
     principal: Principal
     now: datetime
     keys: IdentityKeys
     tunables: Tunables = field(default_factory=Tunables)
+    origin: str = ""
+
+    @property
+    def actor(self) -> Actor:
+        """The caller as the audit log names it: its client id and address."""
+        return Actor(id=self.principal.client_id, origin=self.origin or "unknown")
 
     @property
     def partner_id(self) -> int:

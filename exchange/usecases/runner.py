@@ -56,32 +56,41 @@ class Runner:
         self.micro_batching = micro_batching
         self._coalescers: dict[str, Coalescer[Principal, Any, Any]] = {}
 
-    async def run(self, principal: Principal, use_case: UseCase[Q, A], request: Q) -> A:
-        """Run one use case for a caller; a business failure raises its DomainError."""
+    async def run(
+        self, principal: Principal, use_case: UseCase[Q, A], request: Q, *, origin: str = ""
+    ) -> A:
+        """Run one use case for a caller; a business failure raises its DomainError.
+        ``origin`` (the client's address) reaches a use case that is not batched, the
+        ones that write the audit log; a batch serves many requests and has none."""
         use_case.permit(principal)
         if use_case.many is None or not self.micro_batching:
-            return await self._once(principal, use_case, request)
+            return await self._once(principal, use_case, request, origin)
         outcome = await self.coalescer(use_case).submit(principal, request)
         if isinstance(outcome, BaseException):
             raise outcome
         result: A = outcome
         return result
 
-    async def unit_of_work(self, principal: Principal, work: Callable[[Call], Awaitable[T]]) -> T:
+    async def unit_of_work(
+        self, principal: Principal, work: Callable[[Call], Awaitable[T]], origin: str = ""
+    ) -> T:
         """``work`` in one transaction under the caller's scope, run again after a
         deadlock or serialization failure."""
         for attempt in range(1, ATTEMPTS + 1):
             try:
                 async with self.database.transaction(principal.row_scope()) as conn:
-                    return await work(Call(conn, principal, self.clock(), self.keys, self.tunables))
+                    call = Call(conn, principal, self.clock(), self.keys, self.tunables, origin)
+                    return await work(call)
             except Exception as error:
                 if attempt == ATTEMPTS or not is_transient(error):
                     raise
                 log.info("transaction rolled back by the database (%s); running it again", error)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _once(self, principal: Principal, use_case: UseCase[Q, A], request: Q) -> A:
-        return await self.unit_of_work(principal, lambda call: use_case.run(call, request))
+    async def _once(
+        self, principal: Principal, use_case: UseCase[Q, A], request: Q, origin: str = ""
+    ) -> A:
+        return await self.unit_of_work(principal, lambda call: use_case.run(call, request), origin)
 
     def coalescer(self, use_case: UseCase[Q, A]) -> Coalescer[Principal, Q, A | BaseException]:
         """The micro-batching queue of a use case (its ``stats`` say what it did)."""

@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from exchange import audit
 from exchange.kit.errors import NotFound
 from exchange.usecases.core import Call, use_case
 from partners.principal import PrincipalKind
@@ -86,8 +87,17 @@ async def run_settlement(call: Call, request: RunSettlement) -> RunView:
 
 @use_case(operator="settlement:run")
 async def finalize_settlement(call: Call, run_id: int) -> RunView:
-    """Finalize a run: its period closes."""
+    """Finalize a run: its period closes (an operator's change, so the audit log records
+    it in the same transaction)."""
     run = await service.finalize(call.conn, run_id=run_id, now=call.now)
+    await audit.record(
+        call.conn,
+        actor=call.actor,
+        action=audit.Action.SETTLEMENT_FINALIZED,
+        subject=f"settlement_run:{run.id}",
+        details=run.summary(),
+        at=call.now,
+    )
     return await _run_view(call, run.id)
 
 

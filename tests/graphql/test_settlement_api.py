@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import secrets
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
+from graphql_schema import ids
 from partners import clients
 from tests.graphql.conftest import Caller, new_partner, token_for
 
@@ -115,3 +118,40 @@ async def test_a_settlement_currency_outside_iso_4217_is_an_invalid_input_user_e
     assert [(e["code"], e["field"]) for e in by_rate["userErrors"]] == [
         ("INVALID_INPUT", ["input", "rates"])
     ]
+
+
+async def test_finalizing_is_recorded_in_the_audit_log_and_running_is_not(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    operator = await _operator(db, api)
+    start = datetime(1601 + secrets.randbelow(99), 9, 1, tzinfo=UTC)
+    period = {"from": start.isoformat(), "to": (start + timedelta(days=30)).isoformat()}
+    async with db.transaction(SYSTEM) as conn:
+        before = (await conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_log"))).scalar()
+
+    ran = (await operator.gql(RUN, **period))["data"]["runSettlement"]
+    after_run = await _audit_entries_after(db, before)
+    finalized = (await operator.gql(FINALIZE, id=ran["run"]["id"]))["data"]["finalizeSettlement"]
+    again = (await operator.gql(FINALIZE, id=ran["run"]["id"]))["data"]["finalizeSettlement"]
+    entries = await _audit_entries_after(db, before)
+
+    run_id = ids.decode_as(ran["run"]["id"], "SettlementRun")
+    assert finalized["userErrors"] == []
+    assert again["userErrors"][0]["code"] == "PERIOD_CLOSED"  # refused: nothing recorded
+    assert after_run == []
+    assert [(e.actor, e.origin, e.action, e.subject) for e in entries] == [
+        (operator.client_id, "127.0.0.1", "settlement.finalized", f"settlement_run:{run_id}")
+    ]
+    assert entries[0].details["periodFrom"] == start.isoformat()
+
+
+async def _audit_entries_after(db: Database, last_id: int) -> list[Any]:
+    async with db.transaction(SYSTEM) as conn:
+        result = await conn.execute(
+            text(
+                "SELECT actor, origin, action, subject, details FROM audit_log"
+                " WHERE id > :last ORDER BY id"
+            ),
+            {"last": last_id},
+        )
+        return list(result.all())

@@ -100,6 +100,7 @@ async def test_the_migrated_schema_matches_the_table_definitions(db: Database) -
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    import exchange.audit.tables
     import exchange.ledger.tables
     import exchange.loyalty.tables  # noqa: F401
     import partners.tables  # noqa: F401

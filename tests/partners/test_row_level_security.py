@@ -21,7 +21,7 @@ from sqlalchemy import Row, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import ledger
+from exchange import audit, ledger
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, RowScope, grant
 from exchange.kit.errors import DomainError, ErrorCode
@@ -200,6 +200,7 @@ OWNED: dict[str, Owned] = {
         " IN (r.document -> 'instructions' -> (instruction - 1) ->> 'payer',"
         " r.document -> 'instructions' -> (instruction - 1) ->> 'payee'))",
     ),
+    "audit_log": Owned("id::text", "subject = 'partner:' || CAST(:partner AS bigint)::text"),
 }
 #: Every caller reads all of it: the coalition's registry of partner names.
 PUBLIC = {"partner"}
@@ -232,7 +233,7 @@ async def _party(db: Database) -> Party:
     """A partner with a row in every table a partner or its member can own: a linked
     member with an identity, an earn, a redemption, a hold, a gift to a friend, a live
     wallet watch, a client, a contract, a finalized settlement run (after a superseded
-    draft) with its instruction paid."""
+    draft) with its instruction paid, and an entry in the audit log."""
     period = Period(db)
     partner = await period.partner(issue="0.010", redeem="0.008")
     async with db.transaction(SYSTEM) as conn:
@@ -269,6 +270,12 @@ async def _party(db: Database) -> Party:
         await settlement_service.finalize(conn, run_id=run.id, now=cutoff)
         await settlement_service.record_payment(
             conn, run_id=run.id, instruction=1, reference="wire-1", now=cutoff
+        )
+        await audit.record(
+            conn,
+            actor=audit.Actor("cli:test@host", "cli"),
+            action=audit.Action.PARTNER_ADDED,
+            subject=f"partner:{partner}",
         )
     return Party(partner, member, friend)
 

@@ -1,5 +1,5 @@
-"""Row-level security on every table that holds a partner's or a member's rows, and one
-explicit grant for writes across scopes.
+"""Row-level security on every table that holds a partner's or a member's rows, one
+explicit grant for writes across scopes, and the audit log of operator actions.
 
 Policies (docs/decisions/0009): an operator sees everything; a partner its own rows, the
 rows of members it linked and the coalition's shared accounts; a member its own rows;
@@ -16,6 +16,9 @@ Checks that must see the whole ledger (an entry balances, a run balances, a watc
 wallet notifies) and two narrow lookups (a member by blind index, a partner's
 outstanding points) run as the owner (SECURITY DEFINER), so row-level security can
 neither hide rows from them nor widen what callers see.
+
+The audit log is append-only (a trigger refuses UPDATE, DELETE and TRUNCATE even to the
+owner; the API role has no UPDATE or DELETE privilege) and only operators see it.
 
 Revision ID: 0008
 Revises: 0007
@@ -286,12 +289,45 @@ NOT_THE_APIS = [
     "REVOKE ALL ON alembic_version FROM exchange_api",
 ]
 
+AUDIT = [
+    """
+    CREATE TABLE audit_log (
+        id BIGSERIAL NOT NULL,
+        at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+        actor TEXT NOT NULL,
+        origin TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject TEXT NOT NULL,
+        details JSONB DEFAULT '{}'::jsonb NOT NULL,
+        CONSTRAINT pk_audit_log PRIMARY KEY (id),
+        CONSTRAINT ck_audit_log_actor CHECK (char_length(actor) BETWEEN 1 AND 300),
+        CONSTRAINT ck_audit_log_origin CHECK (char_length(origin) BETWEEN 1 AND 300),
+        CONSTRAINT ck_audit_log_action CHECK (action ~ '^[a-z_]+\\.[a-z_]+$'),
+        CONSTRAINT ck_audit_log_subject CHECK (char_length(subject) BETWEEN 1 AND 300),
+        CONSTRAINT ck_audit_log_details CHECK (jsonb_typeof(details) = 'object')
+    )
+    """,
+    "CREATE INDEX ix_audit_log_at ON audit_log (at, id)",
+    "CREATE INDEX ix_audit_log_action ON audit_log (action, at)",
+    """
+    CREATE TRIGGER audit_log_append_only BEFORE UPDATE OR DELETE ON audit_log
+    FOR EACH ROW EXECUTE FUNCTION ledger_refuse_change()
+    """,
+    """
+    CREATE TRIGGER audit_log_no_truncate BEFORE TRUNCATE ON audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change()
+    """,
+    "REVOKE ALL ON audit_log FROM exchange_api",
+    "GRANT SELECT, INSERT ON audit_log TO exchange_api",
+    *policies("audit_log", operators_write("{table}")),
+]
+
 
 def upgrade() -> None:
     connection = op.get_bind()
-    for statement in (*HELPERS, *POLICIES, *NOT_THE_APIS):
+    for statement in (*HELPERS, *POLICIES, *NOT_THE_APIS, *AUDIT):
         connection.exec_driver_sql(statement)
 
 
 def downgrade() -> None:
-    raise NotImplementedError("restore from backup instead")
+    raise NotImplementedError("the audit log is append-only; restore from backup instead")
