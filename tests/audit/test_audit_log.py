@@ -111,7 +111,7 @@ async def test_a_detail_that_may_hold_a_secret_or_personal_data_is_refused(
 
 
 async def test_entries_come_newest_first_filtered_by_action_and_time(db: Database) -> None:
-    start = datetime(2990 + secrets.randbelow(9), 1, 1, tzinfo=UTC)
+    start = datetime(2970 + secrets.randbelow(9), 1, 1, tzinfo=UTC)  # nobody else's years
     tag = secrets.token_hex(4)
     async with db.transaction(SYSTEM) as conn:
         for day, action in enumerate([Action.PARTNER_SUSPENDED, Action.KEYS_ROTATED] * 2):
@@ -124,12 +124,19 @@ async def test_entries_come_newest_first_filtered_by_action_and_time(db: Databas
                 at=start + timedelta(days=day),
             )
         suspended = await audit.entries(conn, since=start, action=Action.PARTNER_SUSPENDED)
-        latest = await audit.entries(conn, since=start + timedelta(days=2), limit=1)
+        suspended_late = await audit.entries(
+            conn, since=start + timedelta(days=2), action=Action.PARTNER_SUSPENDED
+        )
+        latest = await audit.entries(conn, since=start, action=Action.KEYS_ROTATED, limit=1)
 
-    assert [(e.subject, e.details) for e in suspended if tag in e.subject] == [
+    def tagged(found: list[audit.AuditEntry]) -> list[tuple[str, dict[str, object]]]:
+        return [(e.subject, e.details) for e in found if tag in e.subject]
+
+    assert tagged(suspended) == [
         (f"partner:{tag}-2", {"day": 2}),
         (f"partner:{tag}-0", {"day": 0}),
     ]
+    assert tagged(suspended_late) == [(f"partner:{tag}-2", {"day": 2})]
     assert [e.subject for e in latest] == [f"partner:{tag}-3"]
     assert latest[0].actor == "op_test"
     assert latest[0].origin == "203.0.113.7"

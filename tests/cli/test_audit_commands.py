@@ -143,8 +143,11 @@ async def test_audit_list_prints_the_log_newest_first_filtered_as_asked(
         tmp_path,
     )  # fmt: skip
     as_text = run(
-        ["audit", "list", "--since", since.isoformat(), "--limit", "1"], database_url, tmp_path
-    )
+        ["audit", "list", "--since", since.isoformat(), "--action", "client.created",
+         "--limit", "1"],
+        database_url,
+        tmp_path,
+    )  # fmt: skip
     unknown = run(["audit", "list", "--action", "client.deleted"], database_url, tmp_path)
 
     assert listed.returncode == 0, listed.stderr
@@ -157,7 +160,7 @@ async def test_audit_list_prints_the_log_newest_first_filtered_as_asked(
     assert rows[0]["origin"] == "198.51.100.4"
     assert rows[0]["at"] == (since + timedelta(hours=3)).isoformat()
     assert as_text.returncode == 0, as_text.stderr
-    assert f"client:{tag}-3" in as_text.stdout
+    assert f"client:{tag}-2" in as_text.stdout
     assert len(as_text.stdout.strip().splitlines()) == 1
     assert unknown.returncode == 2
     assert len(unknown.stderr.strip().splitlines()) == 1
