@@ -143,6 +143,8 @@ def _open_hold(
     row = state.holds.get(hold_id)
     if row is None or (partner_id is not None and row.partner_id != partner_id):
         raise NotFound(f"hold {hold_id} does not exist", field=["holdId"])
+    if int(row.member_id) not in state.wallets.wallets:  # its link erased: out of reach
+        raise NotFound(f"the member of hold {hold_id} is no longer linked to you", field=["holdId"])
     status = state.closed.get(hold_id, HoldStatus(row.status))
     if status != HoldStatus.ACTIVE:
         raise HoldNotActive(f"hold {hold_id} is {status.lower()}", field=["holdId"])

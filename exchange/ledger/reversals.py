@@ -83,7 +83,13 @@ class Reverse:
             + redeemed,
             with_lots=False,
         )
-        targets = {i: await _target(conn, wallets, row) for i, row in reversible.items()}
+        # A member the caller may no longer see (its link erased) has no target: its
+        # wallet and lots are out of reach under row-level security.
+        targets = {
+            i: await _target(conn, wallets, row)
+            for i, row in reversible.items()
+            if int(row.member_id) in wallets.wallets
+        }
         kinds = {i: r.kind for i, r in rows.items()}
         return _ReverseState(targets=targets, wallets=wallets, kinds=kinds)
 
@@ -95,6 +101,11 @@ class Reverse:
                 field=["transactionId"],
             )
         target = state.targets.get(request.entry_id)
+        if target is None and kind is not None:
+            raise NotFound(
+                f"the member of transaction {request.entry_id} is no longer linked to you",
+                field=["transactionId"],
+            )
         if target is None:
             raise NotFound(
                 f"transaction {request.entry_id} does not exist", field=["transactionId"]

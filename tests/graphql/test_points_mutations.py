@@ -9,7 +9,13 @@ from typing import Any
 import httpx
 import pytest
 
+from exchange import ledger
+from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.invariant import present
+from exchange.kit.system import SYSTEM
+from graphql_schema import ids
+from partners import identity, repository
 from tests.graphql.conftest import Caller, email, new_partner
 
 LINK = """mutation($ref: String!, $email: String) {
@@ -327,3 +333,44 @@ async def test_an_operator_lists_ledger_accounts_with_balances(
     assert nodes
     assert {n["kind"] for n in nodes} == {"PARTNER_ISSUED"}
     assert all(int(n["balance"]) <= 0 for n in nodes)  # issuing runs an issued account negative
+
+
+async def test_after_an_erasure_the_partner_gets_user_errors_and_the_system_still_releases(
+    db: Database, partner: Caller
+) -> None:
+    """Erasure removes the member's links, so row-level security hides its wallet and lots
+    from the partner: reversing, capturing or releasing is refused with a clear error (not
+    a masked internal one) and moves nothing; the system scope still releases the hold."""
+    ref = await _linked(partner, 100)
+    earned = await partner.gql(EARN, key=key(), ref=ref, points=20)
+    held = (await partner.gql(HOLD, key=key(), ref=ref, points=10))["data"]["holdPoints"]
+    async with db.transaction(SYSTEM) as conn:
+        member = present(
+            await repository.link(conn, partner_id=partner.partner_id or 0, member_ref=ref),
+            "linked",
+        )
+        await identity.erase_member(conn, member_id=member, now=utc_now())
+        before = await ledger.wallet(conn, member_id=member)
+
+    reversed_ = await partner.gql(
+        REVERSE, key=key(), tx=earned["data"]["earnPoints"]["transaction"]["id"]
+    )
+    captured = await partner.gql(CAPTURE, key=key(), hold=held["hold"]["id"])
+    released = await partner.gql(RELEASE, hold=held["hold"]["id"])
+    hold_id = present(ids.decode_as(held["hold"]["id"], "Hold"), "a hold id")
+    async with db.transaction(SYSTEM) as conn:
+        after = await ledger.wallet(conn, member_id=member)
+        await ledger.release(conn, partner_id=None, hold_id=hold_id, now=utc_now())
+        hold = await ledger.get_hold(conn, hold_id=hold_id)
+
+    for payload, name in (
+        (reversed_, "reverseTransaction"),
+        (captured, "captureHold"),
+        (released, "releaseHold"),
+    ):
+        assert "errors" not in payload, payload
+        assert [e["code"] for e in payload["data"][name]["userErrors"]] == ["NOT_FOUND"]
+        assert "no longer linked" in payload["data"][name]["userErrors"][0]["message"]
+    assert (after.balance, after.held) == (before.balance, before.held) == (120, 10)
+    assert hold is not None
+    assert hold.status == "RELEASED"
