@@ -149,7 +149,7 @@ async def members_by_index(
     conn: AsyncConnection, *, email_index: bytes | None, phone_index: bytes | None
 ) -> list[int]:
     """The members with this e-mail's or phone's blind index, across the coalition, in
-    id order. A database function of migration 0008 looks them up as the owner and
+    id order. A database function of migration 0014 looks them up as the owner and
     returns only their ids: a partner or member caller never sees identity rows of
     members it has not linked or is not."""
     result = await conn.execute(

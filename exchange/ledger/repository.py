@@ -156,7 +156,7 @@ async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> No
 
 async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
     """Points issued by a partner still in wallets or reserved by active holds, wherever
-    they are: counted by the database function of migration 0008, which reads every
+    they are: counted by the database function of migration 0014, which reads every
     lot and hold whatever the caller may see (the issuer itself, an operator or a caller
     granted the issuer may ask)."""
     result = await conn.execute(

@@ -68,10 +68,13 @@ class Reverse:
             if row is not None and row.partner_id == self.partner_id:
                 rows[entry_id] = row
         reversible = {i: row for i, row in rows.items() if row.kind in REVERSIBLE}
+        # An earn's lot the caller cannot see (its member's link erased) names no issuer:
+        # that reversal is refused below, like any other of an unreachable member.
         issuers = {
-            (await _issuer_of(conn, row))
+            lot.issuer_partner_id
             for row in reversible.values()
             if row.kind == EntryKind.EARN
+            and (lot := await repository.earn_lot(conn, entry_id=int(row.id))) is not None
         }
         redeemed: list[tuple[int | None, AccountKind]] = (
             [(self.partner_id, AccountKind.PARTNER_REDEEMED)] if self.partner_id else []
@@ -143,13 +146,6 @@ class Reverse:
 
 
 Moves = tuple[list[Leg], list[Take], int]
-
-
-async def _issuer_of(conn: AsyncConnection, row: Row[Any]) -> int | None:
-    """Who issued an earn's lot (the lot's issuer never changes, so it may be read before
-    the wallet's lock; what is left of the lot is read after it)."""
-    lot = present(await repository.earn_lot(conn, entry_id=int(row.id)), "an earn has a lot")
-    return lot.issuer_partner_id
 
 
 async def _target(conn: AsyncConnection, wallets: Wallets, row: Row[Any]) -> _Target:

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit.currency import minor_digits
+from exchange.kit.db import grant
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_SIMULATED
@@ -345,6 +346,7 @@ async def record(
         return await _replay(conn, client_id=client_id, key=key, digest=digest)
     limited = await _limited(conn, evaluation.planned, request.member_id)
     awards = [award for planned in limited for award in _shares(planned, partner_id)]
+    await _grant_funders(conn, awards, partner_id)
     outcomes = await ledger.earn_many(
         conn, client_id=client_id, partner_id=partner_id, now=now,
         requests=_earn_requests(awards, key=key, request=request, partner_id=partner_id, at=at),
@@ -378,6 +380,13 @@ async def record(
         created_at=now,
     )  # fmt: skip
     return Recorded(purchase, entries)
+
+
+async def _grant_funders(conn: AsyncConnection, awards: Sequence[Award], partner_id: int) -> None:
+    """Let this transaction issue from (or take back into) the accounts of the campaigns'
+    other funders: each accepted its share, which is all row-level security admits."""
+    funders = {a.funder for a in awards if a.funder is not None and a.funder != partner_id}
+    await grant(conn, partners=sorted(funders))
 
 
 def _booked(award: Award, outcome: Any, partner_id: int) -> ledger.EntryResult:
@@ -517,6 +526,7 @@ async def _reverse_awards(
 ) -> int:
     """Reverse each award down to its proportional share of what is refunded so far."""
     entry_ids = [present(a.entry_id, "an award was booked") for a in purchase.awards]
+    await _grant_funders(conn, purchase.awards, partner_id)
     done = await repository.reversed_of(conn, entry_ids=entry_ids)
     requests = []
     for award, entry_id in zip(purchase.awards, entry_ids, strict=True):

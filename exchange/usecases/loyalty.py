@@ -8,6 +8,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
+from exchange import audit
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
 from exchange.loyalty import purchases, repository, tiers
@@ -281,13 +282,26 @@ class ChangeContract:
 
 @use_case(operator="partners:admin")
 async def change_contract(call: Call, change: ChangeContract) -> PartnerListing:
-    """A new version of a partner's contract, in force from a date."""
+    """A new version of a partner's contract, in force from a date (an operator's change,
+    recorded in the audit log in the same transaction)."""
+    changed = {name: value for name, value in vars(change.changes).items() if value is not None}
     await registry.amend_contract(
         call.conn,
         partner_id=change.partner_id,
         changes=change.changes,
         effective_from=change.effective_from,
         now=call.now,
+    )
+    await audit.record(
+        call.conn,
+        actor=call.actor,
+        action=audit.Action.CONTRACT_CHANGED,
+        subject=f"partner:{change.partner_id}",
+        details={
+            "effectiveFrom": change.effective_from.isoformat(),
+            **{name: str(value) for name, value in changed.items()},
+        },
+        at=call.now,
     )
     found = await registry.listing(call.conn, now=call.now, partner_ids=[change.partner_id])
     if not found:

@@ -12,6 +12,7 @@ import dataclasses
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -26,6 +27,9 @@ from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, RowScope, grant
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import campaigns
+from exchange.loyalty import repository as loyalty_repository
+from exchange.loyalty.models import Effect, EffectKind
 from partners import clients, identity, registry
 from partners.identity import IdentityKeys
 from settlement import service as settlement_service
@@ -149,6 +153,15 @@ class Owned:
 
 #: Whose rows are in each table with row-level security. A new table the API role can
 #: reach fails the catalog tests until it has policies and a line here.
+_LINKED = (
+    "member_id = :member"
+    " OR member_id IN (SELECT member_id FROM member_link WHERE partner_id = :partner)"
+)
+_PURCHASE = (
+    "purchase_id IN (SELECT id FROM purchase WHERE partner_id = :partner OR member_id = :member)"
+)
+_CAMPAIGN = "campaign_id IN (SELECT id FROM campaign WHERE owner_partner_id = :partner)"
+
 OWNED: dict[str, Owned] = {
     "ledger_account": Owned("id::text", "partner_id = :partner OR member_id = :member"),
     "ledger_account_shard": Owned(
@@ -201,9 +214,26 @@ OWNED: dict[str, Owned] = {
         " r.document -> 'instructions' -> (instruction - 1) ->> 'payee'))",
     ),
     "audit_log": Owned("id::text", "subject = 'partner:' || CAST(:partner AS bigint)::text"),
+    "limit_bucket": Owned(
+        "name", "client_id IN (SELECT client_id FROM oauth_client WHERE partner_id = :partner)"
+    ),
+    # The loyalty engine: a partner's purchases and campaigns; its members' aggregates.
+    "purchase": Owned("id::text", "partner_id = :partner OR member_id = :member"),
+    "purchase_award": Owned("purchase_id || '/' || position", _PURCHASE),
+    "purchase_refund": Owned("id::text", _PURCHASE),
+    "campaign": Owned("id::text", "owner_partner_id = :partner"),
+    "campaign_funding": Owned("id::text", _CAMPAIGN + " OR partner_id = :partner"),
+    "campaign_budget_shard": Owned("campaign_id || '/' || shard", _CAMPAIGN),
+    "campaign_member_use": Owned("campaign_id || '/' || member_id", _LINKED),
+    "member_tier": Owned("member_id::text", _LINKED),
+    "member_tier_change": Owned("id::text", _LINKED),
+    "member_qualifying": Owned("member_id || '/' || month", _LINKED),
+    "member_profile": Owned("member_id::text", _LINKED),
+    "member_partner_stats": Owned("member_id || '/' || partner_id", _LINKED),
+    "member_category_stats": Owned("member_id || '/' || partner_id || '/' || category", _LINKED),
 }
 #: Every caller reads all of it: the coalition's registry of partner names.
-PUBLIC = {"partner"}
+PUBLIC = {"partner", "tier"}
 #: The API role holds no privilege on these: no partner's or member's rows, used only
 #: by the token endpoint (system scope) and Alembic.
 NOT_THE_APIS = {"signing_key", "revoked_token", "used_client_assertion", "alembic_version"}
@@ -277,7 +307,57 @@ async def _party(db: Database) -> Party:
             action=audit.Action.PARTNER_ADDED,
             subject=f"partner:{partner}",
         )
+        await _loyalty_rows(conn, partner, member, period.at(5))
     return Party(partner, member, friend)
+
+
+async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: datetime) -> None:
+    """A row in every table of the loyalty engine: a campaign with a budget and a
+    per-member limit, a purchase awarded by it and refunded in part, the member's
+    aggregates, tier and consent; and a limit bucket of the partner's client."""
+    campaign = await campaigns.create(
+        conn, owner=partner, created_by="rls", now=at,
+        draft=campaigns.CampaignDraft(
+            name="rls", starts_at=at, effect=Effect(EffectKind.FIXED, Decimal(5)),
+            budget_points=100, per_member_limit=2,
+        ),
+    )  # fmt: skip
+    await loyalty_repository.take_member_uses(conn, member_id=member, limits={campaign.id: 2})
+    entry = (await conn.execute(
+        text("SELECT id FROM ledger_entry WHERE partner_id = :p ORDER BY id LIMIT 1"),
+        {"p": partner},
+    )).scalar_one()  # fmt: skip
+    purchase = await loyalty_repository.claim_purchase(
+        conn, partner_id=partner, member_id=member, client_id="rls",
+        idempotency_key=f"rls-{partner}", request_hash=b"x", amount=Decimal(10),
+        currency="USD", occurred_at=at, channel=None, store_ref=None, reference=None,
+        items=[], points=0, created_at=at,
+    )  # fmt: skip
+    assert purchase is not None
+    await loyalty_repository.record_outcome(
+        conn, purchase_id=purchase, awards=[("CAMPAIGN", campaign.id, partner, 5, entry)],
+        points=5, member_id=member, partner_id=partner, amount=Decimal(10), occurred_at=at,
+        categories=[("popcorn", Decimal(10))], month=at.date().replace(day=1),
+    )  # fmt: skip
+    await loyalty_repository.claim_refund(
+        conn, purchase_id=purchase, amount=Decimal(1), points=0, client_id="rls",
+        idempotency_key=f"rls-refund-{partner}", request_hash=b"x", created_at=at,
+    )  # fmt: skip
+    await loyalty_repository.change_tier(
+        conn, member_id=member, from_tier=None, to_tier="Gold", qualifying=5, reason="rls", now=at
+    )
+    await conn.execute(
+        text("INSERT INTO member_profile (member_id, consent_cross_partner) VALUES (:m, true)"),
+        {"m": member},
+    )
+    client = (await conn.execute(
+        text("SELECT client_id FROM oauth_client WHERE partner_id = :p LIMIT 1"), {"p": partner}
+    )).scalar_one()  # fmt: skip
+    await conn.execute(
+        text("INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
+             " VALUES (:name, :client, 0, 0, :at)"),
+        {"name": f"rls:{client}", "client": client, "at": at},
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,8 @@ neither hide rows from them nor widen what callers see.
 The audit log is append-only (a trigger refuses UPDATE, DELETE and TRUNCATE even to the
 owner; the API role has no UPDATE or DELETE privilege) and only operators see it.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0014
+Revises: 0013
 Create Date: 2026-11-24
 """
 
@@ -29,8 +29,8 @@ from __future__ import annotations
 
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0014"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 
@@ -105,6 +105,8 @@ HELPERS = [
             ("entry", "ledger_entry"),
             ("lot", "ledger_lot"),
             ("run", "settlement_run"),
+            ("purchase", "purchase"),
+            ("campaign", "campaign"),
         )
     ],
     # The ids a use case granted in this transaction (exchange.kit.db.grant).
@@ -305,6 +307,51 @@ POLICIES = [
     ),
 ]
 
+# The loyalty engine's tables (migration 0012) in the same style: what a policy looks up
+# is a function, not a subquery planned into every statement.
+LOYALTY_MEMBER_TABLES = (
+    "campaign_member_use",
+    "member_tier",
+    "member_tier_change",
+    "member_qualifying",
+    "member_profile",
+    "member_partner_stats",
+    "member_category_stats",
+)
+LOYALTY = [
+    *[
+        statement
+        for table, visible in (
+            *((t, f"{OPERATOR} OR {sees('purchase', '{table}.purchase_id')}")
+              for t in ("purchase_award", "purchase_refund")),
+            *((t, f"{OPERATOR} OR {sees('campaign', '{table}.campaign_id')}")
+              for t in ("campaign_funding", "campaign_budget_shard")),
+            *((t, MEMBERS) for t in LOYALTY_MEMBER_TABLES),
+        )
+        for statement in (
+            f"DROP POLICY own_rows ON {table}",
+            *policies(
+                table,
+                f"own_rows ON {{table}} FOR ALL USING ({visible}) WITH CHECK ({visible})",
+                enable=False,
+            ),
+        )
+    ],
+    # tier: the coalition's ladder, read by every caller, changed by operators' CLI only.
+    "REVOKE ALL ON tier FROM exchange_api",
+    "GRANT SELECT ON tier TO exchange_api",
+    *policies("tier", f"ladder ON {{table}} FOR SELECT USING ({ANY_CALLER})"),
+    # limit_bucket (migration 0013): a client's own buckets; an operator reads them all.
+    "DROP POLICY own_buckets ON limit_bucket",
+    *policies(
+        "limit_bucket",
+        f"own_buckets ON {{table}} USING ({OPERATOR}"
+        " OR {table}.client_id = exchange_principal_client())"
+        " WITH CHECK ({table}.client_id = exchange_principal_client())",
+        enable=False,
+    ),
+]  # fmt: skip
+
 #: Not the API's: no partner's or member's rows, only the token endpoint (system scope)
 #: and Alembic use them. Row-level security with no policy too, should a grant return.
 NOT_THE_APIS = [
@@ -355,7 +402,7 @@ AUDIT = [
 
 def upgrade() -> None:
     connection = op.get_bind()
-    for statement in (*HELPERS, *POLICIES, *NOT_THE_APIS, *AUDIT):
+    for statement in (*HELPERS, *POLICIES, *LOYALTY, *NOT_THE_APIS, *AUDIT):
         connection.exec_driver_sql(statement)
 
 
