@@ -4,7 +4,8 @@ It builds the process's parts once (the database, the use-case runner with its
 micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapters
 (``exchange.http``: GraphQL, OAuth, probes) behind the body reader that holds every
 request body to its route's limits (``exchange.http.body``) and runs the background work that has no
-caller (the sweep: expiry and tier reviews) under the system scope.
+caller (the sweep: expiry, tier reviews, expiring-points notices and event retention;
+the webhook deliverer) under the system scope.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
-from exchange import ledger
+from exchange import delivery, ledger
 from exchange.http import graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
@@ -66,6 +67,7 @@ async def sweep_once(database: Database, tunables: Tunables | None = None) -> tu
         if result.members == 0:
             break
     await review_tiers(database, as_of=now, tunables=tunables or Tunables())
+    await delivery.notices_and_retention(database, tunables=tunables or Tunables(), now=now)
     return released, expired
 
 
@@ -201,20 +203,29 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         await app.state.auth.start()
         await app.state.listener.start()
         limits = [app.state.cost_limits, *app.state.failed_authentications.limits]
-        task = (
-            asyncio.create_task(_sweep_forever(database, settings.tunables, limits))
+        app.state.deliverer = delivery.Deliverer(
+            database,
+            keys=IdentityKeys.from_secret(settings.secret_key()),
+            tunables=settings.tunables,
+        )
+        tasks = (
+            [
+                asyncio.create_task(_sweep_forever(database, settings.tunables, limits)),
+                asyncio.create_task(app.state.deliverer.run_forever()),
+            ]
             if sweep
-            else None
+            else []
         )
         try:
             yield
         finally:
             await app.state.runner.close()
             await app.state.listener.close()
-            if task is not None:
+            for task in tasks:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            await app.state.deliverer.close()
             await database.dispose()
 
     routes = [

@@ -10,16 +10,26 @@ import base64
 import binascii
 
 from exchange.kit import limits
+from exchange.kit.global_ids import encode as encode
 
 TYPES = frozenset(
-    {"Transaction", "Hold", "Partner", "Member", "SettlementRun", "Purchase", "Campaign"}
+    {
+        "Transaction",
+        "Hold",
+        "Partner",
+        "Member",
+        "SettlementRun",
+        "Purchase",
+        "Campaign",
+        "WebhookEndpoint",
+        "WebhookDelivery",
+    }
 )
-#: The longest ID encode() writes ("SettlementRun:" and 19 digits, in base64).
-MAX_LENGTH = len(base64.urlsafe_b64encode(b"SettlementRun:" + b"9" * limits.MAX_ID_DIGITS))
-
-
-def encode(type_name: str, key: int) -> str:
-    return base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode().rstrip("=")
+#: The longest ID encode() writes (the longest type name and 19 digits, in base64).
+MAX_LENGTH = max(
+    len(base64.urlsafe_b64encode(f"{name}:".encode() + b"9" * limits.MAX_ID_DIGITS))
+    for name in TYPES
+)
 
 
 def decode(global_id: str) -> tuple[str, int] | None:

@@ -29,6 +29,7 @@ from graphql_schema.settlement import (
 )
 from graphql_schema.types import Hold, Transaction, UserError
 from graphql_schema.wallets import Member, Wallet, load_wallet
+from graphql_schema.webhooks import WebhookMutation
 
 
 @strawberry.input
@@ -242,7 +243,7 @@ def _batch_results(
 
 
 @strawberry.type
-class Mutation(LoyaltyMutation):
+class Mutation(LoyaltyMutation, WebhookMutation):
     run_settlement: RunSettlementPayload = strawberry.mutation(resolver=run_settlement)
     finalize_settlement: FinalizeSettlementPayload = strawberry.mutation(
         resolver=finalize_settlement

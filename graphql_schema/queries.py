@@ -17,6 +17,7 @@ from exchange.ledger.models import AccountKind as LedgerAccountKind
 from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members, partners
 from exchange.usecases import settlement as settlement_cases
+from exchange.usecases import webhooks as webhook_cases
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
@@ -38,6 +39,7 @@ from graphql_schema.types import (
     ViewerKind,
 )
 from graphql_schema.wallets import Member, Wallet, selects, transactions_page
+from graphql_schema.webhooks import WebhookDelivery, WebhookEndpoint, WebhookQuery
 from partners.principal import PrincipalKind
 
 
@@ -166,11 +168,17 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
     if type_name == "Campaign":
         campaign = await ask(info, loyalty_cases.campaign_by_id, lambda: key)
         return Campaign.of(campaign) if campaign is not None else None
+    if type_name == "WebhookEndpoint":
+        endpoint = await ask(info, webhook_cases.endpoint_by_id, lambda: key)
+        return WebhookEndpoint.of(endpoint) if endpoint is not None else None
+    if type_name == "WebhookDelivery":
+        delivery = await ask(info, webhook_cases.delivery_by_id, lambda: key)
+        return WebhookDelivery.of(delivery) if delivery is not None else None
     return None
 
 
 @strawberry.type
-class Query(LoyaltyQuery):
+class Query(LoyaltyQuery, WebhookQuery):
     @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
     async def ledger_accounts(
         self,

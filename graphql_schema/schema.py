@@ -30,6 +30,7 @@ from graphql_schema.settlement import SettlementRun
 from graphql_schema.subscriptions import Subscription
 from graphql_schema.types import Hold, Partner, Transaction
 from graphql_schema.wallets import Member
+from graphql_schema.webhooks import WebhookDelivery, WebhookEndpoint
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,17 @@ schema = _Schema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    types=[Transaction, Hold, Partner, Member, SettlementRun, Purchase, Campaign],
+    types=[
+        Transaction,
+        Hold,
+        Partner,
+        Member,
+        SettlementRun,
+        Purchase,
+        Campaign,
+        WebhookEndpoint,
+        WebhookDelivery,
+    ],
     extensions=[
         lambda: AddValidationRules(LIMIT_RULES),
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),

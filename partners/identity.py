@@ -48,14 +48,20 @@ def normalize_phone(value: str) -> str:
 
 @dataclass(frozen=True)
 class IdentityKeys:
+    """Keys derived from EXCHANGE_SECRET_KEY for what the exchange keeps sealed: members'
+    contacts (a blind index and their encryption) and webhook endpoints' signing
+    secrets (which must be read back to sign)."""
+
     index_key: bytes
     encryption_key: bytes
+    webhook_key: bytes
 
     @classmethod
     def from_secret(cls, secret: bytes) -> IdentityKeys:
         return cls(
             index_key=crypto.derive_key(secret, "member-identity-blind-index"),
             encryption_key=crypto.derive_key(secret, "member-identity-encryption"),
+            webhook_key=crypto.derive_key(secret, "webhook-endpoint-secrets"),
         )
 
 

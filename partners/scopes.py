@@ -13,6 +13,7 @@ PARTNER_SCOPES = frozenset(
         "settlement:read",
         "campaigns:read",
         "campaigns:write",
+        "webhooks:write",
         # Delegable to a member token obtained by token exchange.
         "wallet:read",
         "wallet:transfer",
@@ -26,6 +27,7 @@ OPERATOR_SCOPES = frozenset(
         "ledger:read:all",
         "campaigns:read",
         "campaigns:write",
+        "webhooks:write",
     }
 )
 MEMBER_SCOPES = frozenset({"wallet:read", "wallet:transfer"})

@@ -84,6 +84,12 @@ MAX_RATES = 50
 #: Points per currency unit a contract may give.
 MAX_EARN_RATE = Decimal(1000)
 
+# --- Webhooks (exchange.events) ------------------------------------------------------
+MAX_WEBHOOK_URL_LENGTH = 2_000
+MAX_WEBHOOK_EVENT_TYPES = 50
+#: Endpoints one partner (or the operators together) may have.
+MAX_WEBHOOK_ENDPOINTS = 20
+
 # --- Purchases and campaigns (exchange.loyalty) ---------------------------------------
 #: One purchase's amount, in currency units (a billion).
 MAX_PURCHASE_AMOUNT = Decimal(1_000_000_000)

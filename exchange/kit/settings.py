@@ -59,13 +59,33 @@ class Tunables:
     #: A member keeps a tier it no longer qualifies for until this many days after the
     #: month end the review runs at (EXCHANGE_TIER_GRACE_DAYS).
     tier_grace_days: int = 30
+    #: Webhooks may go to http:// and to private, loopback and link-local addresses
+    #: (EXCHANGE_WEBHOOK_ALLOW_PRIVATE=true): development and tests only.
+    webhook_allow_private: bool = False
+    #: Delivered and failed events are kept this many days (EXCHANGE_EVENTS_RETENTION_DAYS).
+    events_retention_days: int = 30
+    #: points.expiring is sent this many days before a lot expires
+    #: (EXCHANGE_EXPIRING_NOTICE_DAYS).
+    expiring_notice_days: int = 14
 
     @classmethod
     def from_values(cls, values: dict[str, str]) -> Tunables:
         return cls(
             tier_window_months=_positive(values, "EXCHANGE_TIER_WINDOW_MONTHS", 12, 120),
             tier_grace_days=_positive(values, "EXCHANGE_TIER_GRACE_DAYS", 30, 366),
+            webhook_allow_private=_flag(values, "EXCHANGE_WEBHOOK_ALLOW_PRIVATE"),
+            events_retention_days=_positive(values, "EXCHANGE_EVENTS_RETENTION_DAYS", 30, 3660),
+            expiring_notice_days=_positive(values, "EXCHANGE_EXPIRING_NOTICE_DAYS", 14, 365),
         )
+
+
+def _flag(values: dict[str, str], name: str) -> bool:
+    raw = (values.get(name) or "").strip().lower()
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    raise ValueError(f"{name} must be true or false, not {raw!r}")
 
 
 def _positive(values: dict[str, str], name: str, default: int, most: int) -> int:

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
 import exchange.audit.tables  # (registers the audit log's table)
+import exchange.events.tables  # (registers the events' tables)
 import exchange.ledger.tables  # (registers the ledger's tables)
 import exchange.limits.tables  # (registers the shared limits' table)
 import exchange.loyalty.tables  # noqa: F401  (registers the loyalty engine's tables)

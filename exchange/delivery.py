@@ -1,0 +1,175 @@
+"""The webhook delivery worker: it runs inside ``exchange serve`` and as its own process
+(``exchange events deliver``); several may run at once against one database.
+
+Each round fans new outbox events out to the endpoints that want them, then leases the
+deliveries that are due (FOR UPDATE SKIP LOCKED: no two workers hold one) and sends them
+concurrently, each in its own task with its own 10-second limit, at most
+``per_endpoint`` at a time to one endpoint and ``max_in_flight`` in all, so a slow or
+dead receiver never holds up another partner's deliveries. Each outcome is recorded in
+its own short transaction (exchange.events.dispatch says what it means). It has no
+caller, so it works under the system scope. Time comes from ``clock`` (tests drive
+backoff and expiry notices through days with it)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+
+from exchange.events import dispatch, repository, sender
+from exchange.kit.clock import utc_now
+from exchange.kit.db import Database
+from exchange.kit.settings import Tunables
+from exchange.kit.system import SYSTEM
+from partners.identity import IdentityKeys
+
+log = logging.getLogger(__name__)
+
+LEASE = timedelta(seconds=60)
+FAN_OUT_BATCH = 1000
+IDLE_SECONDS = 0.5
+
+
+class Deliverer:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        keys: IdentityKeys,
+        tunables: Tunables,
+        clock: Callable[[], datetime] = utc_now,
+        max_in_flight: int = 64,
+        per_endpoint: int = 4,
+        timeout: float = sender.TIMEOUT_SECONDS,
+    ) -> None:
+        self.database = database
+        self.keys = keys
+        self.tunables = tunables
+        self.clock = clock
+        self.max_in_flight = max_in_flight
+        self.per_endpoint = per_endpoint
+        self.timeout = timeout
+        self.in_flight: Counter[int] = Counter()
+        self.tasks: set[asyncio.Task[None]] = set()
+        self._client: httpx.AsyncClient | None = None
+
+    @property
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None:
+            self._client = sender.client()
+        return self._client
+
+    async def fan_out(self) -> int:
+        """Queue deliveries for every event not fanned out yet."""
+        queued = 0
+        while True:
+            async with self.database.transaction(SYSTEM) as conn:
+                count = await repository.fan_out(conn, now=self.clock(), limit=FAN_OUT_BATCH)
+            queued += count
+            if count < FAN_OUT_BATCH:
+                return queued
+
+    async def round(self) -> int:
+        """One round: fan out, lease what is due (as many as there are free slots), start
+        sending it; how many deliveries were started."""
+        await self.fan_out()
+        free = self.max_in_flight - sum(self.in_flight.values())
+        if free <= 0:
+            return 0
+        now = self.clock()
+        busy = [e for e, count in self.in_flight.items() if count >= self.per_endpoint]
+        async with self.database.transaction(SYSTEM) as conn:
+            claimed = await repository.claim(
+                conn, now=now, lease=LEASE, limit=free, per_endpoint=self.per_endpoint,
+                busy_endpoints=busy,
+            )  # fmt: skip
+            made = await dispatch.requests(conn, claimed, keys=self.keys, now=now)
+        for request in made:
+            self.in_flight[request.endpoint_id] += 1
+            task = asyncio.create_task(self._deliver(request))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+        return len(made)
+
+    async def _deliver(self, request: dispatch.Request) -> None:
+        try:
+            try:
+                async with asyncio.timeout(self.timeout):
+                    outcome = await sender.send(
+                        self.client, url=request.url, message_id=request.message_id,
+                        body=request.body, secrets=request.secrets,
+                        allow_private=self.tunables.webhook_allow_private, now=self.clock(),
+                    )  # fmt: skip
+            except TimeoutError:
+                outcome = sender.Outcome(None, f"no answer within {self.timeout:g} s")
+            async with self.database.transaction(SYSTEM) as conn:
+                await dispatch.record(conn, request, outcome, now=self.clock())
+        except Exception:  # the lease runs out and the delivery is tried again
+            log.exception("webhook delivery %s could not be recorded", request.delivery_id)
+        finally:
+            self.in_flight[request.endpoint_id] -= 1
+            if self.in_flight[request.endpoint_id] <= 0:
+                del self.in_flight[request.endpoint_id]
+
+    async def settle(self) -> None:
+        """Wait for every send in flight."""
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def drain(self, *, rounds: int = 100) -> None:
+        """Rounds until nothing is due and nothing is in flight (tests, the CLI's --once)."""
+        for _ in range(rounds):
+            started = await self.round()
+            await self.settle()
+            if started == 0:
+                return
+
+    async def run_forever(self) -> None:
+        try:
+            while True:
+                try:
+                    started = await self.round()
+                except Exception:  # keep delivering; the next round retries
+                    log.exception("webhook delivery round failed")
+                    started = 0
+                await asyncio.sleep(0 if started else IDLE_SECONDS)
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        with contextlib.suppress(Exception):
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        if self._client is not None:
+            await self._client.aclose()
+            self._client = None
+
+
+async def notices_and_retention(
+    database: Database, *, tunables: Tunables, now: datetime
+) -> tuple[int, int]:
+    """The periodic part: points.expiring for lots expiring soon (once per lot), and
+    events and deliveries past their retention purged; (notices, purged)."""
+    notices = purged = 0
+    while True:
+        async with database.transaction(SYSTEM) as conn:
+            count = await repository.expiring_notices(
+                conn, now=now, within=timedelta(days=tunables.expiring_notice_days), limit=1000
+            )
+        notices += count
+        if count < 1000:
+            break
+    before = now - timedelta(days=tunables.events_retention_days)
+    while True:
+        async with database.transaction(SYSTEM) as conn:
+            count = await repository.purge(conn, before=before, limit=1000)
+        purged += count
+        if count == 0:
+            break
+    return notices, purged

@@ -1,0 +1,125 @@
+"""The delivery rules, apart from the loop that runs them (exchange.delivery): what a
+claimed delivery's request is, and what its outcome means.
+
+At least once: a delivery is leased (not locked) while it is sent, so a worker that dies
+mid-send leaves it to be sent again when the lease runs out; the webhook-id is the
+event's, the same on every attempt, so receivers can drop repeats. 2xx is delivered. A
+failure is tried again after an exponential backoff with jitter (first within ~5 s,
+doubling, at most 6 hours apart) until 3 days after the first attempt; then the delivery
+FAILED and its endpoint is disabled, with the reason an operator sees. A 410 Gone
+disables the endpoint at once."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.events import endpoints, payloads, repository
+from exchange.events.sender import Outcome
+from partners.identity import IdentityKeys
+
+FIRST_RETRY = timedelta(seconds=5)
+LONGEST_WAIT = timedelta(hours=6)
+GIVE_UP_AFTER = timedelta(days=3)
+
+
+def message_id(event_id: int) -> str:
+    """The webhook-id of an event: the same on every attempt and every endpoint."""
+    return f"evt_{event_id}"
+
+
+def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None) -> datetime:
+    """When to try again after ``attempts`` failed attempts: 5 s, 10 s, 20 s, ... doubled
+    each time, at most LONGEST_WAIT, each within +-20 % (jitter, so a recovering
+    receiver is not hit by every retry at once)."""
+    wait = min(FIRST_RETRY * (2 ** max(0, attempts - 1)), LONGEST_WAIT)
+    jitter = (rng or random).uniform(0.8, 1.2)
+    when: datetime = now + wait * jitter
+    return when
+
+
+@dataclass(frozen=True)
+class Request:
+    """A claimed delivery ready to send."""
+
+    delivery_id: int
+    endpoint_id: int
+    url: str
+    message_id: str
+    body: bytes
+    secrets: list[str]
+    attempts: int
+    first_attempt_at: datetime
+
+
+async def requests(
+    conn: AsyncConnection, claimed: list[Row[Any]], *, keys: IdentityKeys, now: datetime
+) -> list[Request]:
+    """The claimed deliveries as requests: the member named by each receiving partner's
+    own ref, signed with the endpoint's secret (and the one it replaced, for a day)."""
+    pairs = [
+        (int(row.endpoint_partner_id), int(row.member_id))
+        for row in claimed
+        if row.endpoint_partner_id is not None and row.member_id is not None
+    ]
+    refs = await repository.member_refs(conn, pairs=pairs)
+    made = []
+    for row in claimed:
+        partner, member = row.endpoint_partner_id, row.member_id
+        ref = refs.get((int(partner), int(member))) if partner and member else None
+        secrets = [endpoints.unseal(keys, row.secret)]
+        if row.previous_secret is not None and (row.previous_secret_until or now) > now:
+            secrets.append(endpoints.unseal(keys, row.previous_secret))
+        made.append(
+            Request(
+                delivery_id=int(row.id),
+                endpoint_id=int(row.endpoint_id),
+                url=row.url,
+                message_id=message_id(int(row.event_id)),
+                body=payloads.body(
+                    row.type,
+                    row.occurred_at,
+                    dict(row.facts),
+                    member_id=member,
+                    member_ref=ref,
+                    operator=partner is None,
+                ),
+                secrets=secrets,
+                attempts=int(row.attempts),
+                first_attempt_at=row.first_attempt_at,
+            )
+        )
+    return made
+
+
+async def record(
+    conn: AsyncConnection, request: Request, outcome: Outcome, *, now: datetime
+) -> None:
+    """What an attempt's outcome leaves: delivered; or tried again later; or FAILED
+    (after 3 days, or at once for 410 Gone) with the endpoint disabled and why."""
+    if outcome.delivered:
+        await repository.delivered(
+            conn, delivery_id=request.delivery_id, status_code=int(outcome.status or 200),
+            now=now,
+        )  # fmt: skip
+        return
+    error = outcome.error or f"HTTP {outcome.status}"
+    give_up = outcome.gone or now - request.first_attempt_at >= GIVE_UP_AFTER
+    await repository.failed_attempt(
+        conn, delivery_id=request.delivery_id, status_code=outcome.status, error=error,
+        next_attempt_at=None if give_up else next_attempt(request.attempts + 1, now),
+    )  # fmt: skip
+    if give_up:
+        why = (
+            "the receiver answered 410 Gone"
+            if outcome.gone
+            else f"deliveries failed for {GIVE_UP_AFTER.days} days (last: {error})"
+        )
+        await repository.disable_endpoint(
+            conn, endpoint_id=request.endpoint_id, reason=why, now=now
+        )
