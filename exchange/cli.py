@@ -19,8 +19,9 @@ from typing import Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import app, audit, ledger
+from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
+from exchange.events import repository as events_repository
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -83,6 +84,7 @@ def build_parser() -> Parser:
     _client_commands(commands)
     _member_commands(commands)
     _loyalty_commands(commands)
+    _events_commands(commands)
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
@@ -343,6 +345,34 @@ def _loyalty_commands(commands: Any) -> None:
     campaigns = campaign_sub.add_parser("list", help="every campaign, newest first")
     campaigns.add_argument("--status", choices=[str(s) for s in CampaignStatus])
     campaigns.add_argument("--json", action="store_true")
+
+
+def _events_commands(commands: Any) -> None:
+    events = commands.add_parser(
+        "events",
+        help="partner events: webhook endpoints and deliveries",
+        description="Webhook endpoints and their deliveries (partners manage their own over"
+        " GraphQL; docs/api.md, 'Webhooks').",
+    )
+    sub = events.add_subparsers(dest="events_command", required=True, parser_class=Parser)
+    listing = sub.add_parser("list", help="deliveries, newest first")
+    listing.add_argument("--status", choices=["PENDING", "DELIVERED", "FAILED"])
+    listing.add_argument("--endpoint", type=int, metavar="ID", help="one endpoint's only")
+    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
+    listing.add_argument("--json", action="store_true")
+    endpoints = sub.add_parser("endpoints", help="every webhook endpoint and its state")
+    endpoints.add_argument("--json", action="store_true")
+    stats = sub.add_parser("stats", help="deliveries pending, delivered and failed")
+    stats.add_argument("--json", action="store_true")
+    again = sub.add_parser("redeliver", help="send a delivery again (same webhook-id)")
+    again.add_argument("delivery_id", type=int)
+    deliver = sub.add_parser(
+        "deliver",
+        help="run a delivery worker in this process (beside or instead of the server's)",
+        description="Deliver webhooks until interrupted; several workers may run at once"
+        " (no event is sent twice at the same time). --once: deliver what is due, then stop.",
+    )
+    deliver.add_argument("--once", action="store_true")
 
 
 def _day_or_time(value: str) -> datetime:
@@ -727,8 +757,12 @@ def command_member(args: argparse.Namespace) -> int:
         async with database.transaction(SYSTEM) as conn:
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
+                events = await events_repository.forget_member(conn, member_id=args.member_id)
                 await _audit(conn, Action.MEMBER_ERASED, subject)
-                print(f"member {args.member_id}: identity erased; ledger entries kept")
+                print(
+                    f"member {args.member_id}: identity erased, {events} events about them"
+                    " purged; ledger entries kept"
+                )
                 return 0
             exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
             await _audit(conn, Action.MEMBER_EXPORTED, subject)
@@ -1203,6 +1237,113 @@ def _campaign_json(campaign: Campaign, names: dict[int, str]) -> dict[str, Any]:
     }
 
 
+def command_events(args: argparse.Namespace) -> int:
+    if args.events_command == "list" and not 1 <= args.limit <= 1000:
+        raise UsageError("--limit must be between 1 and 1000")
+    settings = Settings.from_environment()
+
+    async def run(database: Database) -> int:
+        if args.events_command == "deliver":
+            return await _deliver(database, settings, once=args.once)
+        async with database.transaction(SYSTEM) as conn:
+            if args.events_command == "redeliver":
+                if not await events_repository.redeliver(
+                    conn, delivery_id=args.delivery_id, now=utc_now()
+                ):
+                    raise InvalidInput(
+                        f"delivery {args.delivery_id} does not exist or is still pending"
+                    )
+                print(f"delivery {args.delivery_id} queued again")
+                return 0
+            if args.events_command == "stats":
+                figures = dict((await events_repository.figures(conn))._mapping)
+                print(json.dumps(figures) if args.json else _figures_line(figures))
+                return 0
+            if args.events_command == "endpoints":
+                rows = [_endpoint_json(r) for r in await events_repository.endpoints(conn)]
+            else:
+                rows = [
+                    _delivery_json(r)
+                    for r in await events_repository.deliveries(
+                        conn, endpoint_id=args.endpoint, status=args.status, limit=args.limit
+                    )
+                ]
+        _print_rows(rows, args.json, args.events_command)
+        return 0
+
+    return _run(run)
+
+
+async def _deliver(database: Database, settings: Settings, *, once: bool) -> int:
+    worker = delivery.Deliverer(
+        database, keys=IdentityKeys.from_secret(settings.secret_key()), tunables=settings.tunables
+    )
+    if once:
+        try:
+            await worker.drain()
+        finally:
+            await worker.close()
+        print("delivered what was due")
+        return 0
+    print("delivering webhooks (Ctrl-C to stop)", file=sys.stderr)
+    await worker.run_forever()
+    return 0
+
+
+def _figures_line(figures: dict[str, Any]) -> str:
+    return (
+        f"deliveries: {figures['pending']} pending, {figures['delivered']} delivered,"
+        f" {figures['failed']} failed; {figures['unfanned']} events not fanned out yet;"
+        f" endpoints: {figures['enabled_endpoints']} enabled,"
+        f" {figures['disabled_endpoints']} disabled"
+    )
+
+
+def _endpoint_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": int(row.id),
+        "partner": row.partner_id,
+        "url": row.url,
+        "eventTypes": list(row.event_types),
+        "status": row.status,
+        "disabledReason": row.disabled_reason,
+        "createdAt": row.created_at.isoformat(),
+    }
+
+
+def _delivery_json(row: Any) -> dict[str, Any]:
+    return {
+        "id": int(row.id),
+        "endpoint": int(row.endpoint_id),
+        "eventId": f"evt_{row.event_id}",
+        "eventType": row.event_type,
+        "status": row.status,
+        "attempts": int(row.attempts),
+        "lastStatusCode": row.last_status_code,
+        "lastError": row.last_error,
+        "nextAttemptAt": row.next_attempt_at.isoformat() if row.status == "PENDING" else None,
+        "deliveredAt": row.delivered_at.isoformat() if row.delivered_at else None,
+    }
+
+
+def _print_rows(rows: list[dict[str, Any]], as_json: bool, what: str) -> None:
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        print("no webhook endpoints" if what == "endpoints" else "no deliveries")
+    for row in rows:
+        if what == "endpoints":
+            owner = "operators" if row["partner"] is None else f"partner {row['partner']}"
+            reason = f" ({row['disabledReason']})" if row["disabledReason"] else ""
+            print(f"{row['id']:>5}  {owner:<14} {row['status']}{reason}  {row['url']}"
+                  f"  {','.join(row['eventTypes'])}")  # fmt: skip
+        else:
+            error = f"  {row['lastError']}" if row["lastError"] else ""
+            print(f"{row['id']:>7}  endpoint {row['endpoint']:<5} {row['eventType']:<28}"
+                  f" {row['status']:<9} {row['attempts']} attempt(s){error}")  # fmt: skip
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "serve": command_serve,
     "db": command_db_upgrade,
@@ -1218,6 +1359,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": command_report,
     "payment": command_payment,
     "audit": command_audit,
+    "events": command_events,
     "bench": command_bench,
 }
 

@@ -224,7 +224,9 @@ async def fan_out(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
     """Queue deliveries for the oldest events not yet fanned out: a transaction's or a
     partner's event to that partner's endpoints, a member's event to the endpoints of
     every partner linked to the member, every event to the operators' endpoints, each
-    for the endpoints subscribed to its type. Several workers may run it at once."""
+    for the endpoints subscribed to its type. A disabled endpoint's deliveries wait
+    (sent once it is enabled again, or purged with the rest after the retention
+    period). Several workers may run it at once."""
     result = await conn.execute(sql(_FAN_OUT), {"now": now, "limit": limit})
     return int(result.scalar_one())
 
@@ -238,7 +240,7 @@ WITH batch AS (
                                   next_attempt_at, created_at)
     SELECT ep.id, b.id, b.type, coalesce(b.member_id, 0), 'PENDING', :now, :now
     FROM batch b JOIN webhook_endpoint ep
-      ON ep.status = 'ENABLED' AND ep.deleted_at IS NULL
+      ON ep.deleted_at IS NULL
      AND (b.type = ANY(ep.event_types) OR '*' = ANY(ep.event_types))
      AND (ep.partner_id IS NULL
           OR ep.partner_id = b.partner_id
@@ -410,24 +412,24 @@ async def expiring_notices(
 
 
 async def purge(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
-    """Delivered and failed deliveries older than ``before``, then the events no
-    delivery waits for any more; how many events went."""
+    """Deliveries made before ``before`` (delivered, failed, or still waiting for an
+    endpoint that stayed disabled), then the events they were for; how many rows went."""
     result = await conn.execute(
         sql(
             """
             WITH old_deliveries AS (
                 DELETE FROM webhook_delivery
-                WHERE id IN (SELECT id FROM webhook_delivery
-                             WHERE status <> 'PENDING' AND created_at < :before
+                WHERE id IN (SELECT id FROM webhook_delivery WHERE created_at < :before
                              ORDER BY id LIMIT :limit)
                 RETURNING event_id
             ), old_events AS (
                 DELETE FROM event_outbox o
-                WHERE o.id IN (SELECT id FROM event_outbox
-                               WHERE created_at < :before AND fanned_out_at IS NOT NULL
-                               ORDER BY id LIMIT :limit)
-                  AND NOT EXISTS (SELECT 1 FROM webhook_delivery d
-                                  WHERE d.event_id = o.id AND d.status = 'PENDING')
+                WHERE o.id IN (SELECT e.id FROM event_outbox e
+                               WHERE e.created_at < :before AND e.fanned_out_at IS NOT NULL
+                                 AND NOT EXISTS (SELECT 1 FROM webhook_delivery d
+                                                 WHERE d.event_id = e.id
+                                                   AND d.created_at >= :before)
+                               ORDER BY e.id LIMIT :limit)
                 RETURNING o.id
             ), notices AS (
                 DELETE FROM expiring_notice n USING old_events e WHERE n.event_id = e.id

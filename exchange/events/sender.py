@@ -13,6 +13,7 @@ import httpx
 from standardwebhooks import Webhook
 
 from exchange.events import safety
+from exchange.kit.errors import InvalidInput
 
 TIMEOUT_SECONDS = 10.0
 MAX_ANSWER_BYTES = 4096
@@ -70,8 +71,10 @@ async def send(
         target = await safety.resolve(
             safety.check_url(url, allow_private=allow_private), allow_private=allow_private
         )
-    except (safety.UnsafeAddress, ValueError) as refused:
+    except safety.UnsafeAddress as refused:
         return Outcome(None, f"refused: {refused}")
+    except InvalidInput as refused:  # the URL's form (http:// once private is not allowed)
+        return Outcome(None, f"refused: {refused.message}")
     pinned, host, extensions = _pinned(target, target.addresses[0])
     headers = {
         **host,

@@ -31,6 +31,7 @@ from partners import clients, registry
 from partners.identity import IdentityKeys
 from tests.conftest import TEST_SECRET_KEY
 from tests.graphql.conftest import BASE, Caller, token_for
+from tests.graphql.conftest import api as api  # the ordinary app, for these tests too
 from tests.partners.test_registry import TERMS, unique_name
 
 LOOSE = Tunables(webhook_allow_private=True)
@@ -195,3 +196,12 @@ async def deliver_all(db: Database, **kw: Any) -> None:
         await worker.drain()
     finally:
         await worker.close()
+
+
+async def hook_operator(db: Database, api: httpx.AsyncClient) -> Caller:
+    """An operator client that may manage the operators' webhooks."""
+    async with db.transaction(SYSTEM) as conn:
+        created = await clients.create_client(conn, scopes=["webhooks:write", "partners:admin"])
+    assert created.client_secret is not None
+    token = await token_for(api, created.client_id, created.client_secret)
+    return Caller(api, token, created.client_id, created.client_secret)
