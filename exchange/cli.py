@@ -224,6 +224,15 @@ def _bench_commands(commands: Any) -> None:
         "--partners", dest="seed_partners", type=int, default=10, metavar="P", help="default 10"
     )
     seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
+    hooks = sub.add_parser(
+        "webhooks",
+        help="webhook delivery throughput to a local receiver",
+        description="Book N earns for a bench partner whose endpoint (every event type) is a"
+        " receiver on loopback, then deliver them with one worker; prints events/s.",
+    )
+    hooks.add_argument("--events", dest="hook_events", type=int, default=5000,
+                       help="events to deliver (default 5000)")  # fmt: skip
+    hooks.add_argument("--json", dest="hook_json", action="store_true", help="result as JSON")
 
 
 def _audit_commands(commands: Any) -> None:
@@ -954,6 +963,8 @@ def command_bench(args: argparse.Namespace) -> int:
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
+    if args.bench_command == "webhooks":
+        return command_bench_webhooks(args)
     mix = _mix(args.mix)
     if not 1 <= args.concurrency <= 1024 or not 1 <= args.partners <= 500:
         raise UsageError("--concurrency must be 1 to 1024 and --partners 1 to 500")
@@ -1009,6 +1020,31 @@ def command_bench(args: argparse.Namespace) -> int:
             if result["bulk_items_per_s"]:
                 print(f"  bulk issuance: {result['bulk_items_per_s']} earn items/s")
         return 1 if result["errors"] else 0
+
+    return _run(run)
+
+
+def command_bench_webhooks(args: argparse.Namespace) -> int:
+    from exchange.devtools import webhook_bench
+
+    if not 1 <= args.hook_events <= 1_000_000:
+        raise UsageError("--events must be 1 to 1,000,000")
+    settings = Settings.from_environment()
+
+    async def run(database: Database) -> int:
+        result = await webhook_bench.run(
+            database, events=args.hook_events, secret=settings.secret_key(),
+            tunables=settings.tunables,
+        )  # fmt: skip
+        if args.hook_json:
+            print(json.dumps(result))
+        else:
+            print(
+                f"{result['received']:,} of {result['events']:,} events delivered"
+                f" ({result['distinct']:,} distinct) in {result['seconds']} s:"
+                f" {result['events_per_s']} events/s"
+            )
+        return 0 if result["received"] >= result["events"] else 1
 
     return _run(run)
 

@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 LEASE = timedelta(seconds=60)
 FAN_OUT_BATCH = 1000
 IDLE_SECONDS = 0.5
+#: How long a busy worker waits for a send to come back before its next round.
+BUSY_SECONDS = 0.05
 
 
 class Deliverer:
@@ -43,8 +45,8 @@ class Deliverer:
         keys: IdentityKeys,
         tunables: Tunables,
         clock: Callable[[], datetime] = utc_now,
-        max_in_flight: int = 64,
-        per_endpoint: int = 4,
+        max_in_flight: int = 128,
+        per_endpoint: int = 32,
         timeout: float = sender.TIMEOUT_SECONDS,
     ) -> None:
         self.database = database
@@ -56,6 +58,7 @@ class Deliverer:
         self.timeout = timeout
         self.in_flight: Counter[int] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
+        self.done: list[tuple[dispatch.Request, sender.Outcome]] = []
         self._client: httpx.AsyncClient | None = None
 
     @property
@@ -75,8 +78,9 @@ class Deliverer:
                 return queued
 
     async def round(self) -> int:
-        """One round: fan out, lease what is due (as many as there are free slots), start
-        sending it; how many deliveries were started."""
+        """One round: record what came back, fan out, lease what is due (as many as there
+        are free slots), start sending it; how many deliveries were started."""
+        await self.flush()
         await self.fan_out()
         free = self.max_in_flight - sum(self.in_flight.values())
         if free <= 0:
@@ -98,31 +102,43 @@ class Deliverer:
 
     async def _deliver(self, request: dispatch.Request) -> None:
         try:
-            try:
-                async with asyncio.timeout(self.timeout):
-                    outcome = await sender.send(
-                        self.client, url=request.url, message_id=request.message_id,
-                        body=request.body, secrets=request.secrets,
-                        allow_private=self.tunables.webhook_allow_private, now=self.clock(),
-                    )  # fmt: skip
-            except TimeoutError:
-                outcome = sender.Outcome(None, f"no answer within {self.timeout:g} s")
-            async with self.database.transaction(SYSTEM) as conn:
-                await dispatch.record(conn, request, outcome, now=self.clock())
-        except Exception:  # the lease runs out and the delivery is tried again
-            log.exception("webhook delivery %s could not be recorded", request.delivery_id)
+            async with asyncio.timeout(self.timeout):
+                outcome = await sender.send(
+                    self.client, url=request.url, message_id=request.message_id,
+                    body=request.body, secrets=request.secrets,
+                    allow_private=self.tunables.webhook_allow_private, now=self.clock(),
+                )  # fmt: skip
+        except TimeoutError:
+            outcome = sender.Outcome(None, f"no answer within {self.timeout:g} s")
+        except Exception as error:
+            outcome = sender.Outcome(None, f"{type(error).__name__}")
         finally:
             self.in_flight[request.endpoint_id] -= 1
             if self.in_flight[request.endpoint_id] <= 0:
                 del self.in_flight[request.endpoint_id]
+        self.done.append((request, outcome))
+
+    async def flush(self) -> int:
+        """Record every outcome that came back, in one transaction (a delivery whose
+        outcome is lost is sent again once its lease runs out)."""
+        done, self.done = self.done, []
+        if not done:
+            return 0
+        try:
+            async with self.database.transaction(SYSTEM) as conn:
+                await dispatch.record(conn, done, now=self.clock())
+        except Exception:  # the leases run out and the deliveries are tried again
+            log.exception("the outcomes of %d webhook deliveries were not recorded", len(done))
+        return len(done)
 
     async def settle(self) -> None:
-        """Wait for every send in flight."""
+        """Wait for every send in flight and record what came back."""
         while self.tasks:
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self.flush()
 
-    async def drain(self, *, rounds: int = 100) -> None:
-        """Rounds until nothing is due and nothing is in flight (tests, the CLI's --once)."""
+    async def drain(self, *, rounds: int = 1000) -> None:
+        """Rounds until nothing is due and nothing is in flight (tests, --once)."""
         for _ in range(rounds):
             started = await self.round()
             await self.settle()
@@ -137,15 +153,25 @@ class Deliverer:
                 except Exception:  # keep delivering; the next round retries
                     log.exception("webhook delivery round failed")
                     started = 0
-                await asyncio.sleep(0 if started else IDLE_SECONDS)
+                await self.pause(started)
         finally:
             await self.close()
+
+    async def pause(self, started: int) -> None:
+        """Until a send comes back (when some are in flight) or a moment has passed."""
+        if self.tasks:
+            await asyncio.wait(
+                list(self.tasks), timeout=BUSY_SECONDS, return_when=asyncio.FIRST_COMPLETED
+            )
+        elif not started:
+            await asyncio.sleep(IDLE_SECONDS)
 
     async def close(self) -> None:
         for task in list(self.tasks):
             task.cancel()
         with contextlib.suppress(Exception):
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
+        await self.flush()
         if self._client is not None:
             await self._client.aclose()
             self._client = None

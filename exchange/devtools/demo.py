@@ -107,6 +107,7 @@ PARTNER_SCOPES = [
     "wallet:read",
     "campaigns:read",
     "campaigns:write",
+    "webhooks:write",
 ]
 OPERATOR_SCOPES = ["partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"]
 

@@ -98,16 +98,24 @@ async def requests(
 
 
 async def record(
+    conn: AsyncConnection, outcomes: list[tuple[Request, Outcome]], *, now: datetime
+) -> None:
+    """What attempts' outcomes leave: delivered (one statement for all of them); or tried
+    again later; or FAILED (after 3 days, or at once for 410 Gone) with the endpoint
+    disabled and why."""
+    await repository.delivered_many(
+        conn,
+        delivered=[(r.delivery_id, int(o.status or 200)) for r, o in outcomes if o.delivered],
+        now=now,
+    )
+    for request, outcome in outcomes:
+        if not outcome.delivered:
+            await _failed(conn, request, outcome, now=now)
+
+
+async def _failed(
     conn: AsyncConnection, request: Request, outcome: Outcome, *, now: datetime
 ) -> None:
-    """What an attempt's outcome leaves: delivered; or tried again later; or FAILED
-    (after 3 days, or at once for 410 Gone) with the endpoint disabled and why."""
-    if outcome.delivered:
-        await repository.delivered(
-            conn, delivery_id=request.delivery_id, status_code=int(outcome.status or 200),
-            now=now,
-        )  # fmt: skip
-        return
     error = outcome.error or f"HTTP {outcome.status}"
     give_up = outcome.gone or now - request.first_attempt_at >= GIVE_UP_AFTER
     await repository.failed_attempt(

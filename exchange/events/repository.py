@@ -331,6 +331,26 @@ async def delivered(
     )
 
 
+async def delivered_many(
+    conn: AsyncConnection, *, delivered: Sequence[tuple[int, int]], now: datetime
+) -> None:
+    """Deliveries (id, HTTP status) a 2xx came back for, in one statement."""
+    if not delivered:
+        return
+    await conn.execute(
+        sql(
+            """
+            UPDATE webhook_delivery d SET status = 'DELIVERED', attempts = d.attempts + 1,
+                last_status_code = x.code, last_error = NULL, delivered_at = :now,
+                leased_until = NULL
+            FROM unnest(CAST(:ids AS bigint[]), CAST(:codes AS integer[])) AS x(id, code)
+            WHERE d.id = x.id
+            """
+        ),
+        {"ids": [i for i, _ in delivered], "codes": [c for _, c in delivered], "now": now},
+    )
+
+
 async def failed_attempt(
     conn: AsyncConnection,
     *,

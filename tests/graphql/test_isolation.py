@@ -43,6 +43,8 @@ QUERY_PROBES: dict[str, str] = {
         owner { id } funding { share partner { id } } } } } }""",
     "purchases": """{ purchases(first: 100) { edges { node { id amount reference
         awards { points rule campaign { id name } fundedBy { id } } } } } }""",
+    "webhookEndpoints": """{ webhookEndpoints(first: 100) { edges { node { id url eventTypes
+        deliveries(first: 20) { edges { node { id eventId eventType } } } } } } }""",
     "node": "(walked per Node type below)",
 }
 
@@ -65,6 +67,7 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
                 "settlement:read",
                 "campaigns:read",
                 "campaigns:write",
+                "webhooks:write",
             ],
             partner_id=partner.id,
         )
@@ -122,10 +125,27 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         " { campaign { id } userErrors { code message } } }",
         n=f"campaign-{ref}",
     )
+    hook = await partner.gql(
+        'mutation($u: String!) { createWebhookEndpoint(input: {url: $u, eventTypes: ["*"]})'
+        " { endpoint { id } userErrors { code message } } }",
+        u=f"https://93.184.216.34/hook-{ref}",
+    )
+    endpoint_id = hook["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+    await partner.gql(
+        "mutation($id: ID!) { pingWebhookEndpoint(input: {endpointId: $id}) { endpoint { id } } }",
+        id=endpoint_id,
+    )
+    deliveries = await partner.gql(
+        "query($id: ID!) { node(id: $id) { ... on WebhookEndpoint { deliveries(first: 1)"
+        " { edges { node { id } } } } } }",
+        id=endpoint_id,
+    )
     return {
         **ids_so_far,
         "Purchase": purchase["data"]["recordPurchase"]["purchase"]["id"],
         "Campaign": campaign["data"]["createCampaign"]["campaign"]["id"],
+        "WebhookEndpoint": endpoint_id,
+        "WebhookDelivery": deliveries["data"]["node"]["deliveries"]["edges"][0]["node"]["id"],
     }
 
 
@@ -190,6 +210,7 @@ async def test_partner_b_reads_nothing_of_partner_a_through_any_field(
         f"receipt-{a_ref}",
         f"purchase-{a_ref}",
         f"campaign-{a_ref}",
+        f"hook-{a_ref}",
         str(a_price),
     ]
     assert partner_a.partner_id is not None

@@ -89,6 +89,22 @@ PROBES: dict[str, tuple[str, str]] = {
     "changeContract": ("operator", 'mutation { changeContract(input: {partnerId: "UGFydG5lcjox",'
                        ' effectiveFrom: "2030-01-01T00:00:00+00:00", earnRate: "2"})'
                        " { userErrors { code } } }"),
+    "webhookEndpoints": ("partner", "{ webhookEndpoints(first: 5) { edges { node { id"
+                         " deliveries(first: 2) { edges { node { id } } } } } } }"),
+    "createWebhookEndpoint": ("partner", 'mutation { createWebhookEndpoint(input: {url:'
+                              ' "https://93.184.216.34/rs", eventTypes: ["*"]})'
+                              " { endpoint { id } userErrors { code } } }"),
+    "updateWebhookEndpoint": ("partner", 'mutation { updateWebhookEndpoint(input: {endpointId:'
+                              ' "V2ViaG9va0VuZHBvaW50OjE", enabled: true})'
+                              " { userErrors { code } } }"),
+    "rotateWebhookSecret": ("partner", 'mutation { rotateWebhookSecret(input: {endpointId:'
+                            ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
+    "deleteWebhookEndpoint": ("partner", 'mutation { deleteWebhookEndpoint(input: {endpointId:'
+                              ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
+    "pingWebhookEndpoint": ("partner", 'mutation { pingWebhookEndpoint(input: {endpointId:'
+                            ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
+    "redeliverWebhook": ("partner", 'mutation { redeliverWebhook(input: {deliveryId:'
+                         ' "V2ViaG9va0RlbGl2ZXJ5OjE"}) { userErrors { code } } }'),
 }  # fmt: skip
 
 

@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import audit, ledger
+from exchange.events import repository as events_repository
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, RowScope, grant
 from exchange.kit.errors import DomainError, ErrorCode
@@ -214,6 +215,10 @@ OWNED: dict[str, Owned] = {
         " r.document -> 'instructions' -> (instruction - 1) ->> 'payee'))",
     ),
     "audit_log": Owned("id::text", "subject = 'partner:' || CAST(:partner AS bigint)::text"),
+    "webhook_endpoint": Owned("id::text", "partner_id = :partner"),
+    "webhook_delivery": Owned(
+        "id::text", "endpoint_id IN (SELECT id FROM webhook_endpoint WHERE partner_id = :partner)"
+    ),
     "limit_bucket": Owned(
         "name", "client_id IN (SELECT client_id FROM oauth_client WHERE partner_id = :partner)"
     ),
@@ -236,7 +241,15 @@ OWNED: dict[str, Owned] = {
 PUBLIC = {"partner", "tier"}
 #: The API role holds no privilege on these: no partner's or member's rows, used only
 #: by the token endpoint (system scope) and Alembic.
-NOT_THE_APIS = {"signing_key", "revoked_token", "used_client_assertion", "alembic_version"}
+NOT_THE_APIS = {
+    "signing_key",
+    "revoked_token",
+    "used_client_assertion",
+    "alembic_version",
+    # The events' outbox and notices: the delivery worker's (system scope) only.
+    "event_outbox",
+    "expiring_notice",
+}
 NOBODY = -1
 
 
@@ -353,6 +366,11 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
     client = (await conn.execute(
         text("SELECT client_id FROM oauth_client WHERE partner_id = :p LIMIT 1"), {"p": partner}
     )).scalar_one()  # fmt: skip
+    endpoint = await events_repository.insert_endpoint(
+        conn, partner_id=partner, url="https://93.184.216.34/rls", event_types=["*"],
+        secret=b"sealed", created_by="rls", now=at,
+    )  # fmt: skip
+    await events_repository.ping(conn, endpoint_id=endpoint, at=at)
     await conn.execute(
         text("INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
              " VALUES (:name, :client, 0, 0, :at)"),
