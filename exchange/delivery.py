@@ -46,7 +46,7 @@ class Deliverer:
         tunables: Tunables,
         clock: Callable[[], datetime] = utc_now,
         max_in_flight: int = 128,
-        per_endpoint: int = 32,
+        per_endpoint: int = 16,
         timeout: float = sender.TIMEOUT_SECONDS,
     ) -> None:
         self.database = database

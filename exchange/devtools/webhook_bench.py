@@ -12,15 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sys
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from decimal import Decimal
-
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
 
 from exchange import delivery, ledger
 from exchange.events import endpoints
@@ -37,31 +32,55 @@ BATCH = 500
 MEMBERS = 500
 
 
-@dataclass
-class _Counter:
-    received: int = 0
-    ids: set[str] | None = None
+async def _serve(port: int, counts: dict[str, int]) -> asyncio.Server:
+    """A receiver that answers every POST with 204 over keep-alive connections and
+    counts them (GET answers the count): as little work per request as a receiver can do,
+    so the figure is the deliverer's."""
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                if length:
+                    await reader.readexactly(length)
+                if head.startswith(b"GET"):
+                    body = str(counts["received"]).encode()
+                    writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s"
+                                 % (len(body), body))  # fmt: skip
+                else:
+                    counts["received"] += 1
+                    writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            writer.close()
+
+    return await asyncio.start_server(connection, "127.0.0.1", port)
 
 
-async def _receiver(counter: _Counter) -> tuple[uvicorn.Server, asyncio.Task[None], int]:
-    async def handle(request: Request) -> Response:
-        await request.body()
-        counter.received += 1
-        if counter.ids is not None:
-            counter.ids.add(request.headers.get("webhook-id", ""))
-        return Response(status_code=204)
+def receive(port: int) -> None:
+    """Run the receiver in its own process (python -m exchange.devtools.webhook_bench PORT)."""
 
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
-    app = Starlette(routes=[Route("/hook", handle, methods=["POST"])])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    task = asyncio.create_task(server.serve())
-    while not server.started:  # noqa: ASYNC110 (uvicorn offers no event to wait on)
-        await asyncio.sleep(0.01)
-    return server, task, port
+    async def main() -> None:
+        server = await _serve(port, {"received": 0})
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+async def _received(port: int) -> int:
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"GET /count HTTP/1.1\r\nhost: x\r\n\r\n")
+    await writer.drain()
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = int(head.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+    count = int(await reader.readexactly(length))
+    writer.close()
+    return count
 
 
 async def _book(database: Database, *, url: str, events: int, keys: IdentityKeys) -> None:
@@ -87,29 +106,45 @@ async def _book(database: Database, *, url: str, events: int, keys: IdentityKeys
 async def run(
     database: Database, *, events: int, secret: bytes, tunables: Tunables
 ) -> dict[str, float]:
-    counter = _Counter(ids=set())
-    server, task, port = await _receiver(counter)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = int(probe.getsockname()[1])
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.devtools.webhook_bench", str(port)
+    )
     keys = IdentityKeys.from_secret(secret)
     try:
+        await _wait_for(port)
         await _book(database, url=f"http://127.0.0.1:{port}/hook", events=events, keys=keys)
         worker = delivery.Deliverer(
             database, keys=keys, tunables=replace(tunables, webhook_allow_private=True)
         )
         started = time.monotonic()
         try:
-            while counter.received < events and time.monotonic() - started < 600:
-                await worker.pause(await worker.round())
-            await worker.settle()
+            await worker.drain(rounds=1_000_000)
         finally:
             await worker.close()
         seconds = time.monotonic() - started
+        received = await _received(port)
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
+        receiver.terminate()
+        await receiver.wait()
     return {
         "events": events,
-        "received": counter.received,
-        "distinct": len(counter.ids or ()),
+        "received": received,
         "seconds": round(seconds, 2),
-        "events_per_s": round(counter.received / seconds, 1) if seconds else 0.0,
+        "events_per_s": round(received / seconds, 1) if seconds else 0.0,
     }
+
+
+async def _wait_for(port: int) -> None:
+    for _ in range(200):
+        try:
+            await _received(port)
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+
+
+if __name__ == "__main__":
+    receive(int(sys.argv[1]))

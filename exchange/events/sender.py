@@ -118,5 +118,5 @@ def client() -> httpx.AsyncClient:
         timeout=httpx.Timeout(TIMEOUT_SECONDS),
         follow_redirects=False,
         trust_env=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50),
+        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
     )
