@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,8 +16,10 @@ from cross_web import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
-from strawberry.asgi import GraphQL
+from starlette.websockets import WebSocketDisconnect
+from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http.exceptions import WebSocketDisconnected
 
 from exchange.http import oauth, unavailable
 from exchange.http.errors import graphql_error
@@ -47,11 +50,25 @@ def _accepts_graphql_response(request: Any) -> bool:
     return GRAPHQL_RESPONSE in request.headers.get("accept", "")
 
 
+class _TextFrames(ASGIWebSocketAdapter):
+    """Every subscription message as a text frame. Strawberry sends the bytes of
+    ``encode_json`` (orjson's) as binary frames, which the graphql-transport-ws protocol
+    does not allow and the standard client (``graphql-ws``) refuses."""
+
+    async def send_json(self, message: Mapping[str, object]) -> None:
+        try:
+            await self.ws.send_text(self.view.encode_json_string(message))
+        except WebSocketDisconnect as error:
+            raise WebSocketDisconnected from error
+
+
 class _Strawberry(GraphQL[Context, None]):
     """GraphQL over HTTP: ``application/graphql-response+json`` when the client accepts
     it, with 4xx for a request that could not be executed at all (parse, validation or
     variable errors, no ``data``); legacy ``application/json`` (always 200) otherwise.
-    Bodies are encoded with orjson."""
+    Bodies are encoded with orjson; websocket messages go as text frames."""
+
+    websocket_adapter_class = _TextFrames
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
