@@ -9,6 +9,9 @@
 ``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in
                         seconds) verification accepts, even from a token our own key
                         signed; tokens are issued no longer (default 3600)
+``EXCHANGE_CORS_ORIGINS`` comma-separated origins (``https://wallet.example``) whose
+                        browser pages may call the API (CORS); unset: none, and no
+                        CORS headers at all
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 3600
@@ -42,6 +46,42 @@ def _positive_seconds(values: dict[str, str], name: str, default: int) -> int:
     if not (raw.isascii() and raw.isdigit()) or int(raw) <= 0:
         raise ValueError(f"{name} must be a whole number of seconds above 0, not {raw!r}")
     return int(raw)
+
+
+def _origins(values: dict[str, str], name: str) -> tuple[str, ...]:
+    """Comma-separated origins, as a browser sends them in ``Origin``:
+    ``scheme://host[:port]`` (http or https, no path), in lower case, without a default
+    port."""
+    origins = []
+    for raw in (values.get(name) or "").split(","):
+        origin = raw.strip()
+        if not origin:
+            continue
+        try:
+            parts = urlsplit(origin)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if (
+            parts is None
+            or parts.scheme.lower() not in ("http", "https")
+            or not parts.hostname
+            or parts.username is not None
+            or parts.password is not None
+            or parts.path
+            or parts.query
+            or parts.fragment
+            or origin.endswith(("?", "#"))
+        ):
+            raise ValueError(
+                f"{name}: {origin!r} is not an origin; write scheme://host[:port],"
+                " e.g. https://wallet.example or http://localhost:3000"
+            )
+        scheme = parts.scheme.lower()
+        host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        default = {"http": 80, "https": 443}[scheme]  # a browser leaves it out
+        origins.append(f"{scheme}://{host}" + (f":{port}" if port not in (None, default) else ""))
+    return tuple(dict.fromkeys(origins))
 
 
 def default_home() -> Path:
@@ -109,6 +149,8 @@ class Settings:
     tunables: Tunables = field(default_factory=Tunables)
     #: EXCHANGE_MAX_TOKEN_LIFETIME_S: a token whose ``exp - iat`` is longer is refused.
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+    #: EXCHANGE_CORS_ORIGINS: the browser origins that may call the API (none: no CORS).
+    cors_origins: tuple[str, ...] = ()
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -126,6 +168,7 @@ class Settings:
             max_token_lifetime_seconds=_positive_seconds(
                 values, "EXCHANGE_MAX_TOKEN_LIFETIME_S", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
             ),
+            cors_origins=_origins(values, "EXCHANGE_CORS_ORIGINS"),
         )
 
     def ensure_home(self) -> Path:
