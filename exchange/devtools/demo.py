@@ -104,7 +104,10 @@ PARTNER_SCOPES = [
     "members:read",
     "transactions:read",
     "settlement:read",
+    # Delegated to a member token by token exchange (docs/api.md section 7): a wallet
+    # reads with wallet:read, gifts points with wallet:transfer.
     "wallet:read",
+    "wallet:transfer",
     "campaigns:read",
     "campaigns:write",
     "webhooks:write",

@@ -6,16 +6,23 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import httpx
+
+from exchange.app import create_app
 from exchange.devtools import demo
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.loyalty import campaigns, purchases, repository, tiers
 from exchange.loyalty.models import CampaignStatus
 from partners.identity import IdentityKeys
+from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
 from tests.cli.test_cli import run
 from tests.conftest import TEST_SECRET_KEY
+from tests.graphql.conftest import BASE
 
 
 async def seed_demo(database_url: str, home: Path) -> demo.DemoSummary:
@@ -118,3 +125,69 @@ async def test_the_demo_runs_a_campaign_and_a_co_funded_one_that_rewarded_purcha
     # 100 bonus points with popcorn, half each: 50 issued by the cinema, 50 by coffee.
     assert sorted((a.funder, a.points) for a in popcorn) == sorted([(cinema, 50), (coffee, 50)])
     assert at_the_cinema.awards[0].points == 24  # the base: 24.00 x 1
+
+
+async def _gql(http: httpx.AsyncClient, token: str, query: str) -> dict[str, Any]:
+    response = await http.post(
+        "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
+    )
+    assert response.status_code == 200, response.text
+    assert "errors" not in response.json(), response.text
+    data: dict[str, Any] = response.json()["data"]
+    return data
+
+
+BOB_BALANCE = '{ member(memberRef: "bob") { wallet { balance } } }'
+
+
+async def test_with_the_demo_credentials_alice_gives_bob_points_by_his_email(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    summary = await seed_demo(scratch_database_url, tmp_path)
+    [partner] = [c for c in summary.credentials if str(c["who"]).startswith("partner")]
+    client = (str(partner["client_id"]), str(partner["client_secret"]))
+    settings = Settings(
+        home=tmp_path,
+        database_url=scratch_database_url,
+        secret_key_from_env=TEST_SECRET_KEY,
+        public_url=BASE,
+    )
+    app = create_app(settings, sweep=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
+    ):
+        partner_token = (
+            await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=client)
+        ).json()["access_token"]
+        bob_before = await _gql(http, partner_token, BOB_BALANCE)
+        exchanged = await http.post(
+            "/oauth/token",
+            data={
+                "grant_type": TOKEN_EXCHANGE,
+                "subject_token": "alice",
+                "subject_token_type": MEMBER_REF_TOKEN_TYPE,
+                "scope": "wallet:read wallet:transfer",
+            },
+            auth=client,
+        )
+        assert exchanged.status_code == 200, exchanged.text
+        alice = exchanged.json()["access_token"]
+        alice_before = await _gql(http, alice, "{ wallet { balance } }")
+        transferred = await _gql(
+            http,
+            alice,
+            'mutation { transferPoints(input: {idempotencyKey: "gift-1", points: 150,'
+            ' toEmail: "bob@example.com"}) { transaction { kind points } wallet { balance }'
+            " userErrors { field code message } } }",
+        )
+        bob_after = await _gql(http, partner_token, BOB_BALANCE)
+
+    assert exchanged.json()["scope"] == "wallet:read wallet:transfer"
+    payload = transferred["transferPoints"]
+    assert payload["userErrors"] == []
+    assert payload["transaction"] == {"kind": "TRANSFER", "points": "150"}
+    alice_had = int(alice_before["wallet"]["balance"])
+    assert int(payload["wallet"]["balance"]) == alice_had - 150
+    bob_had = int(bob_before["member"]["wallet"]["balance"])
+    assert int(bob_after["member"]["wallet"]["balance"]) == bob_had + 150
