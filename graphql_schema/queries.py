@@ -266,7 +266,7 @@ class Query(LoyaltyQuery, WebhookQuery):
         after: str | None = None,
         filter: TransactionFilter | None = None,
     ) -> TransactionConnection:
-        return await transactions_page(info, first, after, filter)
+        return await transactions_page(info, members.transactions, first, after, filter)
 
     @strawberry.field
     async def partners(

@@ -11,10 +11,12 @@ from strawberry.types.nodes import SelectedField, Selection
 
 from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import DEFAULT_PAGE, MAX_EXPIRING_GROUPS, MAX_PAGE
+from exchange.ledger.models import EntryView
 from exchange.ledger.models import Wallet as WalletModel
 from exchange.loyalty.models import MemberTier as MemberTierModel
 from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members
+from exchange.usecases.core import UseCase
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
@@ -65,13 +67,15 @@ def _page(
 
 async def transactions_page(
     info: Info[Context, None],
+    use_case: UseCase[members.TransactionPage, list[EntryView]],
     first: int | None,
     after: str | None,
     filter: TransactionFilter | None,
     *,
     member_id: int | None = None,
 ) -> TransactionConnection:
-    use_case = members.transactions if member_id is None else members.member_transactions
+    """A page of ``use_case`` (the field names the use case it calls, and with it the
+    scope it needs)."""
     entries = await ask(info, use_case, lambda: _page(first, after, filter, member_id))
     return TransactionConnection.of(entries, DEFAULT_PAGE if first is None else first)
 
@@ -156,7 +160,9 @@ class Wallet:
         first: FirstArgument | None = None,
         after: str | None = None,
     ) -> TransactionConnection:
-        return await transactions_page(info, first, after, None, member_id=self.member_id)
+        return await transactions_page(
+            info, members.member_transactions, first, after, None, member_id=self.member_id
+        )
 
     @strawberry.field(description="The member's tier and its progress to the next one.")
     async def tier(self, info: Info[Context, None]) -> MemberTier | None:
