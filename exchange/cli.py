@@ -15,7 +15,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +40,9 @@ from settlement import reconciliation as settlement_reconciliation
 from settlement import reports as settlement_reports
 from settlement import service as settlement_service
 from settlement.models import RunSummary, SettlementRun
+
+if TYPE_CHECKING:  # imported where it is used, as every developer tool
+    from exchange.devtools.demo import DemoSummary
 
 
 class UsageError(Exception):
@@ -579,16 +582,20 @@ def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
             f"demo coalition {state}: "
             + ", ".join(f"{name} (partner {pid})" for name, pid in summary.partners.items())
         )
-        print("demo credentials (new on every run; the secrets are shown only now):")
+        print(demo_credentials_heading(summary))
         for credential in summary.credentials:
             print(
                 f"  {credential['who']}: client_id={credential['client_id']}"
                 f" client_secret={credential['client_secret']}"
             )
-        partner = summary.credentials[0]
+        [partner] = [c for c in summary.credentials if c["role"] == "partner"]
         print("first request: a token, then earn 100 points for the demo member 'alice'")
         for line in first_request(partner, public_url):
             print(f"  {line}")
+        print(
+            "a member token for 'alice' (token exchange with scope=\"wallet:read"
+            ' wallet:transfer") and the scope every call needs: docs/api.md section 7'
+        )
         if summary.seeded:
             start, end = summary.last_month
             print(f"settle last month's demo history: exchange settle --from {start} --to {end}")
@@ -792,6 +799,23 @@ def command_keys(args: argparse.Namespace) -> int:
         return 0
 
     return _run(run)
+
+
+def demo_credentials_heading(summary: DemoSummary) -> str:
+    """Where the demo's credentials are kept, and whether they are new (and why)."""
+    from exchange.devtools.demo import CredentialsState
+
+    path = summary.credentials_file
+    said = {
+        CredentialsState.NEW: f"new, kept in {path} (only you may read it); later runs"
+        " keep these clients",
+        CredentialsState.KEPT: f"kept from {path}",
+        CredentialsState.MISSING: f"{path} was missing: new demo clients, kept there from now"
+        " on (the earlier demo clients stay as they were)",
+        CredentialsState.REPLACED: f"the clients in {path} no longer work here (revoked,"
+        " another database, or other scopes): new demo clients, kept there from now on",
+    }
+    return f"demo credentials ({said[summary.credentials_state]}):"
 
 
 def first_request(credential: dict[str, str | None], public_url: str) -> list[str]:

@@ -13,19 +13,28 @@ cinema ("2x points at the weekend") and one the cinema and the coffee chain co-f
 bonus points with popcorn, half each, accepted by both), and two purchases this month
 that they rewarded. None of it falls into last month, so its settlement stays as above.
 
-Seeding twice does not duplicate the coalition. Client secrets are shown once, so each
-run replaces the previous run's demo clients (their ids are kept in EXCHANGE_HOME) with
-new ones and prints the new credentials.
+Seeding twice does not duplicate the coalition, nor its OAuth clients. The first run
+makes a partner client (Bean There Coffee) and an operator client and writes their ids
+and secrets to ``demo-credentials.json`` in EXCHANGE_HOME, readable by its owner only
+(0600): the database keeps only the secrets' hashes, so that file is the only place the
+plaintext lives. Later runs keep those clients and read the file, as long as each of its
+clients still authenticates here as the demo's (active, its secret, the demo's scopes).
+When the file is missing, or names clients that no longer do (revoked, another database,
+other scopes), the demo gets new clients and a new file, and says why
+(:class:`CredentialsState`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,7 +50,11 @@ from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel
 
 DEMO_CLIENT = "demo-seed"
-CLIENTS_FILE = "demo-clients.json"
+CREDENTIALS_FILE = "demo-credentials.json"
+#: Before the credentials file, the demo kept only its clients' ids here and made new
+#: clients on every run; the clients it names are revoked and the file removed.
+OLD_CLIENTS_FILE = "demo-clients.json"
+PARTNER = "Bean There Coffee"
 
 PARTNERS = {
     "Bean There Coffee": ContractTerms(
@@ -115,13 +128,28 @@ PARTNER_SCOPES = [
 OPERATOR_SCOPES = ["partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"]
 
 
+class CredentialsState(StrEnum):
+    """What became of the demo's OAuth clients on this run."""
+
+    NEW = "new"  # a new coalition: new clients, a new credentials file
+    KEPT = "kept"  # the clients of the credentials file, as they were
+    MISSING = "missing"  # the coalition was there, its file was not: new clients and file
+    REPLACED = "replaced"  # the file's clients no longer work here: new clients and file
+
+
+Credential = dict[str, str | None]
+
+
 @dataclass
 class DemoSummary:
     seeded: bool
     partners: dict[str, int]
     #: The whole month of history that has ended: settle it with --from/--to these days.
     last_month: tuple[date, date]
-    credentials: list[dict[str, str | None]] = field(default_factory=list)
+    credentials: list[Credential] = field(default_factory=list)
+    #: Where the credentials are kept (0600), and whether they are the file's or new.
+    credentials_file: Path | None = None
+    credentials_state: CredentialsState = CredentialsState.NEW
 
 
 def months(now: datetime) -> tuple[datetime, datetime]:
@@ -228,33 +256,113 @@ async def _loyalty(
                                request=request, now=now, tunables=Tunables())  # fmt: skip
 
 
-async def _fresh_clients(
-    conn: AsyncConnection, ids: dict[str, int], home: Path
-) -> list[dict[str, str | None]]:
-    path = home / CLIENTS_FILE
+#: role -> (the scopes its client has, who it is in the printed credentials)
+ROLES = {
+    "partner": (PARTNER_SCOPES, f"partner {PARTNER}"),
+    "operator": (OPERATOR_SCOPES, "operator"),
+}
+
+
+CREDENTIAL_KEYS = ("role", "who", "client_id", "client_secret", "scope")
+
+
+def _read_credentials(path: Path) -> list[Credential] | None:
+    """The credentials in the file, one per role; None if it is missing or not ours."""
+    try:
+        document: Any = json.loads(path.read_text(encoding="utf-8"))
+        credentials: list[Credential] = [
+            {key: str(credential[key]) for key in CREDENTIAL_KEYS}
+            for credential in document["credentials"]
+        ]
+    except (OSError, ValueError, LookupError, TypeError):
+        return None
+    if sorted(str(c["role"]) for c in credentials) != sorted(ROLES):
+        return None
+    return credentials
+
+
+async def _still_working(
+    conn: AsyncConnection, credentials: list[Credential], partner_id: int
+) -> bool:
+    """Whether each client authenticates here as the demo's: active, with its secret,
+    the demo's scopes and (the partner's) the demo partner."""
+    for credential in credentials:
+        scopes, _ = ROLES[str(credential["role"])]
+        record = await clients.get_client(conn, client_id=str(credential["client_id"]))
+        if (
+            record is None
+            or not record.active
+            or not record.check_secret(str(credential["client_secret"]))
+            or record.scopes != frozenset(scopes)
+            or record.partner_id != (partner_id if credential["role"] == "partner" else None)
+        ):
+            return False
+    return True
+
+
+async def _revoke(conn: AsyncConnection, client_ids: list[str]) -> None:
+    for client_id in client_ids:
+        with contextlib.suppress(DomainError):  # gone already, or never in this database
+            await clients.revoke_client(conn, client_id=client_id)
+
+
+def _write_owner_only(path: Path, credentials: list[Credential]) -> None:
+    """The credentials, in a file only its owner may read or write (0600), replaced at
+    once (never half written)."""
+    document = {
+        "about": "OAuth clients of the demo coalition (exchange serve --demo); keep private",
+        "credentials": credentials,
+    }
+    draft = path.with_name(f".{path.name}.new")
+    draft.unlink(missing_ok=True)
+    descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2)
+    os.replace(draft, path)
+
+
+async def _new_clients(conn: AsyncConnection, partner_id: int) -> list[Credential]:
+    credentials = []
+    for role, (scopes, who) in ROLES.items():
+        created = await clients.create_client(
+            conn, scopes=scopes, partner_id=partner_id if role == "partner" else None
+        )
+        credentials.append(
+            {
+                "role": role,
+                "who": who,
+                "client_id": created.client_id,
+                "client_secret": created.client_secret,
+                "scope": " ".join(created.scopes),
+            }
+        )
+    return credentials
+
+
+async def _demo_clients(
+    conn: AsyncConnection, partner_id: int, home: Path, *, seeded: bool
+) -> tuple[list[Credential], CredentialsState]:
+    """The clients of the credentials file when they still work here; new ones (and a
+    new file) otherwise."""
+    path = home / CREDENTIALS_FILE
+    old = home / OLD_CLIENTS_FILE
+    if old.exists():
+        with contextlib.suppress(OSError, ValueError, TypeError):
+            await _revoke(conn, [str(client_id) for client_id in json.loads(old.read_text())])
+        old.unlink()
+    kept = _read_credentials(path)
+    if kept is not None and await _still_working(conn, kept, partner_id):
+        path.chmod(0o600)
+        return kept, CredentialsState.KEPT
+    if kept is not None:
+        await _revoke(conn, [str(credential["client_id"]) for credential in kept])
     if path.exists():
-        for client_id in json.loads(path.read_text()):
-            with contextlib.suppress(DomainError):
-                await clients.revoke_client(conn, client_id=client_id)
-    coffee = await clients.create_client(
-        conn, scopes=PARTNER_SCOPES, partner_id=ids["Bean There Coffee"]
-    )
-    operator = await clients.create_client(conn, scopes=OPERATOR_SCOPES)
-    path.write_text(json.dumps([coffee.client_id, operator.client_id]))
-    return [
-        {
-            "who": "partner Bean There Coffee",
-            "client_id": coffee.client_id,
-            "client_secret": coffee.client_secret,
-            "scope": " ".join(coffee.scopes),
-        },
-        {
-            "who": "operator",
-            "client_id": operator.client_id,
-            "client_secret": operator.client_secret,
-            "scope": " ".join(operator.scopes),
-        },
-    ]
+        state = CredentialsState.REPLACED
+    else:
+        state = CredentialsState.NEW if seeded else CredentialsState.MISSING
+    credentials = await _new_clients(conn, partner_id)
+    _write_owner_only(path, credentials)
+    return credentials, state
 
 
 async def seed(
@@ -264,11 +372,13 @@ async def seed(
     if created:
         members = await _history(conn, ids, keys, now)
         await _loyalty(conn, ids, members, now)
-    credentials = await _fresh_clients(conn, ids, home)
+    credentials, state = await _demo_clients(conn, ids[PARTNER], home, seeded=created)
     last_month, this_month = months(now)
     return DemoSummary(
         seeded=created,
         partners=ids,
         credentials=credentials,
         last_month=(last_month.date(), this_month.date()),
+        credentials_file=home / CREDENTIALS_FILE,
+        credentials_state=state,
     )

@@ -3,7 +3,13 @@ that the finance team can settle as the README shows."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
+import stat
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,8 +24,10 @@ from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.loyalty import campaigns, purchases, repository, tiers
 from exchange.loyalty.models import CampaignStatus
+from partners import clients
 from partners.identity import IdentityKeys
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
+from tests.cli.test_cli import _free_port as free_port
 from tests.cli.test_cli import run
 from tests.conftest import TEST_SECRET_KEY
 from tests.graphql.conftest import BASE
@@ -127,6 +135,20 @@ async def test_the_demo_runs_a_campaign_and_a_co_funded_one_that_rewarded_purcha
     assert at_the_cinema.awards[0].points == 24  # the base: 24.00 x 1
 
 
+@asynccontextmanager
+async def serving(database_url: str, home: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client of the app over the demo's database."""
+    settings = Settings(
+        home=home, database_url=database_url, secret_key_from_env=TEST_SECRET_KEY, public_url=BASE
+    )
+    app = create_app(settings, sweep=False)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
+    ):
+        yield http
+
+
 async def _gql(http: httpx.AsyncClient, token: str, query: str) -> dict[str, Any]:
     response = await http.post(
         "/graphql", json={"query": query}, headers={"Authorization": f"Bearer {token}"}
@@ -144,19 +166,9 @@ async def test_with_the_demo_credentials_alice_gives_bob_points_by_his_email(
     scratch_database_url: str, tmp_path: Path
 ) -> None:
     summary = await seed_demo(scratch_database_url, tmp_path)
-    [partner] = [c for c in summary.credentials if str(c["who"]).startswith("partner")]
+    [partner] = [c for c in summary.credentials if c["role"] == "partner"]
     client = (str(partner["client_id"]), str(partner["client_secret"]))
-    settings = Settings(
-        home=tmp_path,
-        database_url=scratch_database_url,
-        secret_key_from_env=TEST_SECRET_KEY,
-        public_url=BASE,
-    )
-    app = create_app(settings, sweep=False)
-    async with (
-        app.router.lifespan_context(app),
-        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=BASE) as http,
-    ):
+    async with serving(scratch_database_url, tmp_path) as http:
         partner_token = (
             await http.post("/oauth/token", data={"grant_type": "client_credentials"}, auth=client)
         ).json()["access_token"]
@@ -191,3 +203,157 @@ async def test_with_the_demo_credentials_alice_gives_bob_points_by_his_email(
     assert int(payload["wallet"]["balance"]) == alice_had - 150
     bob_had = int(bob_before["member"]["wallet"]["balance"])
     assert int(bob_after["member"]["wallet"]["balance"]) == bob_had + 150
+
+
+async def _token_statuses(
+    database_url: str, home: Path, credentials: list[demo.Credential]
+) -> dict[str, int]:
+    """Each role's answer to a client-credentials token request with its secret."""
+    async with serving(database_url, home) as http:
+        return {
+            str(c["role"]): (
+                await http.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(str(c["client_id"]), str(c["client_secret"])),
+                )
+            ).status_code
+            for c in credentials
+        }
+
+
+def _ids(summary: demo.DemoSummary) -> dict[str, str | None]:
+    return {str(c["role"]): c["client_id"] for c in summary.credentials}
+
+
+def _file(summary: demo.DemoSummary) -> tuple[int, list[dict[str, str]]]:
+    """The credentials file: its permission bits and its credentials."""
+    assert summary.credentials_file is not None
+    mode = stat.S_IMODE(summary.credentials_file.stat().st_mode)
+    return mode, json.loads(summary.credentials_file.read_text())["credentials"]
+
+
+async def test_seeding_again_keeps_the_demo_clients_in_a_file_only_its_owner_reads(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    first = await seed_demo(scratch_database_url, tmp_path)
+    written = _file(first)
+    again = await seed_demo(scratch_database_url, tmp_path)
+
+    assert written == (0o600, first.credentials)
+    assert (first.credentials_state, again.credentials_state) == (
+        demo.CredentialsState.NEW, demo.CredentialsState.KEPT
+    )  # fmt: skip
+    assert again.credentials_file == first.credentials_file == tmp_path / demo.CREDENTIALS_FILE
+    assert _ids(again) == _ids(first)
+    assert set(_ids(first)) == {"partner", "operator"}
+    mode, kept = _file(again)
+    assert mode == 0o600
+    assert kept == again.credentials == first.credentials
+    tokens = await _token_statuses(scratch_database_url, tmp_path, kept)
+    assert tokens == {"partner": 200, "operator": 200}
+
+
+async def test_a_missing_credentials_file_gets_new_demo_clients_and_a_new_file(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    first = await seed_demo(scratch_database_url, tmp_path)
+    (tmp_path / demo.CREDENTIALS_FILE).unlink()
+
+    again = await seed_demo(scratch_database_url, tmp_path)
+
+    assert again.credentials_state == demo.CredentialsState.MISSING
+    assert set(_ids(again).values()).isdisjoint(_ids(first).values())
+    mode, written = _file(again)
+    assert mode == 0o600
+    assert written == again.credentials
+    tokens = await _token_statuses(scratch_database_url, tmp_path, written)
+    assert tokens == {"partner": 200, "operator": 200}
+
+
+async def test_a_file_whose_clients_no_longer_work_is_replaced_and_its_clients_revoked(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    first = await seed_demo(scratch_database_url, tmp_path)
+    partner_id = _ids(first)["partner"]
+    database = Database.connect(scratch_database_url, pool_size=1)
+    try:
+        async with database.transaction(SYSTEM) as conn:
+            await clients.revoke_client(conn, client_id=str(partner_id))
+    finally:
+        await database.dispose()
+
+    again = await seed_demo(scratch_database_url, tmp_path)
+
+    assert again.credentials_state == demo.CredentialsState.REPLACED
+    assert set(_ids(again).values()).isdisjoint(_ids(first).values())
+    assert _file(again) == (0o600, again.credentials)
+    old = await _token_statuses(scratch_database_url, tmp_path, first.credentials)
+    new = await _token_statuses(scratch_database_url, tmp_path, again.credentials)
+    assert old == {"partner": 401, "operator": 401}  # the old secrets stop working
+    assert new == {"partner": 200, "operator": 200}
+
+
+async def _serve_demo(database_url: str, home: Path) -> list[str]:
+    """What `exchange serve --demo` prints before it serves (then it is stopped)."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(home),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    server = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "exchange.cli", "serve", "--demo", "--port", str(free_port())),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert server.stdout is not None
+    lines: list[str] = []
+    try:
+        while not lines or not lines[-1].startswith("serving "):
+            line = await asyncio.wait_for(server.stdout.readline(), timeout=60)
+            assert line, "".join(lines)
+            lines.append(line.decode())
+    finally:
+        server.terminate()
+        await server.wait()
+    return lines
+
+
+async def test_serve_demo_prints_where_the_credentials_are_kept_and_keeps_them(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    first = await _serve_demo(scratch_database_url, tmp_path)
+    again = await _serve_demo(scratch_database_url, tmp_path)
+
+    path = tmp_path / demo.CREDENTIALS_FILE
+    [partner, operator] = json.loads(path.read_text())["credentials"]
+    said = [[line for line in out if line.startswith("demo credentials")] for out in (first, again)]
+    assert said == [
+        [f"demo credentials (new, kept in {path} (only you may read it); later runs keep these"
+         " clients):\n"],
+        [f"demo credentials (kept from {path}):\n"],
+    ]  # fmt: skip
+    for out in (first, again):
+        assert (
+            f"  partner Bean There Coffee: client_id={partner['client_id']}"
+            f" client_secret={partner['client_secret']}\n"
+        ) in out
+        assert f"  operator: client_id={operator['client_id']}" in "".join(out)
+
+
+async def test_the_clients_an_earlier_demo_listed_by_id_are_revoked(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    first = await seed_demo(scratch_database_url, tmp_path)
+    (tmp_path / demo.CREDENTIALS_FILE).unlink()
+    old_ids = [str(client_id) for client_id in _ids(first).values()]
+    (tmp_path / demo.OLD_CLIENTS_FILE).write_text(json.dumps(old_ids))
+
+    again = await seed_demo(scratch_database_url, tmp_path)
+
+    assert not (tmp_path / demo.OLD_CLIENTS_FILE).exists()
+    assert again.credentials_state == demo.CredentialsState.MISSING
+    old = await _token_statuses(scratch_database_url, tmp_path, first.credentials)
+    assert old == {"partner": 401, "operator": 401}
