@@ -63,14 +63,21 @@ def use_cases_of(function: Callable[..., Any], seen: set[Callable[..., Any]]) ->
     return found
 
 
-def _cell(kind: PrincipalKind, use_cases: Iterable[UseCase[Any, Any]]) -> str:
+def _cell(kind: PrincipalKind, use_cases: Iterable[UseCase[Any, Any]], any_of: bool) -> str:
     """What a kind of caller needs to call the field: REFUSED if any of its use cases
-    refuses that kind, else each scope they ask for (NO_SCOPE for none), in order."""
+    refuses that kind (or, for a field that calls one use case per type of object,
+    ``any_of``, if all of them do), else each scope the accepting ones ask for (NO_SCOPE
+    for none), in order."""
     permits = [use_case.permits for use_case in use_cases]
-    if any(kind not in permit for permit in permits):
+    refused = [kind not in permit for permit in permits]
+    if (all(refused) and refused) if any_of else any(refused):
         return REFUSED
+    permits = [permit for permit in permits if kind in permit]
     scopes = sorted({permit[kind] for permit in permits}) or [""]
     return " or ".join(f"`{scope}`" if scope else NO_SCOPE for scope in scopes)
+
+
+PER_TYPE = {"node"}  # fields that resolve each type of object by its own use case
 
 
 def declared_table() -> dict[tuple[str, str], tuple[str, ...]]:
@@ -85,7 +92,7 @@ def declared_table() -> dict[tuple[str, str], tuple[str, ...]]:
             use_cases = use_cases_of(resolver.wrapped_func, set()) if resolver else {}
             assert use_cases or name == "viewer", f"{name} calls no use case we can see"
             rows[(f"`{name}`", operation)] = tuple(
-                _cell(kind, use_cases.values()) for kind in KINDS
+                _cell(kind, use_cases.values(), any_of=name in PER_TYPE) for kind in KINDS
             )
     return rows
 
