@@ -1,7 +1,8 @@
 """Calling a use case from a resolver and mapping the outcome: a mutation returns a
 business failure as ``userErrors`` in its payload; a query raises a GraphQL error whose
 ``extensions.code`` is the domain code. Anything else is unexpected and masked by the
-schema (graphql_schema.schema)."""
+schema (graphql_schema.schema). Either way the message names objects by the global IDs
+a client knows, never by internal numbers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from strawberry.types import Info
 
 from exchange.kit.errors import DomainError
 from exchange.usecases.core import UseCase
+from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.types import UserError
 
@@ -27,7 +29,7 @@ def query_error(error: DomainError) -> GraphQLError:
     extensions: dict[str, object] = {"code": str(error.code)}
     if error.field:
         extensions["field"] = list(error.field)
-    return GraphQLError(error.message, extensions=extensions)
+    return GraphQLError(error.render(ids.of_ref), extensions=extensions)
 
 
 async def ask(info: Info[Context, None], use_case: UseCase[Q, A], request: Callable[[], Q]) -> A:

@@ -11,6 +11,8 @@ import binascii
 
 from exchange.kit import limits
 from exchange.kit.global_ids import encode as encode
+from exchange.kit.errors import Kind, Ref
+from exchange.kit.invariant import invariant
 
 TYPES = frozenset(
     {
@@ -30,6 +32,25 @@ MAX_LENGTH = max(
     len(base64.urlsafe_b64encode(f"{name}:".encode() + b"9" * limits.MAX_ID_DIGITS))
     for name in TYPES
 )
+#: The Node type of each kind of object a domain error can name.
+NODE_TYPES: dict[Kind, str] = {
+    Kind.TRANSACTION: "Transaction",
+    Kind.HOLD: "Hold",
+    Kind.PARTNER: "Partner",
+    Kind.MEMBER: "Member",
+    Kind.SETTLEMENT_RUN: "SettlementRun",
+    Kind.PURCHASE: "Purchase",
+    Kind.CAMPAIGN: "Campaign",
+}
+invariant(
+    set(NODE_TYPES) == set(Kind) and set(NODE_TYPES.values()) <= TYPES,
+    "every kind an error can name has a Node type",
+)
+
+
+def of_ref(ref: Ref) -> str:
+    """An object a domain error names, as a client knows it: its global ID."""
+    return encode(NODE_TYPES[ref.kind], ref.key)
 
 
 def decode(global_id: str) -> tuple[str, int] | None:

@@ -46,7 +46,7 @@ class UserError:
     @classmethod
     def of(cls, error: DomainError) -> UserError:
         field = ["input", *error.field] if error.field else None
-        return cls(field=field, code=error.code, message=error.message)
+        return cls(field=field, code=error.code, message=error.render(ids.of_ref))
 
 
 @strawberry.interface(description="An object with an opaque global ID.")

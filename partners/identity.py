@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit import limits
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.limits import MAX_EMAIL_LENGTH, MAX_MEMBER_REF_LENGTH, MAX_PHONE_LENGTH
 from partners import crypto, repository
 from partners.errors import MemberNotLinked
@@ -235,7 +235,11 @@ async def export_member(
     """The operator's GDPR export: what we hold about one member, decrypted."""
     row = await repository.identity(conn, member_id=member_id)
     if row is None:
-        raise NotFound(f"member {member_id} has no identity record", field=["memberId"])
+        raise NotFound(
+            "member {member} has no identity record",
+            field=["memberId"],
+            refs={"member": Ref(Kind.MEMBER, member_id)},
+        )
     links = await repository.links_of_member(conn, member_id=member_id)
 
     def opened(kind: str) -> str | None:
@@ -257,4 +261,8 @@ async def erase_member(conn: AsyncConnection, *, member_id: int, now: datetime) 
     """GDPR erasure: identity and links are destroyed; ledger entries stay, pseudonymous,
     so every balance and settlement still ties out."""
     if not await repository.erase_identity(conn, member_id=member_id, now=now):
-        raise NotFound(f"member {member_id} has no identity record", field=["memberId"])
+        raise NotFound(
+            "member {member} has no identity record",
+            field=["memberId"],
+            refs={"member": Ref(Kind.MEMBER, member_id)},
+        )

@@ -20,7 +20,7 @@ from exchange import ledger
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency, plain
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.limits import MAX_EARN_RATE, MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
 from exchange.ledger.models import PartnerPolicy
 from partners import repository
@@ -129,8 +129,14 @@ async def get_partner(
     conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
 ) -> Partner:
     row = await repository.partner_in_force(conn, now=now, partner_id=partner_id, name=name)
+    if row is None and partner_id is not None:
+        raise NotFound(
+            "partner {partner} does not exist",
+            field=["partner"],
+            refs={"partner": Ref(Kind.PARTNER, partner_id)},
+        )
     if row is None:
-        raise NotFound(f"partner {name or partner_id} does not exist", field=["partner"])
+        raise NotFound(f"partner {name!r} does not exist", field=["partner"])
     return _partner(row)
 
 

@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency, plain
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from settlement import journal, netting, repository
 from settlement.errors import (
@@ -70,9 +70,10 @@ async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int
 def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int | None) -> Terms:
     if version is None or (partner_id, version) not in terms:
         raise NoContractInForce(
-            f"partner {partner_id} has points booked in the period before any contract was in"
+            "partner {partner} has points booked in the period before any contract was in"
             " force; add a contract that covers them",
             field=["from"],
+            refs={"partner": Ref(Kind.PARTNER, partner_id)},
         )
     return terms[(partner_id, version)]
 
@@ -393,10 +394,11 @@ async def run_settlement(
     closed = await repository.overlapping_finalized(conn, start=start, end=end)
     if closed is not None:
         raise PeriodClosed(
-            f"run {closed.id} already finalized [{closed.period_start.isoformat()},"
+            f"run {{run}} already finalized [{closed.period_start.isoformat()},"
             f" {closed.period_end.isoformat()}); late entries into it are settled by the"
             " next period's run",
             field=["from"],
+            refs={"run": Ref(Kind.SETTLEMENT_RUN, int(closed.id))},
         )
     currency, document, legs = await compute(
         conn, start=start, end=end, cutoff=now, currency=currency, rates=rates
@@ -424,13 +426,21 @@ async def finalize(conn: AsyncConnection, *, run_id: int, now: datetime) -> Sett
     await repository.lock_runs(conn)
     run = await get_run(conn, run_id=run_id)
     if run.status != RunStatus.DRAFT:
-        raise PeriodClosed(f"run {run_id} is {run.status.lower()}, not a draft", field=["run"])
+        raise PeriodClosed(
+            "run {run} is " + run.status.lower() + ", not a draft",
+            field=["run"],
+            refs={"run": Ref(Kind.SETTLEMENT_RUN, run_id)},
+        )
     row = present(await repository.run_by_id(conn, run_id=run_id), "get_run found the run")
     closed = await repository.overlapping_finalized(
         conn, start=row.period_start, end=row.period_end
     )
     if closed is not None:
-        raise PeriodClosed(f"run {closed.id} already closed an overlapping period", field=["run"])
+        raise PeriodClosed(
+            "run {run} already closed an overlapping period",
+            field=["run"],
+            refs={"run": Ref(Kind.SETTLEMENT_RUN, int(closed.id))},
+        )
     await repository.set_status(conn, run_id=run_id, status="FINALIZED", at=now)
     return await get_run(conn, run_id=run_id)
 
@@ -468,7 +478,11 @@ async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
     """A run with the payments recorded against its instructions."""
     row = await repository.run_by_id(conn, run_id=run_id)
     if row is None:
-        raise NotFound(f"settlement run {run_id} does not exist", field=["run"])
+        raise NotFound(
+            "settlement run {run} does not exist",
+            field=["run"],
+            refs={"run": Ref(Kind.SETTLEMENT_RUN, run_id)},
+        )
     return SettlementRun(
         id=int(row.id),
         status=RunStatus(row.status),

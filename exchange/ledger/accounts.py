@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import NotFound
+from exchange.kit.errors import Kind, NotFound, Ref
 from exchange.ledger import repository
 from exchange.ledger.models import PartnerPolicy
 
@@ -23,7 +23,11 @@ async def set_partner_policy(
     conn: AsyncConnection, *, partner_id: int, policy: PartnerPolicy
 ) -> None:
     if not await repository.set_partner_policy(conn, partner_id=partner_id, policy=policy):
-        raise NotFound(f"partner {partner_id} has no ledger accounts", field=["partnerId"])
+        raise NotFound(
+            "partner {partner} has no ledger accounts",
+            field=["partnerId"],
+            refs={"partner": Ref(Kind.PARTNER, partner_id)},
+        )
 
 
 async def open_member(conn: AsyncConnection) -> int:

@@ -17,9 +17,8 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import NotFound
 from exchange.ledger import execution, idempotency, repository
-from exchange.ledger.errors import LimitExceeded
+from exchange.ledger.errors import LimitExceeded, unknown_member, unknown_partner
 from exchange.ledger.execution import Outcome
 from exchange.ledger.models import (
     DEFAULT_POINTS_LIFETIME_DAYS,
@@ -80,14 +79,14 @@ class Earn:
         for issuer in issuers:
             account = locked.accounts.get(_key(issued_account(issuer)))
             if account is None:
-                raise NotFound(f"partner {issuer} is not known to the ledger", field=["partnerId"])
+                raise unknown_partner(issuer)
             state.issuers[issuer] = await _issuance(conn, issuer, account)
         return state
 
     def plan(self, state: _EarnState, request: EarnRequest, now: datetime) -> list[EntryPlan]:
         wallet_id = state.wallets.get(request.member_id)
         if wallet_id is None:
-            raise NotFound(f"member {request.member_id} does not exist", field=["memberId"])
+            raise unknown_member(request.member_id)
         issuer = request.issuer_partner_id(self.partner_id)
         issuance = state.issuers[issuer]
         effective_at = request.effective_at or now

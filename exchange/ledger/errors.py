@@ -15,7 +15,7 @@ Tree::
 
 from __future__ import annotations
 
-from exchange.kit.errors import DomainError, ErrorCode
+from exchange.kit.errors import DomainError, ErrorCode, Kind, NotFound, Ref
 
 
 class LedgerError(DomainError):
@@ -44,3 +44,22 @@ class NotReversible(LedgerError):
 
 class LimitExceeded(LedgerError):
     code = ErrorCode.LIMIT_EXCEEDED
+
+
+def unknown_member(member_id: int, field: str = "memberId") -> NotFound:
+    return NotFound(
+        "member {member} does not exist",
+        field=[field],
+        refs={"member": Ref(Kind.MEMBER, member_id)},
+    )
+
+
+def unknown_partner(partner_id: int | None) -> NotFound:
+    """A partner (None: the coalition) whose accounts the ledger does not have."""
+    if partner_id is None:
+        return NotFound("the coalition's accounts are not open", field=["partnerId"])
+    return NotFound(
+        "partner {partner} is not known to the ledger",
+        field=["partnerId"],
+        refs={"partner": Ref(Kind.PARTNER, partner_id)},
+    )

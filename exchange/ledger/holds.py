@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import invariant
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import HoldNotActive
@@ -141,15 +141,18 @@ def _open_hold(
     state: _Closing, hold_id: int, partner_id: int | None, now: datetime, *, expired_ok: bool
 ) -> Row[Any]:
     row = state.holds.get(hold_id)
+    hold = {"hold": Ref(Kind.HOLD, hold_id)}
     if row is None or (partner_id is not None and row.partner_id != partner_id):
-        raise NotFound(f"hold {hold_id} does not exist", field=["holdId"])
+        raise NotFound("hold {hold} does not exist", field=["holdId"], refs=hold)
     if int(row.member_id) not in state.wallets.wallets:  # its link erased: out of reach
-        raise NotFound(f"the member of hold {hold_id} is no longer linked to you", field=["holdId"])
+        raise NotFound(
+            "the member of hold {hold} is no longer linked to you", field=["holdId"], refs=hold
+        )
     status = state.closed.get(hold_id, HoldStatus(row.status))
     if status != HoldStatus.ACTIVE:
-        raise HoldNotActive(f"hold {hold_id} is {status.lower()}", field=["holdId"])
+        raise HoldNotActive("hold {hold} is " + status.lower(), field=["holdId"], refs=hold)
     if row.expires_at <= now and not expired_ok:
-        raise HoldNotActive(f"hold {hold_id} has expired", field=["holdId"])
+        raise HoldNotActive("hold {hold} has expired", field=["holdId"], refs=hold)
     return row
 
 
@@ -219,7 +222,11 @@ class Capture:
     def plan(self, state: _Closing, request: CaptureRequest, now: datetime) -> list[EntryPlan]:
         row = state.holds.get(request.hold_id)
         if row is None or row.partner_id != self.partner_id:
-            raise NotFound(f"hold {request.hold_id} does not exist", field=["holdId"])
+            raise NotFound(
+                "hold {hold} does not exist",
+                field=["holdId"],
+                refs={"hold": Ref(Kind.HOLD, request.hold_id)},
+            )
         captured = request.points if request.points is not None else int(row.points)
         if captured > row.points:
             raise InvalidInput(

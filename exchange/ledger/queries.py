@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import MAX_EXPIRING_GROUPS, MAX_EXPIRING_WITHIN_DAYS, MAX_LEDGER_PAGE
 from exchange.ledger import repository
+from exchange.ledger.errors import unknown_member
 from exchange.ledger.models import (
     AccountKind,
     EntryKind,
@@ -33,7 +34,7 @@ async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
                 IssuerBalance(issuer_partner_id=row.issuer_partner_id, points=int(row.points))
             )
     if AccountKind.MEMBER_WALLET not in balances:
-        raise NotFound(f"member {member_id} does not exist", field=["memberId"])
+        raise unknown_member(member_id)
     return Wallet(
         member_id=member_id,
         available=balances[AccountKind.MEMBER_WALLET],

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import invariant, present
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import AlreadyReversed, InsufficientPoints, NotReversible
@@ -104,20 +104,23 @@ class Reverse:
                 field=["transactionId"],
             )
         target = state.targets.get(request.entry_id)
+        entry = {"transaction": Ref(Kind.TRANSACTION, request.entry_id)}
         if target is None and kind is not None:
             raise NotFound(
-                f"the member of transaction {request.entry_id} is no longer linked to you",
+                "the member of transaction {transaction} is no longer linked to you",
                 field=["transactionId"],
+                refs=entry,
             )
         if target is None:
             raise NotFound(
-                f"transaction {request.entry_id} does not exist", field=["transactionId"]
+                "transaction {transaction} does not exist", field=["transactionId"], refs=entry
             )
         left = int(target.row.points) - target.reversed
         if left <= 0:
             raise AlreadyReversed(
-                f"transaction {request.entry_id} is already fully reversed",
+                "transaction {transaction} is already fully reversed",
                 field=["transactionId"],
+                refs=entry,
             )
         points = request.points if request.points is not None else left
         if points > left:

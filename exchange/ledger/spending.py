@@ -14,10 +14,9 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.kit.errors import NotFound
 from exchange.kit.invariant import present
 from exchange.ledger import execution, repository
-from exchange.ledger.errors import InsufficientPoints
+from exchange.ledger.errors import InsufficientPoints, unknown_member, unknown_partner
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult
 from exchange.ledger.plans import EntryPlan, Leg, Lot, allocate, check_maximum, takes
 from exchange.ledger.repository import AccountRow
@@ -53,13 +52,13 @@ class Wallets:
     def wallet(self, member_id: int, field: str = "memberId") -> Wallet:
         found = self.wallets.get(member_id)
         if found is None:
-            raise NotFound(f"member {member_id} does not exist", field=[field])
+            raise unknown_member(member_id, field)
         return found
 
     def account(self, partner_id: int | None, kind: AccountKind) -> AccountRow:
         found = self.accounts.get((partner_id, str(kind)))
         if found is None:
-            raise NotFound(f"partner {partner_id} is not known to the ledger", field=["partnerId"])
+            raise unknown_partner(partner_id)
         return found
 
     @property

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import ledger
 from exchange.kit.currency import minor_digits
 from exchange.kit.db import grant
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_SIMULATED
 from exchange.kit.settings import Tunables
@@ -394,9 +394,10 @@ def _booked(award: Award, outcome: Any, partner_id: int) -> ledger.EntryResult:
     purchase with a message that says whose limit (nothing is written)."""
     if isinstance(outcome, LimitExceeded) and award.funder not in (None, partner_id):
         raise LimitExceeded(
-            f"partner {award.funder}, a funder of campaign {award.campaign_name!r}, has"
+            "partner {funder}, a funder of campaign " + repr(award.campaign_name) + ", has"
             " reached its credit limit; the campaign's owner can pause the campaign",
             field=None,
+            refs={"funder": Ref(Kind.PARTNER, award.funder)},
         )
     return single([outcome])
 

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 
 from exchange import ledger
 from exchange.kit.db import grant
-from exchange.kit.errors import DomainError, InvalidInput, NotFound
+from exchange.kit.errors import DomainError, InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import InvariantViolation, invariant, present
 from exchange.ledger.models import Hold, HoldStatus
 from exchange.usecases.core import Call, use_case
@@ -209,7 +209,9 @@ async def hold_points(call: Call, item: HoldPoints) -> Held:
 async def _hold(call: Call, hold_id: int) -> Hold:
     found = await ledger.get_hold(call.conn, hold_id=hold_id)
     if found is None:
-        raise NotFound(f"hold {hold_id} does not exist", field=["holdId"])
+        raise NotFound(
+            "hold {hold} does not exist", field=["holdId"], refs={"hold": Ref(Kind.HOLD, hold_id)}
+        )
     return found
 
 

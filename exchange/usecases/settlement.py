@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchange import audit
-from exchange.kit.errors import NotFound
+from exchange.kit.errors import Kind, NotFound, Ref
 from exchange.usecases.core import Call, use_case
 from partners.principal import PrincipalKind
 from settlement import repository, service
@@ -67,7 +67,11 @@ def _view(call: Call, row: Any) -> RunView:
 async def _run_view(call: Call, run_id: int) -> RunView:
     row = await repository.run_by_id(call.conn, run_id=run_id)
     if row is None:
-        raise NotFound(f"settlement run {run_id} does not exist", field=["runId"])
+        raise NotFound(
+            "settlement run {run} does not exist",
+            field=["runId"],
+            refs={"run": Ref(Kind.SETTLEMENT_RUN, run_id)},
+        )
     return _view(call, row)
 
 
