@@ -39,6 +39,23 @@ class LinkMemberInput:
     phone: str | None = None
 
 
+@strawberry.input(description="One of your customer refs to unlink.")
+class UnlinkMemberInput:
+    member_ref: str = strawberry.field(description="Your customer reference of the member.")
+
+
+@strawberry.input(
+    description="A linked member's new contact details: give the e-mail, the phone or"
+    " both; one you leave out (or null) stays as it is."
+)
+class UpdateMemberContactInput:
+    member_ref: str = strawberry.field(description="Your customer reference of the member.")
+    email: str | None = strawberry.field(default=None, description="The new e-mail address.")
+    phone: str | None = strawberry.field(
+        default=None, description="The new phone number, in international form (+14155550123)."
+    )
+
+
 @strawberry.input
 class EarnPointsInput:
     idempotency_key: str
@@ -110,6 +127,26 @@ class TransferPointsInput:
 class LinkMemberPayload:
     member: Member | None = None
     user_errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="The outcome of unlinkMember.")
+class UnlinkMemberPayload:
+    member_ref: str | None = strawberry.field(
+        default=None, description="The ref no longer linked; null when the call failed."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was unlinked."
+    )
+
+
+@strawberry.type(description="The outcome of updateMemberContact.")
+class UpdateMemberContactPayload:
+    member: Member | None = strawberry.field(
+        default=None, description="The member with its new contact; null when the call failed."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing changed."
+    )
 
 
 @strawberry.type
@@ -259,6 +296,36 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             lambda: members.LinkMember(input.member_ref, input.email, input.phone),
             lambda linked: LinkMemberPayload(member=Member.of(linked.member_id)),
             _failed(LinkMemberPayload),
+        )
+
+    @strawberry.mutation(
+        description="Remove one of your customer refs (members:link): the member, its wallet"
+        " and other partners' links stay; you can no longer reach it by that ref."
+    )
+    async def unlink_member(
+        self, info: Info[Context, None], input: UnlinkMemberInput
+    ) -> UnlinkMemberPayload:
+        return await mutate(
+            info,
+            members.unlink_member,
+            lambda: members.UnlinkMember(input.member_ref),
+            lambda member_ref: UnlinkMemberPayload(member_ref=member_ref),
+            _failed(UnlinkMemberPayload),
+        )
+
+    @strawberry.mutation(
+        description="A linked member's new e-mail and/or phone (members:link), for a customer"
+        " who changed them; CONTACT_IN_USE when another member has it."
+    )
+    async def update_member_contact(
+        self, info: Info[Context, None], input: UpdateMemberContactInput
+    ) -> UpdateMemberContactPayload:
+        return await mutate(
+            info,
+            members.update_member_contact,
+            lambda: members.UpdateMemberContact(input.member_ref, input.email, input.phone),
+            lambda member_id: UpdateMemberContactPayload(member=Member.of(member_id)),
+            _failed(UpdateMemberContactPayload),
         )
 
     @strawberry.mutation

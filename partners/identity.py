@@ -19,7 +19,7 @@ from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.limits import MAX_EMAIL_LENGTH, MAX_MEMBER_REF_LENGTH, MAX_PHONE_LENGTH
 from partners import crypto, repository
-from partners.errors import MemberNotLinked
+from partners.errors import ContactInUse, ContactMismatch, MemberNotLinked
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _PHONE_PUNCTUATION = re.compile(r"[\s().\-/]")
@@ -97,65 +97,136 @@ async def link_member(
 ) -> LinkResult:
     """Link ``member_ref`` of ``partner_id`` to the member with this e-mail or phone,
     creating the member when nobody has either. Linking the same ref again with facts
-    of the same member is a no-op."""
+    of the same member is a no-op.
+
+    The facts must be the member's: one it has with a different value is
+    CONTACT_MISMATCH (a customer who changed address: :func:`update_contact`), one
+    another member has is CONTACT_IN_USE; one it does not have yet is added
+    (docs/decisions/0015)."""
     check_ref(member_ref)
     if not email and not phone:
         raise InvalidInput("give an email or a phone to link a member", field=["email"])
-    facts = {
-        "email": normalize_email(email) if email else None,
-        "phone": normalize_phone(phone) if phone else None,
-    }
-    indexes = {
-        kind: crypto.blind_index(keys.index_key, kind, value) if value else None
-        for kind, value in facts.items()
-    }
-    await repository.lock_identities(conn, indexes=[i for i in indexes.values() if i])
-    matches = await repository.members_by_index(
-        conn, email_index=indexes["email"], phone_index=indexes["phone"]
-    )
-    if len(set(matches)) > 1:
+    contact = _contact(keys, email, phone)
+    await repository.lock_identities(conn, indexes=list(contact.indexes.values()))
+    holders = await _holders(conn, contact)
+    if len(set(holders.values())) > 1:
         raise InvalidInput(
             "the email and the phone belong to two different members", field=["phone"]
         )
     already = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
-    if already is not None and matches and matches[0] != already:
-        raise InvalidInput("this memberRef is linked to a different member", field=["memberRef"])
-    member_id = already or (matches[0] if matches else None)
+    member_id = already or next(iter(holders.values()), None)
     new_member = member_id is None
-    encrypted = _encrypted(keys, facts)
     if member_id is None:
         member_id = await ledger.open_member(conn)
         await repository.insert_identity(
-            conn,
-            member_id=member_id,
-            created_at=now,
-            email_index=indexes["email"],
-            phone_index=indexes["phone"],
-            **encrypted,
+            conn, member_id=member_id, created_at=now, **contact.columns()
         )
-    # The link before new facts: row-level security lets a partner change only the
-    # identity of a member it has linked (docs/decisions/0009).
+    # The link before reading the member's facts: row-level security lets a partner see
+    # and change only the identity of a member it has linked (docs/decisions/0009).
     new_link = await repository.insert_link(
         conn, partner_id=partner_id, member_ref=member_ref, member_id=member_id, now=now
     )
     if not new_member:
-        await repository.add_identity_facts(
-            conn,
-            member_id=member_id,
-            email_index=indexes["email"],
-            phone_index=indexes["phone"],
-            **encrypted,
-        )
+        await _same_person(conn, member_id, contact, holders)
+        await repository.add_identity_facts(conn, member_id=member_id, **contact.columns())
     return LinkResult(member_id=int(member_id), new_member=new_member, new_link=new_link)
 
 
-def _encrypted(keys: IdentityKeys, facts: dict[str, str | None]) -> dict[str, bytes | None]:
-    return {
-        f"{kind}_ciphertext": (
-            crypto.encrypt(keys.encryption_key, value, associated=kind.encode()) if value else None
+@dataclass(frozen=True)
+class _Contact:
+    """E-mail and phone as given (normalized), as blind indexes and as ciphertext; only
+    the kinds given."""
+
+    indexes: dict[str, bytes]
+    ciphertexts: dict[str, bytes]
+
+    def columns(self) -> dict[str, bytes | None]:
+        return {
+            f"{kind}_{part}": values.get(kind)
+            for kind in KINDS
+            for part, values in (("index", self.indexes), ("ciphertext", self.ciphertexts))
+        }
+
+
+KINDS = ("email", "phone")
+
+
+def _contact(keys: IdentityKeys, email: str | None, phone: str | None) -> _Contact:
+    facts = {
+        kind: value
+        for kind, value in (
+            ("email", normalize_email(email) if email else None),
+            ("phone", normalize_phone(phone) if phone else None),
         )
-        for kind, value in facts.items()
+        if value
     }
+    return _Contact(
+        indexes={kind: crypto.blind_index(keys.index_key, kind, v) for kind, v in facts.items()},
+        ciphertexts={
+            kind: crypto.encrypt(keys.encryption_key, v, associated=kind.encode())
+            for kind, v in facts.items()
+        },
+    )
+
+
+async def _holders(conn: AsyncConnection, contact: _Contact) -> dict[str, int]:
+    """The member who has each contact given, by kind (a contact nobody has is absent)."""
+    holders = {}
+    for kind, index in contact.indexes.items():
+        found = await repository.members_by_index(
+            conn,
+            email_index=index if kind == "email" else None,
+            phone_index=index if kind == "phone" else None,
+        )
+        if found:
+            holders[kind] = found[0]
+    return holders
+
+
+async def _same_person(
+    conn: AsyncConnection, member_id: int, contact: _Contact, holders: dict[str, int]
+) -> None:
+    """Refuse facts that are not this member's: a different e-mail or phone than the one
+    it has (CONTACT_MISMATCH), or one another member has (CONTACT_IN_USE)."""
+    row = await repository.identity(conn, member_id=member_id)
+    for kind, index in contact.indexes.items():
+        held = getattr(row, f"{kind}_index", None) if row is not None else None
+        if held is not None and bytes(held) != index:
+            raise ContactMismatch(
+                f"the member linked to this memberRef has a different {kind}; if the"
+                " customer changed it, call updateMemberContact",
+                field=[kind],
+            )
+        if holders.get(kind, member_id) != member_id:
+            raise ContactInUse(f"another member has this {kind}", field=[kind])
+
+
+async def update_contact(
+    conn: AsyncConnection,
+    *,
+    keys: IdentityKeys,
+    partner_id: int,
+    member_ref: str,
+    email: str | None = None,
+    phone: str | None = None,
+) -> int:
+    """A linked member's new e-mail and/or phone (a kind not given stays as it is): its
+    blind index and its ciphertext together. A contact another member has is
+    CONTACT_IN_USE (two members are never merged)."""
+    check_ref(member_ref)
+    if not email and not phone:
+        raise InvalidInput("give the new email or phone", field=["email"])
+    contact = _contact(keys, email, phone)
+    await repository.lock_identities(conn, indexes=list(contact.indexes.values()))
+    member_id = await resolve(conn, partner_id=partner_id, member_ref=member_ref)
+    for kind, holder in (await _holders(conn, contact)).items():
+        if holder != member_id:
+            raise ContactInUse(f"another member has this {kind}", field=[kind])
+    if not await repository.set_identity_facts(conn, member_id=member_id, **contact.columns()):
+        raise MemberNotLinked(
+            f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]
+        )
+    return member_id
 
 
 async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int:
@@ -213,6 +284,8 @@ async def find_member(
 
 
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
+    """Remove one of the partner's refs: the member and its wallet stay (other partners'
+    links too); the partner can no longer reach them by that ref."""
     check_ref(member_ref)
     if not await repository.delete_link(conn, partner_id=partner_id, member_ref=member_ref):
         raise MemberNotLinked(

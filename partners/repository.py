@@ -192,6 +192,26 @@ async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
     )
 
 
+async def set_identity_facts(conn: AsyncConnection, **values: Any) -> bool:
+    """Replace the e-mail and/or phone given (index and ciphertext); a kind not given
+    (None) stays. False when the member has no identity left (erased)."""
+    result = await conn.execute(
+        sql(
+            """
+            UPDATE member_identity SET
+                email_index = coalesce(CAST(:email_index AS bytea), email_index),
+                email_ciphertext = coalesce(CAST(:email_ciphertext AS bytea), email_ciphertext),
+                phone_index = coalesce(CAST(:phone_index AS bytea), phone_index),
+                phone_ciphertext = coalesce(CAST(:phone_ciphertext AS bytea), phone_ciphertext)
+            WHERE member_id = :member_id AND erased_at IS NULL
+            RETURNING member_id
+            """
+        ),
+        values,
+    )
+    return result.first() is not None
+
+
 async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int | None:
     result = await conn.execute(
         sql(

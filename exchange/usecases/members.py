@@ -35,6 +35,18 @@ class LinkMember:
 
 
 @dataclass(frozen=True)
+class UnlinkMember:
+    member_ref: str
+
+
+@dataclass(frozen=True)
+class UpdateMemberContact:
+    member_ref: str
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
 class MemberByRef:
     member_ref: str
     #: Read the member's wallet in the same unit of work.
@@ -127,6 +139,30 @@ async def link_member(call: Call, request: LinkMember) -> LinkResult:
         email=request.email,
         phone=request.phone,
         now=call.now,
+    )
+
+
+@use_case(partner="members:link")
+async def unlink_member(call: Call, request: UnlinkMember) -> str:
+    """Remove one of the partner's customer refs; the member and its wallet stay. Returns
+    the ref."""
+    await identity.unlink_member(
+        call.conn, partner_id=call.partner_id, member_ref=request.member_ref
+    )
+    return request.member_ref
+
+
+@use_case(partner="members:link")
+async def update_member_contact(call: Call, request: UpdateMemberContact) -> int:
+    """A linked member's new e-mail and/or phone (a customer who changed address); the
+    member's id."""
+    return await identity.update_contact(
+        call.conn,
+        keys=call.keys,
+        partner_id=call.partner_id,
+        member_ref=request.member_ref,
+        email=request.email,
+        phone=request.phone,
     )
 
 

@@ -282,3 +282,80 @@ async def test_a_member_token_reads_only_its_own_wallet(
     assert others["Transaction"] not in own_ids
     assert node["data"]["node"] is None
     assert foreign["data"]["node"] is None
+
+
+# Every mutation whose input names a memberRef, run by partner B with A's ref: B's refs are
+# its own, so none of them reaches A's member (MEMBER_NOT_LINKED). A new mutation with a
+# memberRef that this walk does not cover fails it.
+MEMBER_REF_PROBES: dict[str, str] = {
+    "unlinkMember": """mutation($ref: String!) { unlinkMember(input: {memberRef: $ref})
+        { memberRef userErrors { code } } }""",
+    "updateMemberContact": """mutation($ref: String!, $e: String) { updateMemberContact(input:
+        {memberRef: $ref, email: $e}) { member { id } userErrors { code } } }""",
+    "earnPoints": """mutation($ref: String!) { earnPoints(input: {idempotencyKey: $ref,
+        memberRef: $ref, points: 5}) { transaction { id } userErrors { code } } }""",
+    "redeemPoints": """mutation($ref: String!) { redeemPoints(input: {idempotencyKey: $ref,
+        memberRef: $ref, points: 5}) { transaction { id } userErrors { code } } }""",
+    "holdPoints": """mutation($ref: String!) { holdPoints(input: {idempotencyKey: $ref,
+        memberRef: $ref, points: 5}) { hold { id } userErrors { code } } }""",
+    "recordPurchase": """mutation($ref: String!) { recordPurchase(input: {idempotencyKey: $ref,
+        memberRef: $ref, amount: "10.00", currency: "USD"}) { purchase { id }
+        userErrors { code } } }""",
+    "previewPurchase": """mutation($ref: String!) { previewPurchase(input: {memberRef: $ref,
+        amount: "10.00", currency: "USD"}) { points userErrors { code } } }""",
+    # Last: B linking the same string makes it a ref of B's own.
+    "linkMember": """mutation($ref: String!, $e: String) { linkMember(input: {memberRef: $ref,
+        email: $e}) { member { id } userErrors { code } } }""",
+}
+
+
+async def _member_ref_mutations(caller: Caller) -> set[str]:
+    """The Mutation fields whose input object has a memberRef field."""
+    result = await caller.gql(
+        "{ __schema { mutationType { fields { name args { type { ofType {"
+        " inputFields { name } } } } } } } }"
+    )
+    found = set()
+    for field in result["data"]["__schema"]["mutationType"]["fields"]:
+        for argument in field["args"]:
+            inner = argument["type"]["ofType"] or {}
+            if "memberRef" in {f["name"] for f in inner.get("inputFields") or []}:
+                found.add(field["name"])
+    return found
+
+
+async def test_partner_b_reaches_none_of_partner_a_members_by_its_ref(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner_a = await _partner(db, api, Decimal("0.01"))
+    partner_b = await _partner(db, api, Decimal("0.01"))
+    a_ref = f"a-{secrets.token_hex(6)}"
+    a_ids = await _history(partner_a, a_ref)
+    assert await _member_ref_mutations(partner_b) == set(MEMBER_REF_PROBES), (
+        "add a probe for every mutation that takes a memberRef"
+    )
+    b_email = email()
+
+    seen = {}
+    for name, probe in MEMBER_REF_PROBES.items():
+        variables = {"ref": a_ref, "e": b_email} if "$e" in probe else {"ref": a_ref}
+        seen[name] = await partner_b.gql(probe, **variables)
+    a_member = await partner_a.gql(
+        "query($ref: String!) { member(memberRef: $ref) { id wallet { balance held } } }",
+        ref=a_ref,
+    )
+    b_own = seen.pop("linkMember")["data"]["linkMember"]
+
+    for name, result in seen.items():
+        assert [e["code"] for e in result["data"][name]["userErrors"]] == ["MEMBER_NOT_LINKED"], (
+            name,
+            result,
+        )
+    # B's link of the same string is B's own ref, to a member of B's own e-mail.
+    assert b_own["userErrors"] == []
+    assert b_own["member"]["id"] != a_ids["Member"]
+    assert a_member["data"]["member"] == {
+        "id": a_ids["Member"],
+        "wallet": {"balance": "400", "held": "50"},
+    }
+    assert a_ids["Member"] not in json.dumps(seen)

@@ -105,6 +105,11 @@ PROBES: dict[str, tuple[str, str]] = {
                             ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
     "redeliverWebhook": ("partner", 'mutation { redeliverWebhook(input: {deliveryId:'
                          ' "V2ViaG9va0RlbGl2ZXJ5OjE"}) { userErrors { code } } }'),
+    "updateMemberContact": ("partner", 'mutation($ref: String!, $e: String) {'
+                            " updateMemberContact(input: {memberRef: $ref, email: $e})"
+                            " { member { id wallet { balance } } userErrors { code } } }"),
+    "unlinkMember": ("partner", 'mutation { unlinkMember(input: {memberRef: "other"})'
+                     " { memberRef userErrors { code } } }"),
 }  # fmt: skip
 
 
