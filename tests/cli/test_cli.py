@@ -48,6 +48,16 @@ async def test_verify_reports_every_invariant_and_exits_zero(
     assert all(check["ok"] for check in report["checks"])
 
 
+async def test_an_error_names_objects_by_the_numbers_an_operator_reads(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The API quotes a global ID; the command speaks the operator's internal ids."""
+    result = run(["member", "export", "987654321987"], database_url, tmp_path)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == ("exchange: error: member 987654321987 has no identity record")
+
+
 async def test_verify_fails_with_status_one_when_a_balance_is_tampered_with(
     scratch_database_url: str, tmp_path: Path
 ) -> None:
