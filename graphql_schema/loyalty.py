@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -22,10 +23,13 @@ from exchange.usecases import loyalty as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
+from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, mutate
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
+    AfterArgument,
     FirstArgument,
+    InputArgument,
     Node,
     PageInfo,
     Partner,
@@ -36,13 +40,38 @@ from graphql_schema.types import (
 from graphql_schema.wallets import Wallet, load_wallet
 from partners.models import ContractChanges, FundingModel
 
-strawberry.enum(Channel, name="PurchaseChannel", description="Where a purchase happened.")
-strawberry.enum(CampaignStatusModel, name="CampaignStatus", description="A campaign's lifecycle.")
-strawberry.enum(
+describe_enum(
+    Channel,
+    name="PurchaseChannel",
+    description="Where a purchase happened.",
+    values={
+        Channel.IN_STORE: "At a till in a store.",
+        Channel.ONLINE: "On a website.",
+        Channel.APP: "In the partner's app.",
+    },
+)
+describe_enum(
+    CampaignStatusModel,
+    name="CampaignStatus",
+    description="A campaign's lifecycle.",
+    values={
+        CampaignStatusModel.DRAFT: "Made, not applying yet: activate it.",
+        CampaignStatusModel.AWAITING_FUNDING: "Waiting for every co-funder to accept.",
+        CampaignStatusModel.ACTIVE: "Applying to purchases in its window.",
+        CampaignStatusModel.PAUSED: "Not applying for now; it can be activated again.",
+        CampaignStatusModel.ENDED: "Ended for good (or a funder declined).",
+    },
+)
+describe_enum(
     EffectKind,
     name="CampaignEffectKind",
     description='MULTIPLIER m: (m - 1) x base points ("2x points"); FIXED v: v points;'
     " POINTS_PER_AMOUNT v: v points per currency unit of the matching items.",
+    values={
+        EffectKind.MULTIPLIER: 'A bonus of (value - 1) x the base points ("2x points": 2).',
+        EffectKind.FIXED: "A bonus of value points.",
+        EffectKind.POINTS_PER_AMOUNT: "value points per currency unit of the matching items.",
+    },
 )
 PurchaseChannel = Channel
 CampaignStatus = CampaignStatusModel
@@ -134,22 +163,24 @@ class CampaignFunding:
 
 @strawberry.type(description="What a campaign gives when its condition holds.")
 class CampaignEffect:
-    kind: CampaignEffectKind
-    value: Decimal
+    kind: CampaignEffectKind = strawberry.field(description="How the bonus is computed.")
+    value: Decimal = strawberry.field(description="The multiplier, points or points per unit.")
     category: str | None = strawberry.field(description="Only items of this category count.")
     max_points_per_purchase: BigInt | None = strawberry.field(description="The cap per purchase.")
 
 
 @strawberry.type(description="A rule that adds points to matching purchases.")
 class Campaign(Node):
-    name: str
-    status: CampaignStatus
-    starts_at: datetime
-    ends_at: datetime | None
+    name: str = strawberry.field(description="Its name.")
+    status: CampaignStatus = strawberry.field(description="Where it is in its lifecycle.")
+    starts_at: datetime = strawberry.field(description="The window's start (included).")
+    ends_at: datetime | None = strawberry.field(
+        description="The window's end (excluded); null: open-ended."
+    )
     condition: str = strawberry.field(
         description="A CEL expression over purchase, member, partner."
     )
-    effect: CampaignEffect
+    effect: CampaignEffect = strawberry.field(description="What it gives.")
     budget_points: BigInt | None = strawberry.field(description="Points it may award in all.")
     spent_points: BigInt = strawberry.field(description="Points it awarded so far.")
     per_member_limit: int | None = strawberry.field(
@@ -201,9 +232,9 @@ class Campaign(Node):
 
 @strawberry.type(description="What a campaign would cost one funder.")
 class CampaignCost:
-    points: BigInt
+    points: BigInt = strawberry.field(description="The points this funder would issue.")
     amount: Decimal = strawberry.field(description="At contract prices.")
-    currency: str
+    currency: str = strawberry.field(description="The funder's contract currency.")
     partner_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The funder; null: the coalition.")
@@ -296,12 +327,12 @@ class RefundPurchaseInput:
 
 @strawberry.input(description="A campaign, by its id.")
 class CampaignIdInput:
-    campaign_id: strawberry.ID
+    campaign_id: strawberry.ID = strawberry.field(description="The campaign's global ID.")
 
 
 @strawberry.input(description="What a campaign gives.")
 class CampaignEffectInput:
-    kind: CampaignEffectKind
+    kind: CampaignEffectKind = strawberry.field(description="How the bonus is computed.")
     value: Decimal = strawberry.field(description="The multiplier, points or points per unit.")
     category: str | None = strawberry.field(default=None, description="Only these items count.")
     max_points_per_purchase: int | None = strawberry.field(default=None, description="A cap.")
@@ -309,17 +340,21 @@ class CampaignEffectInput:
 
 @strawberry.input(description="A funder and its share (shares sum to 1).")
 class CampaignFundingInput:
-    partner_id: strawberry.ID
-    share: Decimal
+    partner_id: strawberry.ID = strawberry.field(description="The funder's global ID.")
+    share: Decimal = strawberry.field(
+        description="Its fraction of each award: above 0, at most 1, 6 decimals at most."
+    )
 
 
 @strawberry.input(description="A new campaign; it starts as DRAFT (or AWAITING_FUNDING).")
 class CreateCampaignInput:
-    name: str
-    starts_at: datetime
-    ends_at: datetime | None = None
+    name: str = strawberry.field(description="Its name (1 to 100 characters).")
+    starts_at: datetime = strawberry.field(description="The window's start (included).")
+    ends_at: datetime | None = strawberry.field(
+        default=None, description="The window's end (excluded); default: open-ended."
+    )
     condition: str = strawberry.field(default="true", description="CEL; see docs/api.md.")
-    effect: CampaignEffectInput
+    effect: CampaignEffectInput = strawberry.field(description="What it gives.")
     budget_points: int | None = strawberry.field(default=None, description="Points in all.")
     per_member_limit: int | None = strawberry.field(
         default=None, description="Purchases of one member it may reward."
@@ -349,23 +384,41 @@ class CreateCampaignInput:
 
 @strawberry.input(description="Replay recorded purchases through a campaign.")
 class SimulateCampaignInput:
-    campaign_id: strawberry.ID
-    from_: datetime = strawberry.field(name="from")
-    to: datetime
+    campaign_id: strawberry.ID = strawberry.field(description="The campaign's global ID.")
+    from_: datetime = strawberry.field(name="from", description="Replay purchases from (included).")
+    to: datetime = strawberry.field(description="Replay purchases until (excluded).")
 
 
 @strawberry.input(description="A new contract version; an omitted term stays as it is.")
 class ChangeContractInput:
-    partner_id: strawberry.ID
-    effective_from: datetime
-    earn_rate: Decimal | None = None
-    issue_price: Decimal | None = None
-    redemption_price: Decimal | None = None
-    fee_rate: Decimal | None = None
-    funding_model: str | None = None
-    points_lifetime_days: int | None = None
-    credit_limit_points: BigInt | None = None
-    max_points_per_operation: BigInt | None = None
+    partner_id: strawberry.ID = strawberry.field(description="The partner's global ID.")
+    effective_from: datetime = strawberry.field(
+        description="When the new version takes effect: now or later."
+    )
+    earn_rate: Decimal | None = strawberry.field(
+        default=None, description="Base points per currency unit spent."
+    )
+    issue_price: Decimal | None = strawberry.field(
+        default=None, description="What the partner pays per point it issues."
+    )
+    redemption_price: Decimal | None = strawberry.field(
+        default=None, description="What the partner is paid per point redeemed with it."
+    )
+    fee_rate: Decimal | None = strawberry.field(
+        default=None, description="The coalition's fee, a fraction below 1."
+    )
+    funding_model: str | None = strawberry.field(
+        default=None, description="PREFUNDED or ON_REDEMPTION."
+    )
+    points_lifetime_days: int | None = strawberry.field(
+        default=None, description="How long earned points live (1 to 3,650 days)."
+    )
+    credit_limit_points: BigInt | None = strawberry.field(
+        default=None, description="The most points the partner may have outstanding."
+    )
+    max_points_per_operation: BigInt | None = strawberry.field(
+        default=None, description="The most points one operation moves."
+    )
 
     def request(self) -> cases.ChangeContract:
         model = self.funding_model
@@ -387,24 +440,32 @@ class ChangeContractInput:
 
 @strawberry.input(description="Narrow a purchase listing.")
 class PurchaseFilter:
-    member_ref: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    reference: str | None = None
+    member_ref: str | None = strawberry.field(
+        default=None, description="Only this member of yours, by your ref."
+    )
+    since: datetime | None = strawberry.field(default=None, description="Happened at or after.")
+    until: datetime | None = strawberry.field(default=None, description="Happened before.")
+    reference: str | None = strawberry.field(
+        default=None, description="Only those with this reference."
+    )
 
 
 # --- payloads -------------------------------------------------------------------------
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of recordPurchase.")
 class RecordPurchasePayload:
-    purchase: Purchase | None = None
+    purchase: Purchase | None = strawberry.field(
+        default=None, description="The purchase and its awards; null when refused."
+    )
     transactions: list[Transaction] = strawberry.field(
         default_factory=list,
         description="The EARN entries that booked the awards.",
         metadata=list_size(1),
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused; then nothing moved."
+    )
     member_id: strawberry.Private[int | None] = None
 
     @strawberry.field(description="The member's wallet after the purchase (read if asked).")
@@ -420,7 +481,7 @@ class RecordPurchasePayload:
         )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of refundPurchase: the purchase after the refund.")
 class RefundPurchasePayload(RecordPurchasePayload):
     @classmethod
     def of(cls, recorded: Recorded) -> RefundPurchasePayload:
@@ -431,7 +492,7 @@ class RefundPurchasePayload(RecordPurchasePayload):
         )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of previewPurchase.")
 class PreviewPurchasePayload:
     points: BigInt | None = strawberry.field(default=None, description="The points it would earn.")
     awards: list[Award] = strawberry.field(
@@ -439,16 +500,22 @@ class PreviewPurchasePayload:
         description="Which rule would give how many points.",
         metadata=list_size(1),
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it could not be priced."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of a campaign mutation.")
 class CampaignPayload:
-    campaign: Campaign | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    campaign: Campaign | None = strawberry.field(
+        default=None, description="The campaign after the call; null when refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused; then nothing changed."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of simulateCampaign.")
 class SimulateCampaignPayload:
     matched_purchases: int | None = strawberry.field(default=None, description="Would match.")
     points: BigInt | None = strawberry.field(default=None, description="Would be awarded.")
@@ -457,13 +524,19 @@ class SimulateCampaignPayload:
         description="The cost of each funder whose prices you may see.",
         metadata=list_size(1),
     )
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it could not be simulated."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of changeContract.")
 class ChangeContractPayload:
-    partner: Partner | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    partner: Partner | None = strawberry.field(
+        default=None, description="The partner with its contract in force; null when refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused; then nothing changed."
+    )
 
 
 def _preview(awards: list[AwardModel]) -> PreviewPurchasePayload:
@@ -491,28 +564,28 @@ def _campaign_failed(errors: list[UserError]) -> CampaignPayload:
 # --- connections ----------------------------------------------------------------------
 
 
-@strawberry.type
+@strawberry.type(description="A purchase in a list, with its cursor.")
 class PurchaseEdge:
-    cursor: str
-    node: Purchase
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: Purchase = strawberry.field(description="The purchase.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of purchases, newest first.")
 class PurchaseConnection:
-    edges: list[PurchaseEdge]
-    page_info: PageInfo
+    edges: list[PurchaseEdge] = strawberry.field(description="The page's purchases.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
-@strawberry.type
+@strawberry.type(description="A campaign in a list, with its cursor.")
 class CampaignEdge:
-    cursor: str
-    node: Campaign
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: Campaign = strawberry.field(description="The campaign.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of campaigns, newest first.")
 class CampaignConnection:
-    edges: list[CampaignEdge]
-    page_info: PageInfo
+    edges: list[CampaignEdge] = strawberry.field(description="The page's campaigns.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
 def _size(first: int | None) -> int:
@@ -543,9 +616,11 @@ class LoyaltyQuery:
     async def campaigns(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
-        status: CampaignStatus | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+        status: Annotated[
+            CampaignStatus | None, strawberry.argument(description="Only campaigns in it.")
+        ] = None,
     ) -> CampaignConnection:
         found = await ask(
             info,
@@ -562,9 +637,11 @@ class LoyaltyQuery:
     async def purchases(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
-        filter: PurchaseFilter | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+        filter: Annotated[
+            PurchaseFilter | None, strawberry.argument(description="Narrow the list.")
+        ] = None,
     ) -> PurchaseConnection:
         wanted = filter or PurchaseFilter()
         found = await ask(
@@ -592,7 +669,7 @@ class LoyaltyMutation:
         description="Record a purchase; the rules decide its points (points:earn)."
     )
     async def record_purchase(
-        self, info: Info[Context, None], input: RecordPurchaseInput
+        self, info: Info[Context, None], input: InputArgument[RecordPurchaseInput]
     ) -> RecordPurchasePayload:
         return await mutate(
             info,
@@ -604,7 +681,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="What a purchase would earn; writes nothing (points:earn).")
     async def preview_purchase(
-        self, info: Info[Context, None], input: PreviewPurchaseInput
+        self, info: Info[Context, None], input: InputArgument[PreviewPurchaseInput]
     ) -> PreviewPurchasePayload:
         return await mutate(
             info,
@@ -618,7 +695,7 @@ class LoyaltyMutation:
         description="Take back a purchase's points in proportion (points:reverse)."
     )
     async def refund_purchase(
-        self, info: Info[Context, None], input: RefundPurchaseInput
+        self, info: Info[Context, None], input: InputArgument[RefundPurchaseInput]
     ) -> RefundPurchasePayload:
         return await mutate(
             info,
@@ -636,13 +713,13 @@ class LoyaltyMutation:
         description="A campaign of yours (campaigns:write; operators: partners:admin)."
     )
     async def create_campaign(
-        self, info: Info[Context, None], input: CreateCampaignInput
+        self, info: Info[Context, None], input: InputArgument[CreateCampaignInput]
     ) -> CampaignPayload:
         return await mutate(info, cases.create_campaign, input.draft, _campaign, _campaign_failed)
 
     @strawberry.mutation(description="Start applying a campaign.")
     async def activate_campaign(
-        self, info: Info[Context, None], input: CampaignIdInput
+        self, info: Info[Context, None], input: InputArgument[CampaignIdInput]
     ) -> CampaignPayload:
         return await mutate(
             info, cases.activate_campaign, lambda: _campaign_id(input), _campaign, _campaign_failed
@@ -650,7 +727,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="Stop applying a campaign for now.")
     async def pause_campaign(
-        self, info: Info[Context, None], input: CampaignIdInput
+        self, info: Info[Context, None], input: InputArgument[CampaignIdInput]
     ) -> CampaignPayload:
         return await mutate(
             info, cases.pause_campaign, lambda: _campaign_id(input), _campaign, _campaign_failed
@@ -658,7 +735,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="End a campaign for good.")
     async def end_campaign(
-        self, info: Info[Context, None], input: CampaignIdInput
+        self, info: Info[Context, None], input: InputArgument[CampaignIdInput]
     ) -> CampaignPayload:
         return await mutate(
             info, cases.end_campaign, lambda: _campaign_id(input), _campaign, _campaign_failed
@@ -666,7 +743,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="A co-funder agrees to pay its share.")
     async def accept_campaign_funding(
-        self, info: Info[Context, None], input: CampaignIdInput
+        self, info: Info[Context, None], input: InputArgument[CampaignIdInput]
     ) -> CampaignPayload:
         return await mutate(
             info,
@@ -678,7 +755,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="A co-funder refuses (the campaign ends).")
     async def decline_campaign_funding(
-        self, info: Info[Context, None], input: CampaignIdInput
+        self, info: Info[Context, None], input: InputArgument[CampaignIdInput]
     ) -> CampaignPayload:
         return await mutate(
             info,
@@ -690,7 +767,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="Replay recorded purchases through a campaign.")
     async def simulate_campaign(
-        self, info: Info[Context, None], input: SimulateCampaignInput
+        self, info: Info[Context, None], input: InputArgument[SimulateCampaignInput]
     ) -> SimulateCampaignPayload:
         return await mutate(
             info,
@@ -704,7 +781,7 @@ class LoyaltyMutation:
 
     @strawberry.mutation(description="A new contract version (partners:admin).")
     async def change_contract(
-        self, info: Info[Context, None], input: ChangeContractInput
+        self, info: Info[Context, None], input: InputArgument[ChangeContractInput]
     ) -> ChangeContractPayload:
         return await mutate(
             info,
@@ -715,5 +792,5 @@ class LoyaltyMutation:
         )
 
 
-def _campaign_id(input: CampaignIdInput) -> int:
+def _campaign_id(input: InputArgument[CampaignIdInput]) -> int:
     return _id(input.campaign_id, "Campaign", "campaignId")

@@ -27,16 +27,21 @@ from graphql_schema.settlement import (
     finalize_settlement,
     run_settlement,
 )
-from graphql_schema.types import Hold, Transaction, UserError
+from graphql_schema.types import Hold, InputArgument, Transaction, UserError
 from graphql_schema.wallets import Member, Wallet, load_wallet
 from graphql_schema.webhooks import WebhookMutation
 
+KEY = "Unique per client: the same request again returns the first result and moves nothing."
+REFERENCE = "Your own reference (a receipt, an order); at most 200 characters."
 
-@strawberry.input
+
+@strawberry.input(description="Your customer and how the coalition knows the person.")
 class LinkMemberInput:
-    member_ref: str
-    email: str | None = None
-    phone: str | None = None
+    member_ref: str = strawberry.field(description="Your customer reference (1 to 200 characters).")
+    email: str | None = strawberry.field(default=None, description="The customer's e-mail.")
+    phone: str | None = strawberry.field(
+        default=None, description="The customer's phone, in international form (+14155550123)."
+    )
 
 
 @strawberry.input(description="One of your customer refs to unlink.")
@@ -56,13 +61,15 @@ class UpdateMemberContactInput:
     )
 
 
-@strawberry.input
+@strawberry.input(description="Points to issue to one of your members.")
 class EarnPointsInput:
-    idempotency_key: str
-    member_ref: str
-    points: int
-    reference: str | None = None
-    expires_at: datetime | None = None
+    idempotency_key: str = strawberry.field(description=KEY)
+    member_ref: str = strawberry.field(description="Your customer reference of the member.")
+    points: int = strawberry.field(description="How many, 1 or more.")
+    reference: str | None = strawberry.field(default=None, description=REFERENCE)
+    expires_at: datetime | None = strawberry.field(
+        default=None, description="When they expire; default: your contract's points lifetime."
+    )
 
     def request(self) -> point_cases.EarnPoints:
         return point_cases.EarnPoints(
@@ -70,63 +77,78 @@ class EarnPointsInput:
         )
 
 
-@strawberry.input
+@strawberry.input(description="A bulk issuance.")
 class EarnPointsBatchInput:
     items: list[EarnPointsInput] = strawberry.field(
         description="Up to 1,000 earns, each with its own idempotency key."
     )
 
 
-@strawberry.input
+@strawberry.input(description="Points one of your members spends with you.")
 class RedeemPointsInput:
-    idempotency_key: str
-    member_ref: str
-    points: int
-    reference: str | None = None
+    idempotency_key: str = strawberry.field(description=KEY)
+    member_ref: str = strawberry.field(description="Your customer reference of the member.")
+    points: int = strawberry.field(description="How many, 1 or more.")
+    reference: str | None = strawberry.field(default=None, description=REFERENCE)
 
 
-@strawberry.input
+@strawberry.input(description="Points to reserve at a point of sale.")
 class HoldPointsInput:
-    idempotency_key: str
-    member_ref: str
-    points: int
-    reference: str | None = None
-    ttl_seconds: int = 900
+    idempotency_key: str = strawberry.field(description=KEY)
+    member_ref: str = strawberry.field(description="Your customer reference of the member.")
+    points: int = strawberry.field(description="How many, 1 or more.")
+    reference: str | None = strawberry.field(default=None, description=REFERENCE)
+    ttl_seconds: int = strawberry.field(
+        default=900,
+        description="Seconds until it is released by itself (1 to 604,800; default 15 min).",
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A hold to redeem, all of it or part.")
 class CaptureHoldInput:
-    idempotency_key: str
-    hold_id: strawberry.ID
-    points: int | None = None
+    idempotency_key: str = strawberry.field(description=KEY)
+    hold_id: strawberry.ID = strawberry.field(description="The hold's global ID.")
+    points: int | None = strawberry.field(
+        default=None, description="How many to redeem; default: all (the rest goes back)."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A hold to give back.")
 class ReleaseHoldInput:
-    hold_id: strawberry.ID
+    hold_id: strawberry.ID = strawberry.field(description="The hold's global ID.")
 
 
-@strawberry.input
+@strawberry.input(description="An earn or a redemption of yours to undo, all of it or part.")
 class ReverseTransactionInput:
-    idempotency_key: str
-    transaction_id: strawberry.ID
-    points: int | None = None
-    reference: str | None = None
+    idempotency_key: str = strawberry.field(description=KEY)
+    transaction_id: strawberry.ID = strawberry.field(description="The transaction's global ID.")
+    points: int | None = strawberry.field(
+        default=None, description="How many to reverse; default: all that is left."
+    )
+    reference: str | None = strawberry.field(default=None, description=REFERENCE)
 
 
-@strawberry.input
+@strawberry.input(description="Points a member gives another member (a member token).")
 class TransferPointsInput:
-    idempotency_key: str
-    points: int
-    to_email: str | None = None
-    to_phone: str | None = None
-    reference: str | None = None
+    idempotency_key: str = strawberry.field(description=KEY)
+    points: int = strawberry.field(description="How many, 1 or more.")
+    to_email: str | None = strawberry.field(
+        default=None, description="The recipient's e-mail (or give toPhone)."
+    )
+    to_phone: str | None = strawberry.field(
+        default=None, description="The recipient's phone (or give toEmail)."
+    )
+    reference: str | None = strawberry.field(default=None, description=REFERENCE)
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of linkMember.")
 class LinkMemberPayload:
-    member: Member | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    member: Member | None = strawberry.field(
+        default=None, description="The member your ref is linked to; null when the call failed."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was linked."
+    )
 
 
 @strawberry.type(description="The outcome of unlinkMember.")
@@ -149,10 +171,14 @@ class UpdateMemberContactPayload:
     )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of a call that moves points.")
 class TransactionPayload:
-    transaction: Transaction | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    transaction: Transaction | None = strawberry.field(
+        default=None, description="The transaction written (or replayed); null when refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused; then nothing moved."
+    )
     member_id: strawberry.Private[int | None] = None
 
     @strawberry.field(description="The member's wallet after the operation (read if asked).")
@@ -160,10 +186,14 @@ class TransactionPayload:
         return await load_wallet(info, self.member_id) if self.member_id is not None else None
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of a call on a hold.")
 class HoldPayload:
-    hold: Hold | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    hold: Hold | None = strawberry.field(
+        default=None, description="The hold after the call; null when refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why it was refused; then nothing moved."
+    )
     member_id: strawberry.Private[int | None] = None
 
     @strawberry.field(description="The member's wallet after the operation (read if asked).")
@@ -173,12 +203,16 @@ class HoldPayload:
 
 @strawberry.type(description="The outcome of one item of a bulk issuance.")
 class EarnPointsBatchResult:
-    idempotency_key: str
-    transaction: Transaction | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    idempotency_key: str = strawberry.field(description="The item's key, as given.")
+    transaction: Transaction | None = strawberry.field(
+        default=None, description="The item's earn; null when it was refused."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why the item was refused; then it moved nothing."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of earnPointsBatch.")
 class EarnPointsBatchPayload:
     results: list[EarnPointsBatchResult] = strawberry.field(
         default_factory=list,
@@ -192,37 +226,37 @@ class EarnPointsBatchPayload:
 
 
 # The contract names one payload type per mutation; they share a shape.
-@strawberry.type
+@strawberry.type(description="The outcome of earnPoints.")
 class EarnPointsPayload(TransactionPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of redeemPoints.")
 class RedeemPointsPayload(TransactionPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of captureHold: the redemption written.")
 class CaptureHoldPayload(TransactionPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of reverseTransaction: the reversal written.")
 class ReverseTransactionPayload(TransactionPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of transferPoints.")
 class TransferPointsPayload(TransactionPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of holdPoints.")
 class HoldPointsPayload(HoldPayload):
     pass
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of releaseHold.")
 class ReleaseHoldPayload(HoldPayload):
     pass
 
@@ -279,16 +313,25 @@ def _batch_results(
     return EarnPointsBatchPayload(results=results)
 
 
-@strawberry.type
+@strawberry.type(
+    description="What a caller can change; every payload says what failed in userErrors."
+)
 class Mutation(LoyaltyMutation, WebhookMutation):
-    run_settlement: RunSettlementPayload = strawberry.mutation(resolver=run_settlement)
+    run_settlement: RunSettlementPayload = strawberry.mutation(
+        resolver=run_settlement,
+        description="Operators (settlement:run): a draft settlement run for a past period.",
+    )
     finalize_settlement: FinalizeSettlementPayload = strawberry.mutation(
-        resolver=finalize_settlement
+        resolver=finalize_settlement,
+        description="Operators (settlement:run): close a draft run's period for good.",
     )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Link one of your customer refs to a coalition member by e-mail or phone"
+        " (members:link); the same person linked by another partner is the same member."
+    )
     async def link_member(
-        self, info: Info[Context, None], input: LinkMemberInput
+        self, info: Info[Context, None], input: InputArgument[LinkMemberInput]
     ) -> LinkMemberPayload:
         return await mutate(
             info,
@@ -303,7 +346,7 @@ class Mutation(LoyaltyMutation, WebhookMutation):
         " and other partners' links stay; you can no longer reach it by that ref."
     )
     async def unlink_member(
-        self, info: Info[Context, None], input: UnlinkMemberInput
+        self, info: Info[Context, None], input: InputArgument[UnlinkMemberInput]
     ) -> UnlinkMemberPayload:
         return await mutate(
             info,
@@ -318,7 +361,7 @@ class Mutation(LoyaltyMutation, WebhookMutation):
         " who changed them; CONTACT_IN_USE when another member has it."
     )
     async def update_member_contact(
-        self, info: Info[Context, None], input: UpdateMemberContactInput
+        self, info: Info[Context, None], input: InputArgument[UpdateMemberContactInput]
     ) -> UpdateMemberContactPayload:
         return await mutate(
             info,
@@ -328,9 +371,9 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(UpdateMemberContactPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(description="Issue points to one of your members (points:earn).")
     async def earn_points(
-        self, info: Info[Context, None], input: EarnPointsInput
+        self, info: Info[Context, None], input: InputArgument[EarnPointsInput]
     ) -> EarnPointsPayload:
         return await mutate(
             info,
@@ -345,7 +388,7 @@ class Mutation(LoyaltyMutation, WebhookMutation):
         " nothing; the others are written together."
     )
     async def earn_points_batch(
-        self, info: Info[Context, None], input: EarnPointsBatchInput
+        self, info: Info[Context, None], input: InputArgument[EarnPointsBatchInput]
     ) -> EarnPointsBatchPayload:
         return await mutate(
             info,
@@ -355,9 +398,11 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(EarnPointsBatchPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="A member spends points with you (points:redeem), soonest to expire first."
+    )
     async def redeem_points(
-        self, info: Info[Context, None], input: RedeemPointsInput
+        self, info: Info[Context, None], input: InputArgument[RedeemPointsInput]
     ) -> RedeemPointsPayload:
         return await mutate(
             info,
@@ -369,9 +414,12 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(RedeemPointsPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Reserve a member's points at a point of sale (points:redeem) until"
+        " captured, released or expired."
+    )
     async def hold_points(
-        self, info: Info[Context, None], input: HoldPointsInput
+        self, info: Info[Context, None], input: InputArgument[HoldPointsInput]
     ) -> HoldPointsPayload:
         return await mutate(
             info,
@@ -387,9 +435,11 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(HoldPointsPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Redeem a hold, all of it or part (points:redeem); the rest goes back."
+    )
     async def capture_hold(
-        self, info: Info[Context, None], input: CaptureHoldInput
+        self, info: Info[Context, None], input: InputArgument[CaptureHoldInput]
     ) -> CaptureHoldPayload:
         return await mutate(
             info,
@@ -401,9 +451,9 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(CaptureHoldPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(description="Give a hold back to the member (points:redeem).")
     async def release_hold(
-        self, info: Info[Context, None], input: ReleaseHoldInput
+        self, info: Info[Context, None], input: InputArgument[ReleaseHoldInput]
     ) -> ReleaseHoldPayload:
         return await mutate(
             info,
@@ -413,9 +463,11 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(ReleaseHoldPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Undo an earn or a redemption of yours, all or part (points:reverse)."
+    )
     async def reverse_transaction(
-        self, info: Info[Context, None], input: ReverseTransactionInput
+        self, info: Info[Context, None], input: InputArgument[ReverseTransactionInput]
     ) -> ReverseTransactionPayload:
         return await mutate(
             info,
@@ -430,9 +482,12 @@ class Mutation(LoyaltyMutation, WebhookMutation):
             _failed(ReverseTransactionPayload),
         )
 
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="A member gives points to another member, by e-mail or phone (a member"
+        " token with wallet:transfer)."
+    )
     async def transfer_points(
-        self, info: Info[Context, None], input: TransferPointsInput
+        self, info: Info[Context, None], input: InputArgument[TransferPointsInput]
     ) -> TransferPointsPayload:
         return await mutate(
             info,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import binascii
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -21,11 +22,13 @@ from exchange.usecases import webhooks as webhook_cases
 from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
+from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, query_error
 from graphql_schema.loyalty import Campaign, LoyaltyQuery, Purchase
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
 from graphql_schema.types import (
+    AfterArgument,
     FirstArgument,
     Hold,
     Node,
@@ -43,36 +46,36 @@ from graphql_schema.webhooks import WebhookDelivery, WebhookEndpoint, WebhookQue
 from partners.principal import PrincipalKind
 
 
-@strawberry.type
+@strawberry.type(description="The caller, as its token says.")
 class Viewer:
-    kind: ViewerKind
-    scopes: list[str]
+    kind: ViewerKind = strawberry.field(description="Partner, operator or member.")
+    scopes: list[str] = strawberry.field(description="The scopes the token grants.")
     partner_id: strawberry.Private[int | None]
 
-    @strawberry.field
+    @strawberry.field(description="The calling partner; null for operators and members.")
     async def partner(self, info: Info[Context, None]) -> Partner | None:
         if self.partner_id is None:
             return None
         return Partner.of(await ask(info, partners.own_partner, lambda: None))
 
 
-@strawberry.type
+@strawberry.type(description="One of your customer refs and the member it is linked to.")
 class LinkedMember:
-    member_ref: str
-    linked_at: datetime
-    member: Member
+    member_ref: str = strawberry.field(description="Your customer reference.")
+    linked_at: datetime = strawberry.field(description="When you linked it.")
+    member: Member = strawberry.field(description="The coalition member.")
 
 
-@strawberry.type
+@strawberry.type(description="A linked member in a list, with its cursor.")
 class LinkedMemberEdge:
-    cursor: str
-    node: LinkedMember
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: LinkedMember = strawberry.field(description="The link.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of your linked members, by ref.")
 class LinkedMemberConnection:
-    edges: list[LinkedMemberEdge]
-    page_info: PageInfo
+    edges: list[LinkedMemberEdge] = strawberry.field(description="The page's links.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
 def _cursor(prefix: str, value: str | int) -> str:
@@ -99,41 +102,55 @@ def _size(first: int | None) -> int:
     return size
 
 
-# strawberry.enum() registers the ledger's enum under its GraphQL name and returns the
-# same class; the plain alias is what annotations name (mypy takes no call as a type).
-strawberry.enum(LedgerAccountKind, name="AccountKind")
+# describe_enum() registers the ledger's enum under its GraphQL name; the plain alias is
+# what annotations name (mypy takes no call as a type).
+describe_enum(
+    LedgerAccountKind,
+    name="AccountKind",
+    description="What a ledger account holds.",
+    values={
+        LedgerAccountKind.MEMBER_WALLET: "A member's points, available to spend.",
+        LedgerAccountKind.MEMBER_HELD: "A member's points reserved by holds.",
+        LedgerAccountKind.PARTNER_ISSUED: "Debited when a partner issues points.",
+        LedgerAccountKind.PARTNER_REDEEMED: "Credited when points are redeemed at a partner.",
+        LedgerAccountKind.COALITION_BREAKAGE: "Credited when points expire.",
+        LedgerAccountKind.COALITION_ADJUSTMENTS: "Operators' corrections.",
+        LedgerAccountKind.COALITION_ISSUED: "Debited when the coalition itself issues points"
+        " (a tier's bonus, an operator's campaign).",
+    },
+)
 AccountKind = LedgerAccountKind
 
 
-@strawberry.type
+@strawberry.type(description="One account of the points ledger (operators).")
 class LedgerAccount:
-    kind: AccountKind
-    balance: BigInt
+    kind: AccountKind = strawberry.field(description="What it holds.")
+    balance: BigInt = strawberry.field(description="Its balance: the sum of its postings.")
     partner_id: strawberry.Private[int | None]
     member_id: strawberry.Private[int | None]
 
-    @strawberry.field
+    @strawberry.field(description="The partner it belongs to, if any.")
     async def partner(self, info: Info[Context, None]) -> Partner | None:
         if self.partner_id is None:
             return None
         found = await info.context.partners.load(self.partner_id)
         return Partner.of(found) if found else None
 
-    @strawberry.field
+    @strawberry.field(description="The member it belongs to, if any.")
     def member(self) -> Member | None:
         return Member.of(self.member_id) if self.member_id is not None else None
 
 
-@strawberry.type
+@strawberry.type(description="A ledger account in a list, with its cursor.")
 class LedgerAccountEdge:
-    cursor: str
-    node: LedgerAccount
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: LedgerAccount = strawberry.field(description="The account.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of ledger accounts.")
 class LedgerAccountConnection:
-    edges: list[LedgerAccountEdge]
-    page_info: PageInfo
+    edges: list[LedgerAccountEdge] = strawberry.field(description="The page's accounts.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
 def _account_page(
@@ -177,15 +194,17 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
     return None
 
 
-@strawberry.type
+@strawberry.type(description="What a caller can read.")
 class Query(LoyaltyQuery, WebhookQuery):
     @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
     async def ledger_accounts(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
-        kind: AccountKind | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+        kind: Annotated[
+            AccountKind | None, strawberry.argument(description="Only accounts of this kind.")
+        ] = None,
     ) -> LedgerAccountConnection:
         rows = await ask(info, partners.ledger_accounts, lambda: _account_page(first, after, kind))
         size = _size(first)
@@ -212,8 +231,8 @@ class Query(LoyaltyQuery, WebhookQuery):
     async def members(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> LinkedMemberConnection:
         links = await ask(
             info,
@@ -249,7 +268,11 @@ class Query(LoyaltyQuery, WebhookQuery):
         )
 
     @strawberry.field(description="A member linked to the calling partner, by its own ref.")
-    async def member(self, info: Info[Context, None], member_ref: str) -> Member | None:
+    async def member(
+        self,
+        info: Info[Context, None],
+        member_ref: Annotated[str, strawberry.argument(description="Your customer reference.")],
+    ) -> Member | None:
         request = members.MemberByRef(member_ref=member_ref, with_wallet=selects(info, "wallet"))
         found = await ask(info, members.member_by_ref, lambda: request)
         return Member.of(found.member_id, found.wallet) if found is not None else None
@@ -258,22 +281,30 @@ class Query(LoyaltyQuery, WebhookQuery):
     async def wallet(self, info: Info[Context, None]) -> Wallet | None:
         return Wallet.of(await ask(info, members.own_wallet, lambda: None))
 
-    @strawberry.field
+    @strawberry.field(
+        description="Your transactions, newest first (transactions:read; a member: its own;"
+        " operators: everyone's)."
+    )
     async def transactions(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
-        filter: TransactionFilter | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
+        filter: Annotated[
+            TransactionFilter | None, strawberry.argument(description="Narrow the list.")
+        ] = None,
     ) -> TransactionConnection:
         return await transactions_page(info, members.transactions, first, after, filter)
 
-    @strawberry.field
+    @strawberry.field(
+        description="The coalition's partners: names for everyone, contracts for the partner"
+        " itself and operators."
+    )
     async def partners(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> PartnerConnection:
         def page() -> partners.PartnerPage:
             after_id = ids.decode_as(after, "Partner") if after else 0
@@ -302,7 +333,11 @@ class Query(LoyaltyQuery, WebhookQuery):
     )
 
     @strawberry.field(description="Any object by its global ID, if the caller may see it.")
-    async def node(self, info: Info[Context, None], id: strawberry.ID) -> Node | None:
+    async def node(
+        self,
+        info: Info[Context, None],
+        id: Annotated[strawberry.ID, strawberry.argument(description="A global ID.")],
+    ) -> Node | None:
         decoded = ids.decode(id)
         if decoded is None:  # not an ID of ours: nothing can have it
             raise query_error(NotFound("no object has that id", field=["id"]))

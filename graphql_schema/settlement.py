@@ -15,36 +15,57 @@ from exchange.usecases.settlement import RunView
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
+from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, mutate
-from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
+from graphql_schema.types import (
+    AfterArgument,
+    FirstArgument,
+    InputArgument,
+    Node,
+    PageInfo,
+    UserError,
+)
 from settlement.models import RunStatus
 
-# strawberry.enum() registers the domain enum under its GraphQL name and returns the same
-# class; the plain alias is what annotations name (mypy takes no call as a type).
-strawberry.enum(RunStatus, name="SettlementStatus")
+# describe_enum() registers the domain enum under its GraphQL name; the plain alias is
+# what annotations name (mypy takes no call as a type).
+describe_enum(
+    RunStatus,
+    name="SettlementStatus",
+    description="Where a settlement run is in its life.",
+    values={
+        RunStatus.DRAFT: "Computed; it can be computed again or finalized.",
+        RunStatus.SUPERSEDED: "A later draft of the same period replaced it.",
+        RunStatus.FINALIZED: "Immutable: its period is closed.",
+        RunStatus.PAID: "Every payment instruction is recorded as paid.",
+    },
+)
 SettlementStatus = RunStatus
 
 
-@strawberry.type
+@strawberry.type(description="What one party pays or receives in a run.")
 class NetPosition:
     party: str = strawberry.field(description="'coalition' or 'partner:<id>'")
     amount: Decimal = strawberry.field(description="Positive: pays; negative: receives.")
 
 
-@strawberry.type
+@strawberry.type(description="One payment that settles a run.")
 class PaymentInstruction:
-    payer: str
-    payee: str
-    amount: Decimal
+    payer: str = strawberry.field(description="The party that pays ('partner:<id>', 'coalition').")
+    payee: str = strawberry.field(description="The party that is paid.")
+    amount: Decimal = strawberry.field(description="In the run's currency.")
 
 
-@strawberry.type
+@strawberry.type(
+    description="Settlement of a period [from, to): the points ledger priced, netted and"
+    " turned into payments between partners."
+)
 class SettlementRun(Node):
-    status: SettlementStatus
-    period_from: datetime
-    period_to: datetime
-    currency: str
-    digest: str
+    status: SettlementStatus = strawberry.field(description="Where it is in its life.")
+    period_from: datetime = strawberry.field(description="The period's start (included).")
+    period_to: datetime = strawberry.field(description="The period's end (excluded).")
+    currency: str = strawberry.field(description="The settlement currency (ISO 4217).")
+    digest: str = strawberry.field(description="A hash of its document: equal runs, equal digests.")
     # Both lists are read whole with the run (they are stored in its row).
     net_positions: list[NetPosition] = strawberry.field(
         description="One per partner in the run, and the coalition.", metadata=list_size(1)
@@ -73,20 +94,20 @@ class SettlementRun(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="A settlement run in a list, with its cursor.")
 class SettlementRunEdge:
-    cursor: str
-    node: SettlementRun
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: SettlementRun = strawberry.field(description="The run.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of settlement runs, newest first.")
 class SettlementRunConnection:
-    edges: list[SettlementRunEdge]
-    page_info: PageInfo
+    edges: list[SettlementRunEdge] = strawberry.field(description="The page's runs.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
 async def settlement_runs(
-    info: Info[Context, None], first: FirstArgument | None = None, after: str | None = None
+    info: Info[Context, None], first: FirstArgument = None, after: AfterArgument = None
 ) -> SettlementRunConnection:
     size = DEFAULT_PAGE if first is None else first
 
@@ -111,35 +132,48 @@ async def settlement_runs(
     )
 
 
-@strawberry.input
+@strawberry.input(description="How one contract currency converts to the settlement currency.")
 class ExchangeRateInput:
-    currency: str
+    currency: str = strawberry.field(description="A contract currency (ISO 4217).")
     rate: Decimal = strawberry.field(description="1 unit = rate units of the settlement currency")
 
 
-@strawberry.input
+@strawberry.input(description="The period to settle.")
 class RunSettlementInput:
-    from_: datetime = strawberry.field(name="from")
-    to: datetime
-    currency: str | None = None
-    rates: list[ExchangeRateInput] | None = None
+    from_: datetime = strawberry.field(name="from", description="The start (included).")
+    to: datetime = strawberry.field(description="The end (excluded); in the past.")
+    currency: str | None = strawberry.field(
+        default=None,
+        description="The settlement currency; default: the partners' one currency.",
+    )
+    rates: list[ExchangeRateInput] | None = strawberry.field(
+        default=None, description="Rates for every other contract currency in the period."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="The draft run to finalize.")
 class FinalizeSettlementInput:
-    run_id: strawberry.ID
+    run_id: strawberry.ID = strawberry.field(description="The run's global ID.")
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of runSettlement.")
 class RunSettlementPayload:
-    run: SettlementRun | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    run: SettlementRun | None = strawberry.field(
+        default=None, description="The new draft run; null when the call failed."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why no run was made."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="The outcome of finalizeSettlement.")
 class FinalizeSettlementPayload:
-    run: SettlementRun | None = None
-    user_errors: list[UserError] = strawberry.field(default_factory=list)
+    run: SettlementRun | None = strawberry.field(
+        default=None, description="The finalized run; null when the call failed."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why the run was not finalized."
+    )
 
 
 def _run_id(global_id: str) -> int:
@@ -150,7 +184,7 @@ def _run_id(global_id: str) -> int:
 
 
 async def run_settlement(
-    info: Info[Context, None], input: RunSettlementInput
+    info: Info[Context, None], input: InputArgument[RunSettlementInput]
 ) -> RunSettlementPayload:
     return await mutate(
         info,
@@ -167,7 +201,7 @@ async def run_settlement(
 
 
 async def finalize_settlement(
-    info: Info[Context, None], input: FinalizeSettlementInput
+    info: Info[Context, None], input: InputArgument[FinalizeSettlementInput]
 ) -> FinalizeSettlementPayload:
     return await mutate(
         info,

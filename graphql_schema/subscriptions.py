@@ -31,7 +31,7 @@ async def _lease(info: Info[Context, None], watcher: str, *, renew: bool = True)
     await ask(info, members.watch_wallet, lambda: members.WalletWatch(watcher, until))
 
 
-@strawberry.type
+@strawberry.type(description="What a caller can follow live, over graphql-transport-ws.")
 class Subscription:
     @strawberry.subscription(description="The caller's wallet, each time it changes.")
     async def wallet_updated(self, info: Info[Context, None]) -> AsyncGenerator[Wallet, None]:

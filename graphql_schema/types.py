@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import strawberry
 from strawberry.types import Info
@@ -17,31 +17,83 @@ from exchange.ledger.models import Hold as HoldModel
 from exchange.ledger.models import HoldStatus as HoldStatusModel
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.enums import describe_enum
 from graphql_schema.scalars import BigInt
 from partners.models import PartnerListing
 
-# strawberry.enum() registers a domain enum under its GraphQL name and returns the same
-# class; the plain alias is what annotations name (mypy takes no call as a type).
-strawberry.enum(DomainErrorCode, name="ErrorCode")
-strawberry.enum(EntryKind, name="TransactionKind")
-strawberry.enum(HoldStatusModel, name="HoldStatus")
+# describe_enum() registers a domain enum under its GraphQL name; the plain alias is what
+# annotations name (mypy takes no call as a type).
+describe_enum(
+    DomainErrorCode,
+    name="ErrorCode",
+    description="Why a call was refused; the call moved nothing.",
+    values={
+        DomainErrorCode.INVALID_INPUT: "An argument is malformed or out of its limits.",
+        DomainErrorCode.NOT_FOUND: "No object you may see has that id.",
+        DomainErrorCode.FORBIDDEN: "Your token lacks the scope, or the kind of caller, it needs.",
+        DomainErrorCode.INSUFFICIENT_POINTS: "The member has fewer points available.",
+        DomainErrorCode.IDEMPOTENCY_KEY_REUSED: "The key was used before with another request.",
+        DomainErrorCode.MEMBER_NOT_LINKED: "No member is linked to that memberRef of yours.",
+        DomainErrorCode.HOLD_NOT_ACTIVE: "The hold was captured, released or has expired.",
+        DomainErrorCode.ALREADY_REVERSED: "Nothing is left of the transaction to reverse.",
+        DomainErrorCode.LIMIT_EXCEEDED: "A credit limit or points cap would be exceeded.",
+        DomainErrorCode.PERIOD_CLOSED: "A finalized settlement run covers the period, or"
+        " the run is no longer a draft.",
+        DomainErrorCode.NOT_REVERSIBLE: "Only earns and redemptions can be reversed.",
+        DomainErrorCode.CONTACT_MISMATCH: "The member has a different e-mail or phone than"
+        " the one given (a new one: updateMemberContact).",
+        DomainErrorCode.CONTACT_IN_USE: "Another member has that e-mail or phone.",
+    },
+)
+describe_enum(
+    EntryKind,
+    name="TransactionKind",
+    description="What a transaction did.",
+    values={
+        EntryKind.EARN: "Points issued to a member.",
+        EntryKind.REDEEM: "Points a member spent.",
+        EntryKind.HOLD: "Points reserved at a point of sale.",
+        EntryKind.CAPTURE: "A hold (or part of it) redeemed.",
+        EntryKind.RELEASE: "A hold given back to the member.",
+        EntryKind.REVERSAL: "An earn or a redemption undone (a return, a refund).",
+        EntryKind.EXPIRY: "Points that reached their expiry.",
+        EntryKind.TRANSFER: "Points one member gave another.",
+        EntryKind.ADJUSTMENT: "An operator's correction.",
+    },
+)
+describe_enum(
+    HoldStatusModel,
+    name="HoldStatus",
+    description="Where a hold is in its life.",
+    values={
+        HoldStatusModel.ACTIVE: "Reserved; it can be captured or released.",
+        HoldStatusModel.CAPTURED: "Redeemed (all or part; the rest went back).",
+        HoldStatusModel.RELEASED: "Given back to the member.",
+        HoldStatusModel.EXPIRED: "Released automatically at its expiry.",
+    },
+)
 ErrorCode = DomainErrorCode
 TransactionKind = EntryKind
 HoldStatus = HoldStatusModel
 
 
-@strawberry.enum
+@strawberry.enum(description="Who is calling.")
 class ViewerKind(enum.Enum):
-    PARTNER = "PARTNER"
-    OPERATOR = "OPERATOR"
-    MEMBER = "MEMBER"
+    PARTNER = strawberry.enum_value("PARTNER", description="A partner's client.")
+    OPERATOR = strawberry.enum_value("OPERATOR", description="The coalition's operator.")
+    MEMBER = strawberry.enum_value("MEMBER", description="A member's own token.")
 
 
-@strawberry.type
+@strawberry.type(description="Why a mutation was refused; it moved nothing.")
 class UserError:
-    field: list[str] | None
-    code: ErrorCode
-    message: str
+    field: list[str] | None = strawberry.field(
+        description='The input field to blame, as a path (["input", "points"]); null: the'
+        " call as a whole."
+    )
+    code: ErrorCode = strawberry.field(description="A stable code to act on.")
+    message: str = strawberry.field(
+        description="For a person; it names objects by the global IDs you know."
+    )
 
     @classmethod
     def of(cls, error: DomainError) -> UserError:
@@ -51,31 +103,41 @@ class UserError:
 
 @strawberry.interface(description="An object with an opaque global ID.")
 class Node:
-    id: strawberry.ID
+    id: strawberry.ID = strawberry.field(
+        description="Its global ID: opaque, stable, accepted by node(id:)."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="A partner's contract terms in force (a version of them).")
 class Contract:
-    version: int
-    currency: str
-    issue_price: Decimal
-    redemption_price: Decimal
-    fee_rate: Decimal
-    funding_model: str
-    points_lifetime_days: int
-    credit_limit_points: BigInt | None
-    effective_from: datetime
+    version: int = strawberry.field(description="The version, from 1.")
+    currency: str = strawberry.field(description="The settlement currency (ISO 4217).")
+    issue_price: Decimal = strawberry.field(
+        description="What the partner pays per point it issues."
+    )
+    redemption_price: Decimal = strawberry.field(
+        description="What the partner is paid per point redeemed with it."
+    )
+    fee_rate: Decimal = strawberry.field(description="The coalition's fee, a fraction.")
+    funding_model: str = strawberry.field(description="PREFUNDED or ON_REDEMPTION.")
+    points_lifetime_days: int = strawberry.field(description="How long earned points live.")
+    credit_limit_points: BigInt | None = strawberry.field(
+        description="The most points the partner may have outstanding; null: no limit."
+    )
+    effective_from: datetime = strawberry.field(description="When this version took effect.")
     earn_rate: Decimal = strawberry.field(description="Base points per currency unit spent.")
     max_points_per_operation: BigInt = strawberry.field(
         description="The most points one operation (an earn, a redemption, a purchase) moves."
     )
 
 
-@strawberry.type
+@strawberry.type(description="A brand of the coalition.")
 class Partner(Node):
-    name: str
-    status: str
-    contract: Contract | None
+    name: str = strawberry.field(description="Its name.")
+    status: str = strawberry.field(description="ACTIVE or SUSPENDED.")
+    contract: Contract | None = strawberry.field(
+        description="Its terms in force; only for the partner itself and operators."
+    )
 
     @classmethod
     def of(cls, partner: PartnerListing) -> Partner:
@@ -115,16 +177,20 @@ async def load_partner(info: Info[Context, None], partner_id: int | None) -> Par
     return Partner.of(found) if found is not None else None
 
 
-@strawberry.type
+@strawberry.type(description="One movement of points: a balanced entry of the ledger.")
 class Transaction(Node):
-    kind: TransactionKind
-    points: BigInt
-    reference: str | None
-    created_at: datetime
-    effective_at: datetime
+    kind: TransactionKind = strawberry.field(description="What it did.")
+    points: BigInt = strawberry.field(description="How many points it moved.")
+    reference: str | None = strawberry.field(description="The partner's own reference.")
+    created_at: datetime = strawberry.field(description="When it was written.")
+    effective_at: datetime = strawberry.field(
+        description="When it counts (its period for settlement)."
+    )
     partner_id: strawberry.Private[int | None]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The partner it happened at; null when no partner was party to it."
+    )
     async def partner(self, info: Info[Context, None]) -> Partner | None:
         return await load_partner(info, self.partner_id)
 
@@ -141,12 +207,14 @@ class Transaction(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="Points reserved at a point of sale until captured or released.")
 class Hold(Node):
-    points: BigInt
-    captured_points: BigInt
-    status: HoldStatus
-    expires_at: datetime
+    points: BigInt = strawberry.field(description="The points reserved.")
+    captured_points: BigInt = strawberry.field(description="The points redeemed of them.")
+    status: HoldStatus = strawberry.field(description="Where it is in its life.")
+    expires_at: datetime = strawberry.field(
+        description="When it is released by itself if still active."
+    )
 
     @classmethod
     def of(cls, hold: HoldModel) -> Hold:
@@ -159,9 +227,9 @@ class Hold(Node):
         )
 
 
-@strawberry.type
+@strawberry.type(description="The points a member holds that one issuer issued.")
 class PartnerBalance:
-    points: BigInt
+    points: BigInt = strawberry.field(description="Points still held.")
     partner_id: strawberry.Private[int | None]
 
     @strawberry.field(description="The issuing partner; null for coalition-issued points.")
@@ -169,33 +237,35 @@ class PartnerBalance:
         return await load_partner(info, self.partner_id)
 
 
-@strawberry.type
+@strawberry.type(description="Points of one issuer expiring at one time.")
 class ExpiringPoints:
-    points: BigInt
-    expires_at: datetime
+    points: BigInt = strawberry.field(description="How many.")
+    expires_at: datetime = strawberry.field(description="When they expire.")
     partner_id: strawberry.Private[int | None]
 
-    @strawberry.field
+    @strawberry.field(description="The issuing partner; null for coalition-issued points.")
     async def partner(self, info: Info[Context, None]) -> Partner | None:
         return await load_partner(info, self.partner_id)
 
 
-@strawberry.type
+@strawberry.type(description="Where a page of a list ends.")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="Whether more items follow.")
+    end_cursor: str | None = strawberry.field(
+        description="The last item's cursor: pass it as `after` for the next page."
+    )
 
 
-@strawberry.type
+@strawberry.type(description="A transaction in a list, with its cursor.")
 class TransactionEdge:
-    cursor: str
-    node: Transaction
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: Transaction = strawberry.field(description="The transaction.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of transactions, newest first.")
 class TransactionConnection:
-    edges: list[TransactionEdge]
-    page_info: PageInfo
+    edges: list[TransactionEdge] = strawberry.field(description="The page's transactions.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
     @classmethod
     def of(cls, entries: list[EntryView], first: int) -> TransactionConnection:
@@ -213,25 +283,40 @@ class TransactionConnection:
         )
 
 
-@strawberry.type
+@strawberry.type(description="A partner in a list, with its cursor.")
 class PartnerEdge:
-    cursor: str
-    node: Partner
+    cursor: str = strawberry.field(description="Where the list can continue after it.")
+    node: Partner = strawberry.field(description="The partner.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of the coalition's partners.")
 class PartnerConnection:
-    edges: list[PartnerEdge]
-    page_info: PageInfo
+    edges: list[PartnerEdge] = strawberry.field(description="The page's partners.")
+    page_info: PageInfo = strawberry.field(description="Where the page ends.")
 
 
-@strawberry.input
+@strawberry.input(description="Narrow a list of transactions; every condition given holds.")
 class TransactionFilter:
-    kinds: list[TransactionKind] | None = None
-    member_ref: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    reference: str | None = None
+    kinds: list[TransactionKind] | None = strawberry.field(
+        default=None, description="Only these kinds."
+    )
+    member_ref: str | None = strawberry.field(
+        default=None, description="Only this member of yours, by your ref."
+    )
+    since: datetime | None = strawberry.field(default=None, description="Created at or after.")
+    until: datetime | None = strawberry.field(default=None, description="Created before.")
+    reference: str | None = strawberry.field(
+        default=None, description="Only those with this reference."
+    )
 
 
-FirstArgument = Annotated[int, strawberry.argument(description="Page size, 1 to 100.")]
+FirstArgument = Annotated[
+    int | None, strawberry.argument(description="Page size, 1 to 100 (default 20).")
+]
+T = TypeVar("T")
+#: A mutation's one argument: ``input: InputArgument[EarnPointsInput]``.
+InputArgument = Annotated[T, strawberry.argument(description="The call's input object.")]
+AfterArgument = Annotated[
+    str | None,
+    strawberry.argument(description="Continue after this cursor (a page's endCursor)."),
+]

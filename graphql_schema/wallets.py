@@ -23,6 +23,7 @@ from graphql_schema.cost import list_size
 from graphql_schema.errors import ask
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
+    AfterArgument,
     ExpiringPoints,
     FirstArgument,
     Node,
@@ -101,11 +102,11 @@ class MemberTier:
         )
 
 
-@strawberry.type
+@strawberry.type(description="A member's points: one combined balance across partners.")
 class Wallet:
-    balance: BigInt
-    available: BigInt
-    held: BigInt
+    balance: BigInt = strawberry.field(description="All points the member owns: available + held.")
+    available: BigInt = strawberry.field(description="Points the member can spend now.")
+    held: BigInt = strawberry.field(description="Points reserved by active holds.")
     by_partner: list[PartnerBalance] = strawberry.field(
         description="Points still held, by the partner that issued them.",
         # Read with the balances in the wallet's one statement; as long as the partners
@@ -153,12 +154,14 @@ class Wallet:
             for e in soon
         ]
 
-    @strawberry.field
+    @strawberry.field(
+        description="The member's transactions you may see, newest first (a partner: its own)."
+    )
     async def transactions(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> TransactionConnection:
         return await transactions_page(
             info, members.member_transactions, first, after, None, member_id=self.member_id
@@ -191,12 +194,12 @@ def selects(info: Info[Context, None], name: str) -> bool:
     return any(among(field.selections) for field in info.selected_fields)
 
 
-@strawberry.type
+@strawberry.type(description="A coalition member: one person, however many partners linked them.")
 class Member(Node):
     member_id: strawberry.Private[int]
     read_wallet: strawberry.Private[Wallet | None] = None
 
-    @strawberry.field
+    @strawberry.field(description="The member's combined wallet.")
     async def wallet(self, info: Info[Context, None]) -> Wallet:
         if self.read_wallet is not None:
             return self.read_wallet

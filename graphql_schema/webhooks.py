@@ -17,7 +17,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.errors import ask, mutate
-from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
+from graphql_schema.types import AfterArgument, FirstArgument, Node, PageInfo, UserError
 
 strawberry.enum(
     EndpointStatus,
@@ -127,8 +127,8 @@ class WebhookEndpoint(Node):
     async def deliveries(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
         status: DeliveryStatus | None = None,
     ) -> WebhookDeliveryConnection:
         endpoint_id = self.endpoint_id
@@ -261,8 +261,8 @@ class WebhookQuery:
     async def webhook_endpoints(
         self,
         info: Info[Context, None],
-        first: FirstArgument | None = None,
-        after: str | None = None,
+        first: FirstArgument = None,
+        after: AfterArgument = None,
     ) -> WebhookEndpointConnection:
         found = await ask(
             info,
