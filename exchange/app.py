@@ -235,8 +235,8 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *oauth.routes,
-        Route("/graphql", graphql.GraphQLEndpoint(), methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql.GraphQLEndpoint()),
+        Route("/graphql", graphql.GraphQLEndpoint(settings.public_url), methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql.GraphQLEndpoint(settings.public_url)),
         Route("/api/whoami", whoami),
     ]
     return Starlette(

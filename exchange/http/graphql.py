@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
@@ -21,7 +22,7 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http.exceptions import WebSocketDisconnected
 
-from exchange.http import oauth, unavailable
+from exchange.http import graphiql, oauth, unavailable
 from exchange.http.errors import graphql_error
 from exchange.kit import limits
 from graphql_schema.context import Context
@@ -66,9 +67,14 @@ class _Strawberry(GraphQL[Context, None]):
     """GraphQL over HTTP: ``application/graphql-response+json`` when the client accepts
     it, with 4xx for a request that could not be executed at all (parse, validation or
     variable errors, no ``data``); legacy ``application/json`` (always 200) otherwise.
-    Bodies are encoded with orjson; websocket messages go as text frames."""
+    Bodies are encoded with orjson; websocket messages go as text frames. A browser gets
+    our GraphiQL page (:mod:`exchange.http.graphiql`)."""
 
     websocket_adapter_class = _TextFrames
+    ide_page = ""
+
+    async def render_graphql_ide(self, request: Request) -> HTMLResponse:
+        return HTMLResponse(self.ide_page)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -151,8 +157,9 @@ class _Strawberry(GraphQL[Context, None]):
 
 
 class GraphQLEndpoint:
-    def __init__(self) -> None:
+    def __init__(self, public_url: str) -> None:
         self.strawberry = _Strawberry(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.strawberry.ide_page = graphiql.page(public_url)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # authenticated in connection_init
