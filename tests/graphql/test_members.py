@@ -4,11 +4,13 @@ changed address gets a new e-mail or phone (its blind index and its ciphertext).
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from exchange.kit.db import Database
 from exchange.kit.invariant import present
@@ -248,4 +250,36 @@ async def test_an_unknown_ref_has_no_contact_to_update(partner: Caller) -> None:
 
     assert [(e["code"], e["field"]) for e in payload["userErrors"]] == [
         ("MEMBER_NOT_LINKED", ["input", "memberRef"])
+    ]
+
+
+async def test_two_members_given_one_new_email_at_once_one_gets_it_the_other_is_refused(
+    db: Database, partner: Caller
+) -> None:
+    """Both calls find the e-mail free, then wait on their member's row (held here) before
+    writing it; without a lock on the contact between the check and the write, the second
+    write would break the unique blind index (an internal error)."""
+    first, second = ref(), ref()
+    members = [await _linked(partner, r, phone=phone()) for r in (first, second)]
+    contested = email()
+    member_ids = [present(ids.decode_as(m, "Member"), "a member id") for m in members]
+
+    async with db.transaction(SYSTEM) as conn:
+        await conn.execute(
+            text("SELECT 1 FROM member_identity WHERE member_id = ANY(:ids) FOR UPDATE"),
+            {"ids": member_ids},
+        )
+        calls = [
+            asyncio.create_task(partner.gql(UPDATE, ref=r, email=contested))
+            for r in (first, second)
+        ]
+        await asyncio.sleep(1.0)  # both calls are waiting now
+    results = await asyncio.gather(*calls)
+
+    payloads = [r["data"]["updateMemberContact"] for r in results]
+    codes = sorted(e["code"] for p in payloads for e in p["userErrors"])
+    assert codes == ["CONTACT_IN_USE"], results
+    winner = next(p["member"]["id"] for p in payloads if p["member"] is not None)
+    assert [(await _contact(db, m))[0] == contested for m in members] == [
+        m == winner for m in members
     ]
