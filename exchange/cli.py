@@ -25,7 +25,7 @@ from exchange.events import repository as events_repository
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
-from exchange.kit.errors import DomainError, InvalidInput
+from exchange.kit.errors import DomainError, InvalidInput, Kind, Ref
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.ledger.invariants import CheckResult
@@ -1311,7 +1311,8 @@ def command_events(args: argparse.Namespace) -> int:
                     conn, delivery_id=args.delivery_id, now=utc_now()
                 ):
                     raise InvalidInput(
-                        f"delivery {args.delivery_id} does not exist or is still pending"
+                        "delivery {delivery} does not exist or is still pending",
+                        refs={"delivery": Ref(Kind.WEBHOOK_DELIVERY, args.delivery_id)},
                     )
                 print(f"delivery {args.delivery_id} queued again")
                 return 0

@@ -10,8 +10,8 @@ import base64
 import binascii
 
 from exchange.kit import limits
-from exchange.kit.global_ids import encode as encode
 from exchange.kit.errors import Kind, Ref
+from exchange.kit.global_ids import encode as encode
 from exchange.kit.invariant import invariant
 
 TYPES = frozenset(
@@ -41,6 +41,8 @@ NODE_TYPES: dict[Kind, str] = {
     Kind.SETTLEMENT_RUN: "SettlementRun",
     Kind.PURCHASE: "Purchase",
     Kind.CAMPAIGN: "Campaign",
+    Kind.WEBHOOK_ENDPOINT: "WebhookEndpoint",
+    Kind.WEBHOOK_DELIVERY: "WebhookDelivery",
 }
 invariant(
     set(NODE_TYPES) == set(Kind) and set(NODE_TYPES.values()) <= TYPES,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
 import strawberry
 from strawberry.types import Info
@@ -16,20 +17,38 @@ from exchange.usecases import webhooks as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
+from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, mutate
-from graphql_schema.types import AfterArgument, FirstArgument, Node, PageInfo, UserError
+from graphql_schema.types import (
+    AfterArgument,
+    FirstArgument,
+    InputArgument,
+    Node,
+    PageInfo,
+    UserError,
+)
 
-strawberry.enum(
+describe_enum(
     EndpointStatus,
     name="WebhookEndpointStatus",
-    description="ENABLED: events are sent; DISABLED: by its owner, or after 3 days of failures"
-    " or a 410 Gone (updateWebhookEndpoint with enabled: true re-enables it).",
+    description="Whether events go to an endpoint.",
+    values={
+        EndpointStatus.ENABLED: "Events are sent.",
+        EndpointStatus.DISABLED: "Nothing is sent: by its owner, or after 3 days of failures or"
+        " a 410 Gone (updateWebhookEndpoint with enabled: true re-enables it and sends what"
+        " waited).",
+    },
 )
-strawberry.enum(
+describe_enum(
     DeliveryStatus,
     name="WebhookDeliveryStatus",
-    description="PENDING: not delivered yet (retried with backoff); DELIVERED: a 2xx came back;"
-    " FAILED: given up after 3 days or a 410 Gone.",
+    description="Where one event's delivery to one endpoint stands.",
+    values={
+        DeliveryStatus.PENDING: "Not delivered yet: retried with backoff.",
+        DeliveryStatus.DELIVERED: "A 2xx came back.",
+        DeliveryStatus.FAILED: "Given up after 3 days or a 410 Gone (redeliverWebhook sends it"
+        " again).",
+    },
 )
 
 
@@ -129,7 +148,10 @@ class WebhookEndpoint(Node):
         info: Info[Context, None],
         first: FirstArgument = None,
         after: AfterArgument = None,
-        status: DeliveryStatus | None = None,
+        status: Annotated[
+            DeliveryStatus | None,
+            strawberry.argument(description="Only deliveries in this state."),
+        ] = None,
     ) -> WebhookDeliveryConnection:
         endpoint_id = self.endpoint_id
         found = await ask(
@@ -287,7 +309,7 @@ class WebhookMutation:
         description="A new webhook endpoint; its signing secret is in the payload, once."
     )
     async def create_webhook_endpoint(
-        self, info: Info[Context, None], input: CreateWebhookEndpointInput
+        self, info: Info[Context, None], input: InputArgument[CreateWebhookEndpointInput]
     ) -> CreateWebhookEndpointPayload:
         return await mutate(
             info,
@@ -299,7 +321,7 @@ class WebhookMutation:
 
     @strawberry.mutation(description="Change an endpoint's URL, event types or status.")
     async def update_webhook_endpoint(
-        self, info: Info[Context, None], input: UpdateWebhookEndpointInput
+        self, info: Info[Context, None], input: InputArgument[UpdateWebhookEndpointInput]
     ) -> WebhookEndpointPayload:
         return await mutate(info, cases.update_endpoint, input.request, _endpoint, _endpoint_failed)
 
@@ -308,7 +330,7 @@ class WebhookMutation:
         " 24 hours."
     )
     async def rotate_webhook_secret(
-        self, info: Info[Context, None], input: WebhookEndpointIdInput
+        self, info: Info[Context, None], input: InputArgument[WebhookEndpointIdInput]
     ) -> CreateWebhookEndpointPayload:
         return await mutate(
             info, cases.rotate_secret, input.key, CreateWebhookEndpointPayload.of, _secret_failed
@@ -316,19 +338,19 @@ class WebhookMutation:
 
     @strawberry.mutation(description="Delete an endpoint: nothing more is sent to it.")
     async def delete_webhook_endpoint(
-        self, info: Info[Context, None], input: WebhookEndpointIdInput
+        self, info: Info[Context, None], input: InputArgument[WebhookEndpointIdInput]
     ) -> WebhookEndpointPayload:
         return await mutate(info, cases.delete_endpoint, input.key, _endpoint, _endpoint_failed)
 
     @strawberry.mutation(description="Send the endpoint a webhook.ping event.")
     async def ping_webhook_endpoint(
-        self, info: Info[Context, None], input: WebhookEndpointIdInput
+        self, info: Info[Context, None], input: InputArgument[WebhookEndpointIdInput]
     ) -> WebhookEndpointPayload:
         return await mutate(info, cases.ping_endpoint, input.key, _endpoint, _endpoint_failed)
 
     @strawberry.mutation(description="Send a delivered or failed delivery again (same webhook-id).")
     async def redeliver_webhook(
-        self, info: Info[Context, None], input: RedeliverWebhookInput
+        self, info: Info[Context, None], input: InputArgument[RedeliverWebhookInput]
     ) -> RedeliverWebhookPayload:
         return await mutate(
             info,

@@ -57,6 +57,8 @@ class Kind(enum.StrEnum):
     SETTLEMENT_RUN = "SettlementRun"
     PURCHASE = "Purchase"
     CAMPAIGN = "Campaign"
+    WEBHOOK_ENDPOINT = "WebhookEndpoint"
+    WEBHOOK_DELIVERY = "WebhookDelivery"
 
 
 @dataclass(frozen=True)
