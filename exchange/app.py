@@ -2,11 +2,12 @@
 
 It builds the process's parts once (the database, the use-case runner with its
 micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapters
-(``exchange.http``: GraphQL, OAuth, probes) behind the body reader that holds every
-request body to its route's limits (``exchange.http.body``), itself behind CORS for the
-origins the settings name (``exchange.http.cors``), and runs the background work that has no
-caller (the sweep: expiry, tier reviews, expiring-points notices and event retention;
-the webhook deliverer) under the system scope.
+(``exchange.http``: GraphQL, OAuth, probes) behind the request ids of the log
+(``exchange.http.request_ids``), CORS for the origins the settings name
+(``exchange.http.cors``) and the body reader that holds every request body to its route's
+limits (``exchange.http.body``), and runs the background work that has no caller (the
+sweep: expiry, tier reviews, expiring-points notices and event retention; the webhook
+deliverer) under the system scope.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from exchange.http import graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
 from exchange.http.cors import cors
+from exchange.http.request_ids import RequestIds
 from exchange.http.throttle import FailedAuthentications
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database, resolve_database_url
@@ -242,6 +244,6 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
     return Starlette(
         routes=routes,
         lifespan=lifespan,
-        middleware=[*cors(settings.cors_origins), Middleware(BodyReader)],
+        middleware=[Middleware(RequestIds), *cors(settings.cors_origins), Middleware(BodyReader)],
         exception_handlers={DatabaseUnavailable: unavailable.database_unavailable},
     )

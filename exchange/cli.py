@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
+from exchange.kit import logs
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -536,6 +537,7 @@ def command_serve(args: argparse.Namespace) -> int:
     if not 1 <= args.workers <= 64:
         raise UsageError("--workers must be between 1 and 64")
     settings = Settings.from_environment()
+    logs.configure(settings.log_format)  # once; uvicorn applies the same to every worker
     url = resolve_database_url(settings)
     upgrade_sync(url)
     where = "DATABASE_URL" if settings.database_url else f"embedded PostgreSQL in {settings.home}"
@@ -556,6 +558,7 @@ def command_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
+        log_config=logs.config(settings.log_format),
         http=NoDelayH11Protocol,
         access_log=False,
     )

@@ -1,5 +1,6 @@
 """The schema, with its guards: masked unexpected errors, depth, alias and token limits,
-and parser and validation caches of explicit sizes."""
+and parser and validation caches of explicit sizes; each error logged once, in one line
+unless it is unexpected."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from strawberry.types import ExecutionContext
 
 from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
+from exchange.kit.logs import REQUEST_ID, without_values
 from graphql_schema.cost import QueryCost
 from graphql_schema.loyalty import Campaign, Purchase
 from graphql_schema.mutations import Mutation
@@ -48,20 +50,15 @@ def _should_mask(error: GraphQLError) -> bool:
 
 
 class MaskUnexpectedErrors(MaskErrors):
-    """Replace an unexpected error by a message with the request id; log the original
-    with the same id, so support can find it and the client learns nothing internal."""
+    """Replace an unexpected error by a message with the request id; the original is
+    logged with the same id (:meth:`_Schema.process_errors`), so support can find it and
+    the client learns nothing internal."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_should_mask)
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = getattr(self.execution_context.context, "request_id", "") or "unknown"
-        log.error(
-            "unexpected error (request %s) at %s",
-            request_id,
-            error.path,
-            exc_info=error.original_error,
-        )
+        request_id = _request_id(self.execution_context)
         return GraphQLError(
             message=f"Unexpected error (request id {request_id}); it was logged.",
             nodes=error.nodes,
@@ -70,6 +67,29 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
         )
+
+
+def _request_id(execution_context: ExecutionContext | None) -> str:
+    context = execution_context.context if execution_context is not None else None
+    return getattr(context, "request_id", "") or REQUEST_ID.get() or "unknown"
+
+
+def log_error(error: GraphQLError, request_id: str) -> None:
+    """One line for a client's mistake (a validation error, a missing scope, a bad id, a
+    page too large: INFO, no traceback, no value the client sent); the traceback of an
+    unexpected error (ERROR)."""
+    where = ".".join(str(step) for step in error.path or ()) or "document"
+    extra = {"request_id": request_id}
+    if _should_mask(error):
+        log.error("unexpected error at %s", where, exc_info=error.original_error, extra=extra)
+        return
+    code = (error.extensions or {}).get("code") or (
+        "GRAPHQL_PARSE_FAILED"
+        if error.message.startswith("Syntax Error")
+        else "GRAPHQL_VALIDATION_FAILED"
+    )
+    message = without_values(error.message)
+    log.info("client error %s at %s: %s", code, where, message, extra=extra)
 
 
 # The depth and alias limiters make a new rule class each time they are built, and the
@@ -85,11 +105,13 @@ class _Schema(strawberry.Schema):
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
-        """Log the errors of a result, but an unavailable database: the HTTP layer answers
-        that with 503 and logs it in one line (an outage must not log a traceback per
-        request)."""
-        logged = [e for e in errors if not isinstance(e.original_error, DatabaseUnavailable)]
-        super().process_errors(logged, execution_context)
+        """Log each error of a result once, before it is masked (:func:`log_error`); but
+        not an unavailable database: the HTTP layer answers that with 503 and logs it in
+        one line (an outage must not log a traceback per request)."""
+        request_id = _request_id(execution_context)
+        for error in errors:
+            if not isinstance(error.original_error, DatabaseUnavailable):
+                log_error(error, request_id)
 
 
 schema = _Schema(

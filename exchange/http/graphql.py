@@ -6,7 +6,6 @@ every error refused at the HTTP level is JSON in the GraphQL error shape."""
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +23,7 @@ from strawberry.http.exceptions import WebSocketDisconnected
 
 from exchange.http import graphiql, oauth, unavailable
 from exchange.http.errors import graphql_error
+from exchange.http.request_ids import SCOPE_KEY as REQUEST_ID_KEY
 from exchange.kit import limits
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
@@ -133,7 +133,7 @@ class _Strawberry(GraphQL[Context, None]):
         return Context(
             runner=app_state.runner,
             principal=principal,
-            request_id=request.scope.get("exchange.request_id", ""),
+            request_id=request.scope.get(REQUEST_ID_KEY, ""),
             notifications=app_state.notifications,
             authenticate=app_state.auth.verify,
             cost_limits=app_state.cost_limits,
@@ -177,5 +177,4 @@ class GraphQLEndpoint:
                 await principal(scope, receive, send)
                 return
             scope[PRINCIPAL_KEY] = principal
-        scope["exchange.request_id"] = uuid.uuid4().hex
         await self.strawberry(scope, receive, send)

@@ -12,6 +12,8 @@
 ``EXCHANGE_CORS_ORIGINS`` comma-separated origins (``https://wallet.example``) whose
                         browser pages may call the API (CORS); unset: none, and no
                         CORS headers at all
+``EXCHANGE_LOG_FORMAT`` the server's log lines: ``text`` (default) or ``json``, one
+                        object a line (exchange.kit.logs)
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from exchange.kit.logs import LogFormat, check_format
 
 SECRET_KEY_FILE = "secret.key"  # noqa: S105 (a file name, not a secret)
 DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 3600
@@ -151,6 +155,8 @@ class Settings:
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
     #: EXCHANGE_CORS_ORIGINS: the browser origins that may call the API (none: no CORS).
     cors_origins: tuple[str, ...] = ()
+    #: EXCHANGE_LOG_FORMAT: how the server writes its log lines.
+    log_format: LogFormat = "text"
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -169,6 +175,7 @@ class Settings:
                 values, "EXCHANGE_MAX_TOKEN_LIFETIME_S", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
             ),
             cors_origins=_origins(values, "EXCHANGE_CORS_ORIGINS"),
+            log_format=check_format(values.get("EXCHANGE_LOG_FORMAT") or ""),
         )
 
     def ensure_home(self) -> Path:

@@ -16,7 +16,12 @@ import httpx
 import pytest
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from exchange.kit.clock import utc_now
+from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
+from partners import clients, registry
 from tests.conftest import NOW, TEST_SECRET_KEY, Factory
+from tests.partners.test_registry import TERMS, unique_name
 
 
 def run(args: list[str], database_url: str, home: Path) -> subprocess.CompletedProcess[str]:
@@ -216,3 +221,73 @@ async def test_bench_drives_a_running_server_without_errors(
     assert report["errors"] == 0
     assert report["operations"] > 0
     assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}
+
+
+async def test_serve_writes_json_log_lines_with_the_request_id_when_asked(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    async with db.transaction(SYSTEM) as conn:
+        partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
+        client = await clients.create_client(conn, scopes=["points:earn"], partner_id=partner.id)
+    assert client.client_secret is not None
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(tmp_path),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+        "EXCHANGE_LOG_FORMAT": "json",
+    }
+    server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
+        [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
+            await _wait_until_ready(api)
+            token = (
+                await api.post(
+                    "/oauth/token",
+                    data={"grant_type": "client_credentials"},
+                    auth=(client.client_id, client.client_secret),
+                )
+            ).json()["access_token"]
+            refused = await api.post(
+                "/graphql",
+                json={"query": "{ transactions(first: 101) { edges { cursor } } }"},
+                headers={"Authorization": f"Bearer {token}"},
+            )
+    finally:
+        server.terminate()
+        _, log = server.communicate(timeout=30)
+
+    entries = [json.loads(line) for line in log.splitlines()]  # every line is JSON
+    assert {"uvicorn.error"} <= {entry["logger"] for entry in entries}  # uvicorn's own too
+    client_errors = [entry for entry in entries if entry["logger"] == "graphql_schema.schema"]
+    assert client_errors == [
+        {
+            "time": client_errors[0]["time"],
+            "level": "INFO",
+            "logger": "graphql_schema.schema",
+            "message": "client error INVALID_INPUT at transactions:"
+            " first must be between 1 and 100",
+            "request_id": refused.headers["x-request-id"],
+        }
+    ]
+    assert client.client_secret not in log
+    assert token not in log
+
+
+async def _wait_until_ready(api: httpx.AsyncClient) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if (await api.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError("the server did not become ready")
