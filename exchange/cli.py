@@ -22,12 +22,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
-from exchange.kit import logs
+from exchange.kit import limits, logs
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.errors import DomainError, InvalidInput, Kind, Ref
-from exchange.kit.settings import Settings
+from exchange.kit.settings import Settings, default_home
 from exchange.kit.system import SYSTEM
 from exchange.ledger.invariants import CheckResult
 from exchange.loyalty import campaigns as campaign_rules
@@ -37,6 +37,7 @@ from partners import clients, identity, registry
 from partners import keys as key_store
 from partners.identity import IdentityKeys
 from partners.models import ContractChanges, ContractTerms, FundingModel, Partner, PartnerStatus
+from partners.scopes import OPERATOR_SCOPES, PARTNER_SCOPES
 from settlement import reconciliation as settlement_reconciliation
 from settlement import reports as settlement_reports
 from settlement import service as settlement_service
@@ -48,6 +49,10 @@ if TYPE_CHECKING:  # imported where it is used, as every developer tool
 
 class UsageError(Exception):
     """Bad arguments: exit status 2."""
+
+
+class Failure(Exception):
+    """A command that could not do its work for a reason it can say: exit status 1."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -65,25 +70,49 @@ def _timestamp(value: str) -> datetime:
     return moment
 
 
+def _epilog() -> str:
+    return f"""\
+settings (environment variables, or a .env file in the working directory):
+  DATABASE_URL         the PostgreSQL to use (unset: a private embedded PostgreSQL
+                       in EXCHANGE_HOME, started on demand)
+  EXCHANGE_HOME        data directory: the embedded database, the generated secret
+                       key, demo credentials (default: {default_home()})
+  EXCHANGE_SECRET_KEY  pepper of identity blind indexes and key encryption; every
+                       process sharing a database needs the same (unset: generated
+                       into EXCHANGE_HOME)
+  more (EXCHANGE_PUBLIC_URL, EXCHANGE_LOG_FORMAT, ...): README.md, "The command"
+
+documentation (in the repository): README.md (start here: run, call, settle, every
+command), docs/api.md (the GraphQL API, its errors and limits), docs/operations.md
+(audit log, logs, row-level security), docs/decisions/ (why it is built this way).
+Every command has --help."""
+
+
+def _json_flag(parser: argparse.ArgumentParser, dest: str = "json", what: str = "") -> None:
+    parser.add_argument(
+        "--json", dest=dest, action="store_true", help=what or "print JSON instead of text"
+    )
+
+
 def build_parser() -> Parser:
-    parser = Parser(prog="exchange", description="The coalition points exchange.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-
-    serve = commands.add_parser("serve", help="migrate the database and serve the API")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--demo", action="store_true", help="seed a small demo coalition")
-
-    database = commands.add_parser("db", help="database schema")
+    parser = Parser(
+        prog="exchange",
+        description="The coalition points exchange: serve the API, run settlement, manage"
+        " partners, clients and members.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, parser_class=Parser, metavar="COMMAND"
+    )
+    _serve_command(commands)
+    database = commands.add_parser("db", help="the database schema")
     database_commands = database.add_subparsers(
         dest="db_command", required=True, parser_class=Parser
     )
     database_commands.add_parser("upgrade", help="apply every migration")
-
-    verify = commands.add_parser("verify", help="check every ledger invariant")
-    verify.add_argument("--json", action="store_true")
-
+    verify = commands.add_parser("verify", help="check every ledger invariant (exit 1 on a breach)")
+    _json_flag(verify, what="print {ok, checks} as JSON")
     _partner_commands(commands)
     _client_commands(commands)
     _member_commands(commands)
@@ -92,16 +121,66 @@ def build_parser() -> Parser:
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
     keys_commands.add_parser("rotate", help="retire the active key and promote the next one")
-
     _settle_commands(commands)
+    _report_commands(commands)
+    _audit_commands(commands)
+    _bench_commands(commands)
+    expire = commands.add_parser("expire", help="expire lots and release expired holds")
+    expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
+    _json_flag(expire, what="print a summary as JSON")
+    return parser
+
+
+def _serve_command(commands: Any) -> None:
+    serve = commands.add_parser(
+        "serve",
+        help="migrate the database and serve the API",
+        description="Migrate the database, then serve the API (GraphQL at /graphql, OAuth"
+        " at /oauth/token) over HTTP; every minute it expires lots, releases expired holds"
+        " and reviews tiers. Logs go to stderr (EXCHANGE_LOG_FORMAT=text or json).",
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on; 0.0.0.0 for every interface (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--port", type=int, default=8000, help="TCP port, 1 to 65535 (default: %(default)s)"
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes sharing the port, 1 to 64 (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed a small demo coalition first and print working credentials",
+    )
+
+
+def _report_commands(commands: Any) -> None:
     payment = commands.add_parser("payment", help="record a paid settlement instruction")
-    payment.add_argument("run", type=int)
+    payment.add_argument("run", type=int, help="the settlement run's number")
     payment.add_argument("instruction", type=int, help="its number in the run, from 1")
     payment.add_argument("--reference", required=True, help="the bank transfer's reference")
     report = commands.add_parser("report", help="export a settlement run")
-    report.add_argument("run", type=int)
-    report.add_argument("--format", choices=["json", "csv", "html", "beancount"], required=True)
-    report.add_argument("--out", required=True, help="file to write ('-' for stdout)")
+    report.add_argument("run", type=int, help="the settlement run's number")
+    report.add_argument(
+        "--format",
+        choices=["json", "csv", "html", "beancount"],
+        required=True,
+        help="json: the whole run; csv: a table; html: the report with charts; beancount:"
+        " the money journal and payments",
+    )
+    report.add_argument(
+        "--out",
+        required=True,
+        type=_output_file,
+        metavar="FILE",
+        help="file to write, in a directory that exists ('-' for stdout)",
+    )
     report.add_argument(
         "--partner", metavar="NAME", help="one partner's statement instead of the coalition summary"
     )
@@ -111,14 +190,6 @@ def build_parser() -> Parser:
         help="with --format csv: the coalition summary (default) or the payment instructions"
         " (numbered, with their payments)",
     )
-
-    _audit_commands(commands)
-    _bench_commands(commands)
-
-    expire = commands.add_parser("expire", help="expire lots and release expired holds")
-    expire.add_argument("--as-of", type=_timestamp, help="ISO 8601 time with offset (default: now)")
-    expire.add_argument("--json", action="store_true")
-    return parser
 
 
 def _settle_commands(commands: Any) -> None:
@@ -133,9 +204,11 @@ def _settle_commands(commands: Any) -> None:
         "--from",
         dest="start",
         type=_day_or_time,
-        help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset (required)",
+        help="the start, included: YYYY-MM-DD (midnight UTC) or ISO 8601 with offset (required)",
     )
-    settle.add_argument("--to", dest="end", type=_day_or_time, help="the same (required)")
+    settle.add_argument(
+        "--to", dest="end", type=_day_or_time, help="the end, excluded; the same forms (required)"
+    )
     settle.add_argument(
         "--currency",
         type=_currency,
@@ -147,10 +220,13 @@ def _settle_commands(commands: Any) -> None:
         default=[],
         type=_rate,
         metavar="CUR=RATE",
-        help="exchange rate for the period, 1 CUR = RATE settlement units; repeat per currency",
+        help="exchange rate for the period, 1 CUR = RATE units of the settlement currency"
+        " (e.g. EUR=1.08); repeat per currency (default: none)",
     )
-    settle.add_argument("--finalize", action="store_true", help="close the period too")
-    settle.add_argument("--json", action="store_true")
+    settle.add_argument(
+        "--finalize", action="store_true", help="finalize the run: close the period for good"
+    )
+    _json_flag(settle, what="print the run (number, status, digest, document) as JSON")
     settle_commands = settle.add_subparsers(
         dest="settle_command", required=False, parser_class=Parser, title="optional sub-command"
     )
@@ -161,9 +237,13 @@ def _settle_commands(commands: Any) -> None:
         " period, status, currency, digest, paid instructions, and which run supersedes"
         " which.",
     )
-    listing.add_argument("--json", dest="list_json", action="store_true", help="a JSON array")
+    _json_flag(listing, dest="list_json", what="print a JSON array")
     listing.add_argument(
-        "--limit", dest="list_limit", type=int, default=100, help="at most this many (default 100)"
+        "--limit",
+        dest="list_limit",
+        type=int,
+        default=100,
+        help="at most this many runs (default: %(default)s)",
     )
 
 
@@ -175,25 +255,44 @@ def _bench_commands(commands: Any) -> None:
         " throughput, latency percentiles and errors. Without --seeded it first creates"
         " bench partners and members; 'exchange bench seed' fills a database at scale.",
     )
-    bench.add_argument("--url", default="http://127.0.0.1:8000")
-    bench.add_argument("--concurrency", type=int, default=16)
-    bench.add_argument("--duration", type=float, default=10.0, help="seconds of load")
-    bench.add_argument("--partners", type=int, default=1)
     bench.add_argument(
-        "--members", type=int, default=1000, help="members to create (with --seeded: to pick)"
+        "--url", default="http://127.0.0.1:8000", help="the server to load (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--concurrency",
+        type=int,
+        default=16,
+        help="requests in flight at once, 1 to 1024 (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--duration", type=float, default=10.0, help="seconds of load (default: %(default)s)"
+    )
+    bench.add_argument(
+        "--partners",
+        type=int,
+        default=1,
+        help="bench partners to create, 1 to 500 (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--members",
+        type=int,
+        default=1000,
+        help="members to create, or with --seeded to pick, 1 to 1,000,000 (default: %(default)s)",
     )
     bench.add_argument(
         "--mix",
         default="earn=45,redeem=35,wallet=20",
-        help="weights of earn, redeem, wallet, bulk (an earnPointsBatch of 1,000 items),"
-        " purchase (recordPurchase of 1 to 3 items) and preview (previewPurchase)",
+        help="comma-separated NAME=WEIGHT pairs, weights as whole numbers (relative shares,"
+        " not percents), names among earn, redeem, wallet, bulk (an earnPointsBatch of"
+        " 1,000 items), purchase (recordPurchase of 1 to 3 items) and preview"
+        " (previewPurchase) (default: %(default)s)",
     )
     bench.add_argument(
         "--campaigns",
         type=int,
         default=50,
         help="active campaigns per partner, of mixed conditions, when the mix has purchase or"
-        " preview (default 50)",
+        " preview, 0 to 1,000 (default: %(default)s)",
     )
     bench.add_argument(
         "--seeded",
@@ -201,10 +300,14 @@ def _bench_commands(commands: Any) -> None:
         help="use the partners and members of 'exchange bench seed' (new clients; --members"
         " random seeded members, linked to every seed partner) instead of creating any",
     )
-    bench.add_argument("--json", action="store_true")
+    _json_flag(bench, what="print the measurements as JSON")
     sub = bench.add_subparsers(
         dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
     )
+    _bench_seed_command(sub)
+
+
+def _bench_seed_command(sub: Any) -> None:
     seed = sub.add_parser(
         "seed",
         help="fill the database with members and a points history at scale",
@@ -214,7 +317,12 @@ def _bench_commands(commands: Any) -> None:
         " settlement period that covers them. Refuses a database that is already seeded.",
     )
     seed.add_argument(
-        "--members", dest="seed_members", type=int, required=True, metavar="N", help="members"
+        "--members",
+        dest="seed_members",
+        type=int,
+        required=True,
+        metavar="N",
+        help="members to create",
     )
     seed.add_argument(
         "--entries",
@@ -222,12 +330,17 @@ def _bench_commands(commands: Any) -> None:
         type=int,
         required=True,
         metavar="M",
-        help="ledger entries, 30%% of them redemptions",
+        help="ledger entries to book, 30%% of them redemptions",
     )
     seed.add_argument(
-        "--partners", dest="seed_partners", type=int, default=10, metavar="P", help="default 10"
+        "--partners",
+        dest="seed_partners",
+        type=int,
+        default=10,
+        metavar="P",
+        help="seed partners to create (default: %(default)s)",
     )
-    seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
+    _json_flag(seed, dest="seed_json", what="print the summary as JSON")
     hooks = sub.add_parser(
         "webhooks",
         help="webhook delivery throughput to a local receiver",
@@ -235,8 +348,8 @@ def _bench_commands(commands: Any) -> None:
         " receiver on loopback, then deliver them with one worker; prints events/s.",
     )
     hooks.add_argument("--events", dest="hook_events", type=int, default=5000,
-                       help="events to deliver (default 5000)")  # fmt: skip
-    hooks.add_argument("--json", dest="hook_json", action="store_true", help="result as JSON")
+                       help="events to deliver (default: %(default)s)")  # fmt: skip
+    _json_flag(hooks, dest="hook_json", what="print the result as JSON")
 
 
 def _audit_commands(commands: Any) -> None:
@@ -244,62 +357,94 @@ def _audit_commands(commands: Any) -> None:
     sub = log.add_subparsers(dest="audit_command", required=True, parser_class=Parser)
     listing = sub.add_parser("list", help="operator actions, newest first")
     listing.add_argument(
-        "--since", type=_day_or_time, help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset"
+        "--since",
+        type=_day_or_time,
+        help="only actions from then on: YYYY-MM-DD (midnight UTC) or ISO 8601 with offset",
     )
-    listing.add_argument("--action", choices=[str(action) for action in Action])
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (1 to 10000)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--action",
+        choices=[str(action) for action in Action],
+        metavar="ACTION",
+        help="only this action: " + ", ".join(str(action) for action in Action),
+    )
+    listing.add_argument(
+        "--limit",
+        type=int,
+        default=100,
+        help="at most this many entries, 1 to 10,000 (default: %(default)s)",
+    )
+    _json_flag(listing, what="print a JSON array")
 
 
 def _partner_commands(commands: Any) -> None:
     partner = commands.add_parser("partner", help="the partner registry")
     sub = partner.add_subparsers(dest="partner_command", required=True, parser_class=Parser)
     add = sub.add_parser("add", help="add a partner with its first contract")
-    add.add_argument("name")
-    add.add_argument("--currency", required=True, type=_currency, help="ISO 4217 code, e.g. USD")
-    add.add_argument("--issue-price", required=True, type=_decimal, help="money per point")
-    add.add_argument("--redemption-price", required=True, type=_decimal)
-    add.add_argument("--fee-rate", type=_decimal, default=Decimal("0"))
-    add.add_argument("--funding", choices=["PREFUNDED", "ON_REDEMPTION"], default="PREFUNDED")
-    add.add_argument("--points-lifetime-days", type=int, default=365)
-    add.add_argument("--credit-limit", type=int, help="cap on outstanding issued points")
-    add.add_argument("--allow-negative-reversal", action="store_true")
+    add.add_argument("name", help="the partner's name, unique in the coalition")
     add.add_argument(
-        "--earn-rate",
-        type=_decimal,
-        default=Decimal("1"),
-        help="points per currency unit of a purchase (default 1)",
+        "--currency",
+        required=True,
+        type=_currency,
+        help="its settlement currency, an ISO 4217 code with a minor unit, e.g. USD",
     )
+    _contract_terms(add, first=True)
     add.add_argument(
-        "--max-points-per-operation",
-        type=int,
-        default=1_000_000,
-        help="the most points one operation may move (default 1,000,000)",
+        "--allow-negative-reversal",
+        action="store_true",
+        help="let a reversal of an earn whose points were spent take the wallet below zero",
     )
-    add.add_argument("--json", action="store_true")
+    _json_flag(add, what="print the partner as JSON")
     contract = sub.add_parser(
         "contract",
         help="a new contract version from a date; terms left out stay as they are",
         description="A new version of a partner's contract, in force from --effective-from"
         " (now or later: past periods keep the terms in force then).",
     )
-    contract.add_argument("name")
+    contract.add_argument("name", help="the partner's name")
     contract.add_argument("--effective-from", required=True, type=_day_or_time,
                           help="YYYY-MM-DD (midnight UTC) or ISO 8601 with offset")  # fmt: skip
-    contract.add_argument("--earn-rate", type=_decimal, help="points per currency unit")
-    contract.add_argument("--issue-price", type=_decimal, help="money per point issued")
-    contract.add_argument("--redemption-price", type=_decimal, help="money per point redeemed")
-    contract.add_argument("--fee-rate", type=_decimal, help="a fraction, e.g. 0.02")
-    contract.add_argument("--funding", choices=["PREFUNDED", "ON_REDEMPTION"])
-    contract.add_argument("--points-lifetime-days", type=int)
-    contract.add_argument("--credit-limit", type=int, help="cap on outstanding issued points")
-    contract.add_argument("--max-points-per-operation", type=int)
-    contract.add_argument("--json", action="store_true")
+    _contract_terms(contract, first=False)
+    _json_flag(contract, what="print the partner as it will be, as JSON")
     listing = sub.add_parser("list", help="every partner with its contract in force")
-    listing.add_argument("--json", action="store_true")
+    _json_flag(listing, what="print a JSON array")
     for verb in ("suspend", "activate"):
         status = sub.add_parser(verb, help=f"{verb} a partner (its tokens stop or resume)")
-        status.add_argument("name")
+        status.add_argument("name", help="the partner's name")
+
+
+def _contract_terms(parser: argparse.ArgumentParser, *, first: bool) -> None:
+    """A contract's terms: a new partner's (``first``: prices required, a default for
+    the rest) or a new version's (each optional; a term left out stays as it is)."""
+    kept = "" if first else " (default: unchanged)"
+    shown = " (default: %(default)s)" if first else kept
+
+    def default(value: object) -> dict[str, Any]:
+        return {"default": value} if first else {}
+
+    parser.add_argument("--issue-price", type=_decimal, required=first, metavar="PRICE",
+                        help="money per point issued, in the partner's currency units,"
+                        " e.g. 0.010" + kept)  # fmt: skip
+    parser.add_argument("--redemption-price", type=_decimal, required=first, metavar="PRICE",
+                        help="money per point redeemed at the partner, in its currency"
+                        " units, e.g. 0.008" + kept)  # fmt: skip
+    parser.add_argument("--fee-rate", type=_decimal, metavar="FRACTION", **default(Decimal("0")),
+                        help="the coalition's fee on what an ON_REDEMPTION issuer owes for"
+                        " its redeemed points: a fraction like 0.02 (= 2 percent), not a"
+                        " percent" + shown)  # fmt: skip
+    parser.add_argument("--funding", choices=["PREFUNDED", "ON_REDEMPTION"],
+                        **default("PREFUNDED"),
+                        help="PREFUNDED: the partner pays the coalition when it issues points;"
+                        " ON_REDEMPTION: it pays where they are redeemed" + shown)  # fmt: skip
+    parser.add_argument("--points-lifetime-days", type=int, metavar="DAYS", **default(365),
+                        help="days an earned point lives before it expires" + shown)  # fmt: skip
+    parser.add_argument("--credit-limit", type=int, metavar="POINTS",
+                        help="cap on the partner's outstanding issued points"
+                        + (" (default: no cap)" if first else kept))  # fmt: skip
+    parser.add_argument("--earn-rate", type=_decimal, metavar="RATE", **default(Decimal("1")),
+                        help="points per currency unit of a purchase" + shown)  # fmt: skip
+    parser.add_argument("--max-points-per-operation", type=int, metavar="POINTS",
+                        **default(1_000_000),
+                        help="the most points one operation may move" + shown)  # fmt: skip
 
 
 def _client_commands(commands: Any) -> None:
@@ -307,22 +452,34 @@ def _client_commands(commands: Any) -> None:
     sub = client.add_subparsers(dest="client_command", required=True, parser_class=Parser)
     add = sub.add_parser("add", help="create a client; prints its secret once")
     owner = add.add_mutually_exclusive_group(required=True)
-    owner.add_argument("--partner", metavar="NAME")
-    owner.add_argument("--operator", action="store_true")
-    add.add_argument("--scopes", required=True, help='space-separated, e.g. "points:earn"')
-    add.add_argument("--jwks", metavar="FILE", help="public keys for private_key_jwt")
-    add.add_argument("--json", action="store_true")
+    owner.add_argument("--partner", metavar="NAME", help="a client of this partner")
+    owner.add_argument("--operator", action="store_true", help="an operator's client")
+    add.add_argument(
+        "--scopes",
+        required=True,
+        help='space-separated, e.g. "points:earn points:redeem"; a partner may have '
+        + " ".join(sorted(PARTNER_SCOPES))
+        + ", an operator "
+        + " ".join(sorted(OPERATOR_SCOPES)),
+    )
+    add.add_argument(
+        "--jwks",
+        metavar="FILE",
+        help="a JSON Web Key Set of its public keys: it authenticates with private_key_jwt"
+        " and gets no secret (default: a client secret)",
+    )
+    _json_flag(add, what="print client_id, client_secret and scope as JSON")
     revoke = sub.add_parser("revoke", help="revoke a client; its tokens stop working")
-    revoke.add_argument("client_id")
+    revoke.add_argument("client_id", help="the client's id (pt_... or op_...)")
 
 
 def _member_commands(commands: Any) -> None:
     member = commands.add_parser("member", help="an operator's GDPR tools")
     sub = member.add_subparsers(dest="member_command", required=True, parser_class=Parser)
     export = sub.add_parser("export", help="what we hold about one member, decrypted")
-    export.add_argument("member_id", type=int)
+    export.add_argument("member_id", type=int, help="the internal member id")
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
-    erase.add_argument("member_id", type=int)
+    erase.add_argument("member_id", type=int, help="the internal member id")
 
 
 def _loyalty_commands(commands: Any) -> None:
@@ -336,13 +493,13 @@ def _loyalty_commands(commands: Any) -> None:
         " earn multiplier M gives a TIER award of floor(base x (M - 1)), paid by the"
         " coalition.",
     )
-    put.add_argument("name")
+    put.add_argument("name", help="the tier's name, e.g. Gold")
     put.add_argument("--qualifying-points", type=int, required=True, metavar="N",
-                     help="points that reach it (0: every member)")  # fmt: skip
+                     help="qualifying points that reach it (0: every member)")  # fmt: skip
     put.add_argument("--earn-multiplier", type=_decimal, required=True, metavar="M",
                      help="from 1 (no bonus) to 10; 1.25 = earn 1.25x")  # fmt: skip
     listing = sub.add_parser("list", help="every tier, lowest first, with its members")
-    listing.add_argument("--json", action="store_true")
+    _json_flag(listing, what="print a JSON array")
     review = sub.add_parser(
         "review",
         help="downgrade members below their tier at the last month end past its grace period",
@@ -356,8 +513,12 @@ def _loyalty_commands(commands: Any) -> None:
         dest="campaign_command", required=True, parser_class=Parser
     )
     campaigns = campaign_sub.add_parser("list", help="every campaign, newest first")
-    campaigns.add_argument("--status", choices=[str(s) for s in CampaignStatus])
-    campaigns.add_argument("--json", action="store_true")
+    campaigns.add_argument(
+        "--status",
+        choices=[str(s) for s in CampaignStatus],
+        help="only campaigns in this status (default: every status)",
+    )
+    _json_flag(campaigns, what="print a JSON array")
 
 
 def _events_commands(commands: Any) -> None:
@@ -369,23 +530,33 @@ def _events_commands(commands: Any) -> None:
     )
     sub = events.add_subparsers(dest="events_command", required=True, parser_class=Parser)
     listing = sub.add_parser("list", help="deliveries, newest first")
-    listing.add_argument("--status", choices=["PENDING", "DELIVERED", "FAILED"])
-    listing.add_argument("--endpoint", type=int, metavar="ID", help="one endpoint's only")
-    listing.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    listing.add_argument("--json", action="store_true")
+    listing.add_argument(
+        "--status",
+        choices=["PENDING", "DELIVERED", "FAILED"],
+        help="only deliveries in this state (default: every state)",
+    )
+    listing.add_argument(
+        "--endpoint", type=int, metavar="ID", help="one endpoint's only (default: every one)"
+    )
+    listing.add_argument(
+        "--limit", type=int, default=50, help="at most this many, 1 to 1000 (default: %(default)s)"
+    )
+    _json_flag(listing, what="print a JSON array")
     endpoints = sub.add_parser("endpoints", help="every webhook endpoint and its state")
-    endpoints.add_argument("--json", action="store_true")
+    _json_flag(endpoints, what="print a JSON array")
     stats = sub.add_parser("stats", help="deliveries pending, delivered and failed")
-    stats.add_argument("--json", action="store_true")
+    _json_flag(stats, what="print the counts as JSON")
     again = sub.add_parser("redeliver", help="send a delivery again (same webhook-id)")
-    again.add_argument("delivery_id", type=int)
+    again.add_argument("delivery_id", type=int, help="the delivery's number (exchange events list)")
     deliver = sub.add_parser(
         "deliver",
         help="run a delivery worker in this process (beside or instead of the server's)",
         description="Deliver webhooks until interrupted; several workers may run at once"
         " (no event is sent twice at the same time). --once: deliver what is due, then stop.",
     )
-    deliver.add_argument("--once", action="store_true")
+    deliver.add_argument(
+        "--once", action="store_true", help="deliver what is due, then stop (default: run on)"
+    )
 
 
 def _day_or_time(value: str) -> datetime:
@@ -408,7 +579,23 @@ def _rate(value: str) -> tuple[str, Decimal]:
     currency, equals, rate = value.partition("=")
     if not equals:
         raise argparse.ArgumentTypeError(f"expected CUR=RATE, like EUR=1.08: {value!r}")
-    return _currency(currency), _decimal(rate)
+    try:
+        return _currency(currency), limits.decimal(rate, f"the rate of {currency}")
+    except InvalidInput as error:
+        raise argparse.ArgumentTypeError(error.message) from None
+
+
+def _output_file(value: str) -> str:
+    """``--out``: '-' (stdout), or a file in a directory that exists, checked before any
+    work is done; writing it may still fail (:func:`_write`)."""
+    if value == "-":
+        return value
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a directory; name a file in it")
+    if not path.parent.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {path.parent}")
+    return value
 
 
 def _decimal(value: str) -> Decimal:
@@ -962,10 +1149,11 @@ def command_settle(args: argparse.Namespace) -> int:
 
 
 def _write(out: str, body: str) -> None:
-    if out == "-":
-        sys.stdout.write(body)
-    else:
+    """Write ``body`` to the file ``out``, or fail with one line saying why."""
+    try:
         Path(out).write_text(body)
+    except OSError as error:
+        raise Failure(f"cannot write {out}: {error.strerror or error}") from None
 
 
 MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview")
@@ -1437,6 +1625,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except DomainError as error:
         print(f"exchange: error: {error.message}", file=sys.stderr)
+        return 1
+    except Failure as error:
+        print(f"exchange: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -182,3 +182,65 @@ async def test_a_partner_statement_shows_only_that_partner(
     assert statement["netPosition"] == "-1.50"
     assert f"partner:{coffee}" not in json.dumps(statement["obligations"])
     assert statement["points"]["issued"] == 100
+
+
+@pytest.mark.parametrize(
+    ("rate", "said"),
+    [
+        ("EUR", "expected CUR=RATE, like EUR=1.08: 'EUR'"),
+        ("EUR=", "the rate of EUR must be a decimal number"),
+        ("EUR=abc", "the rate of EUR must be a decimal number"),
+        ("EUR=0", "the rate of EUR must be a decimal number above zero"),
+        ("EUR=NaN", "the rate of EUR must be a decimal number above zero"),
+        ("EUR=-1.08", "the rate of EUR must be a decimal number above zero"),
+    ],
+)
+def test_a_malformed_rate_is_one_line_and_status_two(rate: str, said: str, tmp_path: Path) -> None:
+    result = run(
+        ["settle", "--from", "2026-10-01", "--to", "2026-11-01", "--currency", "USD",
+         "--rate", rate],
+        "postgresql://nobody@127.0.0.1:1/none",
+        tmp_path,
+    )  # fmt: skip
+
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        f"exchange: error: argument --rate: {said} (see 'exchange settle --help')"
+    ]
+
+
+async def test_a_report_that_cannot_be_written_is_one_line_with_status_two_or_one(
+    db: Database, database_url: str, tmp_path: Path
+) -> None:
+    period = Period(db, year=1601 + secrets.randbelow(199))  # a year no other test takes
+    coffee = await period.partner(issue="0.010", redeem="0.008")
+    await period.earn(coffee, await period.member(), 100, day=1)
+    settled = run(
+        ["settle", "--from", period.start.date().isoformat(),
+         "--to", period.end.date().isoformat(), "--json"],
+        database_url,
+        tmp_path,
+    )  # fmt: skip
+    run_id = str(json.loads(settled.stdout)["run"])
+
+    def report(out: str) -> subprocess.CompletedProcess[str]:
+        return run(["report", run_id, "--format", "csv", "--out", out], database_url, tmp_path)
+
+    missing, directory, full = (
+        report("/missing/dir/x.csv"),
+        report(str(tmp_path)),
+        report("/dev/full"),
+    )
+
+    assert (missing.returncode, directory.returncode, full.returncode) == (2, 2, 1)
+    assert missing.stderr.splitlines() == [
+        "exchange: error: argument --out: no such directory: /missing/dir"
+        " (see 'exchange report --help')"
+    ]
+    assert directory.stderr.splitlines() == [
+        f"exchange: error: argument --out: {tmp_path} is a directory; name a file in it"
+        " (see 'exchange report --help')"
+    ]
+    assert full.stderr.splitlines() == [
+        "exchange: error: cannot write /dev/full: No space left on device"
+    ]
