@@ -476,10 +476,23 @@ def _client_commands(commands: Any) -> None:
 def _member_commands(commands: Any) -> None:
     member = commands.add_parser("member", help="an operator's GDPR tools")
     sub = member.add_subparsers(dest="member_command", required=True, parser_class=Parser)
+    find = sub.add_parser(
+        "find",
+        help="the member id of an e-mail or a phone, for export and erase",
+        description="Look a member up by e-mail or phone (through the blind index: nothing"
+        " is decrypted) and print its internal id, since when it is known and which"
+        " partners linked it when. Recorded in the audit log (without the contact).",
+    )
+    contact = find.add_mutually_exclusive_group(required=True)
+    contact.add_argument("--email", metavar="E", help="the member's e-mail address")
+    contact.add_argument(
+        "--phone", metavar="P", help="the member's phone, in international form: +14155550123"
+    )
+    _json_flag(find, what="print {memberId, since, links} as JSON")
     export = sub.add_parser("export", help="what we hold about one member, decrypted")
-    export.add_argument("member_id", type=int, help="the internal member id")
+    export.add_argument("member_id", type=int, help="the internal member id (see 'member find')")
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
-    erase.add_argument("member_id", type=int, help="the internal member id")
+    erase.add_argument("member_id", type=int, help="the internal member id (see 'member find')")
 
 
 def _loyalty_commands(commands: Any) -> None:
@@ -957,6 +970,8 @@ def _read_jwks(path: str) -> dict[str, Any]:
 def command_member(args: argparse.Namespace) -> int:
     settings = Settings.from_environment()
     keys = IdentityKeys.from_secret(settings.secret_key())
+    if args.member_command == "find":
+        return command_member_find(args, keys)
 
     async def run(database: Database) -> int:
         subject = f"member:{args.member_id}"
@@ -973,6 +988,41 @@ def command_member(args: argparse.Namespace) -> int:
             exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
             await _audit(conn, Action.MEMBER_EXPORTED, subject)
         print(json.dumps(exported.__dict__, default=str))
+        return 0
+
+    return _run(run)
+
+
+def command_member_find(args: argparse.Namespace, keys: IdentityKeys) -> int:
+    """``exchange member find``: the member id behind a contact, recorded in the audit
+    log by how it was looked up (never the contact itself)."""
+
+    async def run(database: Database) -> int:
+        async with database.transaction(SYSTEM) as conn:
+            found = await identity.locate_member(
+                conn, keys=keys, email=args.email, phone=args.phone
+            )
+            by = "email" if args.email else "phone"
+            await _audit(conn, Action.MEMBER_LOOKED_UP, f"member:{found.member_id}", {"by": by})
+        links = [
+            {"partnerId": link.partner_id, "partner": link.partner_name,
+             "linkedAt": link.linked_at.isoformat()}
+            for link in found.links
+        ]  # fmt: skip
+        if args.json:
+            print(json.dumps(
+                {"memberId": found.member_id, "since": found.since.isoformat(), "links": links}
+            ))  # fmt: skip
+            return 0
+        print(f"member {found.member_id} (known since {found.since.isoformat()})")
+        for link in links:
+            print(
+                f"  linked by {link['partner']} (partner {link['partnerId']}) at {link['linkedAt']}"
+            )
+        if not links:
+            print("  linked by no partner now")
+        print(f"next: exchange member export {found.member_id}  |  exchange member erase"
+              f" {found.member_id}")  # fmt: skip
         return 0
 
     return _run(run)

@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import ledger
 from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
+from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_EMAIL_LENGTH, MAX_MEMBER_REF_LENGTH, MAX_PHONE_LENGTH
 from partners import crypto, repository
 from partners.errors import ContactInUse, ContactMismatch, MemberNotLinked
@@ -281,6 +282,40 @@ async def find_member(
     if not matches:
         raise NotFound("no coalition member has that contact", field=[name(kind)])
     return matches[0]
+
+
+@dataclass(frozen=True)
+class MemberLink:
+    partner_id: int
+    partner_name: str
+    linked_at: datetime
+
+
+@dataclass(frozen=True)
+class LocatedMember:
+    """Who a contact belongs to, for an operator: no contact, no partner's ref."""
+
+    member_id: int
+    since: datetime
+    links: list[MemberLink]
+
+
+async def locate_member(
+    conn: AsyncConnection, *, keys: IdentityKeys, email: str | None, phone: str | None
+) -> LocatedMember:
+    """The operator's GDPR lookup: the member with this e-mail or phone (exactly one of
+    them, matched by its blind index; nothing is decrypted), since when it is known and
+    which partners linked it when. NOT_FOUND when nobody (still) has it."""
+    member_id = await find_member(conn, keys=keys, email=email, phone=phone)
+    row = present(
+        await repository.identity(conn, member_id=member_id), "a blind index without identity"
+    )
+    links = await repository.links_of_member(conn, member_id=member_id)
+    return LocatedMember(
+        member_id=member_id,
+        since=row.created_at,
+        links=[MemberLink(link.partner_id, link.partner_name, link.created_at) for link in links],
+    )
 
 
 async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:

@@ -18,6 +18,7 @@ class Action(enum.StrEnum):
     CLIENT_CREATED = "client.created"
     CLIENT_REVOKED = "client.revoked"
     KEYS_ROTATED = "keys.rotated"
+    MEMBER_LOOKED_UP = "member.looked_up"
     MEMBER_EXPORTED = "member.exported"
     MEMBER_ERASED = "member.erased"
     SETTLEMENT_FINALIZED = "settlement.finalized"
