@@ -9,6 +9,9 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
@@ -223,6 +226,57 @@ async def test_bench_drives_a_running_server_without_errors(
     assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}
 
 
+@dataclass
+class Server:
+    url: str
+    log: str = ""  # its stderr, once it has stopped
+
+
+@asynccontextmanager
+async def serving(
+    database_url: str, home: Path, *options: str, **environ: str
+) -> AsyncIterator[Server]:
+    """`exchange serve` on a free loopback port, ready for requests; stopped afterwards,
+    with what it logged in ``log``."""
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(home),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+        **environ,
+    }
+    log_file = home / f"serve-{port}.log"
+    with log_file.open("w") as log:
+        process = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; returns at once)
+            [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port), *options],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    server = Server(f"http://127.0.0.1:{port}")
+    try:
+        async with httpx.AsyncClient(base_url=server.url) as api:
+            await _wait_until_ready(api, process)
+        yield server
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        server.log = log_file.read_text()
+
+
+async def _wait_until_ready(api: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if (await api.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"the server did not become ready (exit status {process.poll()})")
+
+
 async def test_serve_writes_json_log_lines_with_the_request_id_when_asked(
     db: Database, database_url: str, tmp_path: Path
 ) -> None:
@@ -230,41 +284,25 @@ async def test_serve_writes_json_log_lines_with_the_request_id_when_asked(
         partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=utc_now())
         client = await clients.create_client(conn, scopes=["points:earn"], partner_id=partner.id)
     assert client.client_secret is not None
-    port = _free_port()
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "EXCHANGE_HOME": str(tmp_path),
-        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
-        "EXCHANGE_LOG_FORMAT": "json",
-    }
-    server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
-        [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
-            await _wait_until_ready(api)
-            token = (
-                await api.post(
-                    "/oauth/token",
-                    data={"grant_type": "client_credentials"},
-                    auth=(client.client_id, client.client_secret),
-                )
-            ).json()["access_token"]
-            refused = await api.post(
-                "/graphql",
-                json={"query": "{ transactions(first: 101) { edges { cursor } } }"},
-                headers={"Authorization": f"Bearer {token}"},
-            )
-    finally:
-        server.terminate()
-        _, log = server.communicate(timeout=30)
 
-    entries = [json.loads(line) for line in log.splitlines()]  # every line is JSON
+    async with (
+        serving(database_url, tmp_path, "--workers", "2", EXCHANGE_LOG_FORMAT="json") as server,
+        httpx.AsyncClient(base_url=server.url) as api,
+    ):
+        token = (
+            await api.post(
+                "/oauth/token",
+                data={"grant_type": "client_credentials"},
+                auth=(client.client_id, client.client_secret),
+            )
+        ).json()["access_token"]
+        refused = await api.post(
+            "/graphql",
+            json={"query": "{ transactions(first: 101) { edges { cursor } } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+    entries = [json.loads(line) for line in server.log.splitlines()]  # every line is JSON
     assert {"uvicorn.error"} <= {entry["logger"] for entry in entries}  # uvicorn's own too
     client_errors = [entry for entry in entries if entry["logger"] == "graphql_schema.schema"]
     assert client_errors == [
@@ -277,17 +315,5 @@ async def test_serve_writes_json_log_lines_with_the_request_id_when_asked(
             "request_id": refused.headers["x-request-id"],
         }
     ]
-    assert client.client_secret not in log
-    assert token not in log
-
-
-async def _wait_until_ready(api: httpx.AsyncClient) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if (await api.get("/readyz")).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        await asyncio.sleep(0.2)
-    raise AssertionError("the server did not become ready")
+    assert client.client_secret not in server.log
+    assert token not in server.log
