@@ -266,7 +266,7 @@ async def serving(
 
 
 async def _wait_until_ready(api: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 120  # a loaded 2-core machine took over 60 s once
     while time.monotonic() < deadline and process.poll() is None:
         try:
             if (await api.get("/readyz")).status_code == 200:
