@@ -5,8 +5,9 @@ Each round fans new outbox events out to the endpoints that want them, then leas
 deliveries that are due (FOR UPDATE SKIP LOCKED: no two workers hold one) and sends them
 concurrently, each in its own task with its own 10-second limit, at most
 ``per_endpoint`` at a time to one endpoint and ``max_in_flight`` in all, so a slow or
-dead receiver never holds up another partner's deliveries. Each outcome is recorded in
-its own short transaction (exchange.events.dispatch says what it means). It has no
+dead receiver never holds up another partner's deliveries. The outcomes that came back
+are recorded at the start of the next round, in the round's one transaction
+(exchange.events.dispatch says what they mean). It has no
 caller, so it works under the system scope. Time comes from ``clock`` (tests drive
 backoff and expiry notices through days with it)."""
 
@@ -19,9 +20,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-import httpx
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.events import dispatch, repository, sender
+from exchange.events.connections import Connections
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Tunables
@@ -59,35 +61,34 @@ class Deliverer:
         self.in_flight: Counter[int] = Counter()
         self.tasks: set[asyncio.Task[None]] = set()
         self.done: list[tuple[dispatch.Request, sender.Outcome]] = []
-        self._client: httpx.AsyncClient | None = None
+        self._connections: Connections | None = None
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = sender.client()
-        return self._client
+    def connections(self) -> Connections:
+        if self._connections is None:
+            self._connections = sender.connections()
+        return self._connections
 
     async def fan_out(self) -> int:
         """Queue deliveries for every event not fanned out yet."""
-        queued = 0
-        while True:
-            async with self.database.transaction(SYSTEM) as conn:
-                count = await repository.fan_out(conn, now=self.clock(), limit=FAN_OUT_BATCH)
-            queued += count
-            if count < FAN_OUT_BATCH:
-                return queued
+        async with self.database.transaction(SYSTEM) as conn:
+            return await _fan_out(conn, now=self.clock())
 
     async def round(self) -> int:
-        """One round: record what came back, fan out, lease what is due (as many as there
-        are free slots), start sending it; how many deliveries were started."""
-        await self.flush()
-        await self.fan_out()
-        free = self.max_in_flight - sum(self.in_flight.values())
-        if free <= 0:
-            return 0
+        """One round, one transaction: record what came back, fan out, lease what is
+        due (as many as there are free slots); then start sending it. How many
+        deliveries were started. (If the transaction fails, the outcomes it held are
+        not recorded: those deliveries are sent again once their leases run out.)"""
+        done, self.done = self.done, []
         now = self.clock()
+        free = self.max_in_flight - sum(self.in_flight.values())
         busy = [e for e, count in self.in_flight.items() if count >= self.per_endpoint]
         async with self.database.transaction(SYSTEM) as conn:
+            if done:
+                await dispatch.record(conn, done, now=now)
+            await _fan_out(conn, now=now)
+            if free <= 0:
+                return 0
             claimed = await repository.claim(
                 conn, now=now, lease=LEASE, limit=free, per_endpoint=self.per_endpoint,
                 busy_endpoints=busy,
@@ -104,7 +105,7 @@ class Deliverer:
         try:
             async with asyncio.timeout(self.timeout):
                 outcome = await sender.send(
-                    self.client, url=request.url, message_id=request.message_id,
+                    self.connections, url=request.url, message_id=request.message_id,
                     body=request.body, secrets=request.secrets,
                     allow_private=self.tunables.webhook_allow_private, now=self.clock(),
                 )  # fmt: skip
@@ -172,9 +173,18 @@ class Deliverer:
         with contextlib.suppress(Exception):
             await asyncio.gather(*list(self.tasks), return_exceptions=True)
         await self.flush()
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._connections is not None:
+            await self._connections.close()
+            self._connections = None
+
+
+async def _fan_out(conn: AsyncConnection, *, now: datetime) -> int:
+    queued = 0
+    while True:
+        count = await repository.fan_out(conn, now=now, limit=FAN_OUT_BATCH)
+        queued += count
+        if count < FAN_OUT_BATCH:
+            return queued
 
 
 async def notices_and_retention(

@@ -1,23 +1,27 @@
 """One webhook request: signed by the Standard Webhooks scheme (the ``standardwebhooks``
 package), sent to an address checked after resolution (the connection goes to that very
-address; TLS still verifies the host's name), no redirect followed, 10 seconds at most,
-at most 4 KiB of the answer read. Nothing here logs the secret."""
+address; TLS still verifies the host's name), no redirect followed (only the status
+counts), 10 seconds at most (the deliverer's limit), at most 4 KiB of an answer's body
+read (exchange.events.connections). Nothing here logs the secret."""
 
 from __future__ import annotations
 
-import ipaddress
+import asyncio
+import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from urllib.parse import quote
 
-import httpx
 from standardwebhooks import Webhook
 
 from exchange.events import safety
+from exchange.events.connections import Connections, Destination, ProtocolError
 from exchange.kit.errors import InvalidInput
 
 TIMEOUT_SECONDS = 10.0
-MAX_ANSWER_BYTES = 4096
 USER_AGENT = "coalition-exchange-webhooks/1"
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
+_HOST_SAFE = "[]:-._~"
 
 
 @dataclass(frozen=True)
@@ -43,21 +47,36 @@ def signature(secrets: list[str], message_id: str, at: datetime, body: bytes) ->
     return " ".join(Webhook(secret).sign(message_id, at, text) for secret in secrets)
 
 
-def _pinned(target: safety.Target, address: str) -> tuple[str, dict[str, str], dict[str, str]]:
-    """The URL with the checked address as its host, the Host header, the TLS name."""
+def _request_head(
+    target: safety.Target, message_id: str, at: datetime, signed: str, size: int
+) -> bytes:
+    """The request line and headers: the path as the URL gives it (anything a request
+    line can't carry percent-encoded), the Host header as the URL names it."""
     url = target.url
-    shown = f"[{address}]" if ipaddress.ip_address(address).version == 6 else address
-    netloc = f"{shown}:{target.port}"
-    path = url.path or "/"
-    pinned = f"{url.scheme}://{netloc}{path}" + (f"?{url.query}" if url.query else "")
+    path = quote(url.path or "/", safe=_PATH_SAFE) + (
+        "?" + quote(url.query, safe=_PATH_SAFE + "?") if url.query else ""
+    )
     default_port = 443 if url.scheme == "https" else 80
     host = target.host if target.port == default_port else f"{target.host}:{target.port}"
-    extensions = {"sni_hostname": target.host} if url.scheme == "https" else {}
-    return pinned, {"host": host}, extensions
+    if ":" in target.host and target.port == default_port:
+        host = f"[{target.host}]"
+    elif ":" in target.host:
+        host = f"[{target.host}]:{target.port}"
+    lines = [
+        f"POST {path} HTTP/1.1",
+        f"host: {quote(host, safe=_HOST_SAFE)}",
+        "content-type: application/json",
+        f"content-length: {size}",
+        f"user-agent: {USER_AGENT}",
+        f"webhook-id: {message_id}",
+        f"webhook-timestamp: {int(at.timestamp())}",
+        f"webhook-signature: {signed}",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("ascii")
 
 
 async def send(
-    client: httpx.AsyncClient,
+    connections: Connections,
     *,
     url: str,
     message_id: str,
@@ -66,6 +85,9 @@ async def send(
     allow_private: bool,
     now: datetime | None = None,
 ) -> Outcome:
+    """Check the URL and its addresses again, then POST the signed event to the first
+    address (the connection goes to that very address; TLS verifies the host's name).
+    The caller bounds the time."""
     at = (now or datetime.now(UTC)).astimezone(UTC)
     try:
         target = await safety.resolve(
@@ -75,48 +97,24 @@ async def send(
         return Outcome(None, f"refused: {refused}")
     except InvalidInput as refused:  # the URL's form (http:// once private is not allowed)
         return Outcome(None, f"refused: {refused.message}")
-    pinned, host, extensions = _pinned(target, target.addresses[0])
-    headers = {
-        **host,
-        "content-type": "application/json",
-        "user-agent": USER_AGENT,
-        "webhook-id": message_id,
-        "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": signature(secrets, message_id, at, body),
-    }
-    request = client.build_request("POST", pinned, content=body, headers=headers,
-                                   extensions=extensions)  # fmt: skip
-    try:
-        response = await client.send(request, stream=True, follow_redirects=False)
-        try:
-            await _read_some(response)
-        finally:
-            await response.aclose()
-    except httpx.TimeoutException:
-        return Outcome(None, f"no answer within {TIMEOUT_SECONDS:g} s")
-    except httpx.HTTPError as error:
-        return Outcome(None, f"{type(error).__name__}: {str(error)[:200]}")
-    if 200 <= response.status_code < 300:
-        return Outcome(response.status_code)
-    return Outcome(response.status_code, f"HTTP {response.status_code}")
-
-
-async def _read_some(response: httpx.Response) -> bytes:
-    """At most MAX_ANSWER_BYTES of the answer (we only need its status)."""
-    read = b""
-    async for chunk in response.aiter_raw():
-        read += chunk
-        if len(read) >= MAX_ANSWER_BYTES:
-            break
-    return read[:MAX_ANSWER_BYTES]
-
-
-def client() -> httpx.AsyncClient:
-    """The HTTP client deliveries share (no redirects, bounded time, no environment
-    proxies: a proxy would reach addresses we did not check)."""
-    return httpx.AsyncClient(
-        timeout=httpx.Timeout(TIMEOUT_SECONDS),
-        follow_redirects=False,
-        trust_env=False,
-        limits=httpx.Limits(max_connections=200, max_keepalive_connections=100),
+    destination = Destination(
+        target.addresses[0], target.port, target.host if target.url.scheme == "https" else None
     )
+    head = _request_head(
+        target, message_id, at, signature(secrets, message_id, at, body), len(body)
+    )
+    try:
+        status = await connections.post(destination, head, body)
+    except ssl.SSLError as error:
+        return Outcome(None, f"TLS: {str(error)[:200]}")
+    except (OSError, asyncio.IncompleteReadError, ProtocolError) as error:
+        return Outcome(None, f"{type(error).__name__}: {str(error)[:200]}")
+    if 200 <= status < 300:
+        return Outcome(status)
+    return Outcome(status, f"HTTP {status}")
+
+
+def connections() -> Connections:
+    """The connections deliveries share (no proxies: a proxy would reach addresses we
+    did not check)."""
+    return Connections()
