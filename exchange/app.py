@@ -40,8 +40,9 @@ from exchange.kit.listener import Listener
 from exchange.kit.notifications import Notifications
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
-from exchange.limits import SharedBuckets
+from exchange.limits import Limit, SharedBuckets, forget_drained
 from exchange.loyalty import tiers
+from exchange.usecases import points as point_cases
 from exchange.usecases.runner import Runner
 from graphql_schema.cost import COST_LIMIT
 from partners import registry
@@ -91,14 +92,13 @@ async def review_tiers(
             return reviewed, downgraded
 
 
-async def _sweep_forever(
-    database: Database, tunables: Tunables, limits: list[SharedBuckets]
-) -> None:
+async def _sweep_forever(database: Database, tunables: Tunables, limits: list[Limit]) -> None:
     while True:
         try:
             await sweep_once(database, tunables)
-            for buckets in limits:  # drained buckets are empty ones: forget them
-                await buckets.forget_drained(SYSTEM)
+            async with database.transaction(SYSTEM) as conn:
+                for limit in limits:  # drained buckets are empty ones: forget them
+                    await forget_drained(conn, limit)
         except Exception:  # keep the loop alive; the next round retries
             log.exception("expiry sweep failed")
         await asyncio.sleep(SWEEP_INTERVAL_SECONDS)
@@ -206,7 +206,11 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         _parts(app, settings, database)
         await app.state.auth.start()
         await app.state.listener.start()
-        limits = [app.state.cost_limits, *app.state.failed_authentications.limits]
+        limits = [
+            app.state.cost_limits.limit,
+            *(buckets.limit for buckets in app.state.failed_authentications.limits),
+            point_cases.FAILED_LOOKUPS,
+        ]
         app.state.deliverer = delivery.Deliverer(
             database,
             keys=IdentityKeys.from_secret(settings.secret_key()),

@@ -250,15 +250,18 @@ async def resolve_many(
     return await repository.links(conn, partner_id=partner_id, member_refs=wanted)
 
 
-async def find_member(
-    conn: AsyncConnection,
-    *,
-    keys: IdentityKeys,
-    email: str | None,
-    phone: str | None,
-    field_prefix: str = "",
-) -> int:
-    """The member with this e-mail or phone (exactly one of them), by its blind index.
+@dataclass(frozen=True)
+class Contact:
+    """A member's e-mail or phone as a caller gave it, checked and normalized;
+    ``field`` is the argument it came in (``toEmail``, ``toPhone``) for errors."""
+
+    kind: str
+    value: str
+    field: str
+
+
+def contact(email: str | None, phone: str | None, *, field_prefix: str = "") -> Contact:
+    """An e-mail or a phone (exactly one of them), normalized; INVALID_INPUT otherwise.
     ``field_prefix`` names the fields in errors (``to``: ``toEmail``, ``toPhone``)."""
 
     def name(kind: str) -> str:
@@ -273,15 +276,19 @@ async def find_member(
     except InvalidInput as error:
         error.field = [name(error.field[0] if error.field else "email")]
         raise
-    index = crypto.blind_index(keys.index_key, kind, value)
+    return Contact(kind, value, name(kind))
+
+
+async def member_with(conn: AsyncConnection, *, keys: IdentityKeys, contact: Contact) -> int | None:
+    """The member with this e-mail or phone, by its blind index; None when no member has
+    it."""
+    index = crypto.blind_index(keys.index_key, contact.kind, contact.value)
     matches = await repository.members_by_index(
         conn,
-        email_index=index if kind == "email" else None,
-        phone_index=index if kind == "phone" else None,
+        email_index=index if contact.kind == "email" else None,
+        phone_index=index if contact.kind == "phone" else None,
     )
-    if not matches:
-        raise NotFound("no coalition member has that contact", field=[name(kind)])
-    return matches[0]
+    return matches[0] if matches else None
 
 
 @dataclass(frozen=True)

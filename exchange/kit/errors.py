@@ -82,7 +82,11 @@ class DomainError(Exception):
 
     ``message`` is a template: each ``{name}`` of ``refs`` in it stands for an object,
     which the edge renders (:meth:`render`); any other text is left as it is.
-    """
+
+    Its unit of work is rolled back, unless the use case raised it with ``commit``: then
+    what the work wrote before refusing is kept (a failed recipient look-up is counted
+    against the limit that stops members probing for e-mail addresses) and the error
+    reaches the caller after the commit. Such a use case writes nothing else first."""
 
     code: ErrorCode = ErrorCode.INVALID_INPUT
 
@@ -93,6 +97,7 @@ class DomainError(Exception):
         field: Sequence[str] | None = None,
         code: ErrorCode | None = None,
         refs: Mapping[str, Ref] | None = None,
+        commit: bool = False,
     ) -> None:
         self.template = message
         self.refs = dict(refs or {})
@@ -100,6 +105,7 @@ class DomainError(Exception):
         invariant(not unused, f"the message names no {unused}: {message!r}")
         super().__init__(self.render(plain))
         self.field = list(field) if field is not None else None
+        self.commit = commit
         if code is not None:
             self.code = code
 

@@ -66,6 +66,13 @@ MAX_EXPIRING_WITHIN_DAYS = 3_660
 MAX_EXPIRING_GROUPS = 100
 MAX_LIFETIME_DAYS = 3_650
 
+# --- Transfers between members (exchange.usecases.points) ----------------------------
+#: Failed recipient look-ups (no member has the e-mail or phone) one sending member may
+#: make in any window of FAILED_LOOKUP_WINDOW_SECONDS; then every transfer it attempts
+#: is refused until one comes back (one per window: docs/decisions/0013).
+MAX_FAILED_RECIPIENT_LOOKUPS = 5
+FAILED_LOOKUP_WINDOW_SECONDS = 24 * 3600
+
 # --- Time ----------------------------------------------------------------------------
 #: Times a caller may give: wide enough for any real booking, narrow enough that adding
 #: a lifetime of years or converting between offsets can never overflow.

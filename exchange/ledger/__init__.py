@@ -37,7 +37,7 @@ from exchange.ledger.requests import (
     TransferRequest,
 )
 from exchange.ledger.reversals import reverse, reverse_many
-from exchange.ledger.spending import redeem, redeem_many
+from exchange.ledger.spending import redeem, redeem_many, require_spendable
 from exchange.ledger.transfers import adjust, transfer
 
 __all__ = [
@@ -74,6 +74,7 @@ __all__ = [
     "redeem_many",
     "release",
     "release_holds_batch",
+    "require_spendable",
     "reverse",
     "reverse_many",
     "set_partner_policy",

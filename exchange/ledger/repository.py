@@ -388,6 +388,26 @@ async def lots_of_wallets(
     return lots
 
 
+async def spendable_points(conn: AsyncConnection, *, member_id: int, now: datetime) -> int:
+    """What a spend could take from the member's wallet at ``now``, by the rule of
+    ``spending.spend``: the balance less its expired lots, and no more than its live
+    lots. A plain read, no lock (0 for a wallet the caller can't see)."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT least(
+                coalesce((SELECT balance FROM ledger_account
+                          WHERE member_id = :member_id AND kind = 'MEMBER_WALLET'), 0)
+                    - coalesce(sum(remaining) FILTER (WHERE expires_at <= :now), 0),
+                coalesce(sum(remaining) FILTER (WHERE expires_at > :now), 0))
+            FROM ledger_lot WHERE member_id = :member_id AND remaining > 0
+            """
+        ),
+        {"member_id": member_id, "now": now},
+    )
+    return int(result.scalar_one())
+
+
 async def lock_holds(conn: AsyncConnection, *, hold_ids: Sequence[int]) -> dict[int, Row[Any]]:
     """Lock holds in id order; the lock serializes everything that closes a hold."""
     result = await conn.execute(

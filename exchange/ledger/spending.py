@@ -138,6 +138,17 @@ def spend(
     return wallet, allocation, [swept] if swept is not None else []
 
 
+async def require_spendable(
+    conn: AsyncConnection, *, member_id: int, points: int, now: datetime
+) -> None:
+    """INSUFFICIENT_POINTS unless the member's wallet could pay ``points`` now, by the
+    rule of :func:`spend`, read without a lock. For a use case that must answer this
+    before anything else, so that its answer can't depend on what it would look at
+    next (a transfer's recipient); the operation checks again under its locks."""
+    if await repository.spendable_points(conn, member_id=member_id, now=now) < points:
+        raise InsufficientPoints("the wallet does not hold enough points", field=["points"])
+
+
 @dataclass(frozen=True)
 class Redeem:
     """Spend points at a partner: wallet -n, PARTNER_REDEEMED +n; lots consumed."""

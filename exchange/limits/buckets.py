@@ -7,6 +7,11 @@ a chunk of up to ``lease_points`` from the bucket (one row written per chunk) an
 it locally; when the chunk runs out it leases the next. A process that learns the bucket
 is empty refuses at once, without a round trip, until the bucket can pay again.
 
+A limit whose every point is an event worth a row write of its own (a member's failed
+recipient look-ups) is spent point by point in the caller's unit of work instead
+(:func:`spend`, :func:`room`): its count commits or rolls back with the work that
+decided it, and every process reads the same bucket.
+
 What that guarantees: every point spent was first leased, and leases never take more
 than the bucket holds, so all processes together spend at most ``capacity`` plus the
 refill over any stretch of time, plus what each process still held from earlier leases
@@ -23,6 +28,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.db import Database, Scope
 from exchange.kit.invariant import invariant
@@ -123,9 +130,7 @@ class SharedBuckets:
     async def forget_drained(self, scope: Scope) -> int:
         """Delete the buckets that have drained (the sweep calls this, as the system)."""
         async with self.database.transaction(scope) as conn:
-            return await repository.forget_drained(
-                conn, prefix=f"{self.limit.name}:", drained_after=self.limit.drains_in
-            )
+            return await forget_drained(conn, self.limit)
 
     def _remember(self, key: str) -> _Held:
         held = self._held.get(key)
@@ -175,6 +180,50 @@ class SharedBuckets:
         invariant(grant.points >= needed, "a lease grants what was needed or nothing")
         held.points += grant.points - points
         return Decision(allowed=True, available=held.points + held.room)
+
+
+async def forget_drained(conn: AsyncConnection, limit: Limit) -> int:
+    """Delete the buckets of ``limit`` that have drained (a missing row is an empty
+    bucket); how many."""
+    return await repository.forget_drained(
+        conn, prefix=f"{limit.name}:", drained_after=limit.drains_in
+    )
+
+
+async def room(conn: AsyncConnection, limit: Limit, key: str) -> int:
+    """Whole points the bucket of ``key`` could pay now, read in the caller's unit of
+    work; writes nothing."""
+    left = await repository.room(
+        conn, name=f"{limit.name}:{key}", capacity=limit.capacity, rate=limit.rate
+    )
+    return int(left)  # whole points: a bucket with 0.99 of room can't pay one
+
+
+async def spend(
+    conn: AsyncConnection, limit: Limit, key: str, points: int, *, member_id: int | None = None
+) -> Decision:
+    """Spend exactly ``points`` from the bucket of ``key`` in the caller's unit of work, or
+    refuse without spending: the spending commits or rolls back with the work that
+    decided it. For a limit whose every point is an event worth a row write (a failed
+    look-up), where :class:`SharedBuckets` leases chunks for a process's many cheap
+    requests. ``member_id``: the bucket is that member's, whichever client it calls
+    through."""
+    invariant(points > 0, "a spend takes at least one point")
+    grant = await repository.lease(
+        conn,
+        name=f"{limit.name}:{key}",
+        needed=points,
+        wanted=points,
+        capacity=limit.capacity,
+        rate=limit.rate,
+        member_id=member_id,
+    )
+    if grant.points == 0:
+        wait = (Decimal(points) - grant.room) / limit.rate
+        return Decision(
+            allowed=False, available=int(grant.room), retry_after_seconds=_seconds(float(wait))
+        )
+    return Decision(allowed=True, available=int(grant.room))
 
 
 def _seconds(wait: float) -> int:

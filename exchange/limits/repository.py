@@ -1,4 +1,5 @@
-"""All SQL of the shared limits: lease from a bucket, forget drained buckets.
+"""All SQL of the shared limits: lease from a bucket, read the room left in one, forget
+drained buckets.
 
 Time is the database's (``statement_timestamp()``), so processes on machines whose
 clocks disagree still drain a bucket at one rate.
@@ -14,13 +15,25 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.db import sql
 
+#: How full a bucket is now: its level drained by the time since its last lease.
+_DRAINED = """greatest(
+    0,
+    bucket.level - CAST(:rate AS numeric) * greatest(
+        0, extract(epoch FROM statement_timestamp() - bucket.updated_at)
+    )
+)"""
+
 # One statement: create the bucket on its first lease, or drain it by the time since its
 # last one, and grant what it can. A lease grants nothing unless the room left covers
 # what the request needs; then up to ``wanted``, but never more than half the room when
 # that is more than needed, so that near the limit one process does not take it all.
-_LEASE = """
-INSERT INTO limit_bucket AS bucket (name, level, granted, updated_at)
-SELECT :name, fresh.grant, fresh.grant, statement_timestamp()
+# A member's own bucket (``member_id``) belongs to no client: row-level security lets
+# the member reach it through a token of any client (migration 0020).
+_LEASE = f"""
+INSERT INTO limit_bucket AS bucket (name, client_id, member_id, level, granted, updated_at)
+SELECT :name,
+       CASE WHEN CAST(:member_id AS bigint) IS NULL THEN exchange_principal_client() END,
+       CAST(:member_id AS bigint), fresh.grant, fresh.grant, statement_timestamp()
 FROM (
     SELECT CASE WHEN CAST(:capacity AS numeric) >= CAST(:needed AS numeric)
                 THEN least(
@@ -31,14 +44,7 @@ FROM (
 ) AS fresh
 ON CONFLICT (name) DO UPDATE SET (level, granted, updated_at) = (
     SELECT drained.level + granting.grant, granting.grant, statement_timestamp()
-    FROM (
-        SELECT greatest(
-            0,
-            bucket.level - CAST(:rate AS numeric) * greatest(
-                0, extract(epoch FROM statement_timestamp() - bucket.updated_at)
-            )
-        ) AS level
-    ) AS drained,
+    FROM (SELECT {_DRAINED} AS level) AS drained,
     LATERAL (
         SELECT CASE WHEN CAST(:capacity AS numeric) - drained.level >= CAST(:needed AS numeric)
                     THEN least(
@@ -52,6 +58,11 @@ ON CONFLICT (name) DO UPDATE SET (level, granted, updated_at) = (
     ) AS granting
 )
 RETURNING granted, CAST(:capacity AS numeric) - level AS room
+"""
+
+_ROOM = f"""
+SELECT CAST(:capacity AS numeric) - {_DRAINED} AS room FROM limit_bucket AS bucket
+WHERE bucket.name = :name
 """
 
 _FORGET = """
@@ -77,9 +88,11 @@ async def lease(
     wanted: int,
     capacity: int,
     rate: Decimal,
+    member_id: int | None = None,
 ) -> Grant:
     """Lease between ``needed`` and ``wanted`` points from the bucket ``name`` (capacity
-    ``capacity``, draining ``rate`` points a second), or none."""
+    ``capacity``, draining ``rate`` points a second), or none. A bucket created with a
+    ``member_id`` is that member's; otherwise the client's bound to the transaction."""
     row = (
         await conn.execute(
             sql(_LEASE),
@@ -89,10 +102,20 @@ async def lease(
                 "wanted": wanted,
                 "capacity": capacity,
                 "rate": rate,
+                "member_id": member_id,
             },
         )
     ).one()
     return Grant(points=int(row.granted), room=Decimal(row.room))
+
+
+async def room(conn: AsyncConnection, *, name: str, capacity: int, rate: Decimal) -> Decimal:
+    """What the bucket ``name`` could pay now (the capacity when it has no row), without
+    leasing anything or writing a row."""
+    found = (
+        await conn.execute(sql(_ROOM), {"name": name, "capacity": capacity, "rate": rate})
+    ).scalar()
+    return Decimal(capacity) if found is None else Decimal(found)
 
 
 async def forget_drained(conn: AsyncConnection, *, prefix: str, drained_after: timedelta) -> int:

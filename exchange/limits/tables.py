@@ -1,4 +1,5 @@
-"""The limits' one table, for Alembic's view of the schema (migration 0013 makes it)."""
+"""The limits' one table, for Alembic's view of the schema (migration 0013 makes it;
+0015 adds ``member_id``, the owner of a member's own buckets)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ limit_bucket = Table(
     metadata,
     Column("name", Text, primary_key=True),
     Column("client_id", Text),
+    Column("member_id", BigInteger),
     Column("level", Numeric, nullable=False),
     Column("granted", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),

@@ -6,14 +6,22 @@ and calls one ledger operation."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from exchange import ledger
+from exchange.kit import limits
 from exchange.kit.db import grant
 from exchange.kit.errors import DomainError, InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import InvariantViolation, invariant, present
+from exchange.kit.units import positive_points
+from exchange.ledger.errors import LimitExceeded
+from exchange.ledger.idempotency import reused
 from exchange.ledger.models import Hold, HoldStatus
+from exchange.ledger.requests import checked_key, checked_reference
+from exchange.limits import Limit
+from exchange.limits import room as limit_room
+from exchange.limits import spend as limit_spend
 from exchange.usecases.core import Call, use_case
 from partners import identity
 from partners.errors import MemberNotLinked
@@ -47,11 +55,33 @@ class HoldPoints:
 
 @dataclass(frozen=True)
 class TransferPoints:
+    """A gift, checked whole when made: a bad value found only after the recipient was
+    looked up would tell that the recipient exists."""
+
     idempotency_key: str
     points: int
     to_email: str | None = None
     to_phone: str | None = None
     reference: str | None = None
+    recipient: identity.Contact = field(init=False)
+
+    def __post_init__(self) -> None:
+        checked_key(self.idempotency_key)
+        object.__setattr__(self, "points", positive_points(self.points))
+        checked_reference(self.reference)
+        contact = identity.contact(self.to_email, self.to_phone, field_prefix="to")
+        object.__setattr__(self, "recipient", contact)
+
+
+#: A member's failed recipient look-ups (no member has that e-mail or phone): at most
+#: MAX_FAILED_RECIPIENT_LOOKUPS in any window, one back per window (docs/decisions/0013).
+FAILED_LOOKUPS = Limit(
+    "failed-lookups",
+    capacity=limits.MAX_FAILED_RECIPIENT_LOOKUPS,
+    refill_points=1,
+    refill_seconds=limits.FAILED_LOOKUP_WINDOW_SECONDS,
+    lease_points=1,
+)
 
 
 @dataclass(frozen=True)
@@ -250,13 +280,36 @@ async def reverse_transaction(call: Call, request: ledger.ReverseRequest) -> led
 
 @use_case(member="wallet:transfer")
 async def transfer_points(call: Call, item: TransferPoints) -> ledger.EntryResult:
-    """A member gifts points to another member, named by e-mail or phone. Any member may
-    receive a gift, so once the recipient is found the transaction is granted the
-    recipient's wallet (to credit it) and new lots, nothing else of theirs."""
+    """A member gifts points to another member, named by e-mail or phone.
+
+    Whether a contact belongs to a member is not for the sender to learn by trying
+    (docs/decisions/0013): the sender's balance is checked first, and a sender over its
+    limit of failed look-ups is refused before any look-up, whoever it names. A failed
+    look-up is counted, and the count commits with the refusal. A key used before is
+    decided by its earlier use whoever the contact names (replay or
+    IDEMPOTENCY_KEY_REUSED), with nothing checked or counted first.
+
+    Any member may receive a gift, so once the recipient is found the transaction is
+    granted the recipient's wallet (to credit it) and new lots, nothing else of theirs."""
     sender = call.principal.require_member()
-    recipient = await identity.find_member(
-        call.conn, keys=call.keys, email=item.to_email, phone=item.to_phone, field_prefix="to"
-    )
+    client_id = call.principal.client_id
+    contact = item.recipient
+    lookups = f"member:{sender}"
+    used = await ledger.entries_by_keys(call.conn, client_id=client_id, keys=[item.idempotency_key])
+    if not used:
+        await ledger.require_spendable(
+            call.conn, member_id=sender, points=item.points, now=call.now
+        )
+        if await limit_room(call.conn, FAILED_LOOKUPS, lookups) < 1:
+            raise _too_many_lookups(contact)
+    recipient = await identity.member_with(call.conn, keys=call.keys, contact=contact)
+    if recipient is None:
+        if used:  # the key's earlier use named a member, so this is another request
+            raise reused()
+        counted = await limit_spend(call.conn, FAILED_LOOKUPS, lookups, 1, member_id=sender)
+        if not counted.allowed:
+            raise _too_many_lookups(contact, commit=True)
+        raise NotFound("no coalition member has that contact", field=[contact.field], commit=True)
     await grant(call.conn, members=[recipient])
     request = ledger.TransferRequest(
         idempotency_key=item.idempotency_key,
@@ -265,6 +318,13 @@ async def transfer_points(call: Call, item: TransferPoints) -> ledger.EntryResul
         points=item.points,
         reference=item.reference,
     )
-    return await ledger.transfer(
-        call.conn, client_id=call.principal.client_id, request=request, now=call.now
+    return await ledger.transfer(call.conn, client_id=client_id, request=request, now=call.now)
+
+
+def _too_many_lookups(contact: identity.Contact, *, commit: bool = False) -> LimitExceeded:
+    return LimitExceeded(
+        f"too many transfers to unknown recipients: at most {limits.MAX_FAILED_RECIPIENT_LOOKUPS}"
+        " a day; try again later",
+        field=[contact.field],
+        commit=commit,
     )

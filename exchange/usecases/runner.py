@@ -1,7 +1,8 @@
 """Running use cases: the permission first, then one unit of work under the caller's
 row-level-security scope, committed when the use case returns and rolled back when it
-raises. A transaction that meets a deadlock or a serialization failure is run again
-(it rolled back, so nothing of it happened).
+raises (but for a DomainError raised with ``commit``, which is raised after the commit).
+A transaction that meets a deadlock or a serialization failure is run again (it rolled
+back, so nothing of it happened).
 
 Micro-batching (docs/decisions/0006): a use case that declares a ``many`` form (earn)
 is called through a :class:`~exchange.kit.batching.Coalescer` keyed by the caller's
@@ -37,6 +38,17 @@ ATTEMPTS = 3
 Q = TypeVar("Q")
 A = TypeVar("A")
 T = TypeVar("T")
+
+
+async def _committing(work: Awaitable[A]) -> A | DomainError:
+    """The outcome of a use case; a DomainError raised with ``commit`` becomes its result,
+    so that its unit of work commits before the error is raised to the caller."""
+    try:
+        return await work
+    except DomainError as error:
+        if not error.commit:
+            raise
+        return error
 
 
 class Runner:
@@ -90,7 +102,12 @@ class Runner:
     async def _once(
         self, principal: Principal, use_case: UseCase[Q, A], request: Q, origin: str = ""
     ) -> A:
-        return await self.unit_of_work(principal, lambda call: use_case.run(call, request), origin)
+        outcome = await self.unit_of_work(
+            principal, lambda call: _committing(use_case.run(call, request)), origin
+        )
+        if isinstance(outcome, DomainError):  # refused, and what it cost was committed
+            raise outcome
+        return outcome
 
     def coalescer(self, use_case: UseCase[Q, A]) -> Coalescer[Principal, Q, A | BaseException]:
         """The micro-batching queue of a use case (its ``stats`` say what it did)."""

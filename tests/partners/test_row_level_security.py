@@ -220,7 +220,9 @@ OWNED: dict[str, Owned] = {
         "id::text", "endpoint_id IN (SELECT id FROM webhook_endpoint WHERE partner_id = :partner)"
     ),
     "limit_bucket": Owned(
-        "name", "client_id IN (SELECT client_id FROM oauth_client WHERE partner_id = :partner)"
+        "name",
+        "client_id IN (SELECT client_id FROM oauth_client WHERE partner_id = :partner)"
+        " OR member_id = :member",
     ),
     # The loyalty engine: a partner's purchases and campaigns; its members' aggregates.
     "purchase": Owned("id::text", "partner_id = :partner OR member_id = :member"),
@@ -327,7 +329,8 @@ async def _party(db: Database) -> Party:
 async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: datetime) -> None:
     """A row in every table of the loyalty engine: a campaign with a budget and a
     per-member limit, a purchase awarded by it and refunded in part, the member's
-    aggregates, tier and consent; and a limit bucket of the partner's client."""
+    aggregates, tier and consent; a limit bucket of the partner's client and one of the
+    member's own (its failed recipient look-ups)."""
     campaign = await campaigns.create(
         conn, owner=partner, created_by="rls", now=at,
         draft=campaigns.CampaignDraft(
@@ -375,6 +378,11 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
         text("INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
              " VALUES (:name, :client, 0, 0, :at)"),
         {"name": f"rls:{client}", "client": client, "at": at},
+    )  # fmt: skip
+    await conn.execute(
+        text("INSERT INTO limit_bucket (name, member_id, level, granted, updated_at)"
+             " VALUES (:name, :member, 1, 1, :at)"),
+        {"name": f"rls:member:{member}", "member": member, "at": at},
     )  # fmt: skip
 
 
