@@ -6,22 +6,30 @@ from __future__ import annotations
 from typing import NewType
 
 import strawberry
+from graphql import GraphQLError
 from strawberry.types.scalar import ScalarDefinition
 
 INT64_MAX = 2**63 - 1
 
 
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= len(str(INT64_MAX))
+
+
 def _parse_big_int(value: object) -> int:
+    """A BigInt a client sent (a literal or a variable): an integer, or a string of ASCII
+    digits with an optional minus, within 64 bits. A refusal is a GraphQLError: the
+    client's mistake, shown as it is (any other exception would be masked as ours)."""
     if isinstance(value, bool):
-        raise ValueError("BigInt must be an integer")
+        raise GraphQLError("BigInt must be an integer, not a boolean")
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.lstrip("-").isdigit():
+    elif isinstance(value, str) and _digits(value.removeprefix("-")):
         number = int(value)
     else:
-        raise ValueError("BigInt must be an integer or a string of digits")
+        raise GraphQLError("BigInt must be an integer or a string of at most 19 ASCII digits")
     if not -INT64_MAX - 1 <= number <= INT64_MAX:
-        raise ValueError("BigInt must fit in 64 bits")
+        raise GraphQLError("BigInt must fit in 64 bits")
     return number
 
 
