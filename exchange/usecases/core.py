@@ -54,6 +54,17 @@ class Call:
         return Actor(id=self.principal.client_id, origin=self.origin or "unknown")
 
     @property
+    def key_owner(self) -> str:
+        """Whose idempotency keys a request's key is one of: the OAuth client's. A member
+        token is issued to a partner's client, so its keys are the member's own within
+        that client: the partner's keys and every other member's stay apart (a key the
+        partner used for one member must not collide with a gift of another)."""
+        principal = self.principal
+        if principal.kind == PrincipalKind.MEMBER:
+            return f"{principal.client_id}#member:{principal.member_id}"
+        return principal.client_id
+
+    @property
     def partner_id(self) -> int:
         """The calling partner (the use case admits partners only where it asks)."""
         return self.principal.require_partner()

@@ -292,7 +292,7 @@ async def transfer_points(call: Call, item: TransferPoints) -> ledger.EntryResul
     Any member may receive a gift, so once the recipient is found the transaction is
     granted the recipient's wallet (to credit it) and new lots, nothing else of theirs."""
     sender = call.principal.require_member()
-    client_id = call.principal.client_id
+    client_id = call.key_owner
     contact = item.recipient
     lookups = f"member:{sender}"
     used = await ledger.entries_by_keys(call.conn, client_id=client_id, keys=[item.idempotency_key])

@@ -3,13 +3,14 @@ that failed inside the server, and the clear answer it gets now."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
 import pytest
 
 from exchange.kit.db import Database
-from tests.graphql.conftest import new_operator
+from tests.graphql.conftest import Caller, email, new_operator, new_partner
 
 CHANGE_CONTRACT = """mutation {{ changeContract(input: {{partnerId: "UGFydG5lcjox",
   effectiveFrom: "2100-01-01T00:00:00+00:00", creditLimitPoints: {literal}}}) {{
@@ -54,3 +55,63 @@ async def test_a_bigint_that_is_no_64_bit_integer_is_refused_as_the_clients_mist
         assert len(errors) == 1
         assert "BigInt must be" in errors[0]["message"]
         assert response.json().get("data") is None  # refused before anything ran
+
+
+LINK = """mutation($ref: String!, $email: String) {
+  linkMember(input: {memberRef: $ref, email: $email}) { userErrors { code } } }"""
+EARN = """mutation($key: String!, $ref: String!) {
+  earnPoints(input: {idempotencyKey: $key, memberRef: $ref, points: 50}) {
+    transaction { id } userErrors { code } } }"""
+TRANSFER = """mutation($key: String!, $to: String!) {
+  transferPoints(input: {idempotencyKey: $key, points: 1, toEmail: $to}) {
+    transaction { id } userErrors { code } } }"""
+
+
+async def _linked(partner: Caller, points: int = 0) -> tuple[str, str]:
+    ref, address = f"k-{secrets.token_hex(4)}", email()
+    assert (await partner.gql(LINK, ref=ref, email=address))["data"]["linkMember"][
+        "userErrors"
+    ] == []
+    if points:
+        earned = await partner.gql(EARN, key=f"seed-{ref}", ref=ref)
+        assert earned["data"]["earnPoints"]["userErrors"] == []
+    return ref, address
+
+
+async def test_a_members_idempotency_keys_are_its_own_not_its_partners_or_other_members(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """Found: member tokens carry the client id of the partner that exchanged them, and
+    keys were the client's. A gift with a key the partner had used for another member's
+    earn was a masked "Unexpected error" (the earlier entry is out of the member's sight);
+    a gift could take a key the partner was going to use, and the partner's earn was then
+    refused IDEMPOTENCY_KEY_REUSED."""
+    partner = await new_partner(db, api)
+    other, _ = await _linked(partner)
+    giver, _ = await _linked(partner, points=50)
+    second_giver, _ = await _linked(partner, points=50)
+    _, recipient = await _linked(partner)
+    member = await partner.member_token(giver, "wallet:read wallet:transfer")
+    second = await partner.member_token(second_giver, "wallet:read wallet:transfer")
+    partners_key, members_key = f"p-{secrets.token_hex(4)}", f"m-{secrets.token_hex(4)}"
+
+    earned = await partner.gql(EARN, key=partners_key, ref=other)
+    gift_with_partners_key = await member.gql(TRANSFER, key=partners_key, to=recipient)
+    gift_first = await member.gql(TRANSFER, key=members_key, to=recipient)
+    earn_after = await partner.gql(EARN, key=members_key, ref=other)
+    same_key_other_member = await second.gql(TRANSFER, key=members_key, to=recipient)
+    replayed = await member.gql(TRANSFER, key=members_key, to=recipient)
+
+    for result in (gift_with_partners_key, gift_first, same_key_other_member, replayed):
+        _no_internal_error(result)
+        assert result["data"]["transferPoints"]["userErrors"] == [], result
+    assert earned["data"]["earnPoints"]["userErrors"] == []
+    assert earn_after["data"]["earnPoints"]["userErrors"] == []
+    assert (
+        replayed["data"]["transferPoints"]["transaction"]
+        == gift_first["data"]["transferPoints"]["transaction"]
+    )
+    assert (
+        same_key_other_member["data"]["transferPoints"]["transaction"]
+        != gift_first["data"]["transferPoints"]["transaction"]
+    )
