@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchange import audit
+from exchange.kit import limits
 from exchange.kit.errors import Kind, NotFound, Ref
 from exchange.usecases.core import Call, use_case
 from partners.principal import PrincipalKind
@@ -123,5 +124,8 @@ async def settlement_run(call: Call, run_id: int) -> RunView | None:
     """One run, if the caller may see it."""
     if call.principal.kind == PrincipalKind.MEMBER:
         return None
-    runs = await settlement_runs.run(call, RunPage(first=1, before_id=run_id + 1))
+    # Every id is at most MAX_ID: for that id, "older than MAX_ID + 1" is every run (and
+    # MAX_ID + 1 would not fit the bigint the query compares with).
+    before_id = run_id + 1 if run_id < limits.MAX_ID else None
+    runs = await settlement_runs.run(call, RunPage(first=1, before_id=before_id))
     return runs[0] if runs and runs[0].id == run_id else None

@@ -10,6 +10,7 @@ import httpx
 import pytest
 
 from exchange.kit.db import Database
+from graphql_schema import ids
 from tests.graphql.conftest import Caller, email, new_operator, new_partner
 
 CHANGE_CONTRACT = """mutation {{ changeContract(input: {{partnerId: "UGFydG5lcjox",
@@ -115,3 +116,22 @@ async def test_a_members_idempotency_keys_are_its_own_not_its_partners_or_other_
         same_key_other_member["data"]["transferPoints"]["transaction"]
         != gift_first["data"]["transferPoints"]["transaction"]
     )
+
+
+NODE = """query($id: ID!) { node(id: $id) { id ... on SettlementRun { status } } }"""
+
+
+async def test_the_largest_settlement_run_id_is_no_run_not_an_internal_error(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """Found: ``node`` with the id of settlement run 2^63 - 1 (a well-formed id) looked
+    for runs older than 2^63, which does not fit a bigint: a masked "Unexpected error"."""
+    operator = await new_operator(db, api)
+    partner = await new_partner(db, api)
+    largest = ids.encode("SettlementRun", 2**63 - 1)
+
+    for caller in (operator, partner):
+        result = await caller.gql(NODE, id=largest)
+
+        assert _no_internal_error(result) == []
+        assert result["data"] == {"node": None}
