@@ -84,6 +84,11 @@ class Fuzz:
     tallies: dict[str, Tally] = field(default_factory=lambda: {k: Tally() for k in KINDS})
     _requests: dict[tuple[str, str], st.SearchStrategy[Request]] = field(default_factory=dict)
 
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """How Hypothesis prints a failing example's arguments: without the callers'
+        secrets and tokens (its printer walks a dataclass's fields, ``repr`` or not)."""
+        printer.text(f"Fuzz(callers={sorted(self.callers)})")
+
     def requests(self, kind: str, root_field: str) -> st.SearchStrategy[Request]:
         built = self._requests.get((kind, root_field))
         if built is None:
