@@ -9,6 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from exchange import audit
+from exchange.kit.clock import require_aware
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
 from exchange.loyalty import purchases, repository, tiers
@@ -211,9 +212,15 @@ async def decline_campaign_funding(call: Call, campaign_id: int) -> Campaign:
 
 @dataclass(frozen=True)
 class SimulateCampaign:
+    """A replay's window, each end with a UTC offset and within the years we accept."""
+
     campaign_id: int
     start: datetime
     end: datetime
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", require_aware(self.start, "from"))
+        object.__setattr__(self, "end", require_aware(self.end, "to"))
 
 
 @use_case(partner="campaigns:write", operator="partners:admin")

@@ -127,7 +127,7 @@ async def test_the_largest_settlement_run_id_is_no_run_not_an_internal_error(
     """Found: ``node`` with the id of settlement run 2^63 - 1 (a well-formed id) looked
     for runs older than 2^63, which does not fit a bigint: a masked "Unexpected error"."""
     operator = await new_operator(db, api)
-    partner = await new_partner(db, api)
+    partner = await new_partner(db, api, "settlement:read")
     largest = ids.encode("SettlementRun", 2**63 - 1)
 
     for caller in (operator, partner):
@@ -135,3 +135,35 @@ async def test_the_largest_settlement_run_id_is_no_run_not_an_internal_error(
 
         assert _no_internal_error(result) == []
         assert result["data"] == {"node": None}
+
+
+SIMULATE = """mutation($id: ID!, $from: DateTime!, $to: DateTime!) {
+  simulateCampaign(input: {campaignId: $id, from: $from, to: $to}) {
+    userErrors { code field } } }"""
+CAMPAIGN = """mutation { createCampaign(input: {name: "replay",
+  startsAt: "2026-01-01T00:00:00+00:00",
+  effect: {kind: FIXED, value: "10"}}) { campaign { id } userErrors { code } } }"""
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("2026-01-01T00:00:00", "2036-01-01T00:00:00+00:00", "from"),
+        ("2026-01-01T00:00:00+00:00", "2036-01-01T00:00:00", "to"),
+    ],
+)
+async def test_a_simulation_window_without_a_utc_offset_is_refused(
+    db: Database, api: httpx.AsyncClient, start: str, end: str, field: str
+) -> None:
+    """Found: ``simulateCampaign`` took a ``from`` or ``to`` without a UTC offset and
+    compared it with the other, aware one: a masked "Unexpected error"."""
+    partner = await new_partner(db, api)
+    created = await partner.gql(CAMPAIGN)
+    campaign = created["data"]["createCampaign"]["campaign"]["id"]
+
+    result = await partner.gql(SIMULATE, id=campaign, **{"from": start, "to": end})
+
+    assert _no_internal_error(result) == []
+    assert result["data"]["simulateCampaign"]["userErrors"] == [
+        {"code": "INVALID_INPUT", "field": ["input", field]}
+    ]
