@@ -32,6 +32,7 @@ from exchange.kit.limits import (
     MAX_EFFECT_VALUE,
     MAX_FUNDERS,
     SHARE_FRACTION_DIGITS,
+    unsafe,
 )
 from exchange.loyalty import repository
 from exchange.loyalty.conditions import Condition, compile_condition
@@ -135,6 +136,10 @@ class CampaignDraft:
         if not label_ok:
             raise InvalidInput(
                 f"name must be 1 to {MAX_CAMPAIGN_NAME_LENGTH} characters", field=["name"]
+            )
+        if unsafe(self.name):
+            raise InvalidInput(
+                "name must not contain NUL characters or unpaired surrogates", field=["name"]
             )
         starts = require_aware(self.starts_at, "startsAt")
         object.__setattr__(self, "starts_at", starts)

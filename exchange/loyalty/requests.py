@@ -16,6 +16,7 @@ from exchange.kit.limits import (
     MAX_LABEL_LENGTH,
     MAX_PURCHASE_AMOUNT,
     MAX_PURCHASE_ITEMS,
+    unsafe,
 )
 from exchange.ledger.requests import checked_key, checked_reference
 from exchange.loyalty.models import Channel, Item
@@ -55,6 +56,10 @@ def label(value: str | None, field: list[str], *, required: bool = False) -> str
         return None
     if not value.strip() or len(value) > MAX_LABEL_LENGTH:
         raise InvalidInput(f"{field[-1]} must be 1 to {MAX_LABEL_LENGTH} characters", field=field)
+    if unsafe(value):
+        raise InvalidInput(
+            f"{field[-1]} must not contain NUL characters or unpaired surrogates", field=field
+        )
     return value
 
 

@@ -167,3 +167,61 @@ async def test_a_simulation_window_without_a_utc_offset_is_refused(
     assert result["data"]["simulateCampaign"]["userErrors"] == [
         {"code": "INVALID_INPUT", "field": ["input", field]}
     ]
+
+
+NUL_CAMPAIGN = (
+    'mutation {{ createCampaign(input: {{name: "{name}", condition: "{condition}",'
+    ' startsAt: "2026-01-01T00:00:00+00:00", effect: {{kind: FIXED, value: "10"}}}}) {{'
+    " campaign {{ id }} userErrors {{ code field }} }} }}"
+)
+NUL_PURCHASE = (
+    'mutation($ref: String!) {{ recordPurchase(input: {{idempotencyKey: "nul-1",'
+    ' memberRef: $ref, amount: "10.00", currency: "USD", storeRef: "{store}",'
+    ' items: [{{category: "{category}", amount: "10.00"}}]}}) {{'
+    " purchase {{ id }} userErrors {{ code field }} }} }}"
+)
+NUL = "\\u0000"  # a GraphQL escape inside the document: no NUL in the JSON body itself
+
+
+@pytest.mark.parametrize(
+    ("name", "condition", "field"),
+    [
+        (f"a{NUL}b", "true", ["input", "name"]),
+        ("fine", f"purchase.category == 'a{NUL}'", ["input", "condition"]),
+    ],
+)
+async def test_a_campaign_string_with_a_nul_is_refused(
+    db: Database, api: httpx.AsyncClient, name: str, condition: str, field: list[str]
+) -> None:
+    """Found: a campaign ``name`` holding a NUL (written as a GraphQL escape, so no
+    check of the JSON body sees it) reached PostgreSQL: a masked "Unexpected error"."""
+    partner = await new_partner(db, api)
+
+    result = await partner.gql(NUL_CAMPAIGN.format(name=name, condition=condition))
+
+    assert _no_internal_error(result) == []
+    payload = result["data"]["createCampaign"]
+    assert payload["campaign"] is None
+    assert payload["userErrors"] == [{"code": "INVALID_INPUT", "field": field}]
+
+
+@pytest.mark.parametrize(
+    ("store", "category", "field"),
+    [
+        (f"s{NUL}", "coffee", ["input", "storeRef"]),
+        ("downtown", f"c{NUL}", ["input", "items", "0", "category"]),
+    ],
+)
+async def test_a_purchase_label_with_a_nul_is_refused(
+    db: Database, api: httpx.AsyncClient, store: str, category: str, field: list[str]
+) -> None:
+    """The same for a purchase's labels (``storeRef``, an item's ``category``)."""
+    partner = await new_partner(db, api)
+    ref, _ = await _linked(partner)
+
+    result = await partner.gql(NUL_PURCHASE.format(store=store, category=category), ref=ref)
+
+    assert _no_internal_error(result) == []
+    payload = result["data"]["recordPurchase"]
+    assert payload["purchase"] is None
+    assert payload["userErrors"] == [{"code": "INVALID_INPUT", "field": field}]
