@@ -29,14 +29,17 @@ from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from exchange.app import create_app
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
+from exchange.migrations import upgrade
 from graphql_schema import ids
 from partners import clients, registry
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
@@ -290,6 +293,32 @@ async def _world(db: Database, http: httpx.AsyncClient) -> Fuzz:
     world = Fuzz(http, callers, pools, watched)
     await world.learn_cursors()
     return world
+
+
+@pytest.fixture(scope="module")
+async def database_url(server_url: str) -> AsyncIterator[str]:
+    """A database of the fuzzer's own: what its documents create stays out of the other
+    tests' sight (an operator's campaign, for one, applies to every partner)."""
+    name = f"exchange_fuzz_{secrets.token_hex(4)}"
+    admin = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    url = sqlalchemy.engine.make_url(server_url).set(database=name)
+    rendered = url.render_as_string(hide_password=False)
+    await upgrade(rendered)
+    yield rendered
+    async with admin.connect() as connection:
+        await connection.exec_driver_sql(f'DROP DATABASE "{name}" WITH (FORCE)')
+    await admin.dispose()
+
+
+@pytest.fixture(scope="module")
+async def db(database_url: str) -> AsyncIterator[Database]:
+    """The fuzzer's database (the ledger is verified after each test, as for every test
+    using ``db``)."""
+    database = Database.connect(database_url, pool_size=5)
+    yield database
+    await database.dispose()
 
 
 @pytest.fixture(scope="module")
