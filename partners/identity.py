@@ -313,7 +313,10 @@ async def locate_member(
     """The operator's GDPR lookup: the member with this e-mail or phone (exactly one of
     them, matched by its blind index; nothing is decrypted), since when it is known and
     which partners linked it when. NOT_FOUND when nobody (still) has it."""
-    member_id = await find_member(conn, keys=keys, email=email, phone=phone)
+    given = contact(email, phone)
+    member_id = await member_with(conn, keys=keys, contact=given)
+    if member_id is None:
+        raise NotFound("no coalition member has that contact", field=[given.field])
     row = present(
         await repository.identity(conn, member_id=member_id), "a blind index without identity"
     )
