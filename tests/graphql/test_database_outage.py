@@ -171,11 +171,13 @@ async def test_a_token_revoked_around_a_restart_stops_working_at_once(
     other, _ = await _linked_partner(outage)
     listener = outage.app.state.listener
     assert (await _graphql(partner, WALLET, ref=ref)).status_code == 200
-    # The listener waits 3 s before its first reconnection: long enough to act meanwhile.
-    monkeypatch.setattr(listener_module, "FIRST_RETRY_SECONDS", 3.0)
+    # The listener waits 8 s before its first reconnection: long enough to act meanwhile,
+    # even on a loaded machine.
+    monkeypatch.setattr(listener_module, "FIRST_RETRY_SECONDS", 8.0)
 
     await outage.server.stop()
     await outage.server.start()
+    await eventually(lambda: _ready(outage.api))  # the pool has let go of its dead connections
     answered = await _graphql(other, "{ viewer { kind } }")  # reloads the snapshot
     # Another process revokes the token while this one's listener is still down: the
     # NOTIFY is lost to this one.
@@ -202,10 +204,11 @@ async def test_a_revocation_missed_while_the_listener_was_down_counts_once_it_is
 ) -> None:
     partner, ref = await _linked_partner(outage)
     listener = outage.app.state.listener
-    monkeypatch.setattr(listener_module, "FIRST_RETRY_SECONDS", 2.0)
+    monkeypatch.setattr(listener_module, "FIRST_RETRY_SECONDS", 6.0)
 
     await outage.server.stop()
     await outage.server.start()
+    await eventually(lambda: _ready(outage.api))  # the pool has let go of its dead connections
     assert (await _graphql(partner, WALLET, ref=ref)).status_code == 200  # a fresh snapshot
     await _revoke_elsewhere(outage, partner.token)  # its NOTIFY is lost to this process
     await eventually(lambda: _connected(listener))  # no request meanwhile
