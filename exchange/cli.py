@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -84,6 +85,7 @@ def build_parser() -> Parser:
     _client_commands(commands)
     _member_commands(commands)
     _loyalty_commands(commands)
+    _insights_commands(commands)
     _events_commands(commands)
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
@@ -319,6 +321,17 @@ def _member_commands(commands: Any) -> None:
     export.add_argument("member_id", type=int)
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
     erase.add_argument("member_id", type=int)
+
+
+def _insights_commands(commands: Any) -> None:
+    insights = commands.add_parser(
+        "insights",
+        help="member insights: KPIs as a report, RFM refresh",
+        description="`exchange insights refresh` recomputes RFM quintiles (serve does it"
+        " every EXCHANGE_RFM_REFRESH_MINUTES).",
+    )
+    sub = insights.add_subparsers(dest="insights_command", required=False, parser_class=Parser)
+    sub.add_parser("refresh", help="recompute every RFM quintile, set-based")
 
 
 def _loyalty_commands(commands: Any) -> None:
@@ -779,6 +792,24 @@ def command_member(args: argparse.Namespace) -> int:
         return 0
 
     return _run(run)
+
+
+def command_insights(args: argparse.Namespace) -> int:
+    from exchange.app import refresh_insights
+
+    if args.insights_command != "refresh":
+        raise UsageError("give a subcommand: refresh")
+
+    async def refresh(database: Database) -> int:
+        started = time.perf_counter()
+        at_partners, coalition = await refresh_insights(database)
+        print(
+            f"RFM refreshed: {at_partners} partner profiles and {coalition} members changed"
+            f" ({time.perf_counter() - started:.1f} s)"
+        )
+        return 0
+
+    return _run(refresh)
 
 
 def command_keys(args: argparse.Namespace) -> int:
@@ -1388,6 +1419,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "partner": command_partner,
     "tier": command_tier,
     "campaign": command_campaign,
+    "insights": command_insights,
     "client": command_client,
     "member": command_member,
     "keys": command_keys,

@@ -505,6 +505,9 @@ async def refund(
         conn, purchase_id=purchase.id, amount=refunded, points=points, client_id=client_id,
         idempotency_key=request.idempotency_key, request_hash=digest, created_at=now,
     )  # fmt: skip
+    await repository.take_back_spend(
+        conn, member_id=purchase.member_id, partner_id=partner_id, amount=refunded
+    )
     await repository.add_qualifying(
         conn,
         member_id=purchase.member_id,

@@ -205,6 +205,20 @@ ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
 """
 
 
+async def take_back_spend(
+    conn: AsyncConnection, *, member_id: int, partner_id: int, amount: Decimal
+) -> None:
+    """A refund lowers the spend of the member's aggregates at the partner (its profile
+    there); the purchase still counts as one."""
+    await conn.execute(
+        sql(
+            "UPDATE member_partner_stats SET spend = greatest(spend - :amount, 0)"
+            " WHERE member_id = :member_id AND partner_id = :partner_id"
+        ),
+        {"member_id": member_id, "partner_id": partner_id, "amount": amount},
+    )
+
+
 async def add_qualifying(
     conn: AsyncConnection, *, member_id: int, month: date, points: int
 ) -> None:

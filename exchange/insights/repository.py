@@ -1,0 +1,334 @@
+"""All SQL of member insights. Functions take the unit of work's connection and plain
+values; every read and write runs under the caller's row-level-security scope, except
+the refresh (system work) and the two functions the migration runs as the owner (the
+selection of an audience and a campaign's outcome), which check the caller themselves.
+
+The built-in segment rules live in one SQL function, ``insights_segments`` (migration
+0020); the statements here call it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Row
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from exchange.kit.db import sql
+
+# --- profiles -------------------------------------------------------------------------
+
+#: A member's profile as one partner reads it (its own purchases with the member; its
+#: segments from the coalition's profile when the member consented), or as the operator
+#: reads it (``:partner_id`` NULL: the coalition's).
+_PROFILE = """
+SELECT CASE WHEN own THEN s.first_purchase_at ELSE c.first_at END AS first_purchase_at,
+       CASE WHEN own THEN s.last_purchase_at ELSE c.last_at END AS last_purchase_at,
+       CASE WHEN own THEN coalesce(s.purchases, 0) ELSE coalesce(c.purchases, 0) END
+         AS purchases,
+       CASE WHEN own THEN coalesce(s.spend, 0) ELSE coalesce(c.spend, 0) END AS spend,
+       CASE WHEN own THEN s.rfm_recency ELSE pr.rfm_recency END AS rfm_recency,
+       CASE WHEN own THEN s.rfm_frequency ELSE pr.rfm_frequency END AS rfm_frequency,
+       CASE WHEN own THEN s.rfm_monetary ELSE pr.rfm_monetary END AS rfm_monetary,
+       coalesce(pr.consent_cross_partner, false) AS consent,
+       CASE WHEN own AND NOT coalesce(pr.consent_cross_partner, false)
+            THEN insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
+                                   s.rfm_monetary, :now)
+            ELSE insights_segments(c.first_at, c.last_at, c.purchases, pr.rfm_monetary, :now)
+       END AS segments
+FROM (SELECT CAST(:partner_id AS bigint) IS NOT NULL AS own) AS caller
+LEFT JOIN member_partner_stats s ON s.member_id = :member_id AND s.partner_id = :partner_id
+LEFT JOIN member_profile pr ON pr.member_id = :member_id
+LEFT JOIN LATERAL (
+    SELECT min(first_purchase_at) AS first_at, max(last_purchase_at) AS last_at,
+           sum(purchases)::integer AS purchases, sum(spend) AS spend
+    FROM member_partner_stats WHERE member_id = :member_id
+) c ON true
+"""
+
+
+async def profile(
+    conn: AsyncConnection, *, member_id: int, partner_id: int | None, now: datetime
+) -> Row[Any]:
+    result = await conn.execute(
+        sql(_PROFILE), {"member_id": member_id, "partner_id": partner_id, "now": now}
+    )
+    return result.one()
+
+
+def _quintile(order: str, partition: str = "") -> str:
+    """1..5 by rank (ties share a quintile): 5 is the top fifth."""
+    window = f"OVER ({partition} ORDER BY {order})"
+    return f"least(5, 1 + floor(5 * percent_rank() {window}))::smallint"
+
+
+_REFRESH_PER_PARTNER = f"""
+WITH ranked AS (
+    SELECT member_id, partner_id,
+           {_quintile("last_purchase_at", "PARTITION BY partner_id")} AS r,
+           {_quintile("purchases", "PARTITION BY partner_id")} AS f,
+           {_quintile("spend", "PARTITION BY partner_id")} AS m
+    FROM member_partner_stats
+)
+UPDATE member_partner_stats s SET rfm_recency = ranked.r, rfm_frequency = ranked.f,
+    rfm_monetary = ranked.m
+FROM ranked
+WHERE s.member_id = ranked.member_id AND s.partner_id = ranked.partner_id
+  AND (s.rfm_recency, s.rfm_frequency, s.rfm_monetary)
+      IS DISTINCT FROM (ranked.r, ranked.f, ranked.m)
+"""
+
+_REFRESH_COALITION = f"""
+INSERT INTO member_profile AS p (member_id, rfm_recency, rfm_frequency, rfm_monetary)
+SELECT member_id, {_quintile("last_at")}, {_quintile("purchases")}, {_quintile("spend")}
+FROM (SELECT member_id, max(last_purchase_at) AS last_at, sum(purchases) AS purchases,
+             sum(spend) AS spend
+      FROM member_partner_stats GROUP BY member_id) AS a
+ON CONFLICT (member_id) DO UPDATE SET rfm_recency = EXCLUDED.rfm_recency,
+    rfm_frequency = EXCLUDED.rfm_frequency, rfm_monetary = EXCLUDED.rfm_monetary
+WHERE (p.rfm_recency, p.rfm_frequency, p.rfm_monetary)
+      IS DISTINCT FROM (EXCLUDED.rfm_recency, EXCLUDED.rfm_frequency, EXCLUDED.rfm_monetary)
+"""
+
+
+async def refresh_rfm(conn: AsyncConnection) -> tuple[int, int]:
+    """Recompute every RFM quintile, set-based: per partner, then coalition-wide; the rows
+    that changed (profiles at partners, members)."""
+    per_partner = await conn.execute(sql(_REFRESH_PER_PARTNER))
+    coalition = await conn.execute(sql(_REFRESH_COALITION))
+    return int(per_partner.rowcount), int(coalition.rowcount)
+
+
+async def set_consent(
+    conn: AsyncConnection, *, member_id: int, consent: bool, now: datetime
+) -> bool:
+    """Record a member's consent to cross-partner use; whether it changed."""
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO member_profile AS p (member_id, consent_cross_partner, consent_at)
+            VALUES (:member_id, :consent, :now)
+            ON CONFLICT (member_id) DO UPDATE SET
+                consent_cross_partner = EXCLUDED.consent_cross_partner,
+                consent_at = EXCLUDED.consent_at
+            WHERE p.consent_cross_partner IS DISTINCT FROM EXCLUDED.consent_cross_partner
+            RETURNING member_id
+            """
+        ),
+        {"member_id": member_id, "consent": consent, "now": now},
+    )
+    return result.first() is not None
+
+
+# --- segments -------------------------------------------------------------------------
+
+
+async def segment_rows(
+    conn: AsyncConnection, *, owner_partner_id: int | None, after_id: int, limit: int
+) -> list[Row[Any]]:
+    """The caller's custom segments (row-level security: a partner's own; the operator's
+    are those without an owner), in id order."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT id, name, condition FROM segment
+            WHERE owner_partner_id IS NOT DISTINCT FROM CAST(:owner AS bigint)
+              AND id > :after ORDER BY id LIMIT :limit
+            """
+        ),
+        {"owner": owner_partner_id, "after": after_id, "limit": limit},
+    )
+    return list(result.all())
+
+
+async def insert_segment(conn: AsyncConnection, **values: Any) -> int | None:
+    """A custom segment; None when the caller has one of that name."""
+    result = await conn.execute(
+        sql(
+            """
+            INSERT INTO segment (owner_partner_id, name, condition, created_by, created_at)
+            VALUES (:owner_partner_id, :name, :condition, :created_by, :now)
+            ON CONFLICT ((coalesce(owner_partner_id, 0)), name) DO NOTHING
+            RETURNING id
+            """
+        ),
+        values,
+    )
+    found = result.scalar()
+    return int(found) if found is not None else None
+
+
+_BASIS = """
+SELECT s.member_id,
+       CASE WHEN coalesce(pr.consent_cross_partner, false) THEN c.first_at
+            ELSE s.first_purchase_at END AS first_at,
+       CASE WHEN coalesce(pr.consent_cross_partner, false) THEN c.last_at
+            ELSE s.last_purchase_at END AS last_at,
+       CASE WHEN coalesce(pr.consent_cross_partner, false) THEN c.purchases
+            ELSE s.purchases END AS purchases,
+       CASE WHEN coalesce(pr.consent_cross_partner, false) THEN pr.rfm_monetary
+            ELSE s.rfm_monetary END AS monetary,
+       s.spend, s.rfm_recency, s.rfm_frequency,
+       coalesce(pr.consent_cross_partner, false) AS consent
+FROM member_partner_stats s
+JOIN member_link l ON l.member_id = s.member_id AND l.partner_id = s.partner_id
+LEFT JOIN member_profile pr ON pr.member_id = s.member_id
+LEFT JOIN LATERAL (
+    SELECT min(first_purchase_at) AS first_at, max(last_purchase_at) AS last_at,
+           sum(purchases)::integer AS purchases
+    FROM member_partner_stats x WHERE x.member_id = s.member_id
+      AND coalesce(pr.consent_cross_partner, false)
+) c ON true
+WHERE s.partner_id = :partner_id
+"""
+
+
+async def built_in_sizes(
+    conn: AsyncConnection, *, partner_id: int | None, now: datetime
+) -> dict[str, int]:
+    """How many of the partner's members (the operator: of the coalition's) are in each
+    built-in segment now."""
+    if partner_id is None:
+        source = """
+            SELECT insights_segments(min(s.first_purchase_at), max(s.last_purchase_at),
+                       sum(s.purchases)::integer, max(pr.rfm_monetary), :now) AS segments
+            FROM member_partner_stats s LEFT JOIN member_profile pr
+              ON pr.member_id = s.member_id
+            GROUP BY s.member_id
+        """
+    else:
+        source = (
+            "SELECT insights_segments(b.first_at, b.last_at, b.purchases, b.monetary, :now)"
+            f" AS segments FROM ({_BASIS}) b"
+        )
+    result = await conn.execute(
+        sql(
+            f"SELECT name, count(*) AS members FROM ({source}) m,"
+            " unnest(m.segments) AS name GROUP BY name"
+        ),
+        {"partner_id": partner_id, "now": now},
+    )
+    return {row.name: int(row.members) for row in result}
+
+
+async def profiles_of_partner(
+    conn: AsyncConnection, *, partner_id: int, now: datetime, after_member: int, limit: int
+) -> list[Row[Any]]:
+    """The partner's members' profiles (a custom segment's size is counted over them),
+    in member order."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT b.member_id, b.first_at, b.last_at, b.purchases, b.spend, b.monetary,
+                   b.rfm_recency, b.rfm_frequency, b.consent,
+                   insights_segments(b.first_at, b.last_at, b.purchases, b.monetary, :now)
+                     AS segments
+            FROM ({_BASIS}) b WHERE b.member_id > :after ORDER BY b.member_id LIMIT :limit
+            """
+        ),
+        {"partner_id": partner_id, "now": now, "after": after_member, "limit": limit},
+    )
+    return list(result.all())
+
+
+# --- targets and offers ---------------------------------------------------------------
+
+
+async def insert_target(conn: AsyncConnection, **values: Any) -> None:
+    await conn.execute(
+        sql(
+            """
+            INSERT INTO campaign_target (campaign_id, segment, audience, control_share,
+                offer_title, offer_description)
+            VALUES (:campaign_id, :segment, :audience, :control_share, :offer_title,
+                :offer_description)
+            """
+        ),
+        values,
+    )
+
+
+async def select_audience(
+    conn: AsyncConnection, *, campaign_id: int, now: datetime, expires_at: datetime | None
+) -> tuple[int, int]:
+    """Select a target's audience once (run as the owner; the caller must manage the
+    campaign): (treated, control)."""
+    result = await conn.execute(
+        sql("SELECT treated, control FROM insights_select_audience(:id, :now, :expires)"),
+        {"id": campaign_id, "now": now, "expires": expires_at},
+    )
+    row = result.first()
+    return (int(row.treated), int(row.control)) if row is not None else (0, 0)
+
+
+async def targets(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql(
+            """
+            SELECT campaign_id, segment, audience, control_share, offer_title,
+                   offer_description, treated, control, selected_at
+            FROM campaign_target WHERE campaign_id = ANY(CAST(:ids AS bigint[]))
+            """
+        ),
+        {"ids": list(campaign_ids)},
+    )
+    return list(result.all())
+
+
+_OFFER = (
+    "o.id, o.campaign_id, o.member_id, o.title, o.description, o.status, o.expires_at,"
+    " o.activated_at"
+)
+
+
+async def offers_of_member(conn: AsyncConnection, *, member_id: int, limit: int) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql(
+            f"SELECT {_OFFER} FROM offer o WHERE o.member_id = :member_id"
+            " ORDER BY o.id DESC LIMIT :limit"
+        ),
+        {"member_id": member_id, "limit": limit},
+    )
+    return list(result.all())
+
+
+async def offers_by_ids(conn: AsyncConnection, *, offer_ids: Sequence[int]) -> list[Row[Any]]:
+    result = await conn.execute(
+        sql(f"SELECT {_OFFER} FROM offer o WHERE o.id = ANY(CAST(:ids AS bigint[]))"),
+        {"ids": list(offer_ids)},
+    )
+    return list(result.all())
+
+
+async def activate_offer(
+    conn: AsyncConnection, *, offer_id: int, member_id: int, now: datetime
+) -> bool:
+    """AVAILABLE -> ACTIVATED for an offer of this member that has not expired."""
+    result = await conn.execute(
+        sql(
+            """
+            UPDATE offer SET status = 'ACTIVATED', activated_at = :now
+            WHERE id = :id AND member_id = :member_id AND status = 'AVAILABLE'
+              AND (expires_at IS NULL OR expires_at > :now)
+            RETURNING id
+            """
+        ),
+        {"id": offer_id, "member_id": member_id, "now": now},
+    )
+    return result.first() is not None
+
+
+async def campaign_outcome(
+    conn: AsyncConnection, *, campaign_id: int, start: datetime, end: datetime
+) -> list[Row[Any]]:
+    """(control, members, purchasers, spend, activated) per group (run as the owner; the caller
+    must manage the campaign)."""
+    result = await conn.execute(
+        sql(
+            "SELECT control, members, purchasers, spend, activated"
+            " FROM insights_campaign_outcome(:id, :start, :end)"
+        ),
+        {"id": campaign_id, "start": start, "end": end},
+    )
+    return list(result.all())
