@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
+from typing import Annotated
 
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from exchange.insights.models import Profile
+from exchange.insights.models import Segment as SegmentModel
+from exchange.kit.errors import InvalidInput
+from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.usecases import insights as cases
+from graphql_schema import ids
 from graphql_schema.context import Context
-from graphql_schema.errors import ask
+from graphql_schema.errors import ask, mutate
+from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
 
 
 @strawberry.type(
@@ -77,3 +83,109 @@ async def load_profile(info: Info[Context, None], member_id: int) -> Profile:
         info.context.loaders["profiles"] = DataLoader(load_fn=load)
     loader: DataLoader[int, Profile] = info.context.loaders["profiles"]
     return await loader.load(member_id)
+
+
+@strawberry.type(
+    description="A group of members: a built-in one (rules in docs/api.md, Insights) or"
+    " a custom one, CEL over the profile."
+)
+class Segment(Node):
+    name: str = strawberry.field(description="NEW, ACTIVE, ... or your own name.")
+    built_in: bool = strawberry.field(description="Whether it is one of the built-in six.")
+    condition: str | None = strawberry.field(description="A custom segment's CEL condition.")
+    size: int = strawberry.field(
+        description="Your linked members in it now (the operator: the coalition's members)."
+    )
+
+    @classmethod
+    def of(cls, segment: SegmentModel) -> Segment:
+        return cls(
+            id=strawberry.ID(ids.encode("Segment", segment.id)),
+            name=segment.name,
+            built_in=segment.built_in,
+            condition=segment.condition,
+            size=segment.size,
+        )
+
+
+@strawberry.type(description="One segment in a page of them.")
+class SegmentEdge:
+    cursor: str = strawberry.field(description="Pass as `after` for the next page.")
+    node: Segment = strawberry.field(description="The segment.")
+
+
+@strawberry.type(description="A page of segments: the built-in ones first, then yours.")
+class SegmentConnection:
+    edges: list[SegmentEdge] = strawberry.field(description="The segments of this page.")
+    page_info: PageInfo = strawberry.field(description="Whether more follow.")
+
+
+@strawberry.input(description="A custom segment: CEL over a member's profile.")
+class CreateSegmentInput:
+    name: str = strawberry.field(description="Capital letters, digits and _ (e.g. BIG_SPENDERS).")
+    condition: str = strawberry.field(
+        description="CEL over `profile` (purchases, spend_minor, days_since_first,"
+        " days_since_last, mean_days_between, recency, frequency, monetary, consent,"
+        " segments); see docs/api.md, Insights."
+    )
+
+
+@strawberry.type(description="The segment created, or why not.")
+class SegmentPayload:
+    segment: Segment | None = strawberry.field(default=None, description="The new segment.")
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was created."
+    )
+
+
+def _segment_page(first: int | None, after: str | None) -> cases.SegmentPage:
+    size = DEFAULT_PAGE if first is None else first
+    if not 1 <= size <= MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
+    after_id = 0
+    if after is not None:
+        decoded = ids.decode_as(after, "Segment")
+        if decoded is None:
+            raise InvalidInput("after is not a cursor from here", field=["after"])
+        after_id = decoded
+    return cases.SegmentPage(first=size + 1, after_id=after_id)
+
+
+@strawberry.type
+class InsightsQuery:
+    @strawberry.field(
+        description="Segments with their sizes among your members: the built-in ones,"
+        " then your own (needs insights:read)."
+    )
+    async def segments(
+        self,
+        info: Info[Context, None],
+        first: FirstArgument | None = None,
+        after: Annotated[
+            str | None, strawberry.argument(description="The cursor of the last seen.")
+        ] = None,
+    ) -> SegmentConnection:
+        found = await ask(info, cases.segments_page, lambda: _segment_page(first, after))
+        size = DEFAULT_PAGE if first is None else first
+        edges = [SegmentEdge(cursor=s.id, node=s) for s in map(Segment.of, found[:size])]
+        return SegmentConnection(
+            edges=edges,
+            page_info=PageInfo(
+                has_next_page=len(found) > size, end_cursor=edges[-1].cursor if edges else None
+            ),
+        )
+
+
+@strawberry.type
+class InsightsMutation:
+    @strawberry.mutation(description="A custom segment of yours (needs insights:read).")
+    async def create_segment(
+        self, info: Info[Context, None], input: CreateSegmentInput
+    ) -> SegmentPayload:
+        return await mutate(
+            info,
+            cases.create_segment,
+            lambda: cases.NewSegment(name=input.name, condition=input.condition),
+            lambda segment: SegmentPayload(segment=Segment.of(segment)),
+            lambda errors: SegmentPayload(user_errors=errors),
+        )

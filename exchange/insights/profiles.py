@@ -44,7 +44,7 @@ def rfm_of(recency: int | None, frequency: int | None, monetary: int | None) -> 
     return Rfm(recency=int(recency), frequency=int(frequency), monetary=int(monetary))
 
 
-def _profile(member_id: int, row: Row[Any]) -> Profile:
+def profile_of_row(member_id: int, row: Row[Any]) -> Profile:
     purchases = int(row.purchases)
     order = list(BuiltInSegment)
     return Profile(
@@ -69,7 +69,7 @@ async def profile(
 ) -> Profile:
     """The member's profile as the partner (None: the operator) may read it."""
     row = await repository.profile(conn, member_id=member_id, partner_id=partner_id, now=now)
-    return _profile(member_id, row)
+    return profile_of_row(member_id, row)
 
 
 async def refresh(conn: AsyncConnection) -> tuple[int, int]:

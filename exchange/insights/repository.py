@@ -169,8 +169,9 @@ SELECT s.member_id,
             ELSE s.purchases END AS purchases,
        CASE WHEN coalesce(pr.consent_cross_partner, false) THEN pr.rfm_monetary
             ELSE s.rfm_monetary END AS monetary,
-       s.spend, s.rfm_recency, s.rfm_frequency,
-       coalesce(pr.consent_cross_partner, false) AS consent
+       s.first_purchase_at AS own_first_at, s.last_purchase_at AS own_last_at,
+       s.purchases AS own_purchases, s.spend, s.rfm_recency, s.rfm_frequency,
+       s.rfm_monetary, coalesce(pr.consent_cross_partner, false) AS consent
 FROM member_partner_stats s
 JOIN member_link l ON l.member_id = s.member_id AND l.partner_id = s.partner_id
 LEFT JOIN member_profile pr ON pr.member_id = s.member_id
@@ -220,8 +221,9 @@ async def profiles_of_partner(
     result = await conn.execute(
         sql(
             f"""
-            SELECT b.member_id, b.first_at, b.last_at, b.purchases, b.spend, b.monetary,
-                   b.rfm_recency, b.rfm_frequency, b.consent,
+            SELECT b.member_id, b.own_first_at AS first_purchase_at,
+                   b.own_last_at AS last_purchase_at, b.own_purchases AS purchases, b.spend,
+                   b.rfm_recency, b.rfm_frequency, b.rfm_monetary, b.consent,
                    insights_segments(b.first_at, b.last_at, b.purchases, b.monetary, :now)
                      AS segments
             FROM ({_BASIS}) b WHERE b.member_id > :after ORDER BY b.member_id LIMIT :limit

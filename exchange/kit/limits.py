@@ -108,6 +108,8 @@ MAX_CAMPAIGN_COUNT = 10**12
 #: Recorded purchases one simulation replays at most.
 MAX_SIMULATED = 20_000
 MAX_TIERS = 20
+#: Custom segments per partner (and the operator's); each is evaluated per member.
+MAX_SEGMENTS = 100
 MAX_TIER_NAME_LENGTH = 40
 MAX_TIER_MULTIPLIER = Decimal(10)
 

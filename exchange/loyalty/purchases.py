@@ -133,7 +133,7 @@ async def _facts(
     conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, window: date
 ) -> Row[Any]:
     return await repository.member_facts(
-        conn, member_id=member_id, partner_id=partner_id,
+        conn, member_id=member_id, partner_id=partner_id, at=at,
         since=at - timedelta(days=RECENT_DAYS), window=window,
     )  # fmt: skip
 
@@ -150,7 +150,7 @@ def _member_variables(
     last_here = facts.last_here
     return {
         "tier": facts.tier or "",
-        "segments": [],
+        "segments": list(facts.segments or []),
         "purchases_here": int(facts.purchases_here or 0),
         "spend_here_minor": _minor(Decimal(facts.spend_here or 0), currency),
         "purchases_coalition": int(facts.purchases_coalition),

@@ -235,12 +235,20 @@ async def add_qualifying(
 
 
 async def member_facts(
-    conn: AsyncConnection, *, member_id: int, partner_id: int, since: datetime, window: date
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    partner_id: int,
+    at: datetime,
+    since: datetime,
+    window: date,
 ) -> Row[Any]:
     """What a purchase needs to know of a member, in one statement: its tier and
     qualifying points since ``window`` (with the tier ladder), consent, purchases and
     spend here, coalition-wide purchases, and where and what it bought since ``since``
-    (coalition-wide; the caller keeps only this partner's without consent)."""
+    (coalition-wide; the caller keeps only this partner's without consent), and the
+    built-in segments it is in at ``at`` (judged on this partner's purchases, or the
+    coalition's with consent: the one function ``insights_segments``)."""
     result = await conn.execute(
         sql(
             """
@@ -264,14 +272,23 @@ async def member_facts(
               (SELECT coalesce(array_agg(DISTINCT partner_id::text || ':' || category), '{}')
                FROM member_category_stats
                WHERE member_id = :member_id AND last_purchase_at >= :since)
-                AS categories_recent
+                AS categories_recent,
+              CASE WHEN coalesce(pr.consent_cross_partner, false)
+                THEN (SELECT insights_segments(min(first_purchase_at), max(last_purchase_at),
+                                               sum(purchases)::integer, pr.rfm_monetary, :at)
+                      FROM member_partner_stats WHERE member_id = :member_id)
+                ELSE insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
+                                       s.rfm_monetary, :at)
+              END AS segments
             FROM (SELECT 1) AS one
             LEFT JOIN member_partner_stats s
               ON s.member_id = :member_id AND s.partner_id = :partner_id
+            LEFT JOIN member_profile pr ON pr.member_id = :member_id
             """
         ),
-        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window},
-    )
+        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window,
+         "at": at},
+    )  # fmt: skip
     return result.one()
 
 

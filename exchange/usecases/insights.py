@@ -9,8 +9,10 @@ security enforces the same again underneath.
 
 from __future__ import annotations
 
-from exchange.insights import profiles
-from exchange.insights.models import Profile
+from dataclasses import dataclass, replace
+
+from exchange.insights import profiles, segments
+from exchange.insights.models import Profile, Segment
 from exchange.usecases.core import Call, use_case
 from exchange.usecases.members import may_read_member
 from partners.principal import PrincipalKind
@@ -23,8 +25,57 @@ def _partner_or_operator(call: Call) -> int | None:
 
 @use_case(partner="insights:read", operator="insights:read")
 async def member_profile(call: Call, member_id: int) -> Profile:
-    """A member's profile and built-in segments: a partner's own linked member only."""
+    """A member's profile and segments (built-in, then the caller's own): a partner's
+    own linked member only."""
     await may_read_member(call, member_id)
-    return await profiles.profile(
-        call.conn, member_id=member_id, partner_id=_partner_or_operator(call), now=call.now
+    owner = _partner_or_operator(call)
+    profile = await profiles.profile(call.conn, member_id=member_id, partner_id=owner, now=call.now)
+    return await _with_customs(call, profile, owner)
+
+
+async def _with_customs(call: Call, profile: Profile, owner: int | None) -> Profile:
+    """The profile's segments, the caller's custom ones after the built-in ones."""
+    own = await segments.customs(call.conn, owner=owner)
+    if not own:
+        return profile
+    digits = await segments.digits_of(call.conn, partner_id=owner, now=call.now)
+    compiled = [(name, segments.condition_of(condition)) for _, name, condition in own]
+    extra = segments.matching(profile, compiled, now=call.now, digits=digits)
+    return replace(profile, segments=[*profile.segments, *extra])
+
+
+@dataclass(frozen=True)
+class SegmentPage:
+    first: int
+    after_id: int = 0
+
+
+@use_case(partner="insights:read", operator="insights:read")
+async def segments_page(call: Call, page: SegmentPage) -> list[Segment]:
+    """The built-in segments, then the caller's own, with their sizes among its members."""
+    return await segments.listing(
+        call.conn,
+        owner=_partner_or_operator(call),
+        now=call.now,
+        after_id=page.after_id,
+        first=page.first,
+    )
+
+
+@dataclass(frozen=True)
+class NewSegment:
+    name: str
+    condition: str
+
+
+@use_case(partner="insights:read", operator="insights:read")
+async def create_segment(call: Call, request: NewSegment) -> Segment:
+    """A custom segment of the caller: CEL over a member's profile."""
+    return await segments.create(
+        call.conn,
+        owner=_partner_or_operator(call),
+        name=request.name,
+        condition=request.condition,
+        created_by=call.principal.client_id,
+        now=call.now,
     )

@@ -105,6 +105,9 @@ PROBES: dict[str, tuple[str, str]] = {
                             ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
     "redeliverWebhook": ("partner", 'mutation { redeliverWebhook(input: {deliveryId:'
                          ' "V2ViaG9va0RlbGl2ZXJ5OjE"}) { userErrors { code } } }'),
+    "segments": ("partner", "{ segments(first: 10) { edges { node { id name size } } } }"),
+    "createSegment": ("partner", 'mutation { createSegment(input: {name: "RS", condition:'
+                      ' "profile.purchases > 1"}) { segment { id } userErrors { code } } }'),
 }  # fmt: skip
 
 
