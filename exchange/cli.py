@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
+from exchange.insights import profiles
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -35,6 +36,7 @@ from exchange.loyalty import tiers
 from exchange.loyalty.models import Campaign, CampaignStatus
 from partners import clients, identity, registry
 from partners import keys as key_store
+from partners import repository as partner_repository
 from partners.identity import IdentityKeys
 from partners.models import ContractChanges, ContractTerms, FundingModel, Partner, PartnerStatus
 from settlement import reconciliation as settlement_reconciliation
@@ -321,6 +323,11 @@ def _member_commands(commands: Any) -> None:
     export.add_argument("member_id", type=int)
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
     erase.add_argument("member_id", type=int)
+    consent = sub.add_parser(
+        "consent", help="record a member's consent to cross-partner use (audited)"
+    )
+    consent.add_argument("member_id", type=int)
+    consent.add_argument("--cross-partner", choices=["on", "off"], required=True)
 
 
 def _insights_commands(commands: Any) -> None:
@@ -777,6 +784,8 @@ def command_member(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         subject = f"member:{args.member_id}"
         async with database.transaction(SYSTEM) as conn:
+            if args.member_command == "consent":
+                return await _consent(conn, args.member_id, args.cross_partner == "on")
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
                 events = await events_repository.forget_member(conn, member_id=args.member_id)
@@ -810,6 +819,20 @@ def command_insights(args: argparse.Namespace) -> int:
         return 0
 
     return _run(refresh)
+
+
+async def _consent(conn: AsyncConnection, member_id: int, given: bool) -> int:
+    """Record a member's consent (as the member told the operator), in the audit log."""
+    if await partner_repository.identity(conn, member_id=member_id) is None:
+        raise UsageError(f"no member {member_id}")
+    changed = await profiles.set_consent(conn, member_id=member_id, consent=given, now=utc_now())
+    if changed:
+        await _audit(
+            conn, Action.MEMBER_CONSENT_CHANGED, f"member:{member_id}", {"crossPartner": given}
+        )
+    state = "on" if given else "off"
+    print(f"member {member_id}: cross-partner consent {state}" + ("" if changed else " (already)"))
+    return 0
 
 
 def command_keys(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ from strawberry.types import Info
 
 from exchange.insights.models import Profile
 from exchange.insights.models import Segment as SegmentModel
-from exchange.kit.errors import InvalidInput
+from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.usecases import insights as cases
 from graphql_schema import ids
@@ -188,4 +188,50 @@ class InsightsMutation:
             lambda: cases.NewSegment(name=input.name, condition=input.condition),
             lambda segment: SegmentPayload(segment=Segment.of(segment)),
             lambda errors: SegmentPayload(user_errors=errors),
+        )
+
+
+@strawberry.input(description="A member's consent to cross-partner use of its data.")
+class SetMemberConsentInput:
+    consent_cross_partner: bool = strawberry.field(description="On or off.")
+    member_id: strawberry.ID | None = strawberry.field(
+        default=None, description="The member (an operator's call only; a member: itself)."
+    )
+
+
+@strawberry.type(description="The consent recorded, or why not.")
+class SetMemberConsentPayload:
+    consent_cross_partner: bool | None = strawberry.field(
+        default=None, description="The consent now recorded."
+    )
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing was recorded."
+    )
+
+
+def _consent(input: SetMemberConsentInput) -> cases.SetConsent:
+    member_id = None
+    if input.member_id is not None:
+        member_id = ids.decode_as(input.member_id, "Member")
+        if member_id is None:
+            raise NotFound("no member has that id", field=["memberId"])
+    return cases.SetConsent(input.consent_cross_partner, member_id)
+
+
+@strawberry.type
+class ConsentMutation:
+    @strawberry.mutation(
+        description="Record a member's consent to cross-partner use: a member token with"
+        " consent:write (never delegable by a partner), or an operator (partners:admin)"
+        " with memberId."
+    )
+    async def set_member_consent(
+        self, info: Info[Context, None], input: SetMemberConsentInput
+    ) -> SetMemberConsentPayload:
+        return await mutate(
+            info,
+            cases.set_member_consent,
+            lambda: _consent(input),
+            lambda given: SetMemberConsentPayload(consent_cross_partner=given),
+            lambda errors: SetMemberConsentPayload(user_errors=errors),
         )

@@ -20,6 +20,7 @@ class Action(enum.StrEnum):
     KEYS_ROTATED = "keys.rotated"
     MEMBER_EXPORTED = "member.exported"
     MEMBER_ERASED = "member.erased"
+    MEMBER_CONSENT_CHANGED = "member.consent_changed"
     SETTLEMENT_FINALIZED = "settlement.finalized"
     SETTLEMENT_PAYMENT_RECORDED = "settlement.payment_recorded"
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.insights import repository
 from exchange.insights.models import BuiltInSegment, Profile, Rfm
+from exchange.kit.currency import plain
 
 SECONDS_PER_DAY = Decimal(86_400)
 DAYS = Decimal("0.01")
@@ -52,9 +53,7 @@ def profile_of_row(member_id: int, row: Row[Any]) -> Profile:
         first_purchase_at=row.first_purchase_at,
         last_purchase_at=row.last_purchase_at,
         purchases=purchases,
-        spend=Decimal(row.spend).quantize(Decimal("0.0001")).normalize()
-        if row.spend
-        else Decimal("0"),
+        spend=plain(Decimal(row.spend or 0)),
         mean_days_between_purchases=mean_days_between(
             row.first_purchase_at, row.last_purchase_at, purchases
         ),
@@ -76,3 +75,10 @@ async def refresh(conn: AsyncConnection) -> tuple[int, int]:
     """Recompute the RFM quintiles (system work): (profiles at partners changed, members'
     coalition-wide scores changed)."""
     return await repository.refresh_rfm(conn)
+
+
+async def set_consent(
+    conn: AsyncConnection, *, member_id: int, consent: bool, now: datetime
+) -> bool:
+    """Record the member's consent to cross-partner use; whether it changed."""
+    return await repository.set_consent(conn, member_id=member_id, consent=consent, now=now)

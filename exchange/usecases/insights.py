@@ -11,10 +11,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from exchange import audit
 from exchange.insights import profiles, segments
 from exchange.insights.models import Profile, Segment
+from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.usecases.core import Call, use_case
 from exchange.usecases.members import may_read_member
+from partners import repository as partner_repository
 from partners.principal import PrincipalKind
 
 
@@ -79,3 +82,39 @@ async def create_segment(call: Call, request: NewSegment) -> Segment:
         created_by=call.principal.client_id,
         now=call.now,
     )
+
+
+@dataclass(frozen=True)
+class SetConsent:
+    consent_cross_partner: bool
+    #: The operator names the member; a member token is its own member.
+    member_id: int | None = None
+
+
+@use_case(member="consent:write", operator="partners:admin")
+async def set_member_consent(call: Call, request: SetConsent) -> bool:
+    """Record a member's consent to cross-partner use: the member's own (a scope no
+    partner can delegate), or an operator's record of it (in the audit log)."""
+    if call.principal.kind == PrincipalKind.MEMBER:
+        if request.member_id is not None:
+            raise Forbidden("memberId is an operator's; a member sets its own consent")
+        member_id = call.principal.require_member()
+    else:
+        if request.member_id is None:
+            raise InvalidInput("memberId is required", field=["memberId"])
+        member_id = request.member_id
+        if await partner_repository.identity(call.conn, member_id=member_id) is None:
+            raise NotFound("no member has that id", field=["memberId"])
+    changed = await profiles.set_consent(
+        call.conn, member_id=member_id, consent=request.consent_cross_partner, now=call.now
+    )
+    if changed and call.principal.kind == PrincipalKind.OPERATOR:
+        await audit.record(
+            call.conn,
+            actor=call.actor,
+            action=audit.Action.MEMBER_CONSENT_CHANGED,
+            subject=f"member:{member_id}",
+            details={"crossPartner": request.consent_cross_partner},
+            at=call.now,
+        )
+    return request.consent_cross_partner

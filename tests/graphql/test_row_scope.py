@@ -106,6 +106,8 @@ PROBES: dict[str, tuple[str, str]] = {
     "redeliverWebhook": ("partner", 'mutation { redeliverWebhook(input: {deliveryId:'
                          ' "V2ViaG9va0RlbGl2ZXJ5OjE"}) { userErrors { code } } }'),
     "segments": ("partner", "{ segments(first: 10) { edges { node { id name size } } } }"),
+    "setMemberConsent": ("operator", 'mutation { setMemberConsent(input: {consentCrossPartner:'
+                         ' true, memberId: "TWVtYmVyOjE"}) { userErrors { code } } }'),
     "createSegment": ("partner", 'mutation { createSegment(input: {name: "RS", condition:'
                       ' "profile.purchases > 1"}) { segment { id } userErrors { code } } }'),
 }  # fmt: skip
