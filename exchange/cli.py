@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
-from exchange.insights import profiles
+from exchange.insights import privacy, profiles
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
 from exchange.kit.db import Database, resolve_database_url
@@ -789,15 +789,17 @@ def command_member(args: argparse.Namespace) -> int:
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
                 events = await events_repository.forget_member(conn, member_id=args.member_id)
+                await privacy.erase(conn, member_id=args.member_id)
                 await _audit(conn, Action.MEMBER_ERASED, subject)
                 print(
                     f"member {args.member_id}: identity erased, {events} events about them"
-                    " purged; ledger entries kept"
+                    " purged, profiles and offers deleted; ledger entries kept"
                 )
                 return 0
             exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
+            held = await privacy.export(conn, member_id=args.member_id)
             await _audit(conn, Action.MEMBER_EXPORTED, subject)
-        print(json.dumps(exported.__dict__, default=str))
+        print(json.dumps({**exported.__dict__, "insights": held}, default=str))
         return 0
 
     return _run(run)

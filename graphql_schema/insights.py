@@ -11,14 +11,18 @@ import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
+from exchange.insights import kpis
 from exchange.insights.models import Profile
 from exchange.insights.models import Segment as SegmentModel
+from exchange.kit.clock import require_aware
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.usecases import insights as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
+from graphql_schema.cost import list_size
 from graphql_schema.errors import ask, mutate
+from graphql_schema.scalars import BigInt
 from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
 
 
@@ -235,3 +239,108 @@ class ConsentMutation:
             lambda given: SetMemberConsentPayload(consent_cross_partner=given),
             lambda errors: SetMemberConsentPayload(user_errors=errors),
         )
+
+
+@strawberry.type(description="Members who first bought in a month, and who came back.")
+class CohortRetention:
+    cohort: str = strawberry.field(description="The month of the first purchase, YYYY-MM.")
+    members: int = strawberry.field(description="Members in the cohort.")
+    retained: list[Decimal] = strawberry.field(
+        description="The share of them who bought in each later month, to the window's end."
+    )
+
+
+@strawberry.type(
+    description="Your members who also bought a category elsewhere: present only at k"
+    " members or more (EXCHANGE_K_ANONYMITY), never a small number."
+)
+class CategoryShare:
+    category: str = strawberry.field(description="The item category.")
+    share: Decimal = strawberry.field(
+        description="Of your members who consented to cross-partner use, the share."
+    )
+    members: int = strawberry.field(description="How many (at least k).")
+
+
+@strawberry.type(description="KPIs over a window: a partner's own, the operator's of all.")
+class Insights:
+    liability_points: BigInt = strawberry.field(description="Points issued still in wallets.")
+    liability_amount: Decimal = strawberry.field(
+        description="Their worth at the issuers' issue prices in force."
+    )
+    currency: str = strawberry.field(description="The currency of the amounts.")
+    issued: BigInt = strawberry.field(description="Points earned in the window.")
+    redeemed: BigInt = strawberry.field(description="Of the issuer's points, redeemed.")
+    expired: BigInt = strawberry.field(description="Of the issuer's points, expired.")
+    breakage_rate: Decimal = strawberry.field(description="expired / issued.")
+    redemption_rate: Decimal = strawberry.field(description="redeemed / issued.")
+    active_members30: int = strawberry.field(
+        name="activeMembers30", description="Members who bought in the 30 days before `to`."
+    )
+    active_members90: int = strawberry.field(
+        name="activeMembers90", description="Members who bought in the 90 days before `to`."
+    )
+    repeat_rate: Decimal = strawberry.field(description="Of buying members, those with 2+.")
+    spend_per_member: Decimal = strawberry.field(
+        description="Spend in the window per member who bought."
+    )
+    retention: list[CohortRetention] = strawberry.field(
+        description="Monthly cohorts of first purchases in the window (the operator's"
+        " coalition-wide cohorts: only at k members or more).",
+        metadata=list_size(24),
+    )
+    cross_shopping: list[CategoryShare] = strawberry.field(
+        description="Categories your consenting members bought elsewhere; k or more each.",
+        metadata=list_size(50),
+    )
+
+    @classmethod
+    def of(cls, found: kpis.Insights) -> Insights:
+        return cls(
+            liability_points=BigInt(found.liability_points),
+            liability_amount=found.liability_amount, currency=found.currency,
+            issued=BigInt(found.issued), redeemed=BigInt(found.redeemed),
+            expired=BigInt(found.expired), breakage_rate=found.breakage_rate,
+            redemption_rate=found.redemption_rate,
+            active_members30=found.active_members_30, active_members90=found.active_members_90,
+            repeat_rate=found.repeat_rate, spend_per_member=found.spend_per_member,
+            retention=[CohortRetention(cohort=c.month, members=c.members, retained=c.retained)
+                       for c in found.retention],
+            cross_shopping=[CategoryShare(category=c.category, share=c.share, members=c.members)
+                            for c in found.cross_shopping],
+        )  # fmt: skip
+
+
+def _window(
+    start: datetime, end: datetime, partner_id: strawberry.ID | None
+) -> cases.InsightsWindow:
+    chosen = None
+    if partner_id is not None:
+        chosen = ids.decode_as(partner_id, "Partner")
+        if chosen is None:
+            raise NotFound("no partner has that id", field=["partnerId"])
+    return cases.InsightsWindow(
+        start=require_aware(start, "from"), end=require_aware(end, "to"), partner_id=chosen
+    )
+
+
+@strawberry.type
+class KpiQuery:
+    @strawberry.field(
+        description="KPIs over [from, to) (needs insights:read): a partner's own"
+        " (partnerId ignored); the operator's of every partner, or of partnerId."
+    )
+    async def insights(
+        self,
+        info: Info[Context, None],
+        from_: Annotated[
+            datetime, strawberry.argument(name="from", description="The window's start.")
+        ],
+        to: Annotated[datetime, strawberry.argument(description="The window's end (excluded).")],
+        partner_id: Annotated[
+            strawberry.ID | None,
+            strawberry.argument(description="The operator's choice of one partner."),
+        ] = None,
+    ) -> Insights:
+        found = await ask(info, cases.insights, lambda: _window(from_, to, partner_id))
+        return Insights.of(found)

@@ -22,7 +22,7 @@ from graphql_schema import ids
 from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.errors import ask, query_error
-from graphql_schema.insights import InsightsQuery
+from graphql_schema.insights import InsightsQuery, KpiQuery
 from graphql_schema.loyalty import Campaign, LoyaltyQuery, Purchase
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
@@ -179,7 +179,7 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
 
 
 @strawberry.type
-class Query(LoyaltyQuery, WebhookQuery, InsightsQuery):
+class Query(LoyaltyQuery, WebhookQuery, InsightsQuery, KpiQuery):
     @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
     async def ledger_accounts(
         self,

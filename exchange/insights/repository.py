@@ -334,3 +334,189 @@ async def campaign_outcome(
         {"id": campaign_id, "start": start, "end": end},
     )
     return list(result.all())
+
+
+# --- GDPR -----------------------------------------------------------------------------
+
+
+async def member_export(conn: AsyncConnection, *, member_id: int) -> Row[Any]:
+    """What insights hold of one member: its profile at each partner, its consent, its
+    purchases (with their personal fields) and its offers, as JSON."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT
+              (SELECT coalesce(json_agg(json_build_object('partner', partner_id,
+                 'purchases', purchases, 'spend', spend::text,
+                 'firstPurchaseAt', first_purchase_at, 'lastPurchaseAt', last_purchase_at)
+                 ORDER BY partner_id), '[]')
+               FROM member_partner_stats WHERE member_id = :m) AS profiles,
+              (SELECT consent_cross_partner FROM member_profile WHERE member_id = :m)
+                AS consent,
+              (SELECT coalesce(json_agg(json_build_object('id', id, 'partner', partner_id,
+                 'amount', amount::text, 'currency', currency, 'occurredAt', occurred_at,
+                 'storeRef', store_ref, 'reference', reference, 'items', items)
+                 ORDER BY id), '[]')
+               FROM purchase WHERE member_id = :m) AS purchases,
+              (SELECT coalesce(json_agg(json_build_object('id', id, 'campaign', campaign_id,
+                 'title', title, 'status', status, 'createdAt', created_at) ORDER BY id), '[]')
+               FROM offer WHERE member_id = :m) AS offers
+            """
+        ),
+        {"m": member_id},
+    )
+    return result.one()
+
+
+async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
+    """GDPR erasure: the member's profiles, consent and offers are deleted (and whether it
+    was selected for a campaign), its purchases lose their personal fields (store,
+    reference, items); amounts stay, as the ledger's entries do. The purchases cleared."""
+    result = await conn.execute(
+        sql(
+            """
+            WITH stats AS (DELETE FROM member_partner_stats WHERE member_id = :m),
+                 categories AS (DELETE FROM member_category_stats WHERE member_id = :m),
+                 profile AS (DELETE FROM member_profile WHERE member_id = :m),
+                 offers AS (DELETE FROM offer WHERE member_id = :m),
+                 selected AS (DELETE FROM campaign_selection WHERE member_id = :m)
+            UPDATE purchase SET store_ref = NULL, reference = NULL, items = '[]'::jsonb
+            WHERE member_id = :m
+            """
+        ),
+        {"m": member_id},
+    )
+    return int(result.rowcount)
+
+
+# --- KPIs -----------------------------------------------------------------------------
+
+_PARTNER = "(CAST(:partner AS bigint) IS NULL OR {column} = :partner)"
+
+_KPIS = f"""
+WITH moved AS (
+    SELECT c.kind, sum(c.points) AS points
+    FROM ledger_lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id
+    WHERE {_PARTNER.format(column="c.issuer_partner_id")}
+      AND c.kind IN ('REDEEM', 'EXPIRY')
+      AND e.effective_at >= :start AND e.effective_at < :end
+    GROUP BY c.kind
+), members AS (
+    SELECT member_id, max(last_purchase_at) AS last_at, sum(purchases) AS purchases
+    FROM member_partner_stats WHERE {_PARTNER.format(column="partner_id")}
+    GROUP BY member_id
+), bought AS (
+    SELECT coalesce(sum(amount), 0) AS amount, count(DISTINCT member_id) AS members
+    FROM purchase
+    WHERE {_PARTNER.format(column="partner_id")}
+      AND occurred_at >= :start AND occurred_at < :end
+)
+SELECT
+  (SELECT coalesce(sum(amount), 0) FROM ledger_lot
+   WHERE {_PARTNER.format(column="issuer_partner_id")} AND origin = 'EARN'
+     AND earned_at >= :start AND earned_at < :end) AS issued,
+  coalesce((SELECT points FROM moved WHERE kind = 'REDEEM'), 0) AS redeemed,
+  coalesce((SELECT points FROM moved WHERE kind = 'EXPIRY'), 0) AS expired,
+  (SELECT count(*) FROM members
+   WHERE last_at >= :end - interval '30 days' AND last_at < :end) AS active_30,
+  (SELECT count(*) FROM members
+   WHERE last_at >= :end - interval '90 days' AND last_at < :end) AS active_90,
+  (SELECT count(*) FROM members WHERE purchases >= 2) AS repeaters,
+  (SELECT count(*) FROM members) AS purchasers,
+  bought.amount AS spend, bought.members AS spenders
+FROM bought
+"""
+
+
+async def kpis(
+    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime
+) -> Row[Any]:
+    """Points issued, redeemed and expired of the partner's lots (the operator's: every
+    partner's) in [start, end); members active in the 30 and 90 days before ``end``,
+    repeat buyers, spend and spenders in the window."""
+    result = await conn.execute(sql(_KPIS), {"partner": partner_id, "start": start, "end": end})
+    return result.one()
+
+
+async def liability(conn: AsyncConnection, *, partner_id: int | None) -> list[Row[Any]]:
+    """Points still in wallets, by issuing partner (None: the coalition's own)."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT issuer_partner_id, sum(remaining) AS points FROM ledger_lot
+            WHERE {_PARTNER.format(column="issuer_partner_id")} AND remaining > 0
+            GROUP BY issuer_partner_id ORDER BY issuer_partner_id NULLS FIRST
+            """
+        ),
+        {"partner": partner_id},
+    )
+    return list(result.all())
+
+
+async def cohorts(
+    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime
+) -> list[Row[Any]]:
+    """Members by the month of their first purchase (at the partner; the operator's:
+    anywhere) in [start, end), and how many of them bought in each later month (offset
+    1, 2, ...; offset 0 is the cohort)."""
+    result = await conn.execute(
+        sql(
+            f"""
+            WITH firsts AS (
+                SELECT member_id,
+                       date_trunc('month', min(first_purchase_at) AT TIME ZONE 'UTC') AS cohort
+                FROM member_partner_stats WHERE {_PARTNER.format(column="partner_id")}
+                GROUP BY member_id
+                HAVING min(first_purchase_at) >= :start AND min(first_purchase_at) < :end
+            ), months AS (
+                SELECT DISTINCT p.member_id,
+                       date_trunc('month', p.occurred_at AT TIME ZONE 'UTC') AS month
+                FROM purchase p JOIN firsts f ON f.member_id = p.member_id
+                WHERE {_PARTNER.format(column="p.partner_id")}
+                  AND p.occurred_at >= :start AND p.occurred_at < :end
+            )
+            SELECT to_char(f.cohort, 'YYYY-MM') AS cohort,
+                   ((extract(year FROM m.month) - extract(year FROM f.cohort)) * 12
+                    + extract(month FROM m.month) - extract(month FROM f.cohort))::integer
+                     AS offset_months,
+                   count(DISTINCT m.member_id) AS members
+            FROM firsts f JOIN months m ON m.member_id = f.member_id
+            GROUP BY 1, 2 ORDER BY 1, 2
+            """
+        ),
+        {"partner": partner_id, "start": start, "end": end},
+    )
+    return list(result.all())
+
+
+async def cross_shopping(
+    conn: AsyncConnection, *, partner_id: int | None, start: datetime, k: int
+) -> tuple[int, list[Row[Any]]]:
+    """Of the partner's members who consented to cross-partner use (the operator's: every
+    consenting member), how many bought each category elsewhere since ``start``: only
+    categories with at least ``k`` of them (k-anonymity). (population, rows)."""
+    result = await conn.execute(
+        sql(
+            f"""
+            WITH mine AS (
+                SELECT DISTINCT s.member_id FROM member_partner_stats s
+                JOIN member_profile pr ON pr.member_id = s.member_id
+                 AND pr.consent_cross_partner
+                WHERE {_PARTNER.format(column="s.partner_id")}
+            ), shopped AS (
+                SELECT c.category, count(DISTINCT c.member_id) AS members
+                FROM member_category_stats c JOIN mine m ON m.member_id = c.member_id
+                WHERE (CAST(:partner AS bigint) IS NULL OR c.partner_id <> :partner)
+                  AND c.last_purchase_at >= :start
+                GROUP BY c.category
+            )
+            SELECT category, members, (SELECT count(*) FROM mine) AS population
+            FROM shopped WHERE members >= :k ORDER BY members DESC, category
+            """
+        ),
+        {"partner": partner_id, "start": start, "k": k},
+    )
+    rows = list(result.all())
+    if rows:
+        return int(rows[0].population), rows
+    return 0, []

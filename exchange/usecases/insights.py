@@ -10,9 +10,10 @@ security enforces the same again underneath.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from exchange import audit
-from exchange.insights import profiles, segments
+from exchange.insights import kpis, profiles, segments
 from exchange.insights.models import Profile, Segment
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.usecases.core import Call, use_case
@@ -118,3 +119,23 @@ async def set_member_consent(call: Call, request: SetConsent) -> bool:
             at=call.now,
         )
     return request.consent_cross_partner
+
+
+@dataclass(frozen=True)
+class InsightsWindow:
+    start: datetime
+    end: datetime
+    #: The operator's choice of one partner (a partner always reads its own).
+    partner_id: int | None = None
+
+
+@use_case(partner="insights:read", operator="insights:read")
+async def insights(call: Call, window: InsightsWindow) -> kpis.Insights:
+    """KPIs: a partner's own; the operator's of every partner, or of one."""
+    partner_id = _partner_or_operator(call)
+    if partner_id is None:
+        partner_id = window.partner_id
+    return await kpis.insights(
+        call.conn, partner_id=partner_id, start=window.start, end=window.end, now=call.now,
+        k=call.tunables.k_anonymity,
+    )  # fmt: skip

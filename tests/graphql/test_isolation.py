@@ -26,7 +26,8 @@ LONG_AGO = datetime(1700, 1, 1, tzinfo=UTC)
 
 QUERY_PROBES: dict[str, str] = {
     "viewer": "{ viewer { kind scopes partner { id name contract { issuePrice } } } }",
-    "member": """query($ref: String!) { member(memberRef: $ref) { id wallet { balance
+    "member": """query($ref: String!) { member(memberRef: $ref) { id segments
+        profile { purchasesHere spendHere lastPurchaseAt } wallet { balance
         byPartner { points partner { id } }
         transactions(first: 50) { edges { node { id } } } } } }""",
     "wallet": "{ wallet { balance } }",
@@ -45,6 +46,11 @@ QUERY_PROBES: dict[str, str] = {
         awards { points rule campaign { id name } fundedBy { id } } } } } }""",
     "webhookEndpoints": """{ webhookEndpoints(first: 100) { edges { node { id url eventTypes
         deliveries(first: 20) { edges { node { id eventId eventType } } } } } } }""",
+    "segments": """{ segments(first: 100) { edges { node { id name builtIn condition
+        size } } } }""",
+    "insights": """{ insights(from: "2026-01-01T00:00:00+00:00",
+        to: "2099-01-01T00:00:00+00:00") { liabilityPoints issued redeemed currency
+        retention { cohort members } crossShopping { category members } } }""",
     "node": "(walked per Node type below)",
 }
 
@@ -68,6 +74,7 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
                 "campaigns:read",
                 "campaigns:write",
                 "webhooks:write",
+                "insights:read",
             ],
             partner_id=partner.id,
         )
@@ -131,6 +138,12 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         u=f"https://93.184.216.34/hook-{ref}",
     )
     endpoint_id = hook["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+    segment = await partner.gql(
+        "mutation($n: String!, $c: String!) { createSegment(input: {name: $n, condition: $c})"
+        " { segment { id } userErrors { code message } } }",
+        n=f"SEG_{ref.upper().replace('-', '_')}",
+        c=f'profile.purchases > 0 && "{ref}" != ""',
+    )
     await partner.gql(
         "mutation($id: ID!) { pingWebhookEndpoint(input: {endpointId: $id}) { endpoint { id } } }",
         id=endpoint_id,
@@ -145,6 +158,7 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         "Purchase": purchase["data"]["recordPurchase"]["purchase"]["id"],
         "Campaign": campaign["data"]["createCampaign"]["campaign"]["id"],
         "WebhookEndpoint": endpoint_id,
+        "Segment": segment["data"]["createSegment"]["segment"]["id"],
         "WebhookDelivery": deliveries["data"]["node"]["deliveries"]["edges"][0]["node"]["id"],
     }
 

@@ -105,6 +105,9 @@ PROBES: dict[str, tuple[str, str]] = {
                             ' "V2ViaG9va0VuZHBvaW50OjE"}) { userErrors { code } } }'),
     "redeliverWebhook": ("partner", 'mutation { redeliverWebhook(input: {deliveryId:'
                          ' "V2ViaG9va0RlbGl2ZXJ5OjE"}) { userErrors { code } } }'),
+    "insights": ("partner", '{ insights(from: "2026-01-01T00:00:00+00:00", to:'
+                 ' "2026-02-01T00:00:00+00:00") { issued retention { cohort }'
+                 " crossShopping { category } } }"),
     "segments": ("partner", "{ segments(first: 10) { edges { node { id name size } } } }"),
     "setMemberConsent": ("operator", 'mutation { setMemberConsent(input: {consentCrossPartner:'
                          ' true, memberId: "TWVtYmVyOjE"}) { userErrors { code } } }'),
