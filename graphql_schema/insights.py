@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.dataloader import DataLoader
 from strawberry.types import Info
 
 from exchange.insights import kpis
-from exchange.insights.models import Profile
+from exchange.insights.models import Audience as AudienceModel
+from exchange.insights.models import CampaignReport as CampaignReportModel
+from exchange.insights.models import GroupOutcome as GroupOutcomeModel
+from exchange.insights.models import Offer as OfferModel
+from exchange.insights.models import OfferStatus as OfferStatusModel
+from exchange.insights.models import Profile, Target
 from exchange.insights.models import Segment as SegmentModel
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import InvalidInput, NotFound
@@ -24,6 +29,9 @@ from graphql_schema.cost import list_size
 from graphql_schema.errors import ask, mutate
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import FirstArgument, Node, PageInfo, UserError
+
+if TYPE_CHECKING:
+    from graphql_schema.loyalty import Campaign
 
 
 @strawberry.type(
@@ -344,3 +352,183 @@ class KpiQuery:
     ) -> Insights:
         found = await ask(info, cases.insights, lambda: _window(from_, to, partner_id))
         return Insights.of(found)
+
+
+strawberry.enum(
+    AudienceModel,
+    name="CampaignAudience",
+    description="OWN_MEMBERS: your own members in the segment; COALITION: members who"
+    " consented to cross-partner use and never bought from you (you learn counts only).",
+)
+strawberry.enum(
+    OfferStatusModel,
+    name="OfferStatus",
+    description="AVAILABLE, ACTIVATED by the member, USED by a purchase where it applies,"
+    " EXPIRED unused.",
+)
+CampaignAudience = AudienceModel
+OfferStatus = OfferStatusModel
+
+
+@strawberry.input(description="Who a targeted campaign reaches; its offers are made at once.")
+class CampaignTargetInput:
+    segment: str = strawberry.field(description="A built-in segment (NEW, ACTIVE, ...).")
+    audience: CampaignAudience = strawberry.field(
+        default=AudienceModel.OWN_MEMBERS, description="Whose members (default your own)."
+    )
+    control_share: Decimal = strawberry.field(
+        default=Decimal("0.1"),
+        description="Held out at random per member, recorded, no offer (0 to below 1).",
+    )
+    offer_title: str = strawberry.field(description="What members read in their wallet.")
+    offer_description: str | None = strawberry.field(default=None, description="More of it.")
+
+    def target(self) -> Target:
+        return Target(
+            segment=self.segment,
+            offer_title=self.offer_title,
+            audience=self.audience,
+            control_share=self.control_share,
+            offer_description=self.offer_description,
+        )
+
+
+@strawberry.type(description="An offer made to a member by a targeted campaign.")
+class Offer(Node):
+    title: str = strawberry.field(description="The offer.")
+    description: str | None = strawberry.field(description="More of it.")
+    status: OfferStatus = strawberry.field(description="Where it stands.")
+    expires_at: datetime | None = strawberry.field(description="When it lapses unused.")
+    campaign_id: strawberry.Private[int]
+
+    @strawberry.field(
+        description="The campaign: null unless you own or fund it, or are the operator."
+    )
+    async def campaign(
+        self, info: Info[Context, None]
+    ) -> Annotated[Campaign, strawberry.lazy("graphql_schema.loyalty")] | None:
+        from graphql_schema.loyalty import Campaign as CampaignType
+
+        campaign_id = self.campaign_id
+        found = await ask(info, cases.offer_campaign, lambda: campaign_id)
+        return CampaignType.of(found) if found is not None else None
+
+    @classmethod
+    def of(cls, offer: OfferModel) -> Offer:
+        return cls(
+            id=strawberry.ID(ids.encode("Offer", offer.id)),
+            title=offer.title,
+            description=offer.description,
+            status=offer.status,
+            expires_at=offer.expires_at,
+            campaign_id=offer.campaign_id,
+        )
+
+
+@strawberry.input(description="Activate an offer.")
+class ActivateOfferInput:
+    offer_id: strawberry.ID = strawberry.field(description="The offer.")
+    member_ref: str | None = strawberry.field(
+        default=None, description="A partner acting for its member: the member's ref."
+    )
+
+
+@strawberry.type(description="The offer activated, or why not.")
+class ActivateOfferPayload:
+    offer: Offer | None = strawberry.field(default=None, description="The offer, ACTIVATED.")
+    user_errors: list[UserError] = strawberry.field(
+        default_factory=list, description="Why nothing changed."
+    )
+
+
+def _activation(input: ActivateOfferInput) -> cases.ActivateOffer:
+    offer_id = ids.decode_as(input.offer_id, "Offer")
+    if offer_id is None:
+        raise NotFound("no offer has that id", field=["offerId"])
+    return cases.ActivateOffer(offer_id=offer_id, member_ref=input.member_ref)
+
+
+@strawberry.type
+class OfferMutation:
+    @strawberry.mutation(
+        description="Activate an offer: a member token with offers:write, or a partner"
+        " (offers:write) for its member by memberRef."
+    )
+    async def activate_offer(
+        self, info: Info[Context, None], input: ActivateOfferInput
+    ) -> ActivateOfferPayload:
+        return await mutate(
+            info,
+            cases.activate_offer,
+            lambda: _activation(input),
+            lambda offer: ActivateOfferPayload(offer=Offer.of(offer)),
+            lambda errors: ActivateOfferPayload(user_errors=errors),
+        )
+
+
+@strawberry.type(description="One group of a targeted campaign over its window.")
+class GroupOutcome:
+    members: int = strawberry.field(description="Members in the group.")
+    purchasers: int = strawberry.field(description="Of them, those who bought from you.")
+    spend: Decimal = strawberry.field(description="What they spent with you.")
+
+
+@strawberry.type(description="A targeted campaign: treated against control.")
+class CampaignReport:
+    reach: int = strawberry.field(description="Offers made.")
+    activated: int = strawberry.field(description="Offers activated (or used).")
+    treated: GroupOutcome | None = strawberry.field(
+        description="Members who got an offer; null below k members."
+    )
+    control: GroupOutcome | None = strawberry.field(
+        description="Members held out; null below k members."
+    )
+    uplift: Decimal | None = strawberry.field(
+        description="Treated conversion minus control conversion (purchasers / members);"
+        " null when a group is hidden."
+    )
+    points_cost: BigInt = strawberry.field(description="Points the campaign awarded.")
+    money_cost: Decimal = strawberry.field(description="Their cost at contract prices.")
+    currency: str = strawberry.field(description="The currency of the cost.")
+
+    @classmethod
+    def of(cls, report: CampaignReportModel) -> CampaignReport:
+        def group(found: GroupOutcomeModel | None) -> GroupOutcome | None:
+            if found is None:
+                return None
+            return GroupOutcome(
+                members=found.members, purchasers=found.purchasers, spend=found.spend
+            )
+
+        return cls(
+            reach=report.reach, activated=report.activated, treated=group(report.treated),
+            control=group(report.control), uplift=report.uplift,
+            points_cost=BigInt(report.points_cost), money_cost=report.money_cost,
+            currency=report.currency,
+        )  # fmt: skip
+
+
+def _campaign_id(given: strawberry.ID) -> int:
+    found = ids.decode_as(given, "Campaign")
+    if found is None:
+        raise NotFound("no campaign has that id", field=["campaignId"])
+    return found
+
+
+@strawberry.type
+class ReportQuery:
+    @strawberry.field(
+        description="A targeted campaign's report, for its owner, a funder or the operator"
+        " (needs insights:read); null for a campaign without a target."
+    )
+    async def campaign_report(
+        self,
+        info: Info[Context, None],
+        campaign_id: Annotated[strawberry.ID, strawberry.argument(description="The campaign.")],
+    ) -> CampaignReport | None:
+        found = await ask(info, cases.campaign_report, lambda: _campaign_id(campaign_id))
+        return CampaignReport.of(found) if found is not None else None
+
+
+async def load_offers(info: Info[Context, None], member_id: int) -> list[Offer]:
+    return [Offer.of(o) for o in await ask(info, cases.member_offers, lambda: member_id)]

@@ -20,7 +20,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.errors import mutate
-from graphql_schema.insights import ConsentMutation, InsightsMutation
+from graphql_schema.insights import ConsentMutation, InsightsMutation, OfferMutation
 from graphql_schema.loyalty import LoyaltyMutation
 from graphql_schema.settlement import (
     FinalizeSettlementPayload,
@@ -244,7 +244,7 @@ def _batch_results(
 
 
 @strawberry.type
-class Mutation(LoyaltyMutation, WebhookMutation, InsightsMutation, ConsentMutation):
+class Mutation(LoyaltyMutation, WebhookMutation, InsightsMutation, ConsentMutation, OfferMutation):
     run_settlement: RunSettlementPayload = strawberry.mutation(resolver=run_settlement)
     finalize_settlement: FinalizeSettlementPayload = strawberry.mutation(
         resolver=finalize_settlement

@@ -22,7 +22,7 @@ from strawberry.types import ExecutionContext
 from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from graphql_schema.cost import QueryCost
-from graphql_schema.insights import Segment
+from graphql_schema.insights import Offer, Segment
 from graphql_schema.loyalty import Campaign, Purchase
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
@@ -109,6 +109,7 @@ schema = _Schema(
         WebhookEndpoint,
         WebhookDelivery,
         Segment,
+        Offer,
     ],
     extensions=[
         lambda: AddValidationRules(LIMIT_RULES),

@@ -19,7 +19,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.errors import ask
-from graphql_schema.insights import MemberProfile, load_profile
+from graphql_schema.insights import MemberProfile, Offer, load_offers, load_profile
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
     ExpiringPoints,
@@ -158,6 +158,14 @@ class Wallet:
         after: str | None = None,
     ) -> TransactionConnection:
         return await transactions_page(info, first, after, None, member_id=self.member_id)
+
+    @strawberry.field(
+        description="Offers made to the member by targeted campaigns, newest first (at most"
+        " 100); a partner sees them only for its own member.",
+        metadata=list_size(100),
+    )
+    async def offers(self, info: Info[Context, None]) -> list[Offer]:
+        return await load_offers(info, self.member_id)
 
     @strawberry.field(description="The member's tier and its progress to the next one.")
     async def tier(self, info: Info[Context, None]) -> MemberTier | None:

@@ -520,3 +520,20 @@ async def cross_shopping(
     if rows:
         return int(rows[0].population), rows
     return 0, []
+
+
+async def campaign_costs(conn: AsyncConnection, *, campaign_id: int) -> list[Row[Any]]:
+    """Points a campaign awarded, by funder (None: the coalition) and by the partner where
+    they were earned."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT a.funder_partner_id, p.partner_id, sum(a.points) AS points
+            FROM purchase_award a JOIN purchase p ON p.id = a.purchase_id
+            WHERE a.campaign_id = :id
+            GROUP BY a.funder_partner_id, p.partner_id
+            """
+        ),
+        {"id": campaign_id},
+    )
+    return list(result.all())

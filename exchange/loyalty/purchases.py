@@ -184,10 +184,12 @@ async def _evaluate(
             "partner": {"id": partner_id, "name": terms.partner_name},
         }
     )
+    offered = set(facts.offers or [])
     matching = [
         live.campaign
         for live in await campaigns.live(conn, partner_id=partner_id)
         if live.campaign.applies_at(partner_id, at)
+        and (not live.campaign.targeted or live.campaign.id in offered)
         and live.condition.holds(variables, campaign_id=live.campaign.id)
     ]
     planned = rules.plan_awards(

@@ -248,7 +248,8 @@ async def member_facts(
     spend here, coalition-wide purchases, and where and what it bought since ``since``
     (coalition-wide; the caller keeps only this partner's without consent), and the
     built-in segments it is in at ``at`` (judged on this partner's purchases, or the
-    coalition's with consent: the one function ``insights_segments``)."""
+    coalition's with consent: the one function ``insights_segments``), and the targeted
+    campaigns whose offer it activated."""
     result = await conn.execute(
         sql(
             """
@@ -279,7 +280,9 @@ async def member_facts(
                       FROM member_partner_stats WHERE member_id = :member_id)
                 ELSE insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
                                        s.rfm_monetary, :at)
-              END AS segments
+              END AS segments,
+              (SELECT coalesce(array_agg(campaign_id), '{}') FROM offer
+               WHERE member_id = :member_id AND status = 'ACTIVATED') AS offers
             FROM (SELECT 1) AS one
             LEFT JOIN member_partner_stats s
               ON s.member_id = :member_id AND s.partner_id = :partner_id
@@ -361,7 +364,8 @@ _CAMPAIGN_TERMS = (
     " (SELECT coalesce(json_agg(json_build_object('partner', f.partner_id, 'share', f.share,"
     "   'accepted', f.accepted_at IS NOT NULL, 'declined', f.declined_at IS NOT NULL)"
     "   ORDER BY f.partner_id NULLS FIRST), '[]') FROM campaign_funding f"
-    "  WHERE f.campaign_id = c.id) AS funding"
+    "  WHERE f.campaign_id = c.id) AS funding,"
+    " EXISTS (SELECT 1 FROM campaign_target t WHERE t.campaign_id = c.id) AS targeted"
 )
 #: A campaign as it is shown: its terms and what it awarded (a sum over its awards; the
 #: purchase path reads the terms only).

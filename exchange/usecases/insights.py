@@ -13,11 +13,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 
 from exchange import audit
-from exchange.insights import kpis, profiles, segments
-from exchange.insights.models import Profile, Segment
+from exchange.insights import kpis, profiles, segments, targets
+from exchange.insights.models import CampaignReport, Offer, Profile, Segment
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
+from exchange.kit.limits import MAX_WALLET_OFFERS
+from exchange.loyalty import repository as loyalty_repository
+from exchange.loyalty.campaigns import campaign_of
+from exchange.loyalty.models import Campaign
 from exchange.usecases.core import Call, use_case
 from exchange.usecases.members import may_read_member
+from partners import identity
 from partners import repository as partner_repository
 from partners.principal import PrincipalKind
 
@@ -139,3 +144,83 @@ async def insights(call: Call, window: InsightsWindow) -> kpis.Insights:
         call.conn, partner_id=partner_id, start=window.start, end=window.end, now=call.now,
         k=call.tunables.k_anonymity,
     )  # fmt: skip
+
+
+# --- offers and reports ---------------------------------------------------------------
+
+
+@use_case(partner="members:read", member="wallet:read", operator="ledger:read:all")
+async def member_offers(call: Call, member_id: int) -> list[Offer]:
+    """A member's offers, newest first: a partner sees them only for its own member."""
+    await may_read_member(call, member_id)
+    return await targets.offers_of_member(
+        call.conn, member_id=member_id, now=call.now, limit=MAX_WALLET_OFFERS
+    )
+
+
+@dataclass(frozen=True)
+class ActivateOffer:
+    offer_id: int
+    #: A partner acting for its member names it by its own ref.
+    member_ref: str | None = None
+
+
+@use_case(member="offers:write", partner="offers:write")
+async def activate_offer(call: Call, request: ActivateOffer) -> Offer:
+    """Activate an offer: the member's own, or a partner's for its linked member."""
+    if call.principal.kind == PrincipalKind.MEMBER:
+        if request.member_ref is not None:
+            raise InvalidInput("memberRef is a partner's; a member activates its own")
+        member_id = call.principal.require_member()
+    else:
+        if request.member_ref is None:
+            raise InvalidInput("memberRef is required", field=["memberRef"])
+        member_id = await identity.resolve(
+            call.conn, partner_id=call.partner_id, member_ref=request.member_ref
+        )
+    return await targets.activate(
+        call.conn, offer_id=request.offer_id, member_id=member_id, now=call.now
+    )
+
+
+async def _managed(call: Call, campaign_id: int) -> Campaign | None:
+    """The campaign, if the caller owns or funds it or is an operator."""
+    rows = await loyalty_repository.campaigns(call.conn, campaign_ids=[campaign_id])
+    if not rows:
+        return None
+    campaign = campaign_of(rows[0])
+    if call.principal.kind == PrincipalKind.OPERATOR:
+        return campaign
+    partner_id = call.principal.partner_id
+    funders = {f.partner_id for f in campaign.funding}
+    if campaign.owner_partner_id == partner_id or partner_id in funders:
+        return campaign
+    return None
+
+
+@use_case(partner="", operator="", member="")
+async def offer_campaign(call: Call, campaign_id: int) -> Campaign | None:
+    """An offer's campaign: only for its owner, a funder or an operator."""
+    if call.principal.kind == PrincipalKind.MEMBER:
+        return None
+    return await _managed(call, campaign_id)
+
+
+@use_case(partner="insights:read", operator="insights:read")
+async def campaign_report(call: Call, campaign_id: int) -> CampaignReport | None:
+    """A targeted campaign's report, for its owner, a funder or an operator (counts only;
+    a group below k members is hidden); None for any other campaign."""
+    campaign = await _managed(call, campaign_id)
+    if campaign is None:
+        return None
+    return await targets.report(
+        call.conn, campaign=campaign, now=call.now, k=call.tunables.k_anonymity
+    )
+
+
+@use_case(partner="", operator="", member="")
+async def offer_by_id(call: Call, offer_id: int) -> Offer | None:
+    """An offer, if the caller may see it (row-level security: the member's own, a
+    partner's linked member's, an operator's)."""
+    rows = await targets.offers_by_ids(call.conn, offer_ids=[offer_id], now=call.now)
+    return rows[0] if rows else None

@@ -28,6 +28,7 @@ QUERY_PROBES: dict[str, str] = {
     "viewer": "{ viewer { kind scopes partner { id name contract { issuePrice } } } }",
     "member": """query($ref: String!) { member(memberRef: $ref) { id segments
         profile { purchasesHere spendHere lastPurchaseAt } wallet { balance
+        offers { id title campaign { id name } }
         byPartner { points partner { id } }
         transactions(first: 50) { edges { node { id } } } } } }""",
     "wallet": "{ wallet { balance } }",
@@ -51,6 +52,7 @@ QUERY_PROBES: dict[str, str] = {
     "insights": """{ insights(from: "2026-01-01T00:00:00+00:00",
         to: "2099-01-01T00:00:00+00:00") { liabilityPoints issued redeemed currency
         retention { cohort members } crossShopping { category members } } }""",
+    "campaignReport": '{ campaignReport(campaignId: "Q2FtcGFpZ246MQ") { reach uplift } }',
     "node": "(walked per Node type below)",
 }
 
@@ -138,6 +140,17 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         u=f"https://93.184.216.34/hook-{ref}",
     )
     endpoint_id = hook["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+    targeted = await partner.gql(
+        "mutation($n: String!) { createCampaign(input: {name: $n,"
+        ' startsAt: "2026-01-01T00:00:00+00:00", effect: {kind: FIXED, value: "10"},'
+        ' target: {segment: "ACTIVE", controlShare: "0", offerTitle: "offer"}})'
+        " { campaign { id } userErrors { code message } } }",
+        n=f"targeted-{ref}",
+    )
+    assert targeted["data"]["createCampaign"]["userErrors"] == []
+    offers = await partner.gql(
+        "query($r: String!) { member(memberRef: $r) { wallet { offers { id } } } }", r=ref
+    )
     segment = await partner.gql(
         "mutation($n: String!, $c: String!) { createSegment(input: {name: $n, condition: $c})"
         " { segment { id } userErrors { code message } } }",
@@ -159,6 +172,7 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         "Campaign": campaign["data"]["createCampaign"]["campaign"]["id"],
         "WebhookEndpoint": endpoint_id,
         "Segment": segment["data"]["createSegment"]["segment"]["id"],
+        "Offer": offers["data"]["member"]["wallet"]["offers"][0]["id"],
         "WebhookDelivery": deliveries["data"]["node"]["deliveries"]["edges"][0]["node"]["id"],
     }
 
