@@ -334,9 +334,16 @@ def _insights_commands(commands: Any) -> None:
     insights = commands.add_parser(
         "insights",
         help="member insights: KPIs as a report, RFM refresh",
-        description="`exchange insights refresh` recomputes RFM quintiles (serve does it"
-        " every EXCHANGE_RFM_REFRESH_MINUTES).",
+        description="`exchange insights --from DATE --to DATE [--partner NAME] --format"
+        " html|json|csv --out FILE` writes the KPIs and charts of a window; `exchange"
+        " insights refresh` recomputes RFM quintiles (serve does it every"
+        " EXCHANGE_RFM_REFRESH_MINUTES).",
     )
+    insights.add_argument("--from", dest="start", type=_day_or_time, help="DATE or TIME")
+    insights.add_argument("--to", dest="end", type=_day_or_time, help="DATE or TIME (excluded)")
+    insights.add_argument("--partner", help="one partner's (default: every partner's)")
+    insights.add_argument("--format", choices=["html", "json", "csv"], default="html")
+    insights.add_argument("--out", type=Path, help="the file to write")
     sub = insights.add_subparsers(dest="insights_command", required=False, parser_class=Parser)
     sub.add_parser("refresh", help="recompute every RFM quintile, set-based")
 
@@ -809,7 +816,7 @@ def command_insights(args: argparse.Namespace) -> int:
     from exchange.app import refresh_insights
 
     if args.insights_command != "refresh":
-        raise UsageError("give a subcommand: refresh")
+        return _insights_report(args)
 
     async def refresh(database: Database) -> int:
         started = time.perf_counter()
@@ -835,6 +842,32 @@ async def _consent(conn: AsyncConnection, member_id: int, given: bool) -> int:
     state = "on" if given else "off"
     print(f"member {member_id}: cross-partner consent {state}" + ("" if changed else " (already)"))
     return 0
+
+
+def _insights_report(args: argparse.Namespace) -> int:
+    from exchange.insights import report
+
+    if args.start is None or args.end is None or args.out is None:
+        raise UsageError("give --from, --to and --out (or the subcommand refresh)")
+    settings = Settings.from_environment()
+
+    async def write(database: Database) -> int:
+        now = utc_now()
+        async with database.transaction(SYSTEM) as conn:
+            partner_id, name = None, report.EVERY_PARTNER
+            if args.partner:
+                found = await registry.get_partner(conn, name=args.partner, now=now)
+                partner_id, name = found.id, found.name
+            gathered = await report.gather(
+                conn, partner_id=partner_id, partner=name, start=args.start, end=args.end,
+                now=now, k=settings.tunables.k_anonymity,
+            )  # fmt: skip
+        render = {"html": report.to_html, "json": report.to_json, "csv": report.to_csv}
+        args.out.write_text(render[args.format](gathered), encoding="utf-8")
+        print(f"wrote {args.out} ({args.format}, {name}, {args.start.date()} to {args.end.date()})")
+        return 0
+
+    return _run(write)
 
 
 def command_keys(args: argparse.Namespace) -> int:

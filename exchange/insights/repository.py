@@ -537,3 +537,44 @@ async def campaign_costs(conn: AsyncConnection, *, campaign_id: int) -> list[Row
         {"id": campaign_id},
     )
     return list(result.all())
+
+
+async def liability_at(
+    conn: AsyncConnection, *, partner_id: int | None, moments: Sequence[datetime]
+) -> list[Row[Any]]:
+    """Points in wallets at each moment: what the partner's lots (every partner's) took
+    in before it, less what left them before it."""
+    result = await conn.execute(
+        sql(
+            f"""
+            SELECT b.at,
+                   (SELECT coalesce(sum(l.amount), 0) FROM ledger_lot l
+                    WHERE {_PARTNER.format(column="l.issuer_partner_id")}
+                      AND l.earned_at < b.at)
+                 - (SELECT coalesce(sum(c.points), 0)
+                    FROM ledger_lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id
+                    WHERE {_PARTNER.format(column="c.issuer_partner_id")}
+                      AND e.effective_at < b.at) AS points
+            FROM unnest(CAST(:moments AS timestamptz[])) AS b(at) ORDER BY b.at
+            """
+        ),
+        {"partner": partner_id, "moments": list(moments)},
+    )
+    return list(result.all())
+
+
+async def targeted_campaign_ids(
+    conn: AsyncConnection, *, owner_partner_id: int | None, limit: int
+) -> list[int]:
+    """The targeted campaigns of a partner (None: every one), newest first."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT c.id FROM campaign c JOIN campaign_target t ON t.campaign_id = c.id
+            WHERE CAST(:owner AS bigint) IS NULL OR c.owner_partner_id = :owner
+            ORDER BY c.id DESC LIMIT :limit
+            """
+        ),
+        {"owner": owner_partner_id, "limit": limit},
+    )
+    return [int(row.id) for row in result]
