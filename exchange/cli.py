@@ -186,7 +186,8 @@ def _bench_commands(commands: Any) -> None:
         "--mix",
         default="earn=45,redeem=35,wallet=20",
         help="weights of earn, redeem, wallet, bulk (an earnPointsBatch of 1,000 items),"
-        " purchase (recordPurchase of 1 to 3 items) and preview (previewPurchase)",
+        " purchase (recordPurchase of 1 to 3 items), preview (previewPurchase) and insights"
+        " (a member's segments and profile)",
     )
     bench.add_argument(
         "--campaigns",
@@ -205,6 +206,19 @@ def _bench_commands(commands: Any) -> None:
     sub = bench.add_subparsers(
         dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
     )
+    _bench_seed_command(sub)
+    hooks = sub.add_parser(
+        "webhooks",
+        help="webhook delivery throughput to a local receiver",
+        description="Book N earns for a bench partner whose endpoint (every event type) is a"
+        " receiver on loopback, then deliver them with one worker; prints events/s.",
+    )
+    hooks.add_argument("--events", dest="hook_events", type=int, default=5000,
+                       help="events to deliver (default 5000)")  # fmt: skip
+    hooks.add_argument("--json", dest="hook_json", action="store_true", help="result as JSON")
+
+
+def _bench_seed_command(sub: Any) -> None:
     seed = sub.add_parser(
         "seed",
         help="fill the database with members and a points history at scale",
@@ -227,16 +241,15 @@ def _bench_commands(commands: Any) -> None:
     seed.add_argument(
         "--partners", dest="seed_partners", type=int, default=10, metavar="P", help="default 10"
     )
-    seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
-    hooks = sub.add_parser(
-        "webhooks",
-        help="webhook delivery throughput to a local receiver",
-        description="Book N earns for a bench partner whose endpoint (every event type) is a"
-        " receiver on loopback, then deliver them with one worker; prints events/s.",
+    seed.add_argument(
+        "--purchases",
+        dest="seed_purchases",
+        type=int,
+        default=0,
+        metavar="N",
+        help="purchases recorded by the loyalty engine after the history (default 0)",
     )
-    hooks.add_argument("--events", dest="hook_events", type=int, default=5000,
-                       help="events to deliver (default 5000)")  # fmt: skip
-    hooks.add_argument("--json", dest="hook_json", action="store_true", help="result as JSON")
+    seed.add_argument("--json", dest="seed_json", action="store_true", help="summary as JSON")
 
 
 def _audit_commands(commands: Any) -> None:
@@ -1030,7 +1043,7 @@ def _write(out: str, body: str) -> None:
         Path(out).write_text(body)
 
 
-MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview")
+MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview", "insights")
 
 
 def _mix(value: str) -> dict[str, int]:
@@ -1143,7 +1156,10 @@ def command_bench_seed(args: argparse.Namespace) -> int:
 
     try:
         seed.check_counts(
-            members=args.seed_members, entries=args.seed_entries, partners=args.seed_partners
+            members=args.seed_members,
+            entries=args.seed_entries,
+            partners=args.seed_partners,
+            purchases=args.seed_purchases,
         )
     except DomainError as error:
         raise UsageError(error.message) from None
@@ -1158,14 +1174,16 @@ def command_bench_seed(args: argparse.Namespace) -> int:
             secret=settings.secret_key(),
             now=utc_now(),
             progress=lambda line: print(line, file=sys.stderr),
+            purchases=args.seed_purchases,
         )
         period = f"--from {summary.period_start.date()} --to {summary.period_end.date()}"
         if args.seed_json:
             print(json.dumps({**summary.__dict__, "settle": period}, default=str))
         else:
             print(
-                f"seeded {summary.members:,} members and {summary.entries:,} entries"
-                f" ({summary.redemptions:,} redemptions) for partners {summary.partners[0]}"
+                f"seeded {summary.members:,} members, {summary.entries:,} entries"
+                f" ({summary.redemptions:,} redemptions) and {summary.purchases:,} purchases"
+                f" for partners {summary.partners[0]}"
                 f"..{summary.partners[-1]} in {summary.seconds} s; settle them with"
                 f" 'exchange settle {period}'"
             )
