@@ -54,6 +54,11 @@ BULK = (
 )
 BULK_ITEMS = 1000  # per earnPointsBatch request: the most a batch may hold
 WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
+#: A member's insights: its segments and profile (decision 0018).
+INSIGHTS = (
+    "query($r: String!) { member(memberRef: $r) { segments profile { purchasesHere spendHere"
+    " lastPurchaseAt meanDaysBetweenPurchases rfm { recency frequency monetary } } } }"
+)
 PURCHASE = (
     "mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {"
     " purchase { id points } userErrors { code } } }"
@@ -78,7 +83,7 @@ CONDITIONS = (
     "member.days_since_last_here > {n}0",
     'size(member.categories_30d) >= 5 && purchase.store == "s{n}"',
 )
-SCOPES = ["points:earn", "points:redeem", "members:link", "members:read"]
+SCOPES = ["points:earn", "points:redeem", "members:link", "members:read", "insights:read"]
 
 
 @dataclass
@@ -294,6 +299,8 @@ async def _worker(
                                                                "idempotencyKey": key}}}  # fmt: skip
         elif op == "preview":
             body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
+        elif op == "insights":
+            body = {"query": INSIGHTS, "variables": {"r": ref}}
         elif op == "bulk":
             items = [
                 {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
@@ -328,7 +335,7 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
             problem = f"bulk: {len(failed)} items failed, e.g. {failed[0]['code']}"
         else:
             results.bulk_items += len(batch["results"])
-    elif op != "wallet":
+    elif op not in ("wallet", "insights"):
         errors = next(iter(payload["data"].values()))["userErrors"]
         if errors and errors[0]["code"] == "INSUFFICIENT_POINTS":
             results.refused += 1

@@ -115,6 +115,15 @@ MAX_CAMPAIGN_COUNT = 10**12
 #: Recorded purchases one simulation replays at most.
 MAX_SIMULATED = 20_000
 MAX_TIERS = 20
+#: Custom segments per partner (and the operator's); each is evaluated per member.
+MAX_SEGMENTS = 100
+#: A targeted campaign's offer, as members read it in their wallet.
+MAX_OFFER_TITLE_LENGTH = 100
+MAX_OFFER_DESCRIPTION_LENGTH = 500
+#: A control share has at most this many decimals (0.1 = 10 %).
+CONTROL_SHARE_DIGITS = 4
+#: Offers a wallet lists, newest first.
+MAX_WALLET_OFFERS = 100
 MAX_TIER_NAME_LENGTH = 40
 MAX_TIER_MULTIPLIER = Decimal(10)
 

@@ -6,6 +6,8 @@
                         (default: http://127.0.0.1:8000, or what `serve` listens on)
 ``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
                         EXCHANGE_HOME on first use when unset. Never printed.
+``EXCHANGE_K_ANONYMITY`` cross-partner figures only over at least this many members
+                        (default 20)
 ``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in
                         seconds) verification accepts, even from a token our own key
                         signed; tokens are issued no longer (default 3600)
@@ -111,6 +113,11 @@ class Tunables:
     #: points.expiring is sent this many days before a lot expires
     #: (EXCHANGE_EXPIRING_NOTICE_DAYS).
     expiring_notice_days: int = 14
+    #: Cross-partner figures are shown only over at least this many members; below it
+    #: the row is absent (EXCHANGE_K_ANONYMITY).
+    k_anonymity: int = 20
+    #: `serve` recomputes RFM quintiles this often (EXCHANGE_RFM_REFRESH_MINUTES).
+    rfm_refresh_minutes: int = 60
 
     @classmethod
     def from_values(cls, values: dict[str, str]) -> Tunables:
@@ -120,6 +127,8 @@ class Tunables:
             webhook_allow_private=_flag(values, "EXCHANGE_WEBHOOK_ALLOW_PRIVATE"),
             events_retention_days=_positive(values, "EXCHANGE_EVENTS_RETENTION_DAYS", 30, 3660),
             expiring_notice_days=_positive(values, "EXCHANGE_EXPIRING_NOTICE_DAYS", 14, 365),
+            k_anonymity=_positive(values, "EXCHANGE_K_ANONYMITY", 20, 1_000_000),
+            rfm_refresh_minutes=_positive(values, "EXCHANGE_RFM_REFRESH_MINUTES", 60, 10_080),
         )
 
 
