@@ -103,21 +103,28 @@ class Deliverer:
 
     async def _deliver(self, request: dispatch.Request) -> None:
         try:
-            async with asyncio.timeout(self.timeout):
-                outcome = await sender.send(
-                    self.connections, url=request.url, message_id=request.message_id,
-                    body=request.body, secrets=request.secrets,
-                    allow_private=self.tunables.webhook_allow_private, now=self.clock(),
-                )  # fmt: skip
-        except TimeoutError:
-            outcome = sender.Outcome(None, f"no answer within {self.timeout:g} s")
-        except Exception as error:
-            outcome = sender.Outcome(None, f"{type(error).__name__}")
+            if not request.secrets:  # nothing to sign with: fails alone, sends nothing
+                outcome = sender.Outcome(None, dispatch.CANNOT_SIGN)
+            else:
+                outcome = await self._send(request)
         finally:
             self.in_flight[request.endpoint_id] -= 1
             if self.in_flight[request.endpoint_id] <= 0:
                 del self.in_flight[request.endpoint_id]
         self.done.append((request, outcome))
+
+    async def _send(self, request: dispatch.Request) -> sender.Outcome:
+        try:
+            async with asyncio.timeout(self.timeout):
+                return await sender.send(
+                    self.connections, url=request.url, message_id=request.message_id,
+                    body=request.body, secrets=request.secrets,
+                    allow_private=self.tunables.webhook_allow_private, now=self.clock(),
+                )  # fmt: skip
+        except TimeoutError:
+            return sender.Outcome(None, f"no answer within {self.timeout:g} s")
+        except Exception as error:
+            return sender.Outcome(None, f"{type(error).__name__}")
 
     async def flush(self) -> int:
         """Record every outcome that came back, in one transaction (a delivery whose

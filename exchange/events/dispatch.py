@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from cryptography.exceptions import InvalidTag
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -41,6 +42,13 @@ def next_attempt(attempts: int, now: datetime, rng: random.Random | None = None)
     jitter = (rng or random).uniform(0.8, 1.2)
     when: datetime = now + wait * jitter
     return when
+
+
+#: Why a delivery whose endpoint's secret can't be read was not sent.
+CANNOT_SIGN = (
+    "the endpoint's signing secret cannot be read (sealed under another EXCHANGE_SECRET_KEY?);"
+    " rotateWebhookSecret makes a new one"
+)
 
 
 @dataclass(frozen=True)
@@ -72,9 +80,7 @@ async def requests(
     for row in claimed:
         partner, member = row.endpoint_partner_id, row.member_id
         ref = refs.get((int(partner), int(member))) if partner and member else None
-        secrets = [endpoints.unseal(keys, row.secret)]
-        if row.previous_secret is not None and (row.previous_secret_until or now) > now:
-            secrets.append(endpoints.unseal(keys, row.previous_secret))
+        secrets = _secrets(keys, row, now)
         made.append(
             Request(
                 delivery_id=int(row.id),
@@ -95,6 +101,19 @@ async def requests(
             )
         )
     return made
+
+
+def _secrets(keys: IdentityKeys, row: Row[Any], now: datetime) -> list[str]:
+    """The endpoint's secrets in force; none when one can't be read (sealed under another
+    EXCHANGE_SECRET_KEY, or damaged): that delivery fails alone (CANNOT_SIGN), the
+    others go out."""
+    try:
+        secrets = [endpoints.unseal(keys, row.secret)]
+        if row.previous_secret is not None and (row.previous_secret_until or now) > now:
+            secrets.append(endpoints.unseal(keys, row.previous_secret))
+    except (ValueError, InvalidTag):
+        return []
+    return secrets
 
 
 async def record(

@@ -16,6 +16,7 @@ from sqlalchemy import text
 from exchange.events import dispatch
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
+from graphql_schema import ids
 from tests.events.conftest import (
     Clock,
     Receiver,
@@ -229,3 +230,32 @@ async def test_two_workers_never_send_one_event_twice(
 
 
 _EPOCH = Clock().now - timedelta(days=1)
+
+
+async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone(
+    db: Database, hooks_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    broken = await hook_partner(db, hooks_api)
+    fine = await hook_partner(db, hooks_api)
+    broken_id, _ = await endpoint(broken, receiver.url("broken"), ["points.earned"])
+    await endpoint(fine, receiver.url("fine"), ["points.earned"])
+    async with db.transaction(SYSTEM) as conn:  # as if sealed under another secret key
+        await conn.execute(
+            text("UPDATE webhook_endpoint SET secret = :junk WHERE id = :id"),
+            {"junk": b"not a sealed secret", "id": ids.decode_as(broken_id, "WebhookEndpoint")},
+        )
+    await earn(broken, await _member(broken), 3, f"k-{secrets.token_hex(3)}")
+    await earn(fine, await _member(fine), 4, f"k-{secrets.token_hex(3)}")
+
+    await deliver_all(db)
+
+    assert [r.json["data"]["points"] for r in receiver.at("fine")] == ["4"]
+    assert receiver.at("broken") == []
+    async with db.transaction(SYSTEM) as conn:
+        row = (
+            await conn.execute(
+                text("SELECT status, last_error FROM webhook_delivery WHERE endpoint_id = :id"),
+                {"id": ids.decode_as(broken_id, "WebhookEndpoint")},
+            )
+        ).one()
+    assert (row.status, row.last_error) == ("PENDING", dispatch.CANNOT_SIGN)
