@@ -197,7 +197,18 @@ def _bench_commands(commands: Any) -> None:
         help="use the partners and members of 'exchange bench seed' (new clients; --members"
         " random seeded members, linked to every seed partner) instead of creating any",
     )
+    bench.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="the server's process id, for its CPU per operation (default: the local process"
+        " listening on the URL's port, when the URL is on this machine)",
+    )
     bench.add_argument("--json", action="store_true")
+    _bench_subcommands(bench)
+
+
+def _bench_subcommands(bench: Any) -> None:
     sub = bench.add_subparsers(
         dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
     )
@@ -959,7 +970,7 @@ def _mix(value: str) -> dict[str, int]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from exchange.devtools import bench
+    from exchange.devtools import bench, server_cpu
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
@@ -972,6 +983,8 @@ def command_bench(args: argparse.Namespace) -> int:
         raise UsageError("--campaigns must be 0 to 1,000")
     if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
         raise UsageError("--members must be 1 to 1,000,000 and --duration positive")
+    if args.server_pid is not None and not server_cpu.running(args.server_pid):
+        raise UsageError(f"--server-pid: no process {args.server_pid} on this machine")
     settings = Settings.from_environment()
 
     async def run(database: Database) -> int:
@@ -1002,6 +1015,7 @@ def command_bench(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             duration=args.duration,
             mix=mix,
+            server_pid=args.server_pid,
         )
         if args.json:
             print(json.dumps(result))
@@ -1012,6 +1026,7 @@ def command_bench(args: argparse.Namespace) -> int:
                 f"  (refused: {result['refused_insufficient_points']}; bench CPU"
                 f" {result['bench_cpu_share']:.0%} of a core)"
             )
+            print(_server_cpu_line(result))
             for op, figures in result["by_operation"].items():
                 print(
                     f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
@@ -1022,6 +1037,20 @@ def command_bench(args: argparse.Namespace) -> int:
         return 1 if result["errors"] else 0
 
     return _run(run)
+
+
+def _server_cpu_line(result: dict[str, Any]) -> str:
+    busy = result["machine_busy_share"]
+    machine = f"; machine busy {busy:.0%}" if busy is not None else ""
+    if result["server_cpu_ms_per_op"] is None:
+        return f"  server CPU: not measured (not a local server; --server-pid){machine}"
+    line = (
+        f"  server CPU {result['server_cpu_ms_per_op']} ms per operation"
+        f" ({result['server_cpu_cores']} cores){machine}"
+    )
+    if result["server_cpu_ms_per_item"] is not None:
+        line += f"; {result['server_cpu_ms_per_item']} ms per bulk item"
+    return line
 
 
 def command_bench_webhooks(args: argparse.Namespace) -> int:

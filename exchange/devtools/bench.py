@@ -28,6 +28,7 @@ import orjson
 
 from exchange import ledger
 from exchange.devtools import seed
+from exchange.devtools.server_cpu import ServerCpu, machine_ticks
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.errors import NotFound
@@ -222,6 +223,17 @@ async def _token(http: httpx.AsyncClient, partner: BenchPartner) -> str:
     return str(response.json()["access_token"])
 
 
+async def _tokens(url: str, partners: list[BenchPartner]) -> None:
+    """A fresh access token for each bench partner."""
+    # Without TCP_NODELAY a request's header and body writes meet delayed ACKs: ~40 ms each.
+    transport = httpx.AsyncHTTPTransport(
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
+        for partner in partners:
+            partner.token = await _token(http, partner)
+
+
 def _choose(mix: dict[str, int]) -> str:
     return random.choices(list(mix), weights=list(mix.values()))[0]  # noqa: S311
 
@@ -340,6 +352,21 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
             results.error_examples.append(problem)
 
 
+def _server_figures(
+    seconds: float | None, elapsed: float, operations: int, items: int
+) -> dict[str, float | None]:
+    """The server's CPU: per operation (and per bulk item), and in cores over the run;
+    None where the server is not on this machine."""
+    if seconds is None:
+        return {"server_cpu_ms_per_op": None, "server_cpu_cores": None,
+                "server_cpu_ms_per_item": None}  # fmt: skip
+    return {
+        "server_cpu_ms_per_op": round(seconds * 1000 / operations, 3) if operations else None,
+        "server_cpu_cores": round(seconds / elapsed, 3),
+        "server_cpu_ms_per_item": round(seconds * 1000 / items, 4) if items else None,
+    }
+
+
 def _percentile(values: list[float], share: float) -> float:
     if not values:
         return 0.0
@@ -355,18 +382,18 @@ async def run_load(
     concurrency: int,
     duration: float,
     mix: dict[str, int],
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    # Without TCP_NODELAY a request's header and body writes meet delayed ACKs: ~40 ms each.
-    transport = httpx.AsyncHTTPTransport(
-        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    )
-    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
-        for partner in partners:
-            partner.token = await _token(http, partner)
+    """Load the server and report; the server's CPU per operation when it runs on this
+    machine (``server_pid``, or the local process listening on the URL's port)."""
+    parsed = urlsplit(url)
+    server = ServerCpu.find(host=parsed.hostname or "", port=parsed.port or 80, pid=server_pid)
+    await _tokens(url, partners)
     results = Results()
     connections = [_Connection(url) for _ in range(concurrency)]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    machine_before = machine_ticks()
+    server.start()
     started = time.monotonic()
     deadline = started + duration
     await asyncio.gather(
@@ -377,10 +404,13 @@ async def run_load(
     )
     elapsed = time.monotonic() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    server_seconds = server.seconds()
+    machine_after = machine_ticks()
     for connection in connections:
         await connection.close()
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     everything = [s for values in results.latencies.values() for s in values]
+    busy, total = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
     per_op = {
         op: {
             "count": len(values),
@@ -405,5 +435,7 @@ async def run_load(
         "refused_insufficient_points": results.refused,
         "bulk_items_per_s": round(results.bulk_items / elapsed, 1),
         "bench_cpu_share": round(cpu / elapsed, 3),
+        **_server_figures(server_seconds, elapsed, len(everything), results.bulk_items),
+        "machine_busy_share": round(busy / total, 3) if total else None,
         "by_operation": per_op,
     }

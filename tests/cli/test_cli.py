@@ -206,3 +206,6 @@ async def test_bench_drives_a_running_server_without_errors(
     assert report["errors"] == 0
     assert report["operations"] > 0
     assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}
+    # the server listens on this machine: its CPU per operation is measured
+    assert report["server_cpu_ms_per_op"] > 0
+    assert report["server_cpu_cores"] > 0
