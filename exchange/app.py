@@ -198,7 +198,12 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database.connect(resolve_database_url(settings))
+        database = Database.connect(
+            resolve_database_url(settings),
+            pool_size=settings.pool.size,
+            max_overflow=settings.pool.overflow,
+            pool_timeout_seconds=settings.pool.timeout_seconds,
+        )
         _parts(app, settings, database)
         await app.state.auth.start()
         await app.state.listener.start()

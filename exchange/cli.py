@@ -536,7 +536,7 @@ def command_expire(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exchange.http.server import NoDelayH11Protocol
+    from exchange.http.server import LOOP, NoDelayHttpToolsProtocol
     from exchange.migrations import upgrade_sync
 
     if not 1 <= args.port <= 65535:
@@ -564,7 +564,8 @@ def command_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
-        http=NoDelayH11Protocol,
+        loop=LOOP,
+        http=NoDelayHttpToolsProtocol,
         access_log=False,
     )
     return 0

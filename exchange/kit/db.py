@@ -141,11 +141,22 @@ class Database:
     engine: AsyncEngine
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        pool_timeout_seconds: float = 30,
+    ) -> Database:
+        """An engine of ``pool_size`` kept connections and ``max_overflow`` (default as
+        many again) opened beyond them for one use; a connection not had within
+        ``pool_timeout_seconds`` fails the transaction as unavailable (a 503)."""
         engine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_timeout=pool_timeout_seconds,
             pool_pre_ping=False,
             # A server that does not answer fails the request in seconds (a 503), not
             # after asyncpg's default minute.

@@ -6,6 +6,13 @@
                         (default: http://127.0.0.1:8000, or what `serve` listens on)
 ``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
                         EXCHANGE_HOME on first use when unset. Never printed.
+``EXCHANGE_DB_POOL_SIZE`` database connections each server process keeps open (default
+                        20: every request a worker serves at 16 clients, and its
+                        background work, without opening one per request)
+``EXCHANGE_DB_POOL_OVERFLOW`` connections a process may open beyond the pool and close
+                        again when done (default 0: a request waits for a pooled one)
+``EXCHANGE_DB_POOL_TIMEOUT_S`` how long a request waits for a pooled connection before
+                        it is answered 503 (default 10)
 ``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in
                         seconds) verification accepts, even from a token our own key
                         signed; tokens are issued no longer (default 3600)
@@ -97,6 +104,35 @@ def _positive(values: dict[str, str], name: str, default: int, most: int) -> int
     return int(raw)
 
 
+def _count(values: dict[str, str], name: str, default: int, least: int, most: int) -> int:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not least <= int(raw) <= most:
+        raise ValueError(f"{name} must be a whole number from {least} to {most}, not {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The database connection pool of a server process (EXCHANGE_DB_POOL_*). Sized to
+    what a worker serves at once, with no overflow: an overflow connection is opened for
+    one request and closed after it (a new backend, and asyncpg's type introspection,
+    every time), which at 16 clients on one worker happened on most requests."""
+
+    size: int = 20
+    overflow: int = 0
+    timeout_seconds: int = 10
+
+    @classmethod
+    def from_values(cls, values: dict[str, str]) -> Pool:
+        return cls(
+            size=_count(values, "EXCHANGE_DB_POOL_SIZE", 20, 1, 1000),
+            overflow=_count(values, "EXCHANGE_DB_POOL_OVERFLOW", 0, 0, 1000),
+            timeout_seconds=_count(values, "EXCHANGE_DB_POOL_TIMEOUT_S", 10, 1, 600),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -109,6 +145,7 @@ class Settings:
     tunables: Tunables = field(default_factory=Tunables)
     #: EXCHANGE_MAX_TOKEN_LIFETIME_S: a token whose ``exp - iat`` is longer is refused.
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+    pool: Pool = field(default_factory=Pool)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -126,6 +163,7 @@ class Settings:
             max_token_lifetime_seconds=_positive_seconds(
                 values, "EXCHANGE_MAX_TOKEN_LIFETIME_S", DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
             ),
+            pool=Pool.from_values(values),
         )
 
     def ensure_home(self) -> Path:
