@@ -13,13 +13,16 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 
 from exchange.http import oauth, unavailable
 from exchange.http.errors import graphql_error
+from exchange.http.persisted import PersistedQueries, PersistedQueryError
 from exchange.kit import limits
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
@@ -51,7 +54,23 @@ class _Strawberry(GraphQL[Context, None]):
     """GraphQL over HTTP: ``application/graphql-response+json`` when the client accepts
     it, with 4xx for a request that could not be executed at all (parse, validation or
     variable errors, no ``data``); legacy ``application/json`` (always 200) otherwise.
-    Bodies are encoded with orjson."""
+    Bodies are encoded with orjson. Automatic persisted queries (Apollo's protocol) by
+    ``exchange.http.persisted``."""
+
+    #: Set per endpoint (GraphQLEndpoint): each app keeps its own.
+    persisted: PersistedQueries
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, its query taken from the persisted queries when it sends a hash."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            data.query = self.persisted.resolve(data.query, data.extensions)
+        return data
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that names a persisted query by its hash."""
+        named = "extensions" in request.query_params
+        return not named and super().should_render_graphql_ide(request)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -75,6 +94,11 @@ class _Strawberry(GraphQL[Context, None]):
             response = await self.run(Request(scope, receive))
         except HTTPException as error:
             response = graphql_error(error.status_code, error.reason)
+        except PersistedQueryError as error:
+            response = JSONResponse(
+                {"errors": [{"message": error.message, "extensions": {"code": error.code}}]},
+                status_code=error.status,
+            )
         await response(scope, receive, send)
 
     async def process_result(self, request: Any, result: Any) -> Any:
@@ -136,6 +160,7 @@ class _Strawberry(GraphQL[Context, None]):
 class GraphQLEndpoint:
     def __init__(self) -> None:
         self.strawberry = _Strawberry(schema, graphql_ide="graphiql", allow_queries_via_get=True)
+        self.strawberry.persisted = PersistedQueries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # authenticated in connection_init

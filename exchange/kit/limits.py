@@ -32,6 +32,9 @@ MAX_JSON_DEPTH = 32
 MAX_QUERY_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
+#: Automatic persisted queries each server process remembers (exchange.http.persisted),
+#: the least recently used forgotten first.
+PERSISTED_QUERIES = 1_000
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 #: Entries one ledger read returns at most (the API asks for MAX_PAGE + 1).
