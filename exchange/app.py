@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from exchange import delivery, ledger
-from exchange.http import graphql, oauth, throttle, unavailable
+from exchange.http import bulk, graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
 from exchange.http.throttle import FailedAuthentications
@@ -111,6 +111,7 @@ async def index(request: Request) -> JSONResponse:
                 "jwks": "/.well-known/jwks.json",
                 "metadata": "/.well-known/oauth-authorization-server",
                 "whoami": "/api/whoami",
+                "bulkEarn": "/bulk/earn",
             },
             "graphql": "/graphql",
         }
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/graphql", graphql.GraphQLEndpoint(), methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql.GraphQLEndpoint()),
         Route("/api/whoami", whoami),
+        Route("/bulk/earn", bulk.earn, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

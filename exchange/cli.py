@@ -182,6 +182,7 @@ def _bench_commands(commands: Any) -> None:
         "--mix",
         default="earn=45,redeem=35,wallet=20",
         help="weights of earn, redeem, wallet, bulk (an earnPointsBatch of 1,000 items),"
+        " ndjson (POST /bulk/earn of 5,000 NDJSON items),"
         " purchase (recordPurchase of 1 to 3 items) and preview (previewPurchase)",
     )
     bench.add_argument(
@@ -953,7 +954,7 @@ def _write(out: str, body: str) -> None:
         Path(out).write_text(body)
 
 
-MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview")
+MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "ndjson", "purchase", "preview")
 
 
 def _mix(value: str) -> dict[str, int]:

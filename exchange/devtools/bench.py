@@ -54,6 +54,7 @@ BULK = (
     " results { userErrors { code } } userErrors { code } } }"
 )
 BULK_ITEMS = 1000  # per earnPointsBatch request: the most a batch may hold
+NDJSON_ITEMS = 5000  # per POST /bulk/earn request (NDJSON, no GraphQL)
 WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
 PURCHASE = (
     "mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {"
@@ -249,7 +250,9 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+    async def post(
+        self, path: str, body: bytes, token: str, media_type: str = "application/json"
+    ) -> tuple[int, bytes]:
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             # Without TCP_NODELAY a request meets delayed ACKs: ~40 ms each.
@@ -257,20 +260,36 @@ class _Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {media_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         try:
             self.writer.write(head.encode() + body)
             status = int((await self.reader.readline()).split()[1])
-            length = 0
+            length, chunked = 0, False
             while (line := await self.reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
+                elif name.strip().lower() == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+            if chunked:
+                return status, await self._chunks()
             return status, await self.reader.readexactly(length)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
             await self.close()
             raise
+
+    async def _chunks(self) -> bytes:
+        """A chunked response body (a streamed NDJSON answer), whole."""
+        reader = self.reader
+        if reader is None:
+            raise OSError("not connected")
+        body = bytearray()
+        while size := int((await reader.readline()).split(b";")[0].strip() or b"0", 16):
+            body += await reader.readexactly(size)
+            await reader.readline()
+        await reader.readline()  # the blank line after the last chunk
+        return bytes(body)
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -278,6 +297,43 @@ class _Connection:
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
         self.reader = self.writer = None
+
+
+def _request(op: str, key: str, ref: str, refs: list[str]) -> tuple[str, bytes, str]:
+    """The path, body and media type of one operation of the mix."""
+    body: dict[str, Any]
+    if op == "earn":
+        body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
+    elif op == "redeem":
+        body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
+    elif op == "purchase":
+        body = {"query": PURCHASE, "variables": {"input": {**_purchase(ref),
+                                                           "idempotencyKey": key}}}  # fmt: skip
+    elif op == "preview":
+        body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
+    elif op == "bulk":
+        items = [
+            {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
+            for n in range(BULK_ITEMS)
+        ]
+        body = {"query": BULK, "variables": {"items": items}}
+    elif op == "ndjson":
+        lines = (
+            orjson.dumps({"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs),  # noqa: S311
+                          "points": 3})
+            for n in range(NDJSON_ITEMS)
+        )  # fmt: skip
+        return "/bulk/earn", b"\n".join(lines), "application/x-ndjson"
+    else:
+        body = {"query": WALLET, "variables": {"r": ref}}
+    return "/graphql", orjson.dumps(body), "application/json"
+
+
+def _decode(op: str, raw: bytes) -> dict[str, Any]:
+    if op == "ndjson":
+        return {"results": [orjson.loads(line) for line in raw.splitlines() if line]}
+    payload: dict[str, Any] = orjson.loads(raw)
+    return payload
 
 
 async def _worker(
@@ -296,29 +352,13 @@ async def _worker(
         ref = random.choice(refs)  # noqa: S311
         sequence += 1
         key = f"w{worker}-{sequence}-{time.monotonic_ns()}"
-        body: dict[str, Any]
-        if op == "earn":
-            body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
-        elif op == "redeem":
-            body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
-        elif op == "purchase":
-            body = {"query": PURCHASE, "variables": {"input": {**_purchase(ref),
-                                                               "idempotencyKey": key}}}  # fmt: skip
-        elif op == "preview":
-            body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
-        elif op == "bulk":
-            items = [
-                {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
-                for n in range(BULK_ITEMS)
-            ]
-            body = {"query": BULK, "variables": {"items": items}}
-        else:
-            body = {"query": WALLET, "variables": {"r": ref}}
-        encoded = orjson.dumps(body)
+        path, encoded, media_type = _request(op, key, ref, refs)
         started = time.perf_counter()
         try:
-            status, raw = await asyncio.wait_for(http.post("/graphql", encoded, partner.token), 30)
-            payload = orjson.loads(raw)
+            status, raw = await asyncio.wait_for(
+                http.post(path, encoded, partner.token, media_type), 60
+            )
+            payload = _decode(op, raw)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as error:
             await http.close()  # a timed-out or broken exchange leaves the stream unusable
             results.errors += 1
@@ -333,6 +373,12 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
     problem = None
     if status != 200 or payload.get("errors"):
         problem = f"{op}: HTTP {status} {str(payload.get('errors'))[:120]}"
+    elif op == "ndjson":
+        failed = [e for r in payload["results"] for e in r["userErrors"]]
+        if failed:
+            problem = f"ndjson: {len(failed)} items failed, e.g. {failed[0]['code']}"
+        else:
+            results.bulk_items += len(payload["results"])
     elif op == "bulk":
         batch = payload["data"]["earnPointsBatch"]
         failed = [e for r in batch["results"] for e in r["userErrors"]] + batch["userErrors"]

@@ -26,6 +26,8 @@ from exchange.kit.errors import InvalidInput
 GRAPHQL_BODY_BYTES = 256 * 1024
 OAUTH_BODY_BYTES = 64 * 1024
 OTHER_BODY_BYTES = 64 * 1024
+#: ``POST /bulk/earn`` (NDJSON earn items): read after the token is checked.
+BULK_BODY_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 # --- GraphQL documents (graphql_schema.schema) ---------------------------------------
