@@ -70,6 +70,18 @@ def build_parser() -> Parser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--demo", action="store_true", help="seed a small demo coalition")
+    serve.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop (default uvloop; asyncio to measure what uvloop brings)",
+    )
+    serve.add_argument(
+        "--http",
+        choices=["httptools", "h11"],
+        default="httptools",
+        help="HTTP parser (default httptools; h11, pure Python, to measure what it brings)",
+    )
 
     database = commands.add_parser("db", help="database schema")
     database_commands = database.add_subparsers(
@@ -537,7 +549,7 @@ def command_expire(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exchange.http.server import LOOP, NoDelayHttpToolsProtocol
+    from exchange.http.server import PROTOCOLS
     from exchange.migrations import upgrade_sync
 
     if not 1 <= args.port <= 65535:
@@ -565,8 +577,8 @@ def command_serve(args: argparse.Namespace) -> int:
         port=args.port,
         workers=args.workers,
         log_level="info",
-        loop=LOOP,
-        http=NoDelayHttpToolsProtocol,
+        loop=args.loop,
+        http=PROTOCOLS[args.http],
         access_log=False,
     )
     return 0

@@ -18,9 +18,6 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-#: uvicorn's ``loop`` for ``exchange serve``.
-LOOP = "uvloop"
-
 
 def _no_delay(transport: Any) -> None:
     sock = transport.get_extra_info("socket")
@@ -43,3 +40,10 @@ class NoDelayH11Protocol(H11Protocol):
     def connection_made(self, transport: Any) -> None:
         _no_delay(transport)
         super().connection_made(transport)
+
+
+#: ``exchange serve --http``: the protocol class of each parser.
+PROTOCOLS: dict[str, type[HttpToolsProtocol | H11Protocol]] = {
+    "httptools": NoDelayHttpToolsProtocol,
+    "h11": NoDelayH11Protocol,
+}
