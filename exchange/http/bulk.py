@@ -120,13 +120,13 @@ def parse_line(number: int, raw: bytes) -> Line:
     return Line(number, item, key)
 
 
-def lines_of(body: bytes) -> list[Line]:
-    """Every non-blank line of the body, numbered as sent."""
-    return [
-        parse_line(number, raw)
-        for number, raw in enumerate(body.split(b"\n"), start=1)
-        if raw.strip()
-    ]
+RawLine = tuple[int, bytes]
+
+
+def raw_lines(body: bytes) -> list[RawLine]:
+    """Every non-blank line of the body with its number as sent, not parsed yet: each
+    thousand is parsed when its turn comes, so a 64 MiB body is never held as objects."""
+    return [(number, raw) for number, raw in enumerate(body.split(b"\n"), start=1) if raw.strip()]
 
 
 def _result(line: Line, outcome: EntryResult | DomainError) -> bytes:
@@ -154,8 +154,9 @@ def _own_field(error: DomainError, index: int) -> DomainError:
     return error
 
 
-async def _earn(runner: Runner, principal: Principal, chunk: Sequence[Line]) -> bytes:
+async def _earn(runner: Runner, principal: Principal, raw: Sequence[RawLine]) -> bytes:
     """One chunk of lines through the batch use case: their result lines, in order."""
+    chunk = [parse_line(number, line) for number, line in raw]
     valid = [line for line in chunk if line.item is not None]
     outcomes: list[EntryResult | DomainError] = []
     if valid:
@@ -177,32 +178,46 @@ UNAVAILABLE = {
 }
 
 
-def _unavailable(chunk: Sequence[Line]) -> bytes:
-    """Result lines for items that were not written because the database went away."""
+INTERNAL = {
+    "field": None,
+    "code": "INTERNAL_SERVER_ERROR",
+    "message": "an unexpected error stopped the import before this item; it was logged",
+}
+
+
+def _not_written(raw: Sequence[RawLine], reason: dict[str, Any]) -> bytes:
+    """Result lines for items that were not written, and why (``reason``)."""
     written = b""
-    for line in chunk:
+    for line in (parse_line(number, text) for number, text in raw):
         if line.error is not None:
             written += _result(line, line.error)
             continue
         key = line.item.idempotency_key if line.item is not None else line.key
         answer = {"line": line.number, "idempotencyKey": key, "transaction": None,
-                  "userErrors": [UNAVAILABLE]}  # fmt: skip
+                  "userErrors": [reason]}  # fmt: skip
         written += orjson.dumps(answer) + b"\n"
     return written
 
 
 async def _rest(
-    runner: Runner, principal: Principal, chunks: list[list[Line]], first: bytes
+    runner: Runner, principal: Principal, chunks: list[list[RawLine]], first: bytes
 ) -> AsyncIterator[bytes]:
     yield first
     for position, chunk in enumerate(chunks):
         try:
-            yield await _earn(runner, principal, chunk)
+            written = await _earn(runner, principal, chunk)
         except DatabaseUnavailable:
             log.warning("bulk earn: the database went away after %d chunks", position + 1)
-            for rest in chunks[position:]:
-                yield _unavailable(rest)
-            return
+            reason = UNAVAILABLE
+        except Exception:  # rolled back: nothing of the chunk was written
+            log.exception("bulk earn: a chunk failed unexpectedly")
+            reason = INTERNAL
+        else:
+            yield written
+            continue
+        for rest in chunks[position:]:
+            yield _not_written(rest, reason)
+        return
 
 
 async def earn(request: Request) -> Response:
@@ -216,7 +231,8 @@ async def earn(request: Request) -> Response:
         return Response(status_code=400)
     if body is None:
         return graphql_error(413, f"the request body is larger than {limits.BULK_BODY_BYTES} bytes")
-    lines = lines_of(body)
+    lines = raw_lines(body)
+    del body
     if not lines:
         return graphql_error(400, "the body has no earn items: send one JSON object per line")
     chunks = [lines[start : start + MAX_BATCH] for start in range(0, len(lines), MAX_BATCH)]
