@@ -7,6 +7,9 @@ declared ``Content-Length`` above the limit is refused before a byte is read, an
 chunked body is cut off at the first chunk that crosses it (413). A JSON body is then
 checked before any parser sees it (``exchange.kit.limits.json_problem``: UTF-8, nesting
 depth, an object at the top). Only then does the route run, over the body read so far.
+A route whose rule is not ``buffered`` (``POST /bulk/earn``: up to 64 MiB, read only once
+the caller's token is checked) gets the declared length and media type checked here and
+reads its body itself with :func:`read_body`, within the same kind of limit.
 
 Refusals are JSON in the route's error shape (``exchange.http.errors``): the GraphQL
 shape, or RFC 6749 section 5.2 on the OAuth endpoints.
