@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from exchange import delivery, ledger
-from exchange.http import graphql, oauth, throttle, unavailable
+from exchange.http import bulk, graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
 from exchange.http.cors import cors
@@ -128,6 +128,7 @@ async def index(request: Request) -> JSONResponse:
                 "jwks": "/.well-known/jwks.json",
                 "metadata": "/.well-known/oauth-authorization-server",
                 "whoami": "/api/whoami",
+                "bulkEarn": "/bulk/earn",
             },
             "graphql": "/graphql",
         }
@@ -219,7 +220,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database.connect(resolve_database_url(settings))
+        database = Database.connect(
+            resolve_database_url(settings),
+            pool_size=settings.pool.size,
+            max_overflow=settings.pool.overflow,
+            pool_timeout_seconds=settings.pool.timeout_seconds,
+        )
         _parts(app, settings, database, clock)
         await app.state.auth.start()
         await app.state.listener.start()
@@ -261,6 +267,7 @@ def create_app(
         Route("/graphql", graphql.GraphQLEndpoint(settings.public_url), methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql.GraphQLEndpoint(settings.public_url)),
         Route("/api/whoami", whoami),
+        Route("/bulk/earn", bulk.earn, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

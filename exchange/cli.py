@@ -162,6 +162,19 @@ def _serve_command(commands: Any) -> None:
         action="store_true",
         help="seed a small demo coalition first and print working credentials",
     )
+    serve.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop; asyncio to measure what uvloop brings (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--http",
+        choices=["httptools", "h11"],
+        default="httptools",
+        help="HTTP parser; h11 (pure Python) to measure what httptools brings"
+        " (default: %(default)s)",
+    )
 
 
 def _report_commands(commands: Any) -> None:
@@ -288,9 +301,9 @@ def _bench_commands(commands: Any) -> None:
         default="earn=45,redeem=35,wallet=20",
         help="comma-separated NAME=WEIGHT pairs, weights as whole numbers (relative shares,"
         " not percents), names among earn, redeem, wallet, bulk (an earnPointsBatch of"
-        " 1,000 items), purchase (recordPurchase of 1 to 3 items), preview"
-        " (previewPurchase) and insights (a member's segments and profile)"
-        " (default: %(default)s)",
+        " 1,000 items), ndjson (POST /bulk/earn of 5,000 NDJSON items), purchase"
+        " (recordPurchase of 1 to 3 items), preview (previewPurchase) and insights (a"
+        " member's segments and profile) (default: %(default)s)",
     )
     bench.add_argument(
         "--campaigns",
@@ -305,7 +318,18 @@ def _bench_commands(commands: Any) -> None:
         help="use the partners and members of 'exchange bench seed' (new clients; --members"
         " random seeded members, linked to every seed partner) instead of creating any",
     )
+    bench.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="the server's process id, for its CPU per operation (default: the local process"
+        " listening on the URL's port, when the URL is on this machine)",
+    )
     _json_flag(bench, what="print the measurements as JSON")
+    _bench_subcommands(bench)
+
+
+def _bench_subcommands(bench: Any) -> None:
     sub = bench.add_subparsers(
         dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
     )
@@ -781,7 +805,7 @@ def command_expire(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exchange.http.server import NoDelayH11Protocol
+    from exchange.http.server import PROTOCOLS
     from exchange.migrations import upgrade_sync
 
     if not 1 <= args.port <= 65535:
@@ -811,7 +835,8 @@ def command_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="info",
         log_config=logs.config(settings.log_format),
-        http=NoDelayH11Protocol,
+        loop=args.loop,
+        http=PROTOCOLS[args.http],
         access_log=False,
     )
     return 0
@@ -1320,7 +1345,7 @@ def _write(out: str, body: str) -> None:
         raise Failure(f"cannot write {out}: {error.strerror or error}") from None
 
 
-MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview", "insights")
+MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "ndjson", "purchase", "preview", "insights")
 
 
 def _mix(value: str) -> dict[str, int]:
@@ -1338,7 +1363,7 @@ def _mix(value: str) -> dict[str, int]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from exchange.devtools import bench
+    from exchange.devtools import bench, server_cpu
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
@@ -1351,6 +1376,8 @@ def command_bench(args: argparse.Namespace) -> int:
         raise UsageError("--campaigns must be 0 to 1,000")
     if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
         raise UsageError("--members must be 1 to 1,000,000 and --duration positive")
+    if args.server_pid is not None and not server_cpu.running(args.server_pid):
+        raise UsageError(f"--server-pid: no process {args.server_pid} on this machine")
     settings = Settings.from_environment()
 
     async def run(database: Database) -> int:
@@ -1381,6 +1408,7 @@ def command_bench(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             duration=args.duration,
             mix=mix,
+            server_pid=args.server_pid,
         )
         if args.json:
             print(json.dumps(result))
@@ -1391,6 +1419,7 @@ def command_bench(args: argparse.Namespace) -> int:
                 f"  (refused: {result['refused_insufficient_points']}; bench CPU"
                 f" {result['bench_cpu_share']:.0%} of a core)"
             )
+            print(_server_cpu_line(result))
             for op, figures in result["by_operation"].items():
                 print(
                     f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
@@ -1401,6 +1430,20 @@ def command_bench(args: argparse.Namespace) -> int:
         return 1 if result["errors"] else 0
 
     return _run(run)
+
+
+def _server_cpu_line(result: dict[str, Any]) -> str:
+    busy = result["machine_busy_share"]
+    machine = f"; machine busy {busy:.0%}" if busy is not None else ""
+    if result["server_cpu_ms_per_op"] is None:
+        return f"  server CPU: not measured (not a local server; --server-pid){machine}"
+    line = (
+        f"  server CPU {result['server_cpu_ms_per_op']} ms per operation"
+        f" ({result['server_cpu_cores']} cores){machine}"
+    )
+    if result["server_cpu_ms_per_item"] is not None:
+        line += f"; {result['server_cpu_ms_per_item']} ms per bulk item"
+    return line
 
 
 def command_bench_webhooks(args: argparse.Namespace) -> int:

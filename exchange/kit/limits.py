@@ -26,12 +26,17 @@ from exchange.kit.errors import InvalidInput
 GRAPHQL_BODY_BYTES = 256 * 1024
 OAUTH_BODY_BYTES = 64 * 1024
 OTHER_BODY_BYTES = 64 * 1024
+#: ``POST /bulk/earn`` (NDJSON earn items): read after the token is checked.
+BULK_BODY_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 # --- GraphQL documents (graphql_schema.schema) ---------------------------------------
 MAX_QUERY_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
+#: Automatic persisted queries each server process remembers (exchange.http.persisted),
+#: the least recently used forgotten first.
+PERSISTED_QUERIES = 1_000
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 #: Entries one ledger read returns at most (the API asks for MAX_PAGE + 1).

@@ -127,7 +127,8 @@ PROBES: dict[str, tuple[str, str]] = {
 
 @contextmanager
 def first_statements(database: Database) -> Iterator[list[str]]:
-    """The first statement of every transaction begun on the app's engine in the block."""
+    """The first statement of every transaction begun on the app's engine in the block:
+    the binding sent with its BEGIN, or the first statement it ran."""
     engine = database.engine.sync_engine
     begun: set[int] = set()
     firsts: list[str] = []
@@ -138,7 +139,10 @@ def first_statements(database: Database) -> Iterator[list[str]]:
     def on_execute(connection: Any, *args: Any) -> None:
         if id(connection) in begun:
             begun.discard(id(connection))
-            firsts.append(args[1])
+            # The binding rides with BEGIN, sent just before this first statement
+            # (exchange.kit.db.ScopedConnection); a binding of its own would be this one.
+            pending = getattr(connection.connection.driver_connection, "pending_binding", None)
+            firsts.append(pending or args[1])
 
     event.listen(engine, "begin", on_begin)
     event.listen(engine, "before_cursor_execute", on_execute)
