@@ -6,8 +6,8 @@ micro-batching, the token verifier, the LISTEN fan-out), mounts the HTTP adapter
 (``exchange.http.request_ids``), CORS for the origins the settings name
 (``exchange.http.cors``) and the body reader that holds every request body to its route's
 limits (``exchange.http.body``), and runs the background work that has no caller (the
-sweep: expiry, tier reviews, expiring-points notices and event retention; the webhook
-deliverer) under the system scope.
+sweep: expiry, tier reviews, expiring-points notices, event retention and RFM
+refreshes; the webhook deliverer) under the system scope.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -27,13 +27,14 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route, WebSocketRoute
 
 from exchange import delivery, ledger
-from exchange.http import graphql, oauth, throttle, unavailable
+from exchange.http import bulk, graphql, oauth, throttle, unavailable
 from exchange.http.auth import AuthRuntime
 from exchange.http.body import BodyReader
 from exchange.http.cors import cors
 from exchange.http.request_ids import RequestIds
 from exchange.http.throttle import FailedAuthentications
-from exchange.kit.clock import utc_now
+from exchange.insights import profiles
+from exchange.kit.clock import Clock, utc_now
 from exchange.kit.db import Database, resolve_database_url
 from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.listener import Listener
@@ -92,10 +93,22 @@ async def review_tiers(
             return reviewed, downgraded
 
 
+async def refresh_insights(database: Database) -> tuple[int, int]:
+    """Recompute RFM quintiles, set-based, in one transaction (system work)."""
+    async with database.transaction(SYSTEM) as conn:
+        return await profiles.refresh(conn)
+
+
 async def _sweep_forever(database: Database, tunables: Tunables, limits: list[Limit]) -> None:
+    refreshed_at: datetime | None = None
     while True:
         try:
             await sweep_once(database, tunables)
+            now = utc_now()
+            every = timedelta(minutes=tunables.rfm_refresh_minutes)
+            if refreshed_at is None or now - refreshed_at >= every:
+                await refresh_insights(database)
+                refreshed_at = now
             async with database.transaction(SYSTEM) as conn:
                 for limit in limits:  # drained buckets are empty ones: forget them
                     await forget_drained(conn, limit)
@@ -115,6 +128,7 @@ async def index(request: Request) -> JSONResponse:
                 "jwks": "/.well-known/jwks.json",
                 "metadata": "/.well-known/oauth-authorization-server",
                 "whoami": "/api/whoami",
+                "bulkEarn": "/bulk/earn",
             },
             "graphql": "/graphql",
         }
@@ -155,7 +169,7 @@ async def readyz(request: Request) -> JSONResponse:
     return JSONResponse({"status": "ready"})
 
 
-def _parts(app: Starlette, settings: Settings, database: Database) -> None:
+def _parts(app: Starlette, settings: Settings, database: Database, clock: Clock) -> None:
     """The process's parts, on ``app.state``: the use-case runner, the listener and what
     listens through it (notifications, the auth snapshot), the shared limits."""
     app.state.database = database
@@ -164,6 +178,7 @@ def _parts(app: Starlette, settings: Settings, database: Database) -> None:
         keys=IdentityKeys.from_secret(settings.secret_key()),
         micro_batching=settings.micro_batching,
         tunables=settings.tunables,
+        clock=clock,
     )
     app.state.listener = listener = Listener(database.engine.url.render_as_string(False))
     listener.on_state(_renew_pool_when_lost(database))
@@ -197,13 +212,21 @@ def _renew_pool_when_lost(database: Database) -> Callable[[bool], Awaitable[None
     return on_state
 
 
-def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starlette:
+def create_app(
+    settings: Settings | None = None, *, sweep: bool = True, clock: Clock = utc_now
+) -> Starlette:
+    """The application; ``clock`` is the time use cases run at (tests set their own)."""
     settings = settings or Settings.from_environment()
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database.connect(resolve_database_url(settings))
-        _parts(app, settings, database)
+        database = Database.connect(
+            resolve_database_url(settings),
+            pool_size=settings.pool.size,
+            max_overflow=settings.pool.overflow,
+            pool_timeout_seconds=settings.pool.timeout_seconds,
+        )
+        _parts(app, settings, database, clock)
         await app.state.auth.start()
         await app.state.listener.start()
         limits = [
@@ -244,6 +267,7 @@ def create_app(settings: Settings | None = None, *, sweep: bool = True) -> Starl
         Route("/graphql", graphql.GraphQLEndpoint(settings.public_url), methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql.GraphQLEndpoint(settings.public_url)),
         Route("/api/whoami", whoami),
+        Route("/bulk/earn", bulk.earn, methods=["POST"]),
     ]
     return Starlette(
         routes=routes,

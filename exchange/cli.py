@@ -11,6 +11,7 @@ import json
 import os
 import socket
 import sys
+import time
 from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -22,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import app, audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
+from exchange.insights import privacy, profiles
 from exchange.kit import limits, logs
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
@@ -35,6 +37,7 @@ from exchange.loyalty import tiers
 from exchange.loyalty.models import Campaign, CampaignStatus
 from partners import clients, identity, registry
 from partners import keys as key_store
+from partners import repository as partner_repository
 from partners.identity import IdentityKeys
 from partners.models import ContractChanges, ContractTerms, FundingModel, Partner, PartnerStatus
 from partners.scopes import OPERATOR_SCOPES, PARTNER_SCOPES
@@ -117,6 +120,7 @@ def build_parser() -> Parser:
     _client_commands(commands)
     _member_commands(commands)
     _loyalty_commands(commands)
+    _insights_commands(commands)
     _events_commands(commands)
     keys = commands.add_parser("keys", help="access-token signing keys")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True, parser_class=Parser)
@@ -157,6 +161,19 @@ def _serve_command(commands: Any) -> None:
         "--demo",
         action="store_true",
         help="seed a small demo coalition first and print working credentials",
+    )
+    serve.add_argument(
+        "--loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop; asyncio to measure what uvloop brings (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--http",
+        choices=["httptools", "h11"],
+        default="httptools",
+        help="HTTP parser; h11 (pure Python) to measure what httptools brings"
+        " (default: %(default)s)",
     )
 
 
@@ -284,8 +301,9 @@ def _bench_commands(commands: Any) -> None:
         default="earn=45,redeem=35,wallet=20",
         help="comma-separated NAME=WEIGHT pairs, weights as whole numbers (relative shares,"
         " not percents), names among earn, redeem, wallet, bulk (an earnPointsBatch of"
-        " 1,000 items), purchase (recordPurchase of 1 to 3 items) and preview"
-        " (previewPurchase) (default: %(default)s)",
+        " 1,000 items), ndjson (POST /bulk/earn of 5,000 NDJSON items), purchase"
+        " (recordPurchase of 1 to 3 items), preview (previewPurchase) and insights (a"
+        " member's segments and profile) (default: %(default)s)",
     )
     bench.add_argument(
         "--campaigns",
@@ -300,7 +318,18 @@ def _bench_commands(commands: Any) -> None:
         help="use the partners and members of 'exchange bench seed' (new clients; --members"
         " random seeded members, linked to every seed partner) instead of creating any",
     )
+    bench.add_argument(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="the server's process id, for its CPU per operation (default: the local process"
+        " listening on the URL's port, when the URL is on this machine)",
+    )
     _json_flag(bench, what="print the measurements as JSON")
+    _bench_subcommands(bench)
+
+
+def _bench_subcommands(bench: Any) -> None:
     sub = bench.add_subparsers(
         dest="bench_command", required=False, parser_class=Parser, title="optional sub-command"
     )
@@ -339,6 +368,14 @@ def _bench_seed_command(sub: Any) -> None:
         default=10,
         metavar="P",
         help="seed partners to create (default: %(default)s)",
+    )
+    seed.add_argument(
+        "--purchases",
+        dest="seed_purchases",
+        type=int,
+        default=0,
+        metavar="N",
+        help="purchases recorded by the loyalty engine after the history (default: %(default)s)",
     )
     _json_flag(seed, dest="seed_json", what="print the summary as JSON")
     hooks = sub.add_parser(
@@ -493,6 +530,45 @@ def _member_commands(commands: Any) -> None:
     export.add_argument("member_id", type=int, help="the internal member id (see 'member find')")
     erase = sub.add_parser("erase", help="destroy a member's identity; the ledger stays")
     erase.add_argument("member_id", type=int, help="the internal member id (see 'member find')")
+    consent = sub.add_parser(
+        "consent", help="record a member's consent to cross-partner use (audited)"
+    )
+    consent.add_argument("member_id", type=int, help="the internal member id (see 'member find')")
+    consent.add_argument(
+        "--cross-partner",
+        choices=["on", "off"],
+        required=True,
+        help="on: the member consents to cross-partner use of its purchases; off: withdrawn",
+    )
+
+
+def _insights_commands(commands: Any) -> None:
+    insights = commands.add_parser(
+        "insights",
+        help="member insights: KPIs as a report, RFM refresh",
+        description="`exchange insights --from DATE --to DATE [--partner NAME] --format"
+        " html|json|csv --out FILE` writes the KPIs and charts of a window; `exchange"
+        " insights refresh` recomputes RFM quintiles (serve does it every"
+        " EXCHANGE_RFM_REFRESH_MINUTES).",
+    )
+    insights.add_argument(
+        "--from", dest="start", type=_day_or_time, help="the window's start: DATE or TIME (UTC)"
+    )
+    insights.add_argument(
+        "--to", dest="end", type=_day_or_time, help="the window's end, excluded: DATE or TIME"
+    )
+    insights.add_argument(
+        "--partner", help="one partner's figures, by name (default: every partner's)"
+    )
+    insights.add_argument(
+        "--format",
+        choices=["html", "json", "csv"],
+        default="html",
+        help="html (charts as inline SVG), json or csv (default: %(default)s)",
+    )
+    insights.add_argument("--out", type=Path, help="the file to write (required for a report)")
+    sub = insights.add_subparsers(dest="insights_command", required=False, parser_class=Parser)
+    sub.add_parser("refresh", help="recompute every RFM quintile, set-based")
 
 
 def _loyalty_commands(commands: Any) -> None:
@@ -729,7 +805,7 @@ def command_expire(args: argparse.Namespace) -> int:
 def command_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from exchange.http.server import NoDelayH11Protocol
+    from exchange.http.server import PROTOCOLS
     from exchange.migrations import upgrade_sync
 
     if not 1 <= args.port <= 65535:
@@ -759,7 +835,8 @@ def command_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level="info",
         log_config=logs.config(settings.log_format),
-        http=NoDelayH11Protocol,
+        loop=args.loop,
+        http=PROTOCOLS[args.http],
         access_log=False,
     )
     return 0
@@ -976,18 +1053,22 @@ def command_member(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         subject = f"member:{args.member_id}"
         async with database.transaction(SYSTEM) as conn:
+            if args.member_command == "consent":
+                return await _consent(conn, args.member_id, args.cross_partner == "on")
             if args.member_command == "erase":
                 await identity.erase_member(conn, member_id=args.member_id, now=utc_now())
                 events = await events_repository.forget_member(conn, member_id=args.member_id)
+                await privacy.erase(conn, member_id=args.member_id)
                 await _audit(conn, Action.MEMBER_ERASED, subject)
                 print(
                     f"member {args.member_id}: identity erased, {events} events about them"
-                    " purged; ledger entries kept"
+                    " purged, profiles and offers deleted; ledger entries kept"
                 )
                 return 0
             exported = await identity.export_member(conn, keys=keys, member_id=args.member_id)
+            held = await privacy.export(conn, member_id=args.member_id)
             await _audit(conn, Action.MEMBER_EXPORTED, subject)
-        print(json.dumps(exported.__dict__, default=str))
+        print(json.dumps({**exported.__dict__, "insights": held}, default=str))
         return 0
 
     return _run(run)
@@ -1026,6 +1107,64 @@ def command_member_find(args: argparse.Namespace, keys: IdentityKeys) -> int:
         return 0
 
     return _run(run)
+
+
+def command_insights(args: argparse.Namespace) -> int:
+    from exchange.app import refresh_insights
+
+    if args.insights_command != "refresh":
+        return _insights_report(args)
+
+    async def refresh(database: Database) -> int:
+        started = time.perf_counter()
+        at_partners, coalition = await refresh_insights(database)
+        print(
+            f"RFM refreshed: {at_partners} partner profiles and {coalition} members changed"
+            f" ({time.perf_counter() - started:.1f} s)"
+        )
+        return 0
+
+    return _run(refresh)
+
+
+async def _consent(conn: AsyncConnection, member_id: int, given: bool) -> int:
+    """Record a member's consent (as the member told the operator), in the audit log."""
+    if await partner_repository.identity(conn, member_id=member_id) is None:
+        raise UsageError(f"no member {member_id}")
+    changed = await profiles.set_consent(conn, member_id=member_id, consent=given, now=utc_now())
+    if changed:
+        await _audit(
+            conn, Action.MEMBER_CONSENT_CHANGED, f"member:{member_id}", {"crossPartner": given}
+        )
+    state = "on" if given else "off"
+    print(f"member {member_id}: cross-partner consent {state}" + ("" if changed else " (already)"))
+    return 0
+
+
+def _insights_report(args: argparse.Namespace) -> int:
+    from exchange.insights import report
+
+    if args.start is None or args.end is None or args.out is None:
+        raise UsageError("give --from, --to and --out (or the subcommand refresh)")
+    settings = Settings.from_environment()
+
+    async def write(database: Database) -> int:
+        now = utc_now()
+        async with database.transaction(SYSTEM) as conn:
+            partner_id, name = None, report.EVERY_PARTNER
+            if args.partner:
+                found = await registry.get_partner(conn, name=args.partner, now=now)
+                partner_id, name = found.id, found.name
+            gathered = await report.gather(
+                conn, partner_id=partner_id, partner=name, start=args.start, end=args.end,
+                now=now, k=settings.tunables.k_anonymity,
+            )  # fmt: skip
+        render = {"html": report.to_html, "json": report.to_json, "csv": report.to_csv}
+        args.out.write_text(render[args.format](gathered), encoding="utf-8")
+        print(f"wrote {args.out} ({args.format}, {name}, {args.start.date()} to {args.end.date()})")
+        return 0
+
+    return _run(write)
 
 
 def command_keys(args: argparse.Namespace) -> int:
@@ -1206,7 +1345,7 @@ def _write(out: str, body: str) -> None:
         raise Failure(f"cannot write {out}: {error.strerror or error}") from None
 
 
-MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "purchase", "preview")
+MIX_OPERATIONS = ("earn", "redeem", "wallet", "bulk", "ndjson", "purchase", "preview", "insights")
 
 
 def _mix(value: str) -> dict[str, int]:
@@ -1224,7 +1363,7 @@ def _mix(value: str) -> dict[str, int]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from exchange.devtools import bench
+    from exchange.devtools import bench, server_cpu
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
@@ -1237,6 +1376,8 @@ def command_bench(args: argparse.Namespace) -> int:
         raise UsageError("--campaigns must be 0 to 1,000")
     if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
         raise UsageError("--members must be 1 to 1,000,000 and --duration positive")
+    if args.server_pid is not None and not server_cpu.running(args.server_pid):
+        raise UsageError(f"--server-pid: no process {args.server_pid} on this machine")
     settings = Settings.from_environment()
 
     async def run(database: Database) -> int:
@@ -1267,6 +1408,7 @@ def command_bench(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             duration=args.duration,
             mix=mix,
+            server_pid=args.server_pid,
         )
         if args.json:
             print(json.dumps(result))
@@ -1277,6 +1419,7 @@ def command_bench(args: argparse.Namespace) -> int:
                 f"  (refused: {result['refused_insufficient_points']}; bench CPU"
                 f" {result['bench_cpu_share']:.0%} of a core)"
             )
+            print(_server_cpu_line(result))
             for op, figures in result["by_operation"].items():
                 print(
                     f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
@@ -1287,6 +1430,20 @@ def command_bench(args: argparse.Namespace) -> int:
         return 1 if result["errors"] else 0
 
     return _run(run)
+
+
+def _server_cpu_line(result: dict[str, Any]) -> str:
+    busy = result["machine_busy_share"]
+    machine = f"; machine busy {busy:.0%}" if busy is not None else ""
+    if result["server_cpu_ms_per_op"] is None:
+        return f"  server CPU: not measured (not a local server; --server-pid){machine}"
+    line = (
+        f"  server CPU {result['server_cpu_ms_per_op']} ms per operation"
+        f" ({result['server_cpu_cores']} cores){machine}"
+    )
+    if result["server_cpu_ms_per_item"] is not None:
+        line += f"; {result['server_cpu_ms_per_item']} ms per bulk item"
+    return line
 
 
 def command_bench_webhooks(args: argparse.Namespace) -> int:
@@ -1319,7 +1476,10 @@ def command_bench_seed(args: argparse.Namespace) -> int:
 
     try:
         seed.check_counts(
-            members=args.seed_members, entries=args.seed_entries, partners=args.seed_partners
+            members=args.seed_members,
+            entries=args.seed_entries,
+            partners=args.seed_partners,
+            purchases=args.seed_purchases,
         )
     except DomainError as error:
         raise UsageError(error.message) from None
@@ -1334,14 +1494,16 @@ def command_bench_seed(args: argparse.Namespace) -> int:
             secret=settings.secret_key(),
             now=utc_now(),
             progress=lambda line: print(line, file=sys.stderr),
+            purchases=args.seed_purchases,
         )
         period = f"--from {summary.period_start.date()} --to {summary.period_end.date()}"
         if args.seed_json:
             print(json.dumps({**summary.__dict__, "settle": period}, default=str))
         else:
             print(
-                f"seeded {summary.members:,} members and {summary.entries:,} entries"
-                f" ({summary.redemptions:,} redemptions) for partners {summary.partners[0]}"
+                f"seeded {summary.members:,} members, {summary.entries:,} entries"
+                f" ({summary.redemptions:,} redemptions) and {summary.purchases:,} purchases"
+                f" for partners {summary.partners[0]}"
                 f"..{summary.partners[-1]} in {summary.seconds} s; settle them with"
                 f" 'exchange settle {period}'"
             )
@@ -1654,6 +1816,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "partner": command_partner,
     "tier": command_tier,
     "campaign": command_campaign,
+    "insights": command_insights,
     "client": command_client,
     "member": command_member,
     "keys": command_keys,

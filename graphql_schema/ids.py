@@ -25,6 +25,8 @@ TYPES = frozenset(
         "Campaign",
         "WebhookEndpoint",
         "WebhookDelivery",
+        "Segment",
+        "Offer",
     }
 )
 #: The longest ID encode() writes (the longest type name and 19 digits, in base64).

@@ -25,6 +25,7 @@ from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, mutate
+from graphql_schema.insights import CampaignTargetInput
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
     AfterArgument,
@@ -362,6 +363,16 @@ class CreateCampaignInput:
     funding: list[CampaignFundingInput] | None = strawberry.field(
         default=None, description="Default: the owner pays all (an operator: the coalition)."
     )
+    target: CampaignTargetInput | None = strawberry.field(
+        default=None,
+        description="Make it targeted: select a segment's members at once, hold a random"
+        " control share out and make the others an offer (docs/api.md, Insights).",
+    )
+
+    def request(self) -> cases.NewCampaign:
+        return cases.NewCampaign(
+            draft=self.draft(), target=self.target.target() if self.target else None
+        )
 
     def draft(self) -> CampaignDraft:
         funders = tuple(
@@ -715,7 +726,7 @@ class LoyaltyMutation:
     async def create_campaign(
         self, info: Info[Context, None], input: InputArgument[CreateCampaignInput]
     ) -> CampaignPayload:
-        return await mutate(info, cases.create_campaign, input.draft, _campaign, _campaign_failed)
+        return await mutate(info, cases.create_campaign, input.request, _campaign, _campaign_failed)
 
     @strawberry.mutation(description="Start applying a campaign.")
     async def activate_campaign(

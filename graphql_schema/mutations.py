@@ -20,6 +20,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.errors import mutate
+from graphql_schema.insights import ConsentMutation, InsightsMutation, OfferMutation
 from graphql_schema.loyalty import LoyaltyMutation
 from graphql_schema.settlement import (
     FinalizeSettlementPayload,
@@ -316,7 +317,7 @@ def _batch_results(
 @strawberry.type(
     description="What a caller can change; every payload says what failed in userErrors."
 )
-class Mutation(LoyaltyMutation, WebhookMutation):
+class Mutation(LoyaltyMutation, WebhookMutation, InsightsMutation, ConsentMutation, OfferMutation):
     run_settlement: RunSettlementPayload = strawberry.mutation(
         resolver=run_settlement,
         description="Operators (settlement:run): a draft settlement run for a past period.",

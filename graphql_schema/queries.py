@@ -15,6 +15,7 @@ from exchange.kit import limits
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
 from exchange.ledger.models import AccountKind as LedgerAccountKind
+from exchange.usecases import insights as insights_cases
 from exchange.usecases import loyalty as loyalty_cases
 from exchange.usecases import members, partners
 from exchange.usecases import settlement as settlement_cases
@@ -24,6 +25,7 @@ from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, query_error
+from graphql_schema.insights import InsightsQuery, KpiQuery, Offer, ReportQuery
 from graphql_schema.loyalty import Campaign, LoyaltyQuery, Purchase
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
@@ -191,11 +193,14 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
     if type_name == "WebhookDelivery":
         delivery = await ask(info, webhook_cases.delivery_by_id, lambda: key)
         return WebhookDelivery.of(delivery) if delivery is not None else None
+    if type_name == "Offer":
+        offer = await ask(info, insights_cases.offer_by_id, lambda: key)
+        return Offer.of(offer) if offer is not None else None
     return None
 
 
 @strawberry.type(description="What a caller can read.")
-class Query(LoyaltyQuery, WebhookQuery):
+class Query(LoyaltyQuery, WebhookQuery, InsightsQuery, KpiQuery, ReportQuery):
     @strawberry.field(description="Operators (ledger:read:all): every ledger account.")
     async def ledger_accounts(
         self,

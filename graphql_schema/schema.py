@@ -24,6 +24,7 @@ from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.limits import MAX_ALIASES, MAX_QUERY_DEPTH, MAX_TOKENS
 from exchange.kit.logs import REQUEST_ID, without_values
 from graphql_schema.cost import QueryCost
+from graphql_schema.insights import Offer, Segment
 from graphql_schema.loyalty import Campaign, Purchase
 from graphql_schema.mutations import Mutation
 from graphql_schema.queries import Query
@@ -129,6 +130,8 @@ schema = _Schema(
         Campaign,
         WebhookEndpoint,
         WebhookDelivery,
+        Segment,
+        Offer,
     ],
     extensions=[
         lambda: AddValidationRules(LIMIT_RULES),

@@ -21,6 +21,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.errors import ask
+from graphql_schema.insights import MemberProfile, Offer, load_offers, load_profile
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
     AfterArgument,
@@ -167,6 +168,14 @@ class Wallet:
             info, members.member_transactions, first, after, None, member_id=self.member_id
         )
 
+    @strawberry.field(
+        description="Offers made to the member by targeted campaigns, newest first (at most"
+        " 100); a partner sees them only for its own member.",
+        metadata=list_size(100),
+    )
+    async def offers(self, info: Info[Context, None]) -> list[Offer]:
+        return await load_offers(info, self.member_id)
+
     @strawberry.field(description="The member's tier and its progress to the next one.")
     async def tier(self, info: Info[Context, None]) -> MemberTier | None:
         member_id = self.member_id
@@ -204,6 +213,21 @@ class Member(Node):
         if self.read_wallet is not None:
             return self.read_wallet
         return await load_wallet(info, self.member_id)
+
+    @strawberry.field(
+        description="The segments the member is in (needs insights:read): the built-in"
+        " ones, then yours by their condition; judged on your own purchases with the"
+        " member unless it consented to cross-partner use."
+    )
+    async def segments(self, info: Info[Context, None]) -> list[str]:
+        return (await load_profile(info, self.member_id)).segments
+
+    @strawberry.field(
+        description="What your purchases tell of the member (needs insights:read); a"
+        " partner reads only its own linked members."
+    )
+    async def profile(self, info: Info[Context, None]) -> MemberProfile | None:
+        return MemberProfile.of(await load_profile(info, self.member_id))
 
     @classmethod
     def of(cls, member_id: int, wallet: WalletModel | None = None) -> Member:

@@ -59,7 +59,7 @@ from partners import identity
 from partners import tokens as token_service
 from partners.clients import ClientRecord
 from partners.keys import SigningKeys
-from partners.scopes import ALL_SCOPES, MEMBER_SCOPES, parse_scopes
+from partners.scopes import ALL_SCOPES, MEMBER_SCOPES, NOT_DELEGABLE, parse_scopes
 from partners.tokens import AuthState, InvalidToken, TokenSettings
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"  # noqa: S105 (a URN)
@@ -237,10 +237,16 @@ class _TokenExchange(BaseGrant, TokenEndpointMixin):  # type: ignore[misc]
                 description=f"subject_token_type must be {MEMBER_REF_TOKEN_TYPE}"
             )
         wanted = set(parse_scopes(self.request.payload.scope)) or {"wallet:read"}
+        if wanted & NOT_DELEGABLE:
+            raise InvalidScopeError(
+                description="consent:write comes from the member's own sign-in;"
+                " no partner may delegate it"
+            )
         if not wanted <= MEMBER_SCOPES:
-            raise InvalidScopeError(description="a member token carries wallet scopes only")
-        if "wallet:transfer" in wanted and "wallet:transfer" not in client.record.scopes:
-            raise InvalidScopeError(description="the client may not delegate wallet:transfer")
+            raise InvalidScopeError(description="a member token carries member scopes only")
+        for scope in ("wallet:transfer", "offers:write"):
+            if scope in wanted and scope not in client.record.scopes:
+                raise InvalidScopeError(description=f"the client may not delegate {scope}")
         member_id = self.server.member_of(client.record.partner_id, form.get("subject_token"))
         if member_id is None:
             raise InvalidGrantError(description="no member is linked to that member ref")

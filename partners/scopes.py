@@ -14,9 +14,11 @@ PARTNER_SCOPES = frozenset(
         "campaigns:read",
         "campaigns:write",
         "webhooks:write",
+        "insights:read",
         # Delegable to a member token obtained by token exchange.
         "wallet:read",
         "wallet:transfer",
+        "offers:write",
     }
 )
 OPERATOR_SCOPES = frozenset(
@@ -28,9 +30,14 @@ OPERATOR_SCOPES = frozenset(
         "campaigns:read",
         "campaigns:write",
         "webhooks:write",
+        "insights:read",
     }
 )
-MEMBER_SCOPES = frozenset({"wallet:read", "wallet:transfer"})
+#: ``consent:write`` is never delegable: a partner's token exchange refuses it; it comes
+#: from the member's own sign-in (an operator records consent with ``exchange member
+#: consent``).
+MEMBER_SCOPES = frozenset({"wallet:read", "wallet:transfer", "offers:write", "consent:write"})
+NOT_DELEGABLE = frozenset({"consent:write"})
 ALL_SCOPES = PARTNER_SCOPES | OPERATOR_SCOPES | MEMBER_SCOPES
 
 

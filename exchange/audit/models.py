@@ -21,6 +21,7 @@ class Action(enum.StrEnum):
     MEMBER_LOOKED_UP = "member.looked_up"
     MEMBER_EXPORTED = "member.exported"
     MEMBER_ERASED = "member.erased"
+    MEMBER_CONSENT_CHANGED = "member.consent_changed"
     SETTLEMENT_FINALIZED = "settlement.finalized"
     SETTLEMENT_PAYMENT_RECORDED = "settlement.payment_recorded"
 

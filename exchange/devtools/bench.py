@@ -28,6 +28,7 @@ import orjson
 
 from exchange import ledger
 from exchange.devtools import seed
+from exchange.devtools.server_cpu import ServerCpu, machine_ticks
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.errors import NotFound
@@ -53,7 +54,13 @@ BULK = (
     " results { userErrors { code } } userErrors { code } } }"
 )
 BULK_ITEMS = 1000  # per earnPointsBatch request: the most a batch may hold
+NDJSON_ITEMS = 5000  # per POST /bulk/earn request (NDJSON, no GraphQL)
 WALLET = "query($r: String!) { member(memberRef: $r) { wallet { balance available } } }"
+#: A member's insights: its segments and profile (decision 0018).
+INSIGHTS = (
+    "query($r: String!) { member(memberRef: $r) { segments profile { purchasesHere spendHere"
+    " lastPurchaseAt meanDaysBetweenPurchases rfm { recency frequency monetary } } } }"
+)
 PURCHASE = (
     "mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {"
     " purchase { id points } userErrors { code } } }"
@@ -78,7 +85,7 @@ CONDITIONS = (
     "member.days_since_last_here > {n}0",
     'size(member.categories_30d) >= 5 && purchase.store == "s{n}"',
 )
-SCOPES = ["points:earn", "points:redeem", "members:link", "members:read"]
+SCOPES = ["points:earn", "points:redeem", "members:link", "members:read", "insights:read"]
 
 
 @dataclass
@@ -222,6 +229,17 @@ async def _token(http: httpx.AsyncClient, partner: BenchPartner) -> str:
     return str(response.json()["access_token"])
 
 
+async def _tokens(url: str, partners: list[BenchPartner]) -> None:
+    """A fresh access token for each bench partner."""
+    # Without TCP_NODELAY a request's header and body writes meet delayed ACKs: ~40 ms each.
+    transport = httpx.AsyncHTTPTransport(
+        socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
+    )
+    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
+        for partner in partners:
+            partner.token = await _token(http, partner)
+
+
 def _choose(mix: dict[str, int]) -> str:
     return random.choices(list(mix), weights=list(mix.values()))[0]  # noqa: S311
 
@@ -237,7 +255,9 @@ class _Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, path: str, body: bytes, token: str) -> tuple[int, bytes]:
+    async def post(
+        self, path: str, body: bytes, token: str, media_type: str = "application/json"
+    ) -> tuple[int, bytes]:
         if self.writer is None or self.reader is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
             # Without TCP_NODELAY a request meets delayed ACKs: ~40 ms each.
@@ -245,20 +265,36 @@ class _Connection:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nAuthorization: Bearer {token}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: {media_type}\r\nContent-Length: {len(body)}\r\n\r\n"
         )
         try:
             self.writer.write(head.encode() + body)
             status = int((await self.reader.readline()).split()[1])
-            length = 0
+            length, chunked = 0, False
             while (line := await self.reader.readline()) not in (b"\r\n", b""):
                 name, _, value = line.partition(b":")
                 if name.strip().lower() == b"content-length":
                     length = int(value)
+                elif name.strip().lower() == b"transfer-encoding":
+                    chunked = b"chunked" in value.lower()
+            if chunked:
+                return status, await self._chunks()
             return status, await self.reader.readexactly(length)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError):
             await self.close()
             raise
+
+    async def _chunks(self) -> bytes:
+        """A chunked response body (a streamed NDJSON answer), whole."""
+        reader = self.reader
+        if reader is None:
+            raise OSError("not connected")
+        body = bytearray()
+        while size := int((await reader.readline()).split(b";")[0].strip() or b"0", 16):
+            body += await reader.readexactly(size)
+            await reader.readline()
+        await reader.readline()  # the blank line after the last chunk
+        return bytes(body)
 
     async def close(self) -> None:
         if self.writer is not None:
@@ -266,6 +302,45 @@ class _Connection:
             with contextlib.suppress(OSError):
                 await self.writer.wait_closed()
         self.reader = self.writer = None
+
+
+def _request(op: str, key: str, ref: str, refs: list[str]) -> tuple[str, bytes, str]:
+    """The path, body and media type of one operation of the mix."""
+    body: dict[str, Any]
+    if op == "earn":
+        body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
+    elif op == "redeem":
+        body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
+    elif op == "purchase":
+        body = {"query": PURCHASE, "variables": {"input": {**_purchase(ref),
+                                                           "idempotencyKey": key}}}  # fmt: skip
+    elif op == "preview":
+        body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
+    elif op == "insights":
+        body = {"query": INSIGHTS, "variables": {"r": ref}}
+    elif op == "bulk":
+        items = [
+            {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
+            for n in range(BULK_ITEMS)
+        ]
+        body = {"query": BULK, "variables": {"items": items}}
+    elif op == "ndjson":
+        lines = (
+            orjson.dumps({"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs),  # noqa: S311
+                          "points": 3})
+            for n in range(NDJSON_ITEMS)
+        )  # fmt: skip
+        return "/bulk/earn", b"\n".join(lines), "application/x-ndjson"
+    else:
+        body = {"query": WALLET, "variables": {"r": ref}}
+    return "/graphql", orjson.dumps(body), "application/json"
+
+
+def _decode(op: str, raw: bytes) -> dict[str, Any]:
+    if op == "ndjson":
+        return {"results": [orjson.loads(line) for line in raw.splitlines() if line]}
+    payload: dict[str, Any] = orjson.loads(raw)
+    return payload
 
 
 async def _worker(
@@ -284,29 +359,13 @@ async def _worker(
         ref = random.choice(refs)  # noqa: S311
         sequence += 1
         key = f"w{worker}-{sequence}-{time.monotonic_ns()}"
-        body: dict[str, Any]
-        if op == "earn":
-            body = {"query": EARN, "variables": {"k": key, "r": ref, "p": 10}}
-        elif op == "redeem":
-            body = {"query": REDEEM, "variables": {"k": key, "r": ref, "p": 7}}
-        elif op == "purchase":
-            body = {"query": PURCHASE, "variables": {"input": {**_purchase(ref),
-                                                               "idempotencyKey": key}}}  # fmt: skip
-        elif op == "preview":
-            body = {"query": PREVIEW, "variables": {"input": _purchase(ref)}}
-        elif op == "bulk":
-            items = [
-                {"idempotencyKey": f"{key}-{n}", "memberRef": random.choice(refs), "points": 3}  # noqa: S311
-                for n in range(BULK_ITEMS)
-            ]
-            body = {"query": BULK, "variables": {"items": items}}
-        else:
-            body = {"query": WALLET, "variables": {"r": ref}}
-        encoded = orjson.dumps(body)
+        path, encoded, media_type = _request(op, key, ref, refs)
         started = time.perf_counter()
         try:
-            status, raw = await asyncio.wait_for(http.post("/graphql", encoded, partner.token), 30)
-            payload = orjson.loads(raw)
+            status, raw = await asyncio.wait_for(
+                http.post(path, encoded, partner.token, media_type), 60
+            )
+            payload = _decode(op, raw)
         except (OSError, ValueError, IndexError, asyncio.IncompleteReadError) as error:
             await http.close()  # a timed-out or broken exchange leaves the stream unusable
             results.errors += 1
@@ -321,6 +380,12 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
     problem = None
     if status != 200 or payload.get("errors"):
         problem = f"{op}: HTTP {status} {str(payload.get('errors'))[:120]}"
+    elif op == "ndjson":
+        failed = [e for r in payload["results"] for e in r["userErrors"]]
+        if failed:
+            problem = f"ndjson: {len(failed)} items failed, e.g. {failed[0]['code']}"
+        else:
+            results.bulk_items += len(payload["results"])
     elif op == "bulk":
         batch = payload["data"]["earnPointsBatch"]
         failed = [e for r in batch["results"] for e in r["userErrors"]] + batch["userErrors"]
@@ -328,7 +393,7 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
             problem = f"bulk: {len(failed)} items failed, e.g. {failed[0]['code']}"
         else:
             results.bulk_items += len(batch["results"])
-    elif op != "wallet":
+    elif op not in ("wallet", "insights"):
         errors = next(iter(payload["data"].values()))["userErrors"]
         if errors and errors[0]["code"] == "INSUFFICIENT_POINTS":
             results.refused += 1
@@ -338,6 +403,21 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
         results.errors += 1
         if len(results.error_examples) < 5:
             results.error_examples.append(problem)
+
+
+def _server_figures(
+    seconds: float | None, elapsed: float, operations: int, items: int
+) -> dict[str, float | None]:
+    """The server's CPU: per operation (and per bulk item), and in cores over the run;
+    None where the server is not on this machine."""
+    if seconds is None:
+        return {"server_cpu_ms_per_op": None, "server_cpu_cores": None,
+                "server_cpu_ms_per_item": None}  # fmt: skip
+    return {
+        "server_cpu_ms_per_op": round(seconds * 1000 / operations, 3) if operations else None,
+        "server_cpu_cores": round(seconds / elapsed, 3),
+        "server_cpu_ms_per_item": round(seconds * 1000 / items, 4) if items else None,
+    }
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -355,18 +435,18 @@ async def run_load(
     concurrency: int,
     duration: float,
     mix: dict[str, int],
+    server_pid: int | None = None,
 ) -> dict[str, Any]:
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    # Without TCP_NODELAY a request's header and body writes meet delayed ACKs: ~40 ms each.
-    transport = httpx.AsyncHTTPTransport(
-        limits=limits, socket_options=[(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-    )
-    async with httpx.AsyncClient(base_url=url, transport=transport, timeout=30) as http:
-        for partner in partners:
-            partner.token = await _token(http, partner)
+    """Load the server and report; the server's CPU per operation when it runs on this
+    machine (``server_pid``, or the local process listening on the URL's port)."""
+    parsed = urlsplit(url)
+    server = ServerCpu.find(host=parsed.hostname or "", port=parsed.port or 80, pid=server_pid)
+    await _tokens(url, partners)
     results = Results()
     connections = [_Connection(url) for _ in range(concurrency)]
     cpu_before = resource.getrusage(resource.RUSAGE_SELF)
+    machine_before = machine_ticks()
+    server.start()
     started = time.monotonic()
     deadline = started + duration
     await asyncio.gather(
@@ -377,10 +457,13 @@ async def run_load(
     )
     elapsed = time.monotonic() - started
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
+    server_seconds = server.seconds()
+    machine_after = machine_ticks()
     for connection in connections:
         await connection.close()
     cpu = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
     everything = [s for values in results.latencies.values() for s in values]
+    busy, total = (machine_after[0] - machine_before[0], machine_after[1] - machine_before[1])
     per_op = {
         op: {
             "count": len(values),
@@ -405,5 +488,7 @@ async def run_load(
         "refused_insufficient_points": results.refused,
         "bulk_items_per_s": round(results.bulk_items / elapsed, 1),
         "bench_cpu_share": round(cpu / elapsed, 3),
+        **_server_figures(server_seconds, elapsed, len(everything), results.bulk_items),
+        "machine_busy_share": round(busy / total, 3) if total else None,
         "by_operation": per_op,
     }

@@ -12,6 +12,9 @@ The loyalty engine has something to show too: a tier ladder, a running campaign 
 cinema ("2x points at the weekend") and one the cinema and the coffee chain co-fund (100
 bonus points with popcorn, half each, accepted by both), and two purchases this month
 that they rewarded. None of it falls into last month, so its settlement stays as above.
+Insights too: a custom segment of the coffee chain (REGULARS), Alice's consent to
+cross-partner use, and a targeted campaign of the coffee chain whose ACTIVE members get
+an offer in their wallet ("A free pastry with your next coffee"; 10 % held out).
 
 Seeding twice does not duplicate the coalition, nor its OAuth clients. The first run
 makes a partner client (Bean There Coffee) and an operator client and writes their ids
@@ -39,6 +42,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
+from exchange.insights import profiles, segments, targets
+from exchange.insights.models import Target
 from exchange.kit.errors import DomainError
 from exchange.kit.settings import Tunables
 from exchange.loyalty import campaigns, purchases, tiers
@@ -124,8 +129,16 @@ PARTNER_SCOPES = [
     "campaigns:read",
     "campaigns:write",
     "webhooks:write",
+    "insights:read",
+    "offers:write",
 ]
-OPERATOR_SCOPES = ["partners:admin", "settlement:run", "settlement:read:all", "ledger:read:all"]
+OPERATOR_SCOPES = [
+    "partners:admin",
+    "settlement:run",
+    "settlement:read:all",
+    "ledger:read:all",
+    "insights:read",
+]
 
 
 class CredentialsState(StrEnum):
@@ -256,6 +269,29 @@ async def _loyalty(
                                request=request, now=now, tunables=Tunables())  # fmt: skip
 
 
+async def _insights(
+    conn: AsyncConnection, ids: dict[str, int], members: dict[str, int], now: datetime
+) -> None:
+    """A custom segment of the coffee chain, Alice's consent to cross-partner use, and a
+    targeted campaign: the coffee chain's ACTIVE members get an offer (10 % held out)."""
+    coffee = ids["Bean There Coffee"]
+    await segments.create(conn, owner=coffee, name="REGULARS", created_by=DEMO_CLIENT,
+                          condition="profile.purchases >= 2 || profile.frequency >= 4",
+                          now=now)  # fmt: skip
+    await profiles.set_consent(conn, member_id=members["alice"], consent=True, now=now)
+    comeback = await campaigns.create(conn, owner=coffee, created_by=DEMO_CLIENT, now=now,
+                                      draft=CampaignDraft(
+        name="A pastry on us", starts_at=months(now)[1], ends_at=now + timedelta(days=30),
+        effect=Effect(EffectKind.FIXED, Decimal(50)), per_member_limit=1,
+    ))  # fmt: skip
+    await targets.select(conn, campaign=comeback, now=now, target=Target(
+        segment="ACTIVE", offer_title="A free pastry with your next coffee",
+        offer_description="Activate it, then buy a coffee: 50 bonus points.",
+    ))  # fmt: skip
+    await campaigns.move(conn, campaign_id=comeback.id, to=CampaignStatus.ACTIVE,
+                         owner=coffee, now=now)  # fmt: skip
+
+
 #: role -> (the scopes its client has, who it is in the printed credentials)
 ROLES = {
     "partner": (PARTNER_SCOPES, f"partner {PARTNER}"),
@@ -372,6 +408,7 @@ async def seed(
     if created:
         members = await _history(conn, ids, keys, now)
         await _loyalty(conn, ids, members, now)
+        await _insights(conn, ids, members, now)
     credentials, state = await _demo_clients(conn, ids[PARTNER], home, seeded=created)
     last_month, this_month = months(now)
     return DemoSummary(

@@ -15,6 +15,9 @@ member of the earn just before it, for at most that earn's points, at the member
 partner, so no wallet ever runs short; an earn is booked at the member's home partner 4
 times in 5, else at its second partner. A hash of ``i`` chooses member and points, so
 the same counts always give the same coalition.
+
+``--purchases N`` adds N purchases after the history, recorded by the loyalty engine
+(``purchases.record``: the purchase, its awards, the member's profile), for insights.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, InvalidInput
+from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import purchases
+from exchange.loyalty.models import Item
+from exchange.loyalty.requests import PurchaseRequest
 from partners import crypto, registry, repository
 from partners.identity import IdentityKeys
 from partners.models import ContractTerms, FundingModel
@@ -48,6 +55,9 @@ ENTRIES_PER_TRANSACTION = 20_000
 MAX_MEMBERS = 50_000_000
 MAX_ENTRIES = 50_000_000
 MAX_PARTNERS = 500
+PURCHASES_PER_TRANSACTION = 500
+#: A seed partner's trade, by slot: what its purchases' items are.
+CATEGORIES = ("coffee", "cinema", "books", "groceries", "fuel", "fashion", "travel")
 
 T = TypeVar("T")
 
@@ -58,6 +68,7 @@ class SeedSummary:
     members: int
     entries: int
     redemptions: int
+    purchases: int
     period_start: datetime
     period_end: datetime
     seconds: float
@@ -74,7 +85,9 @@ class Planned:
     redeem: bool
 
 
-def check_counts(*, members: int, entries: int, partners: int) -> None:
+def check_counts(*, members: int, entries: int, partners: int, purchases: int = 0) -> None:
+    if not 0 <= purchases <= MAX_ENTRIES:
+        raise InvalidInput(f"--purchases must be 0 to {MAX_ENTRIES:,}", field=["purchases"])
     if not 1 <= members <= MAX_MEMBERS:
         raise InvalidInput(f"--members must be 1 to {MAX_MEMBERS:,}", field=["members"])
     if not 1 <= entries <= MAX_ENTRIES:
@@ -133,10 +146,11 @@ async def seed(
     secret: bytes,
     now: datetime,
     progress: Callable[[str], None],
+    purchases: int = 0,
 ) -> SeedSummary:
     """Seed partners ``seed-0``..., members with refs ``seed-<n>``, and ``entries`` entries
     spread over the last WINDOW_DAYS whole days (so settlement can take them as a period)."""
-    check_counts(members=members, entries=entries, partners=partners)
+    check_counts(members=members, entries=entries, partners=partners, purchases=purchases)
     started = time.monotonic()
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=WINDOW_DAYS)
@@ -163,11 +177,13 @@ async def seed(
         redemptions += sum(entry.redeem for entry in chunk)
         rate = written / (time.monotonic() - started)
         progress(f"… {written:,}/{entries:,} entries ({rate:,.0f} entries/s)")
+    await _purchases(database, purchases, member_ids, partner_ids, (start, end), now, progress)
     return SeedSummary(
         partners=names,
         members=members,
         entries=entries,
         redemptions=redemptions,
+        purchases=purchases,
         period_start=start,
         period_end=end,
         seconds=round(time.monotonic() - started, 1),
@@ -260,6 +276,41 @@ async def _entries(
                     now=now,
                 )
             )
+
+
+async def _purchases(
+    database: Database,
+    count: int,
+    member_ids: list[int],
+    partner_ids: list[int],
+    window: tuple[datetime, datetime],
+    now: datetime,
+    progress: Callable[[str], None],
+) -> None:
+    """``count`` purchases over the window, recorded by the loyalty engine itself (the
+    purchase, its awards as earn entries, the member's profile), in time order: purchase
+    ``n`` by a member a hash chooses, at its home partner 4 times in 5, of 5 to 104 USD in
+    the partner's category."""
+    start, end = window
+    started = time.monotonic()
+    for first in range(0, count, PURCHASES_PER_TRANSACTION):
+        async with database.transaction(SYSTEM) as conn:
+            for number in range(first, min(count, first + PURCHASES_PER_TRANSACTION)):
+                member = _hash(number, 5) % len(member_ids)
+                home, second = partners_of(member, len(partner_ids))
+                slot = second if _hash(number, 6) % 5 == 0 else home
+                amount = Decimal(5 + _hash(number, 7) % 100)
+                request = PurchaseRequest(
+                    member_id=member_ids[member], amount=amount, currency="USD",
+                    occurred_at=start + (end - start) * number / count,
+                    items=(Item(CATEGORIES[slot % len(CATEGORIES)], amount),),
+                    idempotency_key=f"{SEED_CLIENT}-purchase-{number}",
+                )  # fmt: skip
+                await purchases.record(conn, client_id=SEED_CLIENT, partner_id=partner_ids[slot],
+                                       request=request, now=now, tunables=Tunables())  # fmt: skip
+        done = min(count, first + PURCHASES_PER_TRANSACTION)
+        rate = done / (time.monotonic() - started)
+        progress(f"… {done:,}/{count:,} purchases ({rate:,.0f} purchases/s)")
 
 
 def _batches(requests: list[T]) -> Iterator[list[T]]:

@@ -21,6 +21,7 @@ _IDS = {
     "owner": ("ownerId", "Partner"),
     "issuer": ("issuerId", "Partner"),
     "endpoint": ("endpointId", "WebhookEndpoint"),
+    "offer": ("offerId", "Offer"),
 }
 _POINTS = ("points", "balance", "qualifyingPoints")
 #: Facts no receiver needs: the other member of a transfer is not the partner's to know.

@@ -7,6 +7,9 @@ declared ``Content-Length`` above the limit is refused before a byte is read, an
 chunked body is cut off at the first chunk that crosses it (413). A JSON body is then
 checked before any parser sees it (``exchange.kit.limits.json_problem``: UTF-8, nesting
 depth, an object at the top). Only then does the route run, over the body read so far.
+A route whose rule is not ``buffered`` (``POST /bulk/earn``: up to 64 MiB, read only once
+the caller's token is checked) gets the declared length and media type checked here and
+reads its body itself with :func:`read_body`, within the same kind of limit.
 
 Refusals are JSON in the route's error shape (``exchange.http.errors``): the GraphQL
 shape, or RFC 6749 section 5.2 on the OAuth endpoints.
@@ -27,6 +30,7 @@ from exchange.kit import limits
 Refuse = Callable[[int, str], Response]
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
+NDJSON = "application/x-ndjson"
 METHODS_WITH_A_BODY = frozenset({"POST", "PUT", "PATCH"})
 
 
@@ -49,12 +53,17 @@ class BodyRule:
     accepts: tuple[str, ...] | None
     wrong_type: int
     refuse: Refuse
+    #: False: the route reads the body itself, within ``max_bytes``
+    #: (:func:`read_body`), after checking the caller; the declared length and the media
+    #: type are still checked here, before the route runs.
+    buffered: bool = True
 
 
 RULES = (
     BodyRule("/graphql", limits.GRAPHQL_BODY_BYTES, (JSON,), 415, _graphql_refusal),
     # RFC 6749 has no 415: a token endpoint answers every malformed request 400.
     BodyRule("/oauth/", limits.OAUTH_BODY_BYTES, (FORM,), 400, _oauth_refusal),
+    BodyRule("/bulk/", limits.BULK_BODY_BYTES, (NDJSON,), 415, _graphql_refusal, buffered=False),
 )
 OTHER = BodyRule("", limits.OTHER_BODY_BYTES, None, 415, _graphql_refusal)
 
@@ -147,8 +156,16 @@ class BodyReader:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        rule = rule_for(scope["path"])
+        if not rule.buffered:
+            refusal = _refusal(scope, rule)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
+            return
         try:
-            outcome = await _read(scope, receive, rule_for(scope["path"]))
+            outcome = await _read(scope, receive, rule)
         except ClientGone:
             return
         if isinstance(outcome, Response):
@@ -157,15 +174,23 @@ class BodyReader:
             await self.app(scope, _replay(outcome, receive), send)
 
 
+def _refusal(scope: Scope, rule: BodyRule) -> Response | None:
+    """What the headers alone refuse: a declared length above the limit, or (with a
+    body) a media type the route does not take."""
+    headers = Headers(scope=scope)
+    refusal = _declared_refusal(rule, headers)
+    if refusal is None and scope["method"] in METHODS_WITH_A_BODY:
+        refusal = _type_refusal(rule, headers)
+    return refusal
+
+
 async def _read(scope: Scope, receive: Receive, rule: BodyRule) -> bytes | Response:
     """The body of a request, or the refusal to send instead of running the route."""
-    headers = Headers(scope=scope)
-    has_body = scope["method"] in METHODS_WITH_A_BODY
-    refusal = _declared_refusal(rule, headers)
-    if refusal is None and has_body:
-        refusal = _type_refusal(rule, headers)
+    refusal = _refusal(scope, rule)
     if refusal is not None:
         return refusal
+    headers = Headers(scope=scope)
+    has_body = scope["method"] in METHODS_WITH_A_BODY
     body = await read_body(receive, rule.max_bytes)
     if body is None:
         return _too_large(rule)

@@ -13,16 +13,18 @@ from typing import Any
 import orjson
 from cross_web import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, JSONResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocketDisconnect
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
 
 from exchange.http import graphiql, oauth, unavailable
 from exchange.http.errors import graphql_error
+from exchange.http.persisted import PersistedQueries, PersistedQueryError
 from exchange.http.request_ids import SCOPE_KEY as REQUEST_ID_KEY
 from exchange.kit import limits
 from graphql_schema.context import Context
@@ -68,13 +70,28 @@ class _Strawberry(GraphQL[Context, None]):
     it, with 4xx for a request that could not be executed at all (parse, validation or
     variable errors, no ``data``); legacy ``application/json`` (always 200) otherwise.
     Bodies are encoded with orjson; websocket messages go as text frames. A browser gets
-    our GraphiQL page (:mod:`exchange.http.graphiql`)."""
+    our GraphiQL page (:mod:`exchange.http.graphiql`). Automatic persisted queries
+    (Apollo's protocol) by ``exchange.http.persisted``."""
 
     websocket_adapter_class = _TextFrames
     ide_page = ""
+    #: Set per endpoint (GraphQLEndpoint): each app keeps its own.
+    persisted: PersistedQueries
 
     async def render_graphql_ide(self, request: Request) -> HTMLResponse:
         return HTMLResponse(self.ide_page)
+
+    async def parse_http_body(self, request: Any) -> GraphQLRequestData | list[GraphQLRequestData]:
+        """The request, its query taken from the persisted queries when it sends a hash."""
+        data = await super().parse_http_body(request)
+        if isinstance(data, GraphQLRequestData):
+            data.query = self.persisted.resolve(data.query, data.extensions)
+        return data
+
+    def should_render_graphql_ide(self, request: Any) -> bool:
+        """Not for a GET that names a persisted query by its hash."""
+        named = "extensions" in request.query_params
+        return not named and super().should_render_graphql_ide(request)
 
     def encode_json(self, data: object) -> bytes:
         return orjson.dumps(data)
@@ -98,6 +115,11 @@ class _Strawberry(GraphQL[Context, None]):
             response = await self.run(Request(scope, receive))
         except HTTPException as error:
             response = graphql_error(error.status_code, error.reason)
+        except PersistedQueryError as error:
+            response = JSONResponse(
+                {"errors": [{"message": error.message, "extensions": {"code": error.code}}]},
+                status_code=error.status,
+            )
         await response(scope, receive, send)
 
     async def process_result(self, request: Any, result: Any) -> Any:
@@ -160,6 +182,7 @@ class GraphQLEndpoint:
     def __init__(self, public_url: str) -> None:
         self.strawberry = _Strawberry(schema, graphql_ide="graphiql", allow_queries_via_get=True)
         self.strawberry.ide_page = graphiql.page(public_url)
+        self.strawberry.persisted = PersistedQueries()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":  # authenticated in connection_init

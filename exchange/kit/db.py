@@ -9,7 +9,9 @@ Every transaction names who it acts for. A caller's :class:`RowScope` runs it as
 ``exchange_api`` role under row-level security for that caller (docs/decisions/0004);
 work that has no caller (the token endpoint, sweeps, the CLI) passes the system scope
 of :mod:`exchange.kit.system`, which only those entry points may import (an
-import-linter contract). There is no transaction without a scope.
+import-linter contract). There is no transaction without a scope. The binding is sent
+in the same round trip as the transaction's BEGIN (:class:`ScopedConnection`,
+decision 0019).
 
 A write that must reach another caller's rows (a transfer credits the recipient's
 wallet) is admitted only for the ids a use case names with :func:`grant` once it has
@@ -20,9 +22,10 @@ checked the right to act on them, and only where the policies say such a write g
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import asyncpg
 from sqlalchemy import MetaData, TextClause, text
@@ -104,6 +107,80 @@ _BIND_SCOPE = text(
 )
 
 
+class ScopedConnection(asyncpg.Connection):  # type: ignore[misc]
+    """An asyncpg connection that sends a pending row-security binding in the same round
+    trip as the BEGIN of its next transaction: asyncpg starts a transaction with a plain
+    query (the simple protocol), which may hold several statements, so ``BEGIN; SELECT
+    set_config(...)`` costs one round trip instead of two. The binding is consumed by that
+    BEGIN; :meth:`Database.transaction` clears one that no statement used."""
+
+    pending_binding: str | None = None
+
+    async def execute(
+        self,
+        query: str,
+        *args: Any,
+        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature, overridden)
+    ) -> str:
+        binding = self.pending_binding
+        if binding is None or args or not query.startswith("BEGIN"):
+            status: str = await super().execute(query, *args, timeout=timeout)
+            return status
+        self.pending_binding = None
+        try:
+            status = await super().execute(f"{query} {binding}", timeout=timeout)
+        except BaseException:
+            # BEGIN may have succeeded and the binding failed: never hand the connection
+            # back inside an aborted transaction asyncpg does not know it started.
+            if not self.is_closed() and self._protocol.is_in_transaction():
+                with suppress(Exception):
+                    await super().execute("ROLLBACK")
+            raise
+        return status
+
+
+def _literal(value: str) -> str:
+    """A string literal for a binding sent without parameters (the simple protocol). The
+    values are ours (a scope's kind, ids, an OAuth client id), and refused if they hold
+    what a literal could be broken out of."""
+    if "\x00" in value or "\\" in value:
+        raise ValueError("a row scope value holds a NUL or a backslash")
+    return "'" + value.replace("'", "''") + "'"
+
+
+def scope_binding(scope: RowScope) -> str:
+    """The statement that binds ``scope`` (the same settings as :data:`_BIND_SCOPE`)."""
+    return (
+        "SELECT set_config('role', 'exchange_api', true),"
+        f" set_config('exchange.principal_kind', {_literal(scope.kind)}, true),"
+        f" set_config('exchange.partner_id', {_literal(str(scope.partner_id or ''))}, true),"
+        f" set_config('exchange.member_id', {_literal(str(scope.member_id or ''))}, true),"
+        f" set_config('exchange.client_id', {_literal(scope.client_id)}, true);"
+    )
+
+
+async def _bind(connection: AsyncConnection, scope: RowScope) -> ScopedConnection | None:
+    """Bind ``scope`` to the transaction ``connection`` has begun: with its BEGIN when that
+    is still to be sent (the connection returned, to clear the binding after), else by a
+    statement of its own."""
+    raw = await connection.get_raw_connection()
+    driver = raw.driver_connection
+    not_begun = getattr(raw.dbapi_connection, "_transaction", False) is None
+    if isinstance(driver, ScopedConnection) and not_begun:
+        driver.pending_binding = scope_binding(scope)
+        return driver
+    await connection.execute(
+        _BIND_SCOPE,
+        {
+            "kind": scope.kind,
+            "partner_id": str(scope.partner_id or ""),
+            "member_id": str(scope.member_id or ""),
+            "client_id": scope.client_id,
+        },
+    )
+    return None
+
+
 _GRANT = text(
     "SELECT set_config('exchange.granted_members', concat_ws(',',"
     " nullif(current_setting('exchange.granted_members', true), ''),"
@@ -141,17 +218,30 @@ class Database:
     engine: AsyncEngine
 
     @classmethod
-    def connect(cls, url: str, *, pool_size: int = 10) -> Database:
+    def connect(
+        cls,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        pool_timeout_seconds: float = 30,
+    ) -> Database:
+        """An engine of ``pool_size`` kept connections and ``max_overflow`` (default as
+        many again) opened beyond them for one use; a connection not had within
+        ``pool_timeout_seconds`` fails the transaction as unavailable (a 503)."""
         engine = create_async_engine(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size,
+            max_overflow=pool_size if max_overflow is None else max_overflow,
+            pool_timeout=pool_timeout_seconds,
             pool_pre_ping=False,
             # A server that does not answer fails the request in seconds (a 503), not
             # after asyncpg's default minute.
             connect_args={
                 "server_settings": {"application_name": "exchange"},
                 "timeout": CONNECT_TIMEOUT_SECONDS,
+                # The row-security binding rides with BEGIN (one round trip less).
+                "connection_class": ScopedConnection,
             },
         )
         return cls(engine=engine)
@@ -171,17 +261,12 @@ class Database:
         try:
             async with self.engine.begin() as connection:
                 stage = "work"
-                if isinstance(scope, RowScope):
-                    await connection.execute(
-                        _BIND_SCOPE,
-                        {
-                            "kind": scope.kind,
-                            "partner_id": str(scope.partner_id or ""),
-                            "member_id": str(scope.member_id or ""),
-                            "client_id": scope.client_id,
-                        },
-                    )
-                yield connection
+                bound = await _bind(connection, scope) if isinstance(scope, RowScope) else None
+                try:
+                    yield connection
+                finally:
+                    if bound is not None:  # unused when the block ran no statement
+                        bound.pending_binding = None
                 stage = "commit"
         except DatabaseUnavailable:
             raise

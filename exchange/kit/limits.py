@@ -26,12 +26,17 @@ from exchange.kit.errors import InvalidInput
 GRAPHQL_BODY_BYTES = 256 * 1024
 OAUTH_BODY_BYTES = 64 * 1024
 OTHER_BODY_BYTES = 64 * 1024
+#: ``POST /bulk/earn`` (NDJSON earn items): read after the token is checked.
+BULK_BODY_BYTES = 64 * 1024 * 1024
 MAX_JSON_DEPTH = 32
 
 # --- GraphQL documents (graphql_schema.schema) ---------------------------------------
 MAX_QUERY_DEPTH = 10
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
+#: Automatic persisted queries each server process remembers (exchange.http.persisted),
+#: the least recently used forgotten first.
+PERSISTED_QUERIES = 1_000
 DEFAULT_PAGE = 20
 MAX_PAGE = 100
 #: Entries one ledger read returns at most (the API asks for MAX_PAGE + 1).
@@ -115,6 +120,15 @@ MAX_CAMPAIGN_COUNT = 10**12
 #: Recorded purchases one simulation replays at most.
 MAX_SIMULATED = 20_000
 MAX_TIERS = 20
+#: Custom segments per partner (and the operator's); each is evaluated per member.
+MAX_SEGMENTS = 100
+#: A targeted campaign's offer, as members read it in their wallet.
+MAX_OFFER_TITLE_LENGTH = 100
+MAX_OFFER_DESCRIPTION_LENGTH = 500
+#: A control share has at most this many decimals (0.1 = 10 %).
+CONTROL_SHARE_DIGITS = 4
+#: Offers a wallet lists, newest first.
+MAX_WALLET_OFFERS = 100
 MAX_TIER_NAME_LENGTH = 40
 MAX_TIER_MULTIPLIER = Decimal(10)
 

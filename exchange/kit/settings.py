@@ -6,6 +6,15 @@
                         (default: http://127.0.0.1:8000, or what `serve` listens on)
 ``EXCHANGE_SECRET_KEY`` pepper for blind indexes and key encryption; generated into
                         EXCHANGE_HOME on first use when unset. Never printed.
+``EXCHANGE_K_ANONYMITY`` cross-partner figures only over at least this many members
+                        (default 20)
+``EXCHANGE_DB_POOL_SIZE`` database connections each server process keeps open (default
+                        20: every request a worker serves at 16 clients, and its
+                        background work, without opening one per request)
+``EXCHANGE_DB_POOL_OVERFLOW`` connections a process may open beyond the pool and close
+                        again when done (default 0: a request waits for a pooled one)
+``EXCHANGE_DB_POOL_TIMEOUT_S`` how long a request waits for a pooled connection before
+                        it is answered 503 (default 10)
 ``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in
                         seconds) verification accepts, even from a token our own key
                         signed; tokens are issued no longer (default 3600)
@@ -111,6 +120,11 @@ class Tunables:
     #: points.expiring is sent this many days before a lot expires
     #: (EXCHANGE_EXPIRING_NOTICE_DAYS).
     expiring_notice_days: int = 14
+    #: Cross-partner figures are shown only over at least this many members; below it
+    #: the row is absent (EXCHANGE_K_ANONYMITY).
+    k_anonymity: int = 20
+    #: `serve` recomputes RFM quintiles this often (EXCHANGE_RFM_REFRESH_MINUTES).
+    rfm_refresh_minutes: int = 60
 
     @classmethod
     def from_values(cls, values: dict[str, str]) -> Tunables:
@@ -120,6 +134,8 @@ class Tunables:
             webhook_allow_private=_flag(values, "EXCHANGE_WEBHOOK_ALLOW_PRIVATE"),
             events_retention_days=_positive(values, "EXCHANGE_EVENTS_RETENTION_DAYS", 30, 3660),
             expiring_notice_days=_positive(values, "EXCHANGE_EXPIRING_NOTICE_DAYS", 14, 365),
+            k_anonymity=_positive(values, "EXCHANGE_K_ANONYMITY", 20, 1_000_000),
+            rfm_refresh_minutes=_positive(values, "EXCHANGE_RFM_REFRESH_MINUTES", 60, 10_080),
         )
 
 
@@ -141,6 +157,35 @@ def _positive(values: dict[str, str], name: str, default: int, most: int) -> int
     return int(raw)
 
 
+def _count(values: dict[str, str], name: str, default: int, least: int, most: int) -> int:
+    raw = (values.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or not least <= int(raw) <= most:
+        raise ValueError(f"{name} must be a whole number from {least} to {most}, not {raw!r}")
+    return int(raw)
+
+
+@dataclass(frozen=True)
+class Pool:
+    """The database connection pool of a server process (EXCHANGE_DB_POOL_*). Sized to
+    what a worker serves at once, with no overflow: an overflow connection is opened for
+    one request and closed after it (a new backend, and asyncpg's type introspection,
+    every time), which at 16 clients on one worker happened on most requests."""
+
+    size: int = 20
+    overflow: int = 0
+    timeout_seconds: int = 10
+
+    @classmethod
+    def from_values(cls, values: dict[str, str]) -> Pool:
+        return cls(
+            size=_count(values, "EXCHANGE_DB_POOL_SIZE", 20, 1, 1000),
+            overflow=_count(values, "EXCHANGE_DB_POOL_OVERFLOW", 0, 0, 1000),
+            timeout_seconds=_count(values, "EXCHANGE_DB_POOL_TIMEOUT_S", 10, 1, 600),
+        )
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -157,6 +202,7 @@ class Settings:
     cors_origins: tuple[str, ...] = ()
     #: EXCHANGE_LOG_FORMAT: how the server writes its log lines.
     log_format: LogFormat = "text"
+    pool: Pool = field(default_factory=Pool)
 
     @classmethod
     def from_environment(cls, environ: dict[str, str] | None = None) -> Settings:
@@ -176,6 +222,7 @@ class Settings:
             ),
             cors_origins=_origins(values, "EXCHANGE_CORS_ORIGINS"),
             log_format=check_format(values.get("EXCHANGE_LOG_FORMAT") or ""),
+            pool=Pool.from_values(values),
         )
 
     def ensure_home(self) -> Path:

@@ -67,6 +67,7 @@ def campaign_of(row: Row[Any]) -> Campaign:
         budget_points=row.budget_points,
         spent_points=int(row.awarded),
         per_member_limit=row.per_member_limit,
+        targeted=bool(getattr(row, "targeted", False)),
         funding=[
             Funding(f["partner"], plain(Decimal(str(f["share"]))), f["accepted"], f["declined"])
             for f in funding

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,8 +75,12 @@ class Condition:
             return False
 
 
-def compile_condition(text: str, *, field: str = "condition") -> Condition:
-    """Compile and check a condition, or INVALID_INPUT naming the position."""
+def compile_condition(
+    text: str, *, field: str = "condition", fields: Mapping[str, frozenset[str]] = FIELDS
+) -> Condition:
+    """Compile and check a condition, or INVALID_INPUT naming the position. ``fields``:
+    the variables it may read (a campaign's: :data:`FIELDS`; a custom segment's: the
+    profile's)."""
     if not isinstance(text, str) or not text.strip():
         raise InvalidInput(f'{field} must not be empty ("true" applies always)', field=[field])
     if len(text) > MAX_CONDITION_LENGTH:
@@ -86,7 +91,7 @@ def compile_condition(text: str, *, field: str = "condition") -> Condition:
         program = cel.compile(text)
     except Exception as error:  # the library reports syntax errors as ValueError
         raise InvalidInput(_syntax_message(field, str(error)), field=[field]) from None
-    _check_names(text, field)
+    _check_names(text, field, fields)
     return Condition(text=text, program=program)
 
 
@@ -98,7 +103,7 @@ def _syntax_message(field: str, detail: str) -> str:
     return f"{field} is not valid CEL{position}: {reason}"
 
 
-def _check_names(text: str, field: str) -> None:
+def _check_names(text: str, field: str, fields: Mapping[str, frozenset[str]]) -> None:
     """Every variable is one of FIELDS' (or a macro's own variable), every field read of
     a variable one it has."""
     code = _STRING.sub('""', text)
@@ -108,14 +113,14 @@ def _check_names(text: str, field: str) -> None:
         first = match.group(2).split(".")[1].strip()
         if name in bound:
             if first not in ITEM and first not in _MACROS:
-                raise _unknown(field, f"{name}.{first}", match.start())
-        elif name in FIELDS:
-            if first not in FIELDS[name]:
-                raise _unknown(field, f"{name}.{first}", match.start())
+                raise _unknown(field, f"{name}.{first}", match.start(), fields)
+        elif name in fields:
+            if first not in fields[name]:
+                raise _unknown(field, f"{name}.{first}", match.start(), fields)
         elif first not in _MACROS:
-            raise _unknown(field, name, match.start())
-    for name in _identifiers(code) - bound - set(FIELDS):
-        raise _unknown(field, name, code.find(name))
+            raise _unknown(field, name, match.start(), fields)
+    for name in _identifiers(code) - bound - set(fields):
+        raise _unknown(field, name, code.find(name), fields)
 
 
 def _identifiers(code: str) -> set[str]:
@@ -129,8 +134,10 @@ def _identifiers(code: str) -> set[str]:
     return names
 
 
-def _unknown(field: str, name: str, offset: int) -> InvalidInput:
-    allowed = "; ".join(f"{v}: {', '.join(sorted(f))}" for v, f in FIELDS.items())
+def _unknown(
+    field: str, name: str, offset: int, fields: Mapping[str, frozenset[str]]
+) -> InvalidInput:
+    allowed = "; ".join(f"{v}: {', '.join(sorted(f))}" for v, f in fields.items())
     return InvalidInput(
         f"{field}: unknown name {name!r} at column {offset + 1}; conditions may use {allowed}"
         f" (and item fields {', '.join(sorted(ITEM))})",

@@ -110,6 +110,9 @@ class Campaign:
     spent_points: int
     per_member_limit: int | None
     funding: list[Funding] = field(default_factory=list)
+    #: A targeted campaign (insights, decision 0018) rewards only members holding an
+    #: ACTIVATED offer of it: its control group and the rest of the coalition get nothing.
+    targeted: bool = False
 
     def applies_at(self, partner_id: int, moment: datetime) -> bool:
         """Whether the campaign is live for a purchase at this partner at this moment: its

@@ -133,7 +133,7 @@ async def _facts(
     conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, window: date
 ) -> Row[Any]:
     return await repository.member_facts(
-        conn, member_id=member_id, partner_id=partner_id,
+        conn, member_id=member_id, partner_id=partner_id, at=at,
         since=at - timedelta(days=RECENT_DAYS), window=window,
     )  # fmt: skip
 
@@ -150,7 +150,7 @@ def _member_variables(
     last_here = facts.last_here
     return {
         "tier": facts.tier or "",
-        "segments": [],
+        "segments": list(facts.segments or []),
         "purchases_here": int(facts.purchases_here or 0),
         "spend_here_minor": _minor(Decimal(facts.spend_here or 0), currency),
         "purchases_coalition": int(facts.purchases_coalition),
@@ -184,10 +184,12 @@ async def _evaluate(
             "partner": {"id": partner_id, "name": terms.partner_name},
         }
     )
+    offered = set(facts.offers or [])
     matching = [
         live.campaign
         for live in await campaigns.live(conn, partner_id=partner_id)
         if live.campaign.applies_at(partner_id, at)
+        and (not live.campaign.targeted or live.campaign.id in offered)
         and live.condition.holds(variables, campaign_id=live.campaign.id)
     ]
     planned = rules.plan_awards(
@@ -506,6 +508,9 @@ async def refund(
         conn, purchase_id=purchase.id, amount=refunded, points=points, client_id=client_id,
         idempotency_key=request.idempotency_key, request_hash=digest, created_at=now,
     )  # fmt: skip
+    await repository.take_back_spend(
+        conn, member_id=purchase.member_id, partner_id=partner_id, amount=refunded
+    )
     await repository.add_qualifying(
         conn,
         member_id=purchase.member_id,

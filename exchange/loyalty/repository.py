@@ -205,6 +205,20 @@ ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
 """
 
 
+async def take_back_spend(
+    conn: AsyncConnection, *, member_id: int, partner_id: int, amount: Decimal
+) -> None:
+    """A refund lowers the spend of the member's aggregates at the partner (its profile
+    there); the purchase still counts as one."""
+    await conn.execute(
+        sql(
+            "UPDATE member_partner_stats SET spend = greatest(spend - :amount, 0)"
+            " WHERE member_id = :member_id AND partner_id = :partner_id"
+        ),
+        {"member_id": member_id, "partner_id": partner_id, "amount": amount},
+    )
+
+
 async def add_qualifying(
     conn: AsyncConnection, *, member_id: int, month: date, points: int
 ) -> None:
@@ -221,12 +235,21 @@ async def add_qualifying(
 
 
 async def member_facts(
-    conn: AsyncConnection, *, member_id: int, partner_id: int, since: datetime, window: date
+    conn: AsyncConnection,
+    *,
+    member_id: int,
+    partner_id: int,
+    at: datetime,
+    since: datetime,
+    window: date,
 ) -> Row[Any]:
     """What a purchase needs to know of a member, in one statement: its tier and
     qualifying points since ``window`` (with the tier ladder), consent, purchases and
     spend here, coalition-wide purchases, and where and what it bought since ``since``
-    (coalition-wide; the caller keeps only this partner's without consent)."""
+    (coalition-wide; the caller keeps only this partner's without consent), and the
+    built-in segments it is in at ``at`` (judged on this partner's purchases, or the
+    coalition's with consent: the one function ``insights_segments``), and the targeted
+    campaigns whose offer it activated."""
     result = await conn.execute(
         sql(
             """
@@ -250,14 +273,25 @@ async def member_facts(
               (SELECT coalesce(array_agg(DISTINCT partner_id::text || ':' || category), '{}')
                FROM member_category_stats
                WHERE member_id = :member_id AND last_purchase_at >= :since)
-                AS categories_recent
+                AS categories_recent,
+              CASE WHEN coalesce(pr.consent_cross_partner, false)
+                THEN (SELECT insights_segments(min(first_purchase_at), max(last_purchase_at),
+                                               sum(purchases)::integer, pr.rfm_monetary, :at)
+                      FROM member_partner_stats WHERE member_id = :member_id)
+                ELSE insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
+                                       s.rfm_monetary, :at)
+              END AS segments,
+              (SELECT coalesce(array_agg(campaign_id), '{}') FROM offer
+               WHERE member_id = :member_id AND status = 'ACTIVATED') AS offers
             FROM (SELECT 1) AS one
             LEFT JOIN member_partner_stats s
               ON s.member_id = :member_id AND s.partner_id = :partner_id
+            LEFT JOIN member_profile pr ON pr.member_id = :member_id
             """
         ),
-        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window},
-    )
+        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window,
+         "at": at},
+    )  # fmt: skip
     return result.one()
 
 
@@ -330,7 +364,8 @@ _CAMPAIGN_TERMS = (
     " (SELECT coalesce(json_agg(json_build_object('partner', f.partner_id, 'share', f.share,"
     "   'accepted', f.accepted_at IS NOT NULL, 'declined', f.declined_at IS NOT NULL)"
     "   ORDER BY f.partner_id NULLS FIRST), '[]') FROM campaign_funding f"
-    "  WHERE f.campaign_id = c.id) AS funding"
+    "  WHERE f.campaign_id = c.id) AS funding,"
+    " EXISTS (SELECT 1 FROM campaign_target t WHERE t.campaign_id = c.id) AS targeted"
 )
 #: A campaign as it is shown: its terms and what it awarded (a sum over its awards; the
 #: purchase path reads the terms only).

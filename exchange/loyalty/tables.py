@@ -209,6 +209,10 @@ member_profile = Table(
     Column("member_id", BigInteger, primary_key=True, autoincrement=False),
     Column("consent_cross_partner", Boolean, nullable=False, server_default=text("false")),
     Column("consent_at", DateTime(timezone=True)),
+    # Coalition-wide RFM quintiles (1..5), set by the insights refresh (migration 0020).
+    Column("rfm_recency", SmallInteger),
+    Column("rfm_frequency", SmallInteger),
+    Column("rfm_monetary", SmallInteger),
 )
 
 member_partner_stats = Table(
@@ -220,6 +224,10 @@ member_partner_stats = Table(
     Column("spend", Numeric(24, 4), nullable=False),
     Column("first_purchase_at", DateTime(timezone=True), nullable=False),
     Column("last_purchase_at", DateTime(timezone=True), nullable=False),
+    # RFM quintiles (1..5) among this partner's members, set by the insights refresh.
+    Column("rfm_recency", SmallInteger),
+    Column("rfm_frequency", SmallInteger),
+    Column("rfm_monetary", SmallInteger),
 )
 Index("ix_member_partner_stats_partner", member_partner_stats.c.partner_id)
 

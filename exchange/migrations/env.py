@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import exchange.audit.tables  # (registers the audit log's table)
 import exchange.events.tables  # (registers the events' tables)
+import exchange.insights.tables  # (registers the insights tables)
 import exchange.ledger.tables  # (registers the ledger's tables)
 import exchange.limits.tables  # (registers the shared limits' table)
 import exchange.loyalty.tables  # noqa: F401  (registers the loyalty engine's tables)

@@ -9,6 +9,8 @@ from datetime import datetime
 from decimal import Decimal
 
 from exchange import audit
+from exchange.insights import targets
+from exchange.insights.models import Target
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
@@ -149,9 +151,20 @@ def _owner(call: Call) -> int | None:
     return call.partner_id if call.principal.kind == PrincipalKind.PARTNER else None
 
 
+@dataclass(frozen=True)
+class NewCampaign:
+    """A campaign's terms and, for a targeted one, who it reaches (its offers are made
+    when it is created)."""
+
+    draft: CampaignDraft
+    target: Target | None = None
+
+
 @use_case(partner="campaigns:write", operator="partners:admin")
-async def create_campaign(call: Call, draft: CampaignDraft) -> Campaign:
-    """A campaign of the caller (an operator's applies to purchases at every partner)."""
+async def create_campaign(call: Call, request: NewCampaign) -> Campaign:
+    """A campaign of the caller (an operator's applies to purchases at every partner); a
+    targeted one selects its audience and makes its offers in the same transaction."""
+    draft = request.draft
     named = [funder for funder, _ in draft.funders if funder is not None]
     found = {p.id: p for p in await registry.listing(call.conn, now=call.now, partner_ids=named)}
     for index, (funder, _) in enumerate(draft.funders):
@@ -161,13 +174,16 @@ async def create_campaign(call: Call, draft: CampaignDraft) -> Campaign:
             raise NotFound(
                 "no active partner has that id", field=["funding", str(index), "partnerId"]
             )
-    return await campaign_rules.create(
+    created = await campaign_rules.create(
         call.conn,
         owner=_owner(call),
         draft=draft,
         created_by=call.principal.client_id,
         now=call.now,
     )
+    if request.target is not None:
+        await targets.select(call.conn, campaign=created, target=request.target, now=call.now)
+    return created
 
 
 async def _move(call: Call, campaign_id: int, to: CampaignStatus) -> Campaign:

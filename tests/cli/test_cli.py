@@ -107,6 +107,8 @@ async def test_expire_command_expires_lots_as_of_the_given_time(
         ["expire", "--as-of", "yesterday"],
         ["expire", "--as-of", "2026-01-01T00:00:00"],
         ["serve", "--port", "eighty"],
+        ["serve", "--loop", "trio"],
+        ["serve", "--http", "h2"],
         ["db"],
     ],
 )
@@ -172,6 +174,46 @@ async def test_serve_demo_seeds_migrates_and_answers_health_probes(
     assert "Traceback" not in output
 
 
+def _mapped_libraries(pid: int) -> str:
+    """What a process has loaded (Linux), to tell which event loop it runs."""
+    maps = Path(f"/proc/{pid}/maps")
+    return maps.read_text() if maps.exists() else ""
+
+
+async def test_serve_runs_on_asyncio_and_h11_when_asked(database_url: str, tmp_path: Path) -> None:
+    port = _free_port()
+    env = {
+        **os.environ,
+        "DATABASE_URL": database_url,
+        "EXCHANGE_HOME": str(tmp_path),
+        "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY,
+    }
+    command = ["serve", "--port", str(port), "--loop", "asyncio", "--http", "h11"]
+    server = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; Popen returns at once)
+        [sys.executable, "-m", "exchange.cli", *command],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        ready = None
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            for _ in range(300):
+                try:
+                    ready = await client.get("/readyz")
+                    break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            loops = _mapped_libraries(server.pid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+    assert ready is not None
+    assert ready.json() == {"status": "ready"}
+    assert "uvloop" not in loops  # asyncio's own loop, as asked
+
+
 async def test_bench_drives_a_running_server_without_errors(
     database_url: str, tmp_path: Path
 ) -> None:
@@ -224,6 +266,9 @@ async def test_bench_drives_a_running_server_without_errors(
     assert report["errors"] == 0
     assert report["operations"] > 0
     assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}
+    # the server listens on this machine: its CPU per operation is measured
+    assert report["server_cpu_ms_per_op"] > 0
+    assert report["server_cpu_cores"] > 0
 
 
 @dataclass

@@ -145,3 +145,35 @@ def test_bad_seed_arguments_get_one_line_and_status_two(args: list[str], tmp_pat
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("exchange: error: ")
+
+
+async def test_seed_records_purchases_through_the_loyalty_engine(
+    scratch_database_url: str, tmp_path: Path
+) -> None:
+    result = run(
+        ["bench", "seed", "--members", "30", "--entries", "40", "--partners", "3",
+         "--purchases", "50", "--json"],
+        scratch_database_url, tmp_path,
+    )  # fmt: skip
+    database = Database.connect(scratch_database_url)
+    try:
+        async with database.transaction(SYSTEM) as conn:
+            counts = (
+                await conn.execute(
+                    text(
+                        "SELECT (SELECT count(*) FROM purchase) AS purchases,"
+                        " (SELECT sum(purchases) FROM member_partner_stats) AS profiled,"
+                        " (SELECT count(*) FROM purchase_award) AS awards"
+                    )
+                )
+            ).one()
+        async with database.transaction(SYSTEM) as conn:
+            report = await ledger.verify(conn)
+    finally:
+        await database.dispose()
+
+    assert result.returncode == 0, result.stderr
+    assert '"purchases": 50' in result.stdout
+    assert (counts.purchases, counts.profiled) == (50, 50)  # each one in a profile
+    assert counts.awards == 50  # base points: each purchase earned
+    assert report.ok, [check for check in report.checks if not check.ok]

@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import secrets
 from datetime import timedelta
+from decimal import Decimal
 
 import httpx
 from sqlalchemy import text
 
 from exchange import delivery, ledger
-from exchange.events import repository
+from exchange.events import payloads, repository
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
+from exchange.loyalty import campaigns
 from exchange.loyalty import repository as loyalty_repository
+from exchange.loyalty.campaigns import CampaignDraft
+from exchange.loyalty.models import Effect, EffectKind
 from graphql_schema import ids
 from settlement import service as settlement_service
 from tests.conftest import Factory
@@ -204,3 +208,41 @@ async def test_retention_purges_what_was_delivered_and_erasure_what_names_the_me
     assert await events_of(db, members[erased]) == []
     assert before == ["points.earned"]
     assert await events_of(db, members[kept]) == []
+
+
+async def test_an_offer_made_and_activated_is_the_members_event(
+    db: Database, make: Factory
+) -> None:
+    member = await make.member()
+    now = utc_now()
+    async with db.transaction(SYSTEM) as conn:
+        campaign = await campaigns.create(
+            conn, owner=None, created_by="events", now=now,
+            draft=CampaignDraft(name="offers", starts_at=now,
+                                effect=Effect(EffectKind.FIXED, Decimal(5))),
+        )  # fmt: skip
+        offer = (await conn.execute(
+            text("INSERT INTO offer (campaign_id, member_id, title, status, created_at)"
+                 " VALUES (:c, :m, 'Two for one', 'AVAILABLE', :at) RETURNING id"),
+            {"c": campaign.id, "m": member, "at": now},
+        )).scalar_one()  # fmt: skip
+        await conn.execute(
+            text("UPDATE offer SET status = 'ACTIVATED', activated_at = :at WHERE id = :o"),
+            {"o": offer, "at": now},
+        )
+        rows = (await conn.execute(
+            text("SELECT partner_id, facts FROM event_outbox WHERE member_id = :m ORDER BY id"),
+            {"m": member},
+        )).all()  # fmt: skip
+
+    assert await events_of(db, member) == ["offer.created", "offer.activated"]
+    assert [(r.partner_id, r.facts) for r in rows] == [
+        (None, {"offer": offer, "title": "Two for one"}),
+        (None, {"offer": offer, "title": "Two for one"}),
+    ]
+    shown = payloads.data_of(rows[0].facts, member_id=member, member_ref="c-1", operator=False)
+    assert shown == {
+        "memberRef": "c-1",
+        "offerId": ids.encode("Offer", offer),
+        "title": "Two for one",
+    }

@@ -24,7 +24,8 @@ from tests.partners.test_registry import TERMS, unique_name
 BASE = "http://127.0.0.1:8000"
 ALL_PARTNER_SCOPES = (
     "points:earn points:redeem points:reverse members:link members:read transactions:read"
-    " wallet:read wallet:transfer campaigns:read campaigns:write webhooks:write"
+    " wallet:read wallet:transfer campaigns:read campaigns:write webhooks:write insights:read"
+    " offers:write"
 )
 
 

@@ -300,3 +300,26 @@ async def _connected(listener: Any) -> bool:
 
 async def _refused(caller: Caller) -> bool:
     return (await _graphql(caller, "{ viewer { kind } }")).status_code == 401
+
+
+async def test_a_bulk_earn_while_the_database_is_down_is_a_503_and_moves_nothing(
+    outage: Outage,
+) -> None:
+    partner, ref = await _linked_partner(outage)
+    line = json.dumps({"idempotencyKey": f"bulk-{secrets.token_hex(4)}", "memberRef": ref,
+                       "points": 25}).encode() + b"\n"  # fmt: skip
+    headers = {"Authorization": f"Bearer {partner.token}", "Content-Type": "application/x-ndjson"}
+
+    await outage.server.stop()
+    try:
+        refused = _unavailable(await outage.api.post("/bulk/earn", content=line, headers=headers))
+    finally:
+        await outage.server.start()
+
+    assert refused["errors"][0]["extensions"]["code"] == "SERVICE_UNAVAILABLE"
+    await eventually(lambda: _ready(outage.api))
+    written = await outage.api.post("/bulk/earn", content=line, headers=headers)
+    assert json.loads(written.text)["replayed"] is False  # the refused attempt wrote nothing
+    wallet = (await partner.gql(WALLET, ref=ref))["data"]["member"]["wallet"]
+    assert wallet["balance"] == "25"
+    await _verified(outage)

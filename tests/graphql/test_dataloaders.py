@@ -36,12 +36,16 @@ async def _linked_member(db: Database, api: httpx.AsyncClient) -> tuple[Caller, 
 async def _counted(
     api: httpx.AsyncClient, caller: Caller, query: str, **variables: Any
 ) -> tuple[dict[str, Any], int]:
-    """A request's result and how many SQL statements it ran."""
+    """A request's result and how many SQL statements it ran (a binding sent with BEGIN
+    included)."""
     engine = api._transport.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
     seen: list[str] = []
 
     def count(*args: Any) -> None:
-        seen.append(args[2])
+        # The caller's binding rides with a transaction's BEGIN, sent just before its
+        # first statement (exchange.kit.db.ScopedConnection): it counts as a statement.
+        binding = getattr(args[0].connection.driver_connection, "pending_binding", None)
+        seen.extend([binding, args[2]] if binding else [args[2]])
 
     event.listen(engine, "before_cursor_execute", count)
     try:

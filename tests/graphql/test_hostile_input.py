@@ -755,6 +755,7 @@ TWO_HUNDRED_MIB = 200 * 1024 * 1024
         ("/oauth/revoke", "application/x-www-form-urlencoded", limits.OAUTH_BODY_BYTES, "oauth"),
         ("/api/whoami", "application/json", limits.OTHER_BODY_BYTES, "graphql"),
         ("/", "application/octet-stream", limits.OTHER_BODY_BYTES, "graphql"),
+        ("/bulk/earn", "application/x-ndjson", limits.BULK_BODY_BYTES, "graphql"),
     ],
 )
 async def test_a_chunked_body_is_cut_off_at_its_routes_limit_while_reading(
@@ -762,7 +763,7 @@ async def test_a_chunked_body_is_cut_off_at_its_routes_limit_while_reading(
 ) -> None:
     body = Chunks(TWO_HUNDRED_MIB)
     headers = {"content-type": content_type}
-    if path == "/graphql":
+    if path in ("/graphql", "/bulk/earn"):
         headers["Authorization"] = f"Bearer {partner.token}"
     method = "GET" if path in ("/api/whoami", "/") else "POST"
 

@@ -26,7 +26,9 @@ LONG_AGO = datetime(1700, 1, 1, tzinfo=UTC)
 
 QUERY_PROBES: dict[str, str] = {
     "viewer": "{ viewer { kind scopes partner { id name contract { issuePrice } } } }",
-    "member": """query($ref: String!) { member(memberRef: $ref) { id wallet { balance
+    "member": """query($ref: String!) { member(memberRef: $ref) { id segments
+        profile { purchasesHere spendHere lastPurchaseAt } wallet { balance
+        offers { id title campaign { id name } }
         byPartner { points partner { id } }
         transactions(first: 50) { edges { node { id } } } } } }""",
     "wallet": "{ wallet { balance } }",
@@ -45,6 +47,12 @@ QUERY_PROBES: dict[str, str] = {
         awards { points rule campaign { id name } fundedBy { id } } } } } }""",
     "webhookEndpoints": """{ webhookEndpoints(first: 100) { edges { node { id url eventTypes
         deliveries(first: 20) { edges { node { id eventId eventType } } } } } } }""",
+    "segments": """{ segments(first: 100) { edges { node { id name builtIn condition
+        size } } } }""",
+    "insights": """{ insights(from: "2026-01-01T00:00:00+00:00",
+        to: "2099-01-01T00:00:00+00:00") { liabilityPoints issued redeemed currency
+        retention { cohort members } crossShopping { category members } } }""",
+    "campaignReport": '{ campaignReport(campaignId: "Q2FtcGFpZ246MQ") { reach uplift } }',
     "node": "(walked per Node type below)",
 }
 
@@ -68,6 +76,8 @@ async def _partner(db: Database, api: httpx.AsyncClient, price: Decimal) -> Call
                 "campaigns:read",
                 "campaigns:write",
                 "webhooks:write",
+                "insights:read",
+                "offers:write",
             ],
             partner_id=partner.id,
         )
@@ -131,6 +141,23 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         u=f"https://93.184.216.34/hook-{ref}",
     )
     endpoint_id = hook["data"]["createWebhookEndpoint"]["endpoint"]["id"]
+    targeted = await partner.gql(
+        "mutation($n: String!) { createCampaign(input: {name: $n,"
+        ' startsAt: "2026-01-01T00:00:00+00:00", effect: {kind: FIXED, value: "10"},'
+        ' target: {segment: "ACTIVE", controlShare: "0", offerTitle: "offer"}})'
+        " { campaign { id } userErrors { code message } } }",
+        n=f"targeted-{ref}",
+    )
+    assert targeted["data"]["createCampaign"]["userErrors"] == []
+    offers = await partner.gql(
+        "query($r: String!) { member(memberRef: $r) { wallet { offers { id } } } }", r=ref
+    )
+    segment = await partner.gql(
+        "mutation($n: String!, $c: String!) { createSegment(input: {name: $n, condition: $c})"
+        " { segment { id } userErrors { code message } } }",
+        n=f"SEG_{ref.upper().replace('-', '_')}",
+        c=f'profile.purchases > 0 && "{ref}" != ""',
+    )
     await partner.gql(
         "mutation($id: ID!) { pingWebhookEndpoint(input: {endpointId: $id}) { endpoint { id } } }",
         id=endpoint_id,
@@ -145,6 +172,8 @@ async def _history(partner: Caller, ref: str, *, loyalty: bool = False) -> dict[
         "Purchase": purchase["data"]["recordPurchase"]["purchase"]["id"],
         "Campaign": campaign["data"]["createCampaign"]["campaign"]["id"],
         "WebhookEndpoint": endpoint_id,
+        "Segment": segment["data"]["createSegment"]["segment"]["id"],
+        "Offer": offers["data"]["member"]["wallet"]["offers"][0]["id"],
         "WebhookDelivery": deliveries["data"]["node"]["deliveries"]["edges"][0]["node"]["id"],
     }
 
@@ -303,6 +332,8 @@ MEMBER_REF_PROBES: dict[str, str] = {
         userErrors { code } } }""",
     "previewPurchase": """mutation($ref: String!) { previewPurchase(input: {memberRef: $ref,
         amount: "10.00", currency: "USD"}) { points userErrors { code } } }""",
+    "activateOffer": """mutation($ref: String!) { activateOffer(input: {offerId: "T2ZmZXI6MQ",
+        memberRef: $ref}) { offer { id } userErrors { code } } }""",
     # Last: B linking the same string makes it a ref of B's own.
     "linkMember": """mutation($ref: String!, $e: String) { linkMember(input: {memberRef: $ref,
         email: $e}) { member { id } userErrors { code } } }""",

@@ -110,12 +110,25 @@ PROBES: dict[str, tuple[str, str]] = {
                             " { member { id wallet { balance } } userErrors { code } } }"),
     "unlinkMember": ("partner", 'mutation { unlinkMember(input: {memberRef: "other"})'
                      " { memberRef userErrors { code } } }"),
+    "insights": ("partner", '{ insights(from: "2026-01-01T00:00:00+00:00", to:'
+                 ' "2026-02-01T00:00:00+00:00") { issued retention { cohort }'
+                 " crossShopping { category } } }"),
+    "campaignReport": ("partner", '{ campaignReport(campaignId: "Q2FtcGFpZ246MQ")'
+                       " { reach uplift } }"),
+    "activateOffer": ("member", 'mutation { activateOffer(input: {offerId: "T2ZmZXI6MQ"})'
+                      " { userErrors { code } } }"),
+    "segments": ("partner", "{ segments(first: 10) { edges { node { id name size } } } }"),
+    "setMemberConsent": ("operator", 'mutation { setMemberConsent(input: {consentCrossPartner:'
+                         ' true, memberId: "TWVtYmVyOjE"}) { userErrors { code } } }'),
+    "createSegment": ("partner", 'mutation { createSegment(input: {name: "RS", condition:'
+                      ' "profile.purchases > 1"}) { segment { id } userErrors { code } } }'),
 }  # fmt: skip
 
 
 @contextmanager
 def first_statements(database: Database) -> Iterator[list[str]]:
-    """The first statement of every transaction begun on the app's engine in the block."""
+    """The first statement of every transaction begun on the app's engine in the block:
+    the binding sent with its BEGIN, or the first statement it ran."""
     engine = database.engine.sync_engine
     begun: set[int] = set()
     firsts: list[str] = []
@@ -126,7 +139,10 @@ def first_statements(database: Database) -> Iterator[list[str]]:
     def on_execute(connection: Any, *args: Any) -> None:
         if id(connection) in begun:
             begun.discard(id(connection))
-            firsts.append(args[1])
+            # The binding rides with BEGIN, sent just before this first statement
+            # (exchange.kit.db.ScopedConnection); a binding of its own would be this one.
+            pending = getattr(connection.connection.driver_connection, "pending_binding", None)
+            firsts.append(pending or args[1])
 
     event.listen(engine, "begin", on_begin)
     event.listen(engine, "before_cursor_execute", on_execute)
@@ -154,7 +170,7 @@ async def _callers(db: Database, api: httpx.AsyncClient) -> tuple[dict[str, Call
         )
     assert created.client_secret is not None
     operator_token = await token_for(api, created.client_id, created.client_secret)
-    member = await partner.member_token(ref, scope="wallet:read wallet:transfer")
+    member = await partner.member_token(ref, scope="wallet:read wallet:transfer offers:write")
     operator = Caller(api, operator_token, created.client_id, created.client_secret)
     return {"partner": partner, "member": member, "operator": operator}, ref
 

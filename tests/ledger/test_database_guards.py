@@ -102,6 +102,7 @@ async def test_the_migrated_schema_matches_the_table_definitions(db: Database) -
 
     import exchange.audit.tables
     import exchange.events.tables
+    import exchange.insights.tables
     import exchange.ledger.tables
     import exchange.loyalty.tables  # noqa: F401
     import partners.tables  # noqa: F401

@@ -238,6 +238,10 @@ OWNED: dict[str, Owned] = {
     "member_profile": Owned("member_id::text", _LINKED),
     "member_partner_stats": Owned("member_id || '/' || partner_id", _LINKED),
     "member_category_stats": Owned("member_id || '/' || partner_id || '/' || category", _LINKED),
+    # Insights: a partner's custom segments, its campaigns' targets, its members' offers.
+    "segment": Owned("id::text", "owner_partner_id = :partner"),
+    "campaign_target": Owned("campaign_id::text", _CAMPAIGN),
+    "offer": Owned("id::text", _LINKED),
 }
 #: Every caller reads all of it: the coalition's registry of partner names.
 PUBLIC = {"partner", "tier"}
@@ -251,6 +255,9 @@ NOT_THE_APIS = {
     # The events' outbox and notices: the delivery worker's (system scope) only.
     "event_outbox",
     "expiring_notice",
+    # Who a targeted campaign treated and held out: read only through the functions
+    # that return counts (migration 0020).
+    "campaign_selection",
 }
 NOBODY = -1
 
@@ -366,6 +373,7 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
         text("INSERT INTO member_profile (member_id, consent_cross_partner) VALUES (:m, true)"),
         {"m": member},
     )
+    await _insights_rows(conn, partner, member, campaign.id, at)
     client = (await conn.execute(
         text("SELECT client_id FROM oauth_client WHERE partner_id = :p LIMIT 1"), {"p": partner}
     )).scalar_one()  # fmt: skip
@@ -384,6 +392,33 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
              " VALUES (:name, :member, 1, 1, :at)"),
         {"name": f"rls:member:{member}", "member": member, "at": at},
     )  # fmt: skip
+
+
+async def _insights_rows(
+    conn: AsyncConnection, partner: int, member: int, campaign: int, at: datetime
+) -> None:
+    """A custom segment of the partner, a target of its campaign, an offer to its member."""
+    await conn.execute(
+        text(
+            "INSERT INTO segment (owner_partner_id, name, condition, created_by, created_at)"
+            " VALUES (:p, 'RLS', 'true', 'rls', :at)"
+        ),
+        {"p": partner, "at": at},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO campaign_target (campaign_id, segment, audience, control_share,"
+            " offer_title) VALUES (:c, 'AT_RISK', 'OWN_MEMBERS', 0.1, 'rls')"
+        ),
+        {"c": campaign},
+    )
+    await conn.execute(
+        text(
+            "INSERT INTO offer (campaign_id, member_id, title, status, created_at)"
+            " VALUES (:c, :m, 'rls', 'AVAILABLE', :at)"
+        ),
+        {"c": campaign, "m": member, "at": at},
+    )
 
 
 @pytest.fixture(scope="module")

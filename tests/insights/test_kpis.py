@@ -1,0 +1,134 @@
+"""insights(from, to, partnerId): the KPIs by a worked example, the operator's view of one
+partner, and k-anonymity: a cross-shopping row appears at k members, never at k - 1
+(k = 3 in these tests, through EXCHANGE_K_ANONYMITY's setting)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+import httpx
+
+from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
+from partners import clients
+from tests.graphql.conftest import Caller, email, token_for
+from tests.insights.conftest import SINCE, K, bought, consent
+from tests.loyalty.conftest import gid, partner_with
+
+INSIGHTS = """query($from: DateTime!, $to: DateTime!, $p: ID) {
+  insights(from: $from, to: $to, partnerId: $p) { liabilityPoints liabilityAmount currency
+    issued redeemed expired breakageRate redemptionRate activeMembers30 activeMembers90
+    repeatRate spendPerMember retention { cohort members retained }
+    crossShopping { category share members } } }"""
+WINDOW = {"from": "2026-04-01T00:00:00+00:00", "to": "2026-07-01T00:00:00+00:00"}
+
+
+async def _insights(caller: Caller, **extra: Any) -> dict[str, Any]:
+    result = await caller.gql(INSIGHTS, **WINDOW, **extra)
+    assert "errors" not in result, result
+    found: dict[str, Any] = result["data"]["insights"]
+    return found
+
+
+async def _link(partner: Caller, ref: str, mail: str) -> None:
+    linked = await partner.gql(
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { userErrors { code } } }",
+        r=ref,
+        e=mail,
+    )
+    assert linked["data"]["linkMember"]["userErrors"] == []
+
+
+async def _operator(db: Database, api: httpx.AsyncClient) -> Caller:
+    async with db.transaction(SYSTEM) as conn:
+        created = await clients.create_client(conn, scopes=["insights:read"])
+    assert created.client_secret is not None
+    token = await token_for(api, created.client_id, created.client_secret)
+    return Caller(api, token, created.client_id, created.client_secret)
+
+
+async def test_the_kpis_of_a_partner_by_worked_example(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    ann, bob = f"a-{secrets.token_hex(4)}", f"b-{secrets.token_hex(4)}"
+    await _link(cafe, ann, email())
+    await _link(cafe, bob, email())
+    await bought(cafe, ann, "10.00", "2026-04-10T10:00:00+00:00")
+    await bought(cafe, ann, "20.00", "2026-05-05T10:00:00+00:00")
+    await bought(cafe, bob, "30.00", "2026-05-20T10:00:00+00:00")
+    redeemed = await cafe.gql(
+        'mutation($r: String!) { redeemPoints(input: {idempotencyKey: "k1", memberRef: $r,'
+        " points: 15}) { userErrors { code } } }",
+        r=ann,
+    )
+    assert redeemed["data"]["redeemPoints"]["userErrors"] == []
+
+    found = await _insights(cafe)
+
+    assert found == {
+        # 60 points earned (earn rate 1), 15 redeemed: 45 left at the 0.010 issue price
+        "liabilityPoints": "45", "liabilityAmount": "0.45", "currency": "USD",
+        "issued": "60", "redeemed": "15", "expired": "0",
+        "breakageRate": "0.0000", "redemptionRate": "0.2500",  # 0 / 60, 15 / 60
+        # nobody bought in June; both within 90 days of July 1
+        "activeMembers30": 0, "activeMembers90": 2,
+        "repeatRate": "0.5000",  # Ann bought twice, Bob once
+        "spendPerMember": "30.00",  # 60.00 by 2 members
+        "retention": [
+            # Ann came in April and came back in May, not June; Bob came in May
+            {"cohort": "2026-04", "members": 1, "retained": ["1.0000", "0.0000"]},
+            {"cohort": "2026-05", "members": 1, "retained": ["0.0000"]},
+        ],
+        "crossShopping": [],
+    }  # fmt: skip
+    operator = await _operator(db, api)
+    assert await _insights(operator, p=gid("Partner", cafe.partner_id or 0)) == found
+
+
+async def test_a_cross_shopping_row_appears_at_k_members_and_not_at_k_minus_one(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    cinema = await partner_with(db, api, since=SINCE)
+    refs = [f"m-{secrets.token_hex(4)}" for _ in range(K + 2)]
+    for ref in refs:  # each one member at both (one e-mail)
+        mail = email()
+        await _link(cafe, ref, mail)
+        await _link(cinema, ref, mail)
+        await bought(cafe, ref, "5.00", "2026-06-01T10:00:00+00:00")
+    for ref in refs[: K + 1]:
+        await consent(db, cafe, ref, True)
+    popcorn = {"items": [{"category": "popcorn", "amount": "8.00"}]}
+    # the one who did not consent counts for nothing
+    await bought(cinema, refs[-1], "8.00", "2026-06-10T10:00:00+00:00", **popcorn)
+    for ref in refs[: K - 1]:
+        await bought(cinema, ref, "8.00", "2026-06-10T10:00:00+00:00", **popcorn)
+
+    below = await _insights(cafe)
+    await bought(cinema, refs[K - 1], "8.00", "2026-06-11T10:00:00+00:00", **popcorn)
+    at_k = await _insights(cafe)
+
+    assert below["crossShopping"] == []
+    # K of the K + 1 members who consented bought popcorn at the cinema
+    share = f"{K / (K + 1):.4f}"
+    assert at_k["crossShopping"] == [{"category": "popcorn", "share": share, "members": K}]
+
+
+async def test_a_window_that_ends_before_it_starts_or_a_missing_scope_is_refused(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    bad = await cafe.gql(INSIGHTS, **{"from": WINDOW["to"], "to": WINDOW["from"]})
+    async with db.transaction(SYSTEM) as conn:
+        created = await clients.create_client(
+            conn, scopes=["points:earn"], partner_id=cafe.partner_id
+        )
+    assert created.client_secret is not None
+    token = await token_for(api, created.client_id, created.client_secret)
+    refused = await Caller(api, token, created.client_id, "").gql(INSIGHTS, **WINDOW)
+
+    assert bad["errors"][0]["extensions"] == {"code": "INVALID_INPUT", "field": ["to"]}
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
