@@ -114,11 +114,9 @@ async def report(
     if treated is not None and control is not None:
         uplift = ratio(treated.purchasers * control.members - control.purchasers * treated.members,
                        treated.members * control.members)  # fmt: skip
-    if treated is not None or control is not None:
-        treated = _rounded(treated, currency)
-        control = _rounded(control, currency)
     return CampaignReport(
-        reach=int(found[0].treated), activated=activated, treated=treated, control=control,
+        reach=int(found[0].treated), activated=activated,
+        treated=_rounded(treated, currency), control=_rounded(control, currency),
         uplift=uplift, points_cost=points, money_cost=cost, currency=currency,
     )  # fmt: skip
 

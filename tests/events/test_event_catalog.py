@@ -23,6 +23,7 @@ from exchange.loyalty import repository as loyalty_repository
 from exchange.loyalty.campaigns import CampaignDraft
 from exchange.loyalty.models import Effect, EffectKind
 from graphql_schema import ids
+from partners import registry
 from settlement import service as settlement_service
 from tests.conftest import Factory
 from tests.events.conftest import (
@@ -35,6 +36,7 @@ from tests.events.conftest import (
     link,
 )
 from tests.graphql.conftest import email
+from tests.partners.test_registry import TERMS, unique_name
 from tests.settlement.test_runs import Period
 
 
@@ -216,8 +218,10 @@ async def test_an_offer_made_and_activated_is_the_members_event(
     member = await make.member()
     now = utc_now()
     async with db.transaction(SYSTEM) as conn:
+        # a partner's campaign: an operator's would show in every partner's campaign list
+        owner = await registry.add_partner(conn, name=unique_name(), terms=TERMS, now=now)
         campaign = await campaigns.create(
-            conn, owner=None, created_by="events", now=now,
+            conn, owner=owner.id, created_by="events", now=now,
             draft=CampaignDraft(name="offers", starts_at=now,
                                 effect=Effect(EffectKind.FIXED, Decimal(5))),
         )  # fmt: skip

@@ -5,6 +5,7 @@ a partner's segments of the member are judged on the coalition's profile."""
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from sqlalchemy import text
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
+from tests.cli.test_cli import run
 from tests.graphql.conftest import Caller, email, new_operator
 from tests.insights.conftest import SINCE, bought, profile_of
 from tests.loyalty.conftest import link, partner_with
@@ -129,3 +131,34 @@ async def test_only_the_member_with_consent_write_or_an_operator_records_consent
         "INVALID_INPUT", ["input", "memberId"],
     )  # fmt: skip
     assert (await profile_of(cafe, ref))["profile"]["consentCrossPartner"] is False
+
+
+async def test_an_operator_records_consent_with_the_command_and_it_is_audited(
+    db: Database, api: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    ref = await link(cafe)
+    member_id = await _member_id(db, cafe, ref)
+
+    on = run(["member", "consent", str(member_id), "--cross-partner", "on"], database_url,
+             tmp_path)  # fmt: skip
+    again = run(["member", "consent", str(member_id), "--cross-partner", "on"], database_url,
+                tmp_path)  # fmt: skip
+    nobody = run(["member", "consent", "999999999999", "--cross-partner", "on"], database_url,
+                 tmp_path)  # fmt: skip
+
+    assert on.returncode == 0, on.stderr
+    assert on.stdout.strip() == f"member {member_id}: cross-partner consent on"
+    assert again.stdout.strip().endswith("(already)")
+    assert nobody.returncode != 0
+    assert len(nobody.stderr.strip().splitlines()) == 1
+    assert (await profile_of(cafe, ref))["profile"]["consentCrossPartner"] is True
+    async with db.transaction(SYSTEM) as conn:
+        logged = await conn.execute(
+            text("SELECT actor, origin FROM audit_log WHERE action = 'member.consent_changed'"
+                 " AND subject = :s"),
+            {"s": f"member:{member_id}"},
+        )  # fmt: skip
+        [(actor, origin)] = logged.all()  # once: the second changed nothing
+    assert actor.startswith("cli:")
+    assert origin == "cli"

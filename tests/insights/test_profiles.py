@@ -3,9 +3,12 @@ quintiles after a refresh; a partner reads its own purchases with its own member
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 
 from exchange.kit.db import Database
+from tests.cli.test_cli import run
 from tests.graphql.conftest import new_operator
 from tests.insights.conftest import SINCE, bought, profile_of, refresh
 from tests.loyalty.conftest import REFUND, link, partner_with, record
@@ -88,3 +91,20 @@ async def test_a_partner_reads_no_profile_of_a_member_it_did_not_link(
         "query($r: String!) { member(memberRef: $r) { profile { purchasesHere } } }", r=ref
     )
     assert refused["errors"][0]["extensions"]["code"] in ("FORBIDDEN", "NOT_FOUND")
+
+
+async def test_the_refresh_command_recomputes_quintiles(
+    db: Database, api: httpx.AsyncClient, database_url: str, tmp_path: Path
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    ref = await link(cafe)
+    await bought(cafe, ref, "10.00", "2026-06-01T10:00:00+00:00")
+
+    refreshed = run(["insights", "refresh"], database_url, tmp_path)
+
+    assert refreshed.returncode == 0, refreshed.stderr
+    assert refreshed.stdout.startswith("RFM refreshed:")
+    # the cafe's only member: every quintile its own
+    assert (await profile_of(cafe, ref))["profile"]["rfm"] == {
+        "recency": 1, "frequency": 1, "monetary": 1,
+    }  # fmt: skip
