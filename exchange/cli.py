@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import json
 import os
@@ -324,6 +325,13 @@ def _bench_commands(commands: Any) -> None:
         default=None,
         help="the server's process id, for its CPU per operation (default: the local process"
         " listening on the URL's port, when the URL is on this machine)",
+    )
+    bench.add_argument(
+        "--webhook",
+        action="store_true",
+        help="while the load runs, deliver every event to a receiver on loopback (an operator"
+        " endpoint for every type, deleted afterwards; the server needs"
+        " EXCHANGE_WEBHOOK_ALLOW_PRIVATE=true) (default: no endpoint)",
     )
     _json_flag(bench, what="print the measurements as JSON")
     _bench_subcommands(bench)
@@ -1363,7 +1371,7 @@ def _mix(value: str) -> dict[str, int]:
 
 
 def command_bench(args: argparse.Namespace) -> int:
-    from exchange.devtools import bench, server_cpu
+    from exchange.devtools import bench, server_cpu, webhook_bench
 
     if args.bench_command == "seed":
         return command_bench_seed(args)
@@ -1401,15 +1409,22 @@ def command_bench(args: argparse.Namespace) -> int:
             print(f"adding {args.campaigns} active campaigns per partner …", file=sys.stderr)
             await bench.add_campaigns(database, partners, args.campaigns)
         print(f"loading {args.url} at {args.concurrency} for {args.duration}s …", file=sys.stderr)
-        result = await bench.run_load(
-            args.url,
-            partners,
-            refs,
-            concurrency=args.concurrency,
-            duration=args.duration,
-            mix=mix,
-            server_pid=args.server_pid,
+        hooks: contextlib.AbstractAsyncContextManager[dict[str, int]] = (
+            webhook_bench.receiving(database, secret=settings.secret_key())
+            if args.webhook
+            else contextlib.nullcontext({})
         )
+        async with hooks as counted:
+            result = await bench.run_load(
+                args.url,
+                partners,
+                refs,
+                concurrency=args.concurrency,
+                duration=args.duration,
+                mix=mix,
+                server_pid=args.server_pid,
+            )
+        result["webhooks_received"] = counted.get("received") if args.webhook else None
         if args.json:
             print(json.dumps(result))
         else:
@@ -1427,6 +1442,8 @@ def command_bench(args: argparse.Namespace) -> int:
                 )
             if result["bulk_items_per_s"]:
                 print(f"  bulk issuance: {result['bulk_items_per_s']} earn items/s")
+            if args.webhook:
+                print(f"  webhooks: {result['webhooks_received']} events received during the run")
         return 1 if result["errors"] else 0
 
     return _run(run)

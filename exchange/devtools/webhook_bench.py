@@ -14,6 +14,8 @@ import asyncio
 import socket
 import sys
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from decimal import Decimal
 
@@ -106,9 +108,7 @@ async def _book(database: Database, *, url: str, events: int, keys: IdentityKeys
 async def run(
     database: Database, *, events: int, secret: bytes, tunables: Tunables
 ) -> dict[str, float]:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = int(probe.getsockname()[1])
+    port = _free_port()
     receiver = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.devtools.webhook_bench", str(port)
     )
@@ -135,6 +135,43 @@ async def run(
         "seconds": round(seconds, 2),
         "events_per_s": round(received / seconds, 1) if seconds else 0.0,
     }
+
+
+@asynccontextmanager
+async def receiving(database: Database, *, secret: bytes) -> AsyncIterator[dict[str, int]]:
+    """For `exchange bench --webhook`: while the load runs, an operator endpoint subscribed
+    to every event type (so every event of every partner is delivered) whose receiver is
+    a process on loopback; deleted afterwards. Yields a dict whose "received" is filled
+    with what the receiver counted once the block ends. The server delivering must allow
+    private addresses (EXCHANGE_WEBHOOK_ALLOW_PRIVATE=true), or nothing arrives."""
+    port = _free_port()
+    receiver = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "exchange.devtools.webhook_bench", str(port)
+    )
+    counts = {"received": 0}
+    try:
+        await _wait_for(port)
+        async with database.transaction(SYSTEM) as conn:
+            made = await endpoints.create(
+                conn, owner=None, url=f"http://127.0.0.1:{port}/hook", types=["*"],
+                keys=IdentityKeys.from_secret(secret), allow_private=True,
+                created_by="bench", now=utc_now(),
+            )  # fmt: skip
+        try:
+            yield counts
+        finally:
+            counts["received"] = await _received(port)
+            async with database.transaction(SYSTEM) as conn:
+                await endpoints.delete(conn, endpoint_id=made.endpoint.id, now=utc_now())
+    finally:
+        receiver.terminate()
+        await receiver.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 async def _wait_for(port: int) -> None:
