@@ -1425,28 +1425,32 @@ def command_bench(args: argparse.Namespace) -> int:
                 server_pid=args.server_pid,
             )
         result["webhooks_received"] = counted.get("received") if args.webhook else None
-        if args.json:
-            print(json.dumps(result))
-        else:
-            print(
-                f"{result['ops_per_s']} ops/s  p50 {result['p50_ms']} ms  p95"
-                f" {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}"
-                f"  (refused: {result['refused_insufficient_points']}; bench CPU"
-                f" {result['bench_cpu_share']:.0%} of a core)"
-            )
-            print(_server_cpu_line(result))
-            for op, figures in result["by_operation"].items():
-                print(
-                    f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
-                    f"  p99 {figures['p99_ms']} ms"
-                )
-            if result["bulk_items_per_s"]:
-                print(f"  bulk issuance: {result['bulk_items_per_s']} earn items/s")
-            if args.webhook:
-                print(f"  webhooks: {result['webhooks_received']} events received during the run")
+        _print_bench(result, args)
         return 1 if result["errors"] else 0
 
     return _run(run)
+
+
+def _print_bench(result: dict[str, Any], args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{result['ops_per_s']} ops/s  p50 {result['p50_ms']} ms  p95"
+            f" {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}"
+            f"  (refused: {result['refused_insufficient_points']}; bench CPU"
+            f" {result['bench_cpu_share']:.0%} of a core)"
+        )
+        print(_server_cpu_line(result))
+        for op, figures in result["by_operation"].items():
+            print(
+                f"  {op:<7} {figures['count']:>7}  p50 {figures['p50_ms']} ms"
+                f"  p99 {figures['p99_ms']} ms"
+            )
+        if result["bulk_items_per_s"]:
+            print(f"  bulk issuance: {result['bulk_items_per_s']} earn items/s")
+        if args.webhook:
+            print(f"  webhooks: {result['webhooks_received']} events received during the run")
 
 
 def _server_cpu_line(result: dict[str, Any]) -> str:
