@@ -10,7 +10,7 @@ import base64
 import binascii
 
 from exchange.kit import limits
-from exchange.kit.errors import Kind, Ref
+from exchange.kit.errors import InvalidInput, Kind, Ref
 from exchange.kit.global_ids import encode as encode
 from exchange.kit.invariant import invariant
 
@@ -70,6 +70,20 @@ def decode(global_id: str) -> tuple[str, int] | None:
     if type_name not in TYPES or key is None or encode(type_name, key) != global_id:
         return None
     return type_name, key
+
+
+def page(first: int | None, after: str | None, type_name: str) -> tuple[int, int | None]:
+    """A page's arguments: ``first`` (1 to MAX_PAGE, DEFAULT_PAGE when absent) and the key of
+    the ``type_name`` object the cursor ``after`` names; INVALID_INPUT otherwise."""
+    size = limits.DEFAULT_PAGE if first is None else first
+    if not 1 <= size <= limits.MAX_PAGE:
+        raise InvalidInput(f"first must be between 1 and {limits.MAX_PAGE}", field=["first"])
+    if after is None:
+        return size, None
+    key = decode_as(after, type_name)
+    if key is None:
+        raise InvalidInput("after is not a cursor from this API", field=["after"])
+    return size, key
 
 
 def decode_as(global_id: str, type_name: str) -> int | None:

@@ -20,8 +20,8 @@ from exchange.insights.models import OfferStatus as OfferStatusModel
 from exchange.insights.models import Profile, Target
 from exchange.insights.models import Segment as SegmentModel
 from exchange.kit.clock import require_aware
-from exchange.kit.errors import InvalidInput, NotFound
-from exchange.kit.limits import DEFAULT_PAGE, MAX_PAGE
+from exchange.kit.errors import NotFound
+from exchange.kit.limits import DEFAULT_PAGE
 from exchange.usecases import insights as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
@@ -160,16 +160,8 @@ class SegmentPayload:
 
 
 def _segment_page(first: int | None, after: str | None) -> cases.SegmentPage:
-    size = DEFAULT_PAGE if first is None else first
-    if not 1 <= size <= MAX_PAGE:
-        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
-    after_id = 0
-    if after is not None:
-        decoded = ids.decode_as(after, "Segment")
-        if decoded is None:
-            raise InvalidInput("after is not a cursor from here", field=["after"])
-        after_id = decoded
-    return cases.SegmentPage(first=size + 1, after_id=after_id)
+    size, after_id = ids.page(first, after, "Segment")
+    return cases.SegmentPage(first=size + 1, after_id=after_id or 0)
 
 
 @strawberry.type

@@ -9,8 +9,7 @@ import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
-from exchange.kit.errors import InvalidInput
-from exchange.kit.limits import DEFAULT_PAGE, MAX_EXPIRING_GROUPS, MAX_PAGE
+from exchange.kit.limits import DEFAULT_PAGE, MAX_EXPIRING_GROUPS
 from exchange.ledger.models import EntryView
 from exchange.ledger.models import Wallet as WalletModel
 from exchange.loyalty.models import MemberTier as MemberTierModel
@@ -35,17 +34,8 @@ from graphql_schema.types import (
 
 
 def page_arguments(first: int | None, after: str | None) -> tuple[int, int | None]:
-    """``first`` (1 to MAX_PAGE) and the entry id ``after`` points past; INVALID_INPUT
-    else."""
-    size = DEFAULT_PAGE if first is None else first
-    if not 1 <= size <= MAX_PAGE:
-        raise InvalidInput(f"first must be between 1 and {MAX_PAGE}", field=["first"])
-    if after is None:
-        return size, None
-    before_id = ids.decode_as(after, "Transaction")
-    if before_id is None:
-        raise InvalidInput("after is not a cursor from this API", field=["after"])
-    return size, before_id
+    """``first`` and the entry id ``after`` points past (:func:`ids.page`)."""
+    return ids.page(first, after, "Transaction")
 
 
 def _page(

@@ -12,7 +12,7 @@ from strawberry.types import Info
 from exchange.events.models import Delivery as DeliveryModel
 from exchange.events.models import DeliveryStatus, EndpointStatus, NewSecret
 from exchange.events.models import Endpoint as EndpointModel
-from exchange.kit.errors import InvalidInput, NotFound
+from exchange.kit.errors import NotFound
 from exchange.usecases import webhooks as cases
 from graphql_schema import ids
 from graphql_schema.context import Context
@@ -56,22 +56,6 @@ def _id(global_id: str, type_name: str, field: str) -> int:
     key = ids.decode_as(global_id, type_name)
     if key is None:
         raise NotFound(f"no {type_name} has that id", field=[field])
-    return key
-
-
-def _size(first: int | None) -> int:
-    size = 20 if first is None else first
-    if not 1 <= size <= 100:
-        raise InvalidInput("first must be between 1 and 100", field=["first"])
-    return size
-
-
-def _after(after: str | None, type_name: str) -> int | None:
-    if after is None:
-        return None
-    key = ids.decode_as(after, type_name)
-    if key is None:
-        raise InvalidInput("after is not a cursor from here", field=["after"])
     return key
 
 
@@ -154,14 +138,13 @@ class WebhookEndpoint(Node):
         ] = None,
     ) -> WebhookDeliveryConnection:
         endpoint_id = self.endpoint_id
-        found = await ask(
-            info,
-            cases.deliveries_page,
-            lambda: cases.DeliveryPage(
-                endpoint_id, _size(first) + 1, _after(after, "WebhookDelivery"), status
-            ),
-        )
-        size = _size(first)
+
+        def request() -> cases.DeliveryPage:
+            size, after_id = ids.page(first, after, "WebhookDelivery")
+            return cases.DeliveryPage(endpoint_id, size + 1, after_id, status)
+
+        found = await ask(info, cases.deliveries_page, request)
+        size = request().first - 1  # the arguments were checked by then
         edges = [
             WebhookDeliveryEdge(cursor=d.id, node=d) for d in map(WebhookDelivery.of, found[:size])
         ]
@@ -286,12 +269,12 @@ class WebhookQuery:
         first: FirstArgument = None,
         after: AfterArgument = None,
     ) -> WebhookEndpointConnection:
-        found = await ask(
-            info,
-            cases.endpoints_page,
-            lambda: cases.EndpointPage(_size(first) + 1, _after(after, "WebhookEndpoint") or 0),
-        )
-        size = _size(first)
+        def request() -> cases.EndpointPage:
+            size, after_id = ids.page(first, after, "WebhookEndpoint")
+            return cases.EndpointPage(size + 1, after_id or 0)
+
+        found = await ask(info, cases.endpoints_page, request)
+        size = request().first - 1  # the arguments were checked by then
         edges = [
             WebhookEndpointEdge(cursor=e.id, node=e) for e in map(WebhookEndpoint.of, found[:size])
         ]
