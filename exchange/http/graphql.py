@@ -94,7 +94,10 @@ class _Strawberry(GraphQL[Context, None]):
         return not named and super().should_render_graphql_ide(request)
 
     def encode_json(self, data: object) -> bytes:
-        return orjson.dumps(data)
+        try:
+            return orjson.dumps(data)
+        except orjson.JSONEncodeError:  # a lone surrogate a client sent, echoed in an error
+            return json.dumps(data, ensure_ascii=True).encode()
 
     def decode_json(self, data: str | bytes) -> object:
         """JSON from the body, the query string (GET ``variables``, ``extensions``) or a

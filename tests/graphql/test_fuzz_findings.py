@@ -3,6 +3,7 @@ that failed inside the server, and the clear answer it gets now."""
 
 from __future__ import annotations
 
+import json
 import secrets
 from typing import Any
 
@@ -225,3 +226,30 @@ async def test_a_purchase_label_with_a_nul_is_refused(
     payload = result["data"]["recordPurchase"]
     assert payload["purchase"] is None
     assert payload["userErrors"] == [{"code": "INVALID_INPUT", "field": field}]
+
+
+async def test_a_lone_surrogate_echoed_in_an_error_is_json_not_a_500(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """Found: a Decimal variable "\\ud800" is refused by graphql-core with a message that
+    quotes the value; orjson cannot encode a lone surrogate, so the answer was a 500."""
+    partner = await new_partner(db, api, "points:reverse")
+
+    response = await api.post(
+        "/graphql",
+        headers={
+            "Authorization": f"Bearer {partner.token}",
+            "Accept": "application/graphql-response+json",
+            "Content-Type": "application/json",
+        },
+        content=json.dumps(  # ASCII JSON: the surrogate travels as an escape
+            {
+                "query": 'mutation($v: Decimal) { refundPurchase(input: {idempotencyKey: "k",'
+                ' purchaseId: "UHVyY2hhc2U6MQ", amount: $v}) { userErrors { code } } }',
+                "variables": {"v": "\ud800"},
+            }
+        ),
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"][0]["message"]
