@@ -9,6 +9,7 @@ addresses members only through its own refs and never sees another partner's ref
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -234,11 +235,7 @@ async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) ->
     """The member a partner's ref points at, or MEMBER_NOT_LINKED."""
     check_ref(member_ref)
     member_id = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
-    if member_id is None:
-        raise MemberNotLinked(
-            f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]
-        )
-    return member_id
+    return linked({member_ref: member_id} if member_id is not None else {}, member_ref)
 
 
 async def resolve_many(
@@ -248,6 +245,17 @@ async def resolve_many(
     refs are simply absent."""
     wanted = sorted({ref for ref in member_refs if valid_ref(ref)})
     return await repository.links(conn, partner_id=partner_id, member_refs=wanted)
+
+
+def linked(members: Mapping[str, int], member_ref: str) -> int:
+    """The member behind a ref among those :func:`resolve_many` found, or
+    MEMBER_NOT_LINKED (INVALID_INPUT for a malformed ref)."""
+    member_id = members.get(check_ref(member_ref))
+    if member_id is None:
+        raise MemberNotLinked(
+            f"no member is linked to memberRef {member_ref!r}", field=["memberRef"]
+        )
+    return member_id
 
 
 @dataclass(frozen=True)

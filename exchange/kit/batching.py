@@ -103,3 +103,9 @@ class Coalescer(Generic[K, T, R]):
         """Wait for the batches in flight (at shutdown)."""
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+class SplitBatch(Exception):
+    """Raised by a batch function when an item was refused after its rows were written:
+    the batch's transaction must roll back, and each item then runs on its own, where
+    its refusal is its own error."""

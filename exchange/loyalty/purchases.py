@@ -25,9 +25,10 @@ from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
+from exchange.kit.batching import SplitBatch
 from exchange.kit.currency import minor_digits
 from exchange.kit.db import grant
-from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
+from exchange.kit.errors import DomainError, InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_SIMULATED
 from exchange.kit.settings import Tunables
@@ -63,6 +64,9 @@ class _Terms:
     earn_rate: Decimal
     max_points: int
     partner_name: str
+    lifetime_days: int
+    #: The contract is in force from then until at least the time it was read for.
+    effective_from: datetime
 
 
 @dataclass(frozen=True)
@@ -76,31 +80,37 @@ class _Evaluation:
     qualifying: int
 
 
-async def _terms(
-    conn: AsyncConnection, partner_id: int, request: PurchaseRequest, at: datetime, now: datetime
-) -> _Terms:
-    """The contract in force when the purchase happened; the purchase's money checked
-    against it (its currency, at most its minor digits)."""
+async def _contract(conn: AsyncConnection, partner_id: int, at: datetime) -> _Terms:
+    """The contract in force when a purchase happened."""
     try:
         partner = await registry.get_partner(conn, partner_id=partner_id, now=at)
     except NotFound:  # the caller is this partner: it had no contract yet at occurredAt
         raise InvalidInput(
             "occurredAt is before the partner's first contract", field=["occurredAt"]
         ) from None
-    terms = partner.contract.terms
-    if at + timedelta(days=terms.points_lifetime_days) <= now:
-        raise InvalidInput(
-            f"occurredAt is more than the {terms.points_lifetime_days} days points live ago:"
-            " its points would already have expired",
-            field=["occurredAt"],
-        )
+    contract = partner.contract
+    terms = contract.terms
+    return _Terms(
+        terms.currency, terms.earn_rate, terms.max_points_per_operation, partner.name,
+        terms.points_lifetime_days, contract.effective_from,
+    )  # fmt: skip
+
+
+def _in_force(known: Sequence[tuple[datetime, _Terms]], at: datetime) -> _Terms | None:
+    """A contract read for a time at or after ``at`` that was already in force at ``at``
+    is the one in force at ``at`` (no contract starts between the two)."""
+    return next((terms for read, terms in known if terms.effective_from <= at <= read), None)
+
+
+def _checked(request: PurchaseRequest, terms: _Terms) -> None:
+    """The purchase's money checked against its contract: its currency, at most its
+    minor digits."""
     if request.currency != terms.currency:
         raise InvalidInput(f"currency must be the contract's {terms.currency}", field=["currency"])
     digits = minor_digits(terms.currency)
     check_minor_digits(request.amount, digits, ["amount"])
     for index, item in enumerate(request.items):
         check_minor_digits(item.amount, digits, ["items", str(index), "amount"])
-    return _Terms(terms.currency, terms.earn_rate, terms.max_points_per_operation, partner.name)
 
 
 def _minor(amount: Decimal, currency: str) -> int:
@@ -132,10 +142,11 @@ def _purchase_variables(request: PurchaseRequest, at: datetime, currency: str) -
 async def _facts(
     conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, window: date
 ) -> Row[Any]:
-    return await repository.member_facts(
-        conn, member_id=member_id, partner_id=partner_id, at=at,
-        since=at - timedelta(days=RECENT_DAYS), window=window,
+    rows = await repository.member_facts(
+        conn, partner_id=partner_id, window=window,
+        members=[(member_id, at, at - timedelta(days=RECENT_DAYS))],
     )  # fmt: skip
+    return rows[0]
 
 
 def _member_variables(
@@ -168,12 +179,91 @@ async def _evaluate(
     now: datetime,
     tunables: Tunables,
 ) -> _Evaluation:
-    """The rules in force at occurredAt, applied to the purchase (no budgets yet)."""
-    at = request.occurred_at or now
+    """The rules in force at occurredAt, applied to one purchase (no budgets yet)."""
+    [evaluation] = await _evaluate_many(
+        conn, partner_id=partner_id, requests=[request], now=now, tunables=tunables
+    )
+    if isinstance(evaluation, DomainError):
+        raise evaluation
+    return evaluation
+
+
+async def _timed_terms(
+    conn: AsyncConnection, partner_id: int, requests: Sequence[PurchaseRequest], now: datetime
+) -> list[tuple[datetime, _Terms] | DomainError]:
+    """Each purchase's time and the contract in force then, its money checked against
+    it; or the purchase's error. Contracts are read latest time first, so one read
+    serves every earlier time the same contract covers."""
+    known: list[tuple[datetime, _Terms]] = []
+    for at in sorted({r.occurred_at or now for r in requests}, reverse=True):
+        if at <= now + CLOCK_SKEW and _in_force(known, at) is None:
+            try:
+                known.append((at, await _contract(conn, partner_id, at)))
+            except DomainError:  # no contract yet then, nor earlier: the error below
+                break
+    timed: list[tuple[datetime, _Terms] | DomainError] = []
+    for request in requests:
+        at = request.occurred_at or now
+        try:
+            timed.append((at, _terms_at(request, at, known, now)))
+        except DomainError as error:
+            timed.append(error)
+    return timed
+
+
+def _terms_at(
+    request: PurchaseRequest, at: datetime, known: Sequence[tuple[datetime, _Terms]], now: datetime
+) -> _Terms:
     if at > now + CLOCK_SKEW:
         raise InvalidInput("occurredAt is in the future", field=["occurredAt"])
-    terms = await _terms(conn, partner_id, request, at, now)
-    facts = await _facts(conn, request.member_id, partner_id, at, tiers.window_start(now, tunables))
+    terms = _in_force(known, at)
+    if terms is None:
+        raise InvalidInput(
+            "occurredAt is before the partner's first contract", field=["occurredAt"]
+        )
+    if at + timedelta(days=terms.lifetime_days) <= now:
+        raise InvalidInput(
+            f"occurredAt is more than the {terms.lifetime_days} days points live ago:"
+            " its points would already have expired",
+            field=["occurredAt"],
+        )
+    _checked(request, terms)
+    return terms
+
+
+async def _evaluate_many(
+    conn: AsyncConnection,
+    *,
+    partner_id: int,
+    requests: Sequence[PurchaseRequest],
+    now: datetime,
+    tunables: Tunables,
+) -> list[_Evaluation | DomainError]:
+    """The rules in force at each purchase's occurredAt, applied to it (no budgets yet):
+    the members' facts in one statement, the partner's live campaigns once."""
+    timed = await _timed_terms(conn, partner_id, requests, now)
+    valid = [(r, t) for r, t in zip(requests, timed, strict=True) if isinstance(t, tuple)]
+    facts = await repository.member_facts(
+        conn, partner_id=partner_id, window=tiers.window_start(now, tunables),
+        members=[(r.member_id, at, at - timedelta(days=RECENT_DAYS)) for r, (at, _) in valid],
+    ) if valid else []  # fmt: skip
+    live = await campaigns.live(conn, partner_id=partner_id) if valid else []
+    evaluated = iter(
+        _apply(request, at, terms, row, live, partner_id)
+        for (request, (at, terms)), row in zip(valid, facts, strict=True)
+    )
+    return [t if isinstance(t, DomainError) else next(evaluated) for t in timed]
+
+
+def _apply(
+    request: PurchaseRequest,
+    at: datetime,
+    terms: _Terms,
+    facts: Row[Any],
+    live: Sequence[rules.Live],
+    partner_id: int,
+) -> _Evaluation:
+    """The rules applied to one purchase, its member's facts known."""
     member = _member_variables(facts, partner_id, at, terms.currency)
     ladder = tiers.ladder_of(facts.ladder)
     held = next((t for t in ladder if t.name == member["tier"]), None)
@@ -186,11 +276,11 @@ async def _evaluate(
     )
     offered = set(facts.offers or [])
     matching = [
-        live.campaign
-        for live in await campaigns.live(conn, partner_id=partner_id)
-        if live.campaign.applies_at(partner_id, at)
-        and (not live.campaign.targeted or live.campaign.id in offered)
-        and live.condition.holds(variables, campaign_id=live.campaign.id)
+        each.campaign
+        for each in live
+        if each.campaign.applies_at(partner_id, at)
+        and (not each.campaign.targeted or each.campaign.id in offered)
+        and each.condition.holds(variables, campaign_id=each.campaign.id)
     ]
     planned = rules.plan_awards(
         amount=request.amount,
@@ -263,40 +353,6 @@ async def _as_they_stand(
     return shown
 
 
-async def _limited(
-    conn: AsyncConnection, planned: list[rules.Planned], member_id: int
-) -> list[rules.Planned]:
-    """Campaign awards after each campaign's per-member limit and budget (a budget is
-    never overspent: each shard refuses to exceed its allotment; near its end an award
-    gets what is left). One statement takes every per-member use, one every budget."""
-    limits = {
-        a.campaign.id: a.campaign.per_member_limit
-        for a in planned
-        if a.campaign is not None and a.campaign.per_member_limit is not None
-    }
-    used = await repository.take_member_uses(conn, member_id=member_id, limits=limits)
-    allowed = [a for a in planned if a.campaign is None or a.campaign.id not in limits
-               or a.campaign.id in used]  # fmt: skip
-    wants = {
-        a.campaign.id: a.points
-        for a in allowed
-        if a.campaign is not None and a.campaign.budget_points is not None
-    }
-    granted = await repository.take_budgets(conn, wants=wants)
-    limited, unused = [], []
-    for award in allowed:
-        campaign = award.campaign
-        points = award.points
-        if campaign is not None and campaign.id in wants:
-            points = granted.get(campaign.id, 0)
-        if points > 0:
-            limited.append(rules.Planned(award.rule, points, campaign))
-        elif campaign is not None and campaign.id in limits:
-            unused.append(campaign.id)  # nothing awarded: not a use of the limit
-    await repository.give_back_member_uses(conn, member_id=member_id, campaign_ids=unused)
-    return limited
-
-
 def _earn_requests(
     awards: list[Award], *, key: str, request: PurchaseRequest, partner_id: int, at: datetime
 ) -> list[ledger.EarnRequest]:
@@ -321,6 +377,59 @@ def _earn_requests(
     ]
 
 
+async def _limited(conn: AsyncConnection, claimed: Sequence[_Claim]) -> list[list[rules.Planned]]:
+    """Each purchase's campaign awards after each campaign's per-member limit and budget
+    (a budget is never overspent: each shard refuses to exceed its allotment; near its
+    end an award gets what is left, purchases served in order). One statement takes
+    every per-member use, one every budget. No member appears twice in ``claimed``."""
+    limits = {
+        (a.campaign.id, c.request.member_id): a.campaign.per_member_limit
+        for c in claimed
+        for a in c.evaluation.planned
+        if a.campaign is not None and a.campaign.per_member_limit is not None
+    }
+    used = await repository.take_member_uses(conn, limits=limits)
+    allowed = [
+        [a for a in c.evaluation.planned if a.campaign is None
+         or (a.campaign.id, c.request.member_id) not in limits
+         or (a.campaign.id, c.request.member_id) in used]
+        for c in claimed
+    ]  # fmt: skip
+    wants: dict[int, int] = defaultdict(int)
+    for awards in allowed:
+        for a in awards:
+            if a.campaign is not None and a.campaign.budget_points is not None:
+                wants[a.campaign.id] += a.points
+    left = await repository.take_budgets(conn, wants=dict(wants))
+    limited: list[list[rules.Planned]] = []
+    unused: list[tuple[int, int]] = []
+    for c, awards in zip(claimed, allowed, strict=True):
+        kept = []
+        for award in awards:
+            campaign, points = award.campaign, award.points
+            if campaign is not None and campaign.id in wants:
+                points = min(points, left.get(campaign.id, 0))
+                left[campaign.id] = left.get(campaign.id, 0) - points
+            if points > 0:
+                kept.append(rules.Planned(award.rule, points, campaign))
+            elif campaign is not None and (campaign.id, c.request.member_id) in limits:
+                unused.append((campaign.id, c.request.member_id))  # not a use of the limit
+        limited.append(kept)
+    await repository.give_back_member_uses(conn, pairs=unused)
+    return limited
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A purchase of a batch whose key this transaction took."""
+
+    index: int
+    key: str
+    request: PurchaseRequest
+    evaluation: _Evaluation
+    purchase_id: int
+
+
 async def record(
     conn: AsyncConnection,
     *,
@@ -330,50 +439,215 @@ async def record(
     now: datetime,
     tunables: Tunables,
 ) -> Recorded:
-    key = present(request.idempotency_key, "a recorded purchase has a key")
-    digest = request_hash(EntryKind.EARN, {"purchase": request.fingerprint(partner_id)})
-    evaluation = await _evaluate(
-        conn, partner_id=partner_id, request=request, now=now, tunables=tunables
+    """Record one purchase (a business error raised)."""
+    [outcome] = await record_many(
+        conn, client_id=client_id, partner_id=partner_id, requests=[request], now=now,
+        tunables=tunables,
+    )  # fmt: skip
+    if isinstance(outcome, DomainError):
+        raise outcome
+    return outcome
+
+
+async def record_many(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    requests: Sequence[PurchaseRequest],
+    now: datetime,
+    tunables: Tunables,
+) -> list[Recorded | DomainError]:
+    """Record purchases of one partner in the caller's transaction, one statement per
+    step for all of them; each its own outcome. A purchase refused before anything of it
+    is written (its time, contract, money) fails alone. One refused after its rows were
+    written (a co-funder past its credit limit) raises: its error when it is the only
+    one, else :class:`SplitBatch` (nothing of the batch may commit; the runner records
+    each on its own). A member's second purchase in a batch is evaluated after its first
+    is recorded (rounds); a key already taken is replayed after the batch."""
+    outcomes: dict[int, Recorded | DomainError] = {}
+    replays: list[int] = []
+    for indexes in _rounds(requests):
+        replays += await _record_round(
+            conn, client_id=client_id, partner_id=partner_id, now=now, tunables=tunables,
+            batch=[(i, requests[i]) for i in indexes], outcomes=outcomes,
+            alone=len(requests) == 1,
+        )  # fmt: skip
+    for index in replays:
+        request = requests[index]
+        try:
+            outcomes[index] = await _replay(
+                conn, client_id=client_id, key=present(request.idempotency_key, "keyed"),
+                digest=_digest(request, partner_id),
+            )  # fmt: skip
+        except DomainError as error:
+            outcomes[index] = error
+    return [outcomes[index] for index in range(len(requests))]
+
+
+def _rounds(requests: Sequence[PurchaseRequest]) -> list[list[int]]:
+    """The batch's indexes in rounds in which no member appears twice, each member's
+    purchases in order."""
+    rounds: list[list[int]] = []
+    seen: dict[int, int] = defaultdict(int)
+    for index, request in enumerate(requests):
+        number = seen[request.member_id]
+        seen[request.member_id] += 1
+        if number == len(rounds):
+            rounds.append([])
+        rounds[number].append(index)
+    return rounds
+
+
+def _digest(request: PurchaseRequest, partner_id: int) -> bytes:
+    return request_hash(EntryKind.EARN, {"purchase": request.fingerprint(partner_id)})
+
+
+async def _claim(
+    conn: AsyncConnection,
+    client_id: str,
+    partner_id: int,
+    pending: Sequence[tuple[int, PurchaseRequest, _Evaluation]],
+    now: datetime,
+) -> tuple[list[_Claim], list[int]]:
+    """Take the purchases' keys in one statement: the claimed, and the indexes of the
+    ones whose key was taken (to replay)."""
+    keys = [present(r.idempotency_key, "a recorded purchase has a key") for _, r, _ in pending]
+    ids = await repository.claim_purchases(conn, rows=[
+        {"partner_id": partner_id, "member_id": r.member_id, "client_id": client_id,
+         "idempotency_key": key, "request_hash": _digest(r, partner_id), "amount": r.amount,
+         "currency": r.currency, "occurred_at": e.occurred_at,
+         "channel": str(r.channel) if r.channel else None, "store_ref": r.store_ref,
+         "reference": r.reference, "items": [_item_json(item) for item in r.items],
+         "points": 0, "created_at": now}
+        for (_, r, e), key in zip(pending, keys, strict=True)
+    ])  # fmt: skip
+    claimed = [
+        _Claim(index, key, request, evaluation, purchase_id)
+        for (index, request, evaluation), key, purchase_id in zip(pending, keys, ids, strict=True)
+        if purchase_id is not None
+    ]
+    taken = [
+        index
+        for (index, _, _), purchase_id in zip(pending, ids, strict=True)
+        if purchase_id is None
+    ]
+    return claimed, taken
+
+
+async def _record_round(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    batch: Sequence[tuple[int, PurchaseRequest]],
+    now: datetime,
+    tunables: Tunables,
+    outcomes: dict[int, Recorded | DomainError],
+    alone: bool,
+) -> list[int]:
+    """One round of a batch (no member twice); the indexes to replay."""
+    evaluations = await _evaluate_many(
+        conn, partner_id=partner_id, requests=[r for _, r in batch], now=now, tunables=tunables
     )
-    at = evaluation.occurred_at
-    purchase_id = await repository.claim_purchase(
-        conn, partner_id=partner_id, member_id=request.member_id, client_id=client_id,
-        idempotency_key=key, request_hash=digest, amount=request.amount,
-        currency=request.currency, occurred_at=at,
-        channel=str(request.channel) if request.channel else None,
-        store_ref=request.store_ref, reference=request.reference,
-        items=[_item_json(item) for item in request.items], points=0, created_at=now,
+    pending = []
+    for (index, request), evaluation in zip(batch, evaluations, strict=True):
+        if isinstance(evaluation, DomainError):
+            outcomes[index] = evaluation
+        else:
+            pending.append((index, request, evaluation))
+    claimed, taken = await _claim(conn, client_id, partner_id, pending, now)
+    if not claimed:
+        return taken
+    awards = [
+        [award for planned in kept for award in _shares(planned, partner_id)]
+        for kept in await _limited(conn, claimed)
+    ]
+    await _grant_funders(conn, [a for group in awards for a in group], partner_id)
+    entries = await _book(conn, client_id, partner_id, claimed, awards, now, alone=alone)
+    await repository.record_outcomes(
+        conn,
+        partner_id=partner_id,
+        outcomes=[_outcome(*each) for each in zip(claimed, awards, entries, strict=True)],
+    )
+    for c, group, booked in zip(claimed, awards, entries, strict=True):
+        outcomes[c.index] = await _recorded(conn, c, group, booked, partner_id, now, tunables)
+    return taken
+
+
+def _outcome(
+    claim: _Claim, awards: list[Award], entries: list[ledger.EntryView]
+) -> repository.Outcome:
+    at = claim.evaluation.occurred_at
+    return repository.Outcome(
+        purchase_id=claim.purchase_id,
+        awards=[(a.rule, a.campaign_id, a.funder, a.points, e.id)
+                for a, e in zip(awards, entries, strict=True)],
+        points=sum(a.points for a in awards),
+        member_id=claim.request.member_id,
+        amount=claim.request.amount,
+        occurred_at=at,
+        categories=_category_spend(claim.request.items),
+        month=tiers.month_of(at),
     )  # fmt: skip
-    if purchase_id is None:
-        return await _replay(conn, client_id=client_id, key=key, digest=digest)
-    limited = await _limited(conn, evaluation.planned, request.member_id)
-    awards = [award for planned in limited for award in _shares(planned, partner_id)]
-    await _grant_funders(conn, awards, partner_id)
-    outcomes = await ledger.earn_many(
-        conn, client_id=client_id, partner_id=partner_id, now=now,
-        requests=_earn_requests(awards, key=key, request=request, partner_id=partner_id, at=at),
-    ) if awards else []  # fmt: skip
-    entries = [
+
+
+async def _book(
+    conn: AsyncConnection,
+    client_id: str,
+    partner_id: int,
+    claimed: Sequence[_Claim],
+    awards: Sequence[list[Award]],
+    now: datetime,
+    *,
+    alone: bool,
+) -> list[list[ledger.EntryView]]:
+    """Every award of the round as an EARN entry, through the ledger's one writer (in
+    statements of up to MAX_BATCH entries); each purchase's entries."""
+    requests = [
+        request
+        for c, group in zip(claimed, awards, strict=True)
+        for request in _earn_requests(
+            group, key=c.key, request=c.request, partner_id=partner_id,
+            at=c.evaluation.occurred_at,
+        )
+    ]  # fmt: skip
+    outcomes: list[ledger.Outcome | None] = []
+    for first in range(0, len(requests), ledger.MAX_BATCH):
+        outcomes += await ledger.earn_many(
+            conn, client_id=client_id, partner_id=partner_id, now=now,
+            requests=requests[first : first + ledger.MAX_BATCH],
+        )  # fmt: skip
+    flat = [award for group in awards for award in group]
+    if not alone and any(not isinstance(o, ledger.EntryResult) for o in outcomes):
+        raise SplitBatch("an award of a batched purchase was refused")
+    entries = iter(
         _booked(award, outcome, partner_id).entry
-        for award, outcome in zip(awards, outcomes, strict=True)
-    ]
-    booked = [
-        (a.rule, a.campaign_id, a.funder, a.points, e.id)
-        for a, e in zip(awards, entries, strict=True)
-    ]
+        for award, outcome in zip(flat, outcomes, strict=True)
+    )
+    return [[next(entries) for _ in group] for group in awards]
+
+
+async def _recorded(
+    conn: AsyncConnection,
+    claim: _Claim,
+    awards: list[Award],
+    entries: list[ledger.EntryView],
+    partner_id: int,
+    now: datetime,
+    tunables: Tunables,
+) -> Recorded:
+    """A recorded purchase; its member goes up a tier if its points now reach one."""
+    request, evaluation = claim.request, claim.evaluation
+    at = evaluation.occurred_at
     total = sum(a.points for a in awards)
-    await repository.record_outcome(
-        conn, purchase_id=purchase_id, awards=booked, points=total,
-        member_id=request.member_id, partner_id=partner_id, amount=request.amount,
-        occurred_at=at, categories=_category_spend(request.items), month=tiers.month_of(at),
-    )  # fmt: skip
     counted = tiers.month_of(at) >= tiers.window_start(now, tunables)
     await tiers.upgrade_if_earned(
         conn, member_id=request.member_id, tiers=evaluation.tiers, held=evaluation.held,
         qualifying=evaluation.qualifying + (total if counted else 0), now=now,
     )  # fmt: skip
     purchase = Purchase(
-        id=purchase_id, partner_id=partner_id, member_id=request.member_id,
+        id=claim.purchase_id, partner_id=partner_id, member_id=request.member_id,
         amount=request.amount.quantize(minor_unit(request.currency)),
         refunded_amount=Decimal(0).quantize(minor_unit(request.currency)),
         currency=request.currency, occurred_at=at, channel=request.channel,

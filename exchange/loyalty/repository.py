@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -28,25 +29,51 @@ _PURCHASE = (
 )
 
 
-async def claim_purchase(conn: AsyncConnection, **values: Any) -> int | None:
-    """Insert a purchase under its idempotency key; None when the key is taken."""
+async def claim_purchases(
+    conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]
+) -> list[int | None]:
+    """Insert purchases (dicts of the purchase's columns) under their idempotency keys, in
+    one statement; each one's id, or None where its key was taken (before, or by an
+    earlier row of the same call)."""
+    if not rows:
+        return []
+    columns = {name: [row[name] for row in rows] for name in _CLAIMED}
     result = await conn.execute(
-        sql(
-            """
-            INSERT INTO purchase (partner_id, member_id, client_id, idempotency_key,
-                request_hash, amount, currency, occurred_at, channel, store_ref, reference,
-                items, points, created_at)
-            VALUES (:partner_id, :member_id, :client_id, :idempotency_key, :request_hash,
-                :amount, :currency, :occurred_at, :channel, :store_ref, :reference,
-                CAST(:items AS jsonb), :points, :created_at)
-            ON CONFLICT (client_id, idempotency_key) DO NOTHING
-            RETURNING id
-            """
-        ),
-        {**values, "items": json.dumps(values["items"])},
+        sql(_CLAIM_PURCHASES),
+        {**columns, "items": [json.dumps(row["items"]) for row in rows]},
     )
-    purchase_id = result.scalar()
-    return int(purchase_id) if purchase_id is not None else None
+    taken = {(str(r.client_id), str(r.idempotency_key)): int(r.id) for r in result}
+    ids: list[int | None] = []
+    for row in rows:
+        ids.append(taken.pop((row["client_id"], row["idempotency_key"]), None))
+    return ids
+
+
+_CLAIMED = (
+    "partner_id", "member_id", "client_id", "idempotency_key", "request_hash", "amount",
+    "currency", "occurred_at", "channel", "store_ref", "reference", "points", "created_at",
+)  # fmt: skip
+
+_CLAIM_PURCHASES = """
+INSERT INTO purchase (partner_id, member_id, client_id, idempotency_key, request_hash,
+    amount, currency, occurred_at, channel, store_ref, reference, items, points, created_at)
+SELECT c.partner_id, c.member_id, c.client_id, c.idempotency_key, c.request_hash, c.amount,
+    c.currency, c.occurred_at, c.channel, c.store_ref, c.reference, CAST(c.items AS jsonb),
+    c.points, c.created_at
+FROM unnest(CAST(:partner_id AS bigint[]), CAST(:member_id AS bigint[]),
+            CAST(:client_id AS text[]), CAST(:idempotency_key AS text[]),
+            CAST(:request_hash AS bytea[]), CAST(:amount AS numeric[]),
+            CAST(:currency AS text[]), CAST(:occurred_at AS timestamptz[]),
+            CAST(:channel AS text[]), CAST(:store_ref AS text[]), CAST(:reference AS text[]),
+            CAST(:items AS text[]), CAST(:points AS bigint[]),
+            CAST(:created_at AS timestamptz[]))
+     WITH ORDINALITY AS c(partner_id, member_id, client_id, idempotency_key, request_hash,
+                          amount, currency, occurred_at, channel, store_ref, reference, items,
+                          points, created_at, position)
+ORDER BY c.position
+ON CONFLICT (client_id, idempotency_key) DO NOTHING
+RETURNING id, client_id, idempotency_key
+"""
 
 
 async def purchase_by_key(
@@ -131,60 +158,78 @@ async def awards_of(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> li
     return list(result.all())
 
 
-async def record_outcome(
-    conn: AsyncConnection,
-    *,
-    purchase_id: int,
-    awards: Sequence[tuple[Any, ...]],
-    points: int,
-    member_id: int,
-    partner_id: int,
-    amount: Decimal,
-    occurred_at: datetime,
-    categories: Sequence[tuple[str, Decimal]],
-    month: date,
+@dataclass(frozen=True)
+class Outcome:
+    """What one purchase's awards left: the awards (rule, campaign id, funder, points,
+    entry id, in order), its points, and its mark on the member's aggregates."""
+
+    purchase_id: int
+    awards: Sequence[tuple[Any, ...]]
+    points: int
+    member_id: int
+    amount: Decimal
+    occurred_at: datetime
+    categories: Sequence[tuple[str, Decimal]]
+    month: date
+
+
+async def record_outcomes(
+    conn: AsyncConnection, *, partner_id: int, outcomes: Sequence[Outcome]
 ) -> None:
-    """What a purchase's awards left, in one statement: the awards (rule, campaign id,
-    funder, points, entry id, in order), the purchase's points, and its mark on the
-    member's aggregates (purchases and spend here and per category, the qualifying
-    points of its month)."""
+    """What purchases of one partner left, in one statement: the awards, each purchase's
+    points, and the members' aggregates (purchases and spend here and per category, the
+    qualifying points of the month). No member appears twice in ``outcomes``."""
+    awards = [(o.purchase_id, a) for o in outcomes for a in o.awards]
+    spends = [(o, c, s) for o in outcomes for c, s in o.categories]
     await conn.execute(
-        sql(_RECORD_OUTCOME),
+        sql(_RECORD_OUTCOMES),
         {
-            "purchase_id": purchase_id,
-            "rules": [str(a[0]) for a in awards],
-            "campaigns": [a[1] for a in awards],
-            "funders": [a[2] for a in awards],
-            "points": [a[3] for a in awards],
-            "entries": [a[4] for a in awards],
-            "total": points,
-            "member_id": member_id,
+            "award_purchases": [p for p, _ in awards],
+            "positions": _positions(outcomes),
+            "rules": [str(a[0]) for _, a in awards],
+            "campaigns": [a[1] for _, a in awards],
+            "funders": [a[2] for _, a in awards],
+            "points": [a[3] for _, a in awards],
+            "entries": [a[4] for _, a in awards],
+            "purchases": [o.purchase_id for o in outcomes],
+            "totals": [o.points for o in outcomes],
+            "members": [o.member_id for o in outcomes],
+            "amounts": [o.amount for o in outcomes],
+            "ats": [o.occurred_at for o in outcomes],
+            "months": [o.month for o in outcomes],
+            "spend_members": [o.member_id for o, _, _ in spends],
+            "spend_ats": [o.occurred_at for o, _, _ in spends],
+            "categories": [c for _, c, _ in spends],
+            "spends": [s for _, _, s in spends],
             "partner_id": partner_id,
-            "amount": amount,
-            "at": occurred_at,
-            "categories": [c for c, _ in categories],
-            "spends": [s for _, s in categories],
-            "month": month,
         },
     )
 
 
-_RECORD_OUTCOME = """
+def _positions(outcomes: Sequence[Outcome]) -> list[int]:
+    return [position for o in outcomes for position in range(1, len(o.awards) + 1)]
+
+
+_RECORD_OUTCOMES = """
 WITH awarded AS (
     INSERT INTO purchase_award (purchase_id, position, rule, campaign_id,
         funder_partner_id, points, entry_id)
-    SELECT :purchase_id, a.position, a.rule, a.campaign_id, a.funder, a.points,
-           a.entry_id
-    FROM unnest(CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
-                CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
-                CAST(:entries AS bigint[]))
-         WITH ORDINALITY AS a(rule, campaign_id, funder, points, entry_id, position)
+    SELECT * FROM unnest(CAST(:award_purchases AS bigint[]), CAST(:positions AS integer[]),
+                         CAST(:rules AS text[]), CAST(:campaigns AS bigint[]),
+                         CAST(:funders AS bigint[]), CAST(:points AS bigint[]),
+                         CAST(:entries AS bigint[]))
+), purchased AS (
+    SELECT * FROM unnest(CAST(:purchases AS bigint[]), CAST(:totals AS bigint[]),
+                         CAST(:members AS bigint[]), CAST(:amounts AS numeric[]),
+                         CAST(:ats AS timestamptz[]), CAST(:months AS date[]))
+        AS t(purchase_id, total, member_id, amount, at, month)
 ), total AS (
-    UPDATE purchase SET points = :total WHERE id = :purchase_id
+    UPDATE purchase p SET points = t.total FROM purchased t WHERE p.id = t.purchase_id
 ), partner_stats AS (
     INSERT INTO member_partner_stats AS s (member_id, partner_id, purchases, spend,
         first_purchase_at, last_purchase_at)
-    VALUES (:member_id, :partner_id, 1, :amount, :at, :at)
+    SELECT t.member_id, :partner_id, 1, t.amount, t.at, t.at FROM purchased t
+    ORDER BY t.member_id
     ON CONFLICT (member_id, partner_id) DO UPDATE SET
         purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
         first_purchase_at = least(s.first_purchase_at, EXCLUDED.first_purchase_at),
@@ -192,15 +237,17 @@ WITH awarded AS (
 ), category_stats AS (
     INSERT INTO member_category_stats AS s (member_id, partner_id, category,
         purchases, spend, last_purchase_at)
-    SELECT :member_id, :partner_id, c.category, 1, c.spend, :at
-    FROM unnest(CAST(:categories AS text[]), CAST(:spends AS numeric[]))
-         AS c(category, spend)
+    SELECT c.member_id, :partner_id, c.category, 1, c.spend, c.at
+    FROM unnest(CAST(:spend_members AS bigint[]), CAST(:categories AS text[]),
+                CAST(:spends AS numeric[]), CAST(:spend_ats AS timestamptz[]))
+         AS c(member_id, category, spend, at)
+    ORDER BY c.member_id, c.category
     ON CONFLICT (member_id, partner_id, category) DO UPDATE SET
         purchases = s.purchases + 1, spend = s.spend + EXCLUDED.spend,
         last_purchase_at = greatest(s.last_purchase_at, EXCLUDED.last_purchase_at)
 )
 INSERT INTO member_qualifying AS q (member_id, month, points)
-VALUES (:member_id, :month, :total)
+SELECT t.member_id, t.month, t.total FROM purchased t ORDER BY t.member_id
 ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
 """
 
@@ -237,62 +284,67 @@ async def add_qualifying(
 async def member_facts(
     conn: AsyncConnection,
     *,
-    member_id: int,
     partner_id: int,
-    at: datetime,
-    since: datetime,
+    members: Sequence[tuple[int, datetime, datetime]],
     window: date,
-) -> Row[Any]:
-    """What a purchase needs to know of a member, in one statement: its tier and
-    qualifying points since ``window`` (with the tier ladder), consent, purchases and
-    spend here, coalition-wide purchases, and where and what it bought since ``since``
-    (coalition-wide; the caller keeps only this partner's without consent), and the
-    built-in segments it is in at ``at`` (judged on this partner's purchases, or the
-    coalition's with consent: the one function ``insights_segments``), and the targeted
-    campaigns whose offer it activated."""
+) -> list[Row[Any]]:
+    """What purchases need to know of their members (member id, the purchase's time
+    ``at``, ``since``: 30 days before it), in one statement, a row per member in order:
+    its tier and qualifying points since ``window`` (with the tier ladder), consent,
+    purchases and spend here, coalition-wide purchases, and where and what it bought
+    since ``since`` (coalition-wide; the caller keeps only this partner's without
+    consent), and the built-in segments it is in at ``at`` (judged on this partner's
+    purchases, or the coalition's with consent: the one function ``insights_segments``),
+    and the targeted campaigns whose offer it activated."""
     result = await conn.execute(
-        sql(
-            """
-            SELECT
-              (SELECT tier FROM member_tier WHERE member_id = :member_id) AS tier,
-              (SELECT coalesce(sum(points), 0) FROM member_qualifying
-               WHERE member_id = :member_id AND month >= :window) AS qualifying,
-              (SELECT coalesce(json_agg(json_build_object('name', name, 'points',
-                 qualifying_points, 'multiplier', earn_multiplier) ORDER BY qualifying_points),
-                 '[]') FROM tier) AS ladder,
-              coalesce((SELECT consent_cross_partner FROM member_profile
-                        WHERE member_id = :member_id), false) AS consent,
-              s.purchases AS purchases_here, s.spend AS spend_here,
-              s.last_purchase_at AS last_here,
-              (SELECT coalesce(sum(purchases), 0) FROM member_partner_stats
-               WHERE member_id = :member_id) AS purchases_coalition,
-              (SELECT coalesce(array_agg(DISTINCT s2.partner_id::text || ':' || p.name), '{}')
-               FROM member_partner_stats s2 JOIN partner p ON p.id = s2.partner_id
-               WHERE s2.member_id = :member_id AND s2.last_purchase_at >= :since)
-                AS partners_recent,
-              (SELECT coalesce(array_agg(DISTINCT partner_id::text || ':' || category), '{}')
-               FROM member_category_stats
-               WHERE member_id = :member_id AND last_purchase_at >= :since)
-                AS categories_recent,
-              CASE WHEN coalesce(pr.consent_cross_partner, false)
-                THEN (SELECT insights_segments(min(first_purchase_at), max(last_purchase_at),
-                                               sum(purchases)::integer, pr.rfm_monetary, :at)
-                      FROM member_partner_stats WHERE member_id = :member_id)
-                ELSE insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
-                                       s.rfm_monetary, :at)
-              END AS segments,
-              (SELECT coalesce(array_agg(campaign_id), '{}') FROM offer
-               WHERE member_id = :member_id AND status = 'ACTIVATED') AS offers
-            FROM (SELECT 1) AS one
-            LEFT JOIN member_partner_stats s
-              ON s.member_id = :member_id AND s.partner_id = :partner_id
-            LEFT JOIN member_profile pr ON pr.member_id = :member_id
-            """
-        ),
-        {"member_id": member_id, "partner_id": partner_id, "since": since, "window": window,
-         "at": at},
-    )  # fmt: skip
-    return result.one()
+        sql(_MEMBER_FACTS),
+        {
+            "members": [m for m, _, _ in members],
+            "ats": [at for _, at, _ in members],
+            "sinces": [since for _, _, since in members],
+            "partner_id": partner_id,
+            "window": window,
+        },
+    )
+    return list(result.all())
+
+
+_MEMBER_FACTS = """
+WITH ladder AS (
+    SELECT coalesce(json_agg(json_build_object('name', name, 'points', qualifying_points,
+        'multiplier', earn_multiplier) ORDER BY qualifying_points), '[]') AS ladder
+    FROM tier
+)
+SELECT
+  (SELECT tier FROM member_tier WHERE member_id = w.member_id) AS tier,
+  (SELECT coalesce(sum(points), 0) FROM member_qualifying
+   WHERE member_id = w.member_id AND month >= :window) AS qualifying,
+  (SELECT ladder FROM ladder) AS ladder,
+  coalesce(pr.consent_cross_partner, false) AS consent,
+  s.purchases AS purchases_here, s.spend AS spend_here, s.last_purchase_at AS last_here,
+  (SELECT coalesce(sum(purchases), 0) FROM member_partner_stats
+   WHERE member_id = w.member_id) AS purchases_coalition,
+  (SELECT coalesce(array_agg(DISTINCT s2.partner_id::text || ':' || p.name), '{}')
+   FROM member_partner_stats s2 JOIN partner p ON p.id = s2.partner_id
+   WHERE s2.member_id = w.member_id AND s2.last_purchase_at >= w.since) AS partners_recent,
+  (SELECT coalesce(array_agg(DISTINCT partner_id::text || ':' || category), '{}')
+   FROM member_category_stats
+   WHERE member_id = w.member_id AND last_purchase_at >= w.since) AS categories_recent,
+  CASE WHEN coalesce(pr.consent_cross_partner, false)
+    THEN (SELECT insights_segments(min(first_purchase_at), max(last_purchase_at),
+                                   sum(purchases)::integer, pr.rfm_monetary, w.at)
+          FROM member_partner_stats WHERE member_id = w.member_id)
+    ELSE insights_segments(s.first_purchase_at, s.last_purchase_at, s.purchases,
+                           s.rfm_monetary, w.at)
+  END AS segments,
+  (SELECT coalesce(array_agg(campaign_id), '{}') FROM offer
+   WHERE member_id = w.member_id AND status = 'ACTIVATED') AS offers
+FROM unnest(CAST(:members AS bigint[]), CAST(:ats AS timestamptz[]),
+            CAST(:sinces AS timestamptz[])) WITH ORDINALITY AS w(member_id, at, since, position)
+LEFT JOIN member_partner_stats s ON s.member_id = w.member_id AND s.partner_id = :partner_id
+LEFT JOIN member_profile pr ON pr.member_id = w.member_id
+ORDER BY w.position
+"""
 
 
 async def qualifying_points(conn: AsyncConnection, *, member_id: int, since: date) -> int:
@@ -539,11 +591,11 @@ async def answer_funding(
 
 
 async def take_member_uses(
-    conn: AsyncConnection, *, member_id: int, limits: dict[int, int]
-) -> set[int]:
-    """Count one more purchase of the member for each campaign (id -> its per-member
-    limit) that has not reached its limit, in one statement; the campaigns counted. The
-    rows are the member's own (no hot row), taken in campaign order."""
+    conn: AsyncConnection, *, limits: dict[tuple[int, int], int]
+) -> set[tuple[int, int]]:
+    """Count one more purchase of a member for a campaign ((campaign id, member id) -> the
+    campaign's per-member limit) where it has not reached the limit, in one statement;
+    the pairs counted. The rows are the members' own (no hot row), taken in order."""
     if not limits:
         return set()
     ordered = sorted(limits)
@@ -551,33 +603,41 @@ async def take_member_uses(
         sql(
             """
             WITH wanted AS (
-                SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:limits AS integer[]))
-                    AS w(campaign_id, use_limit)
+                SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:members AS bigint[]),
+                                     CAST(:limits AS integer[]))
+                    AS w(campaign_id, member_id, use_limit)
             )
             INSERT INTO campaign_member_use AS u (campaign_id, member_id, uses)
-            SELECT campaign_id, :member_id, 1 FROM wanted ORDER BY campaign_id
+            SELECT campaign_id, member_id, 1 FROM wanted ORDER BY campaign_id, member_id
             ON CONFLICT (campaign_id, member_id) DO UPDATE SET uses = u.uses + 1
-            WHERE u.uses < (SELECT w.use_limit FROM wanted w WHERE w.campaign_id = u.campaign_id)
-            RETURNING campaign_id
+            WHERE u.uses < (SELECT w.use_limit FROM wanted w
+                            WHERE w.campaign_id = u.campaign_id AND w.member_id = u.member_id)
+            RETURNING campaign_id, member_id
             """
         ),
-        {"ids": ordered, "limits": [limits[c] for c in ordered], "member_id": member_id},
+        {
+            "ids": [c for c, _ in ordered],
+            "members": [m for _, m in ordered],
+            "limits": [limits[pair] for pair in ordered],
+        },
     )
-    return {int(row.campaign_id) for row in result}
+    return {(int(row.campaign_id), int(row.member_id)) for row in result}
 
 
-async def give_back_member_uses(
-    conn: AsyncConnection, *, member_id: int, campaign_ids: Sequence[int]
-) -> None:
-    """Undo :func:`take_member_uses` for these campaigns in the same transaction (their
-    budgets gave nothing)."""
-    if campaign_ids:
+async def give_back_member_uses(conn: AsyncConnection, *, pairs: Sequence[tuple[int, int]]) -> None:
+    """Undo :func:`take_member_uses` for these (campaign id, member id) pairs in the same
+    transaction (their budgets gave nothing)."""
+    if pairs:
         await conn.execute(
             sql(
-                "UPDATE campaign_member_use SET uses = uses - 1 WHERE member_id = :member_id"
-                " AND campaign_id = ANY(CAST(:ids AS bigint[]))"
+                """
+                UPDATE campaign_member_use u SET uses = u.uses - 1
+                FROM unnest(CAST(:ids AS bigint[]), CAST(:members AS bigint[]))
+                    AS g(campaign_id, member_id)
+                WHERE u.campaign_id = g.campaign_id AND u.member_id = g.member_id
+                """
             ),
-            {"ids": list(campaign_ids), "member_id": member_id},
+            {"ids": [c for c, _ in pairs], "members": [m for _, m in pairs]},
         )
 
 

@@ -4,6 +4,7 @@ changes, and a member's tier."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
@@ -12,7 +13,7 @@ from exchange import audit
 from exchange.insights import targets
 from exchange.insights.models import Target
 from exchange.kit.clock import require_aware
-from exchange.kit.errors import Forbidden, InvalidInput, NotFound
+from exchange.kit.errors import DomainError, Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
 from exchange.loyalty import purchases, repository, tiers
 from exchange.loyalty.campaigns import CampaignDraft
@@ -53,6 +54,10 @@ async def _request(call: Call, reported: ReportedPurchase) -> PurchaseRequest:
     member_id = await identity.resolve(
         call.conn, partner_id=call.partner_id, member_ref=reported.member_ref
     )
+    return _purchase_request(reported, member_id)
+
+
+def _purchase_request(reported: ReportedPurchase, member_id: int) -> PurchaseRequest:
     return PurchaseRequest(
         member_id=member_id,
         amount=reported.amount,
@@ -66,11 +71,41 @@ async def _request(call: Call, reported: ReportedPurchase) -> PurchaseRequest:
     )
 
 
-@use_case(partner="points:earn")
-async def record_purchase(call: Call, reported: ReportedPurchase) -> Recorded:
-    """Record a purchase; the coalition's rules decide its points."""
+async def _record_purchases(
+    call: Call, reported: Sequence[ReportedPurchase]
+) -> list[Recorded | DomainError]:
+    """Purchases of one partner in one unit of work (micro-batched): refs resolved in one
+    query, the purchases recorded together, each its own outcome."""
+    members = await identity.resolve_many(
+        call.conn, partner_id=call.partner_id, member_refs=[r.member_ref for r in reported]
+    )
+    outcomes: dict[int, Recorded | DomainError] = {}
+    requests: list[PurchaseRequest] = []
+    positions: list[int] = []
+    for index, item in enumerate(reported):
+        try:
+            _require_key(item)
+            requests.append(_purchase_request(item, identity.linked(members, item.member_ref)))
+            positions.append(index)
+        except DomainError as error:
+            outcomes[index] = error
+    recorded = await purchases.record_many(
+        call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+        requests=requests, now=call.now, tunables=call.tunables,
+    ) if requests else []  # fmt: skip
+    outcomes.update(zip(positions, recorded, strict=True))
+    return [outcomes[index] for index in range(len(reported))]
+
+
+def _require_key(reported: ReportedPurchase) -> None:
     if reported.idempotency_key is None:
         raise InvalidInput("idempotencyKey is required", field=["idempotencyKey"])
+
+
+@use_case(partner="points:earn", many=_record_purchases)
+async def record_purchase(call: Call, reported: ReportedPurchase) -> Recorded:
+    """Record a purchase; the coalition's rules decide its points."""
+    _require_key(reported)
     return await purchases.record(
         call.conn,
         client_id=call.principal.client_id,

@@ -24,7 +24,6 @@ from exchange.limits import room as limit_room
 from exchange.limits import spend as limit_spend
 from exchange.usecases.core import Call, use_case
 from partners import identity
-from partners.errors import MemberNotLinked
 
 
 @dataclass(frozen=True)
@@ -116,12 +115,7 @@ async def _earn_all(
     positions: list[int] = []
     for index, item in enumerate(items):
         try:
-            member_id = members.get(identity.check_ref(item.member_ref))
-            if member_id is None:
-                raise MemberNotLinked(
-                    f"no member is linked to memberRef {item.member_ref!r}", field=["memberRef"]
-                )
-            requests.append(_earn_request(item, member_id))
+            requests.append(_earn_request(item, identity.linked(members, item.member_ref)))
             positions.append(index)
         except DomainError as error:
             outcomes[index] = error

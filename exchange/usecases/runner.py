@@ -9,7 +9,8 @@ is called through a :class:`~exchange.kit.batching.Coalescer` keyed by the calle
 whole principal. Concurrent calls of one caller then share a unit of work: fewer than
 ``BATCH_FROM`` waiting calls run each in its own transaction; more run as one batch. If
 a batch fails for any reason but a business error, nothing of it was written and each
-call runs again on its own, so one bad request fails alone. The caller of
+call runs again on its own, so one bad request fails alone (a batch function that finds
+an item refused after writing it raises ``SplitBatch`` to ask for exactly that). The caller of
 :meth:`Runner.run` cannot tell whether its call was batched.
 """
 
@@ -20,7 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
-from exchange.kit.batching import Coalescer
+from exchange.kit.batching import Coalescer, SplitBatch
 from exchange.kit.clock import Clock, utc_now
 from exchange.kit.db import Database, is_transient
 from exchange.kit.errors import DomainError
@@ -130,6 +131,8 @@ class Runner:
             outcomes = await self.unit_of_work(principal, lambda call: many(call, requests))
         except DomainError as error:  # the batch as a whole was refused
             return [error] * len(requests)
+        except SplitBatch:  # an item was refused after its rows were written
+            return await self._each(principal, use_case, requests)
         except Exception:
             log.warning(
                 "a batch of %d %s calls failed; nothing of it was written; retrying each",

@@ -345,23 +345,25 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
             budget_points=100, per_member_limit=2,
         ),
     )  # fmt: skip
-    await loyalty_repository.take_member_uses(conn, member_id=member, limits={campaign.id: 2})
+    await loyalty_repository.take_member_uses(conn, limits={(campaign.id, member): 2})
     entry = (await conn.execute(
         text("SELECT id FROM ledger_entry WHERE partner_id = :p ORDER BY id LIMIT 1"),
         {"p": partner},
     )).scalar_one()  # fmt: skip
-    purchase = await loyalty_repository.claim_purchase(
-        conn, partner_id=partner, member_id=member, client_id="rls",
-        idempotency_key=f"rls-{partner}", request_hash=b"x", amount=Decimal(10),
-        currency="USD", occurred_at=at, channel=None, store_ref=None, reference=None,
-        items=[], points=0, created_at=at,
-    )  # fmt: skip
+    [purchase] = await loyalty_repository.claim_purchases(conn, rows=[{
+        "partner_id": partner, "member_id": member, "client_id": "rls",
+        "idempotency_key": f"rls-{partner}", "request_hash": b"x", "amount": Decimal(10),
+        "currency": "USD", "occurred_at": at, "channel": None, "store_ref": None,
+        "reference": None, "items": [], "points": 0, "created_at": at,
+    }])  # fmt: skip
     assert purchase is not None
-    await loyalty_repository.record_outcome(
-        conn, purchase_id=purchase, awards=[("CAMPAIGN", campaign.id, partner, 5, entry)],
-        points=5, member_id=member, partner_id=partner, amount=Decimal(10), occurred_at=at,
-        categories=[("popcorn", Decimal(10))], month=at.date().replace(day=1),
-    )  # fmt: skip
+    await loyalty_repository.record_outcomes(conn, partner_id=partner, outcomes=[
+        loyalty_repository.Outcome(
+            purchase_id=purchase, awards=[("CAMPAIGN", campaign.id, partner, 5, entry)],
+            points=5, member_id=member, amount=Decimal(10), occurred_at=at,
+            categories=[("popcorn", Decimal(10))], month=at.date().replace(day=1),
+        )
+    ])  # fmt: skip
     await loyalty_repository.claim_refund(
         conn, purchase_id=purchase, amount=Decimal(1), points=0, client_id="rls",
         idempotency_key=f"rls-refund-{partner}", request_hash=b"x", created_at=at,
