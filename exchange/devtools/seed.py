@@ -17,7 +17,7 @@ times in 5, else at its second partner. A hash of ``i`` chooses member and point
 the same counts always give the same coalition.
 
 ``--purchases N`` adds N purchases after the history, recorded by the loyalty engine
-(``purchases.record``: the purchase, its awards, the member's profile), for insights.
+(``purchases.record_many``: the purchase, its awards, the member's profile), for insights.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -55,7 +55,7 @@ ENTRIES_PER_TRANSACTION = 20_000
 MAX_MEMBERS = 50_000_000
 MAX_ENTRIES = 50_000_000
 MAX_PARTNERS = 500
-PURCHASES_PER_TRANSACTION = 500
+PURCHASES_PER_TRANSACTION = 5_000
 #: A seed partner's trade, by slot: what its purchases' items are.
 CATEGORIES = ("coffee", "cinema", "books", "groceries", "fuel", "fashion", "travel")
 
@@ -287,30 +287,42 @@ async def _purchases(
     now: datetime,
     progress: Callable[[str], None],
 ) -> None:
-    """``count`` purchases over the window, recorded by the loyalty engine itself (the
-    purchase, its awards as earn entries, the member's profile), in time order: purchase
-    ``n`` by a member a hash chooses, at its home partner 4 times in 5, of 5 to 104 USD in
-    the partner's category."""
-    start, end = window
+    """``count`` purchases over the window, recorded by the loyalty engine itself
+    (``purchases.record_many``, as batched ``recordPurchase`` calls are: the purchase,
+    its awards as earn entries, the member's profile), in time order per partner."""
     started = time.monotonic()
     for first in range(0, count, PURCHASES_PER_TRANSACTION):
+        numbers = range(first, min(count, first + PURCHASES_PER_TRANSACTION))
+        by_partner: dict[int, list[PurchaseRequest]] = defaultdict(list)
+        for number in numbers:
+            slot, request = _purchase(number, count, member_ids, len(partner_ids), window)
+            by_partner[slot].append(request)
         async with database.transaction(SYSTEM) as conn:
-            for number in range(first, min(count, first + PURCHASES_PER_TRANSACTION)):
-                member = _hash(number, 5) % len(member_ids)
-                home, second = partners_of(member, len(partner_ids))
-                slot = second if _hash(number, 6) % 5 == 0 else home
-                amount = Decimal(5 + _hash(number, 7) % 100)
-                request = PurchaseRequest(
-                    member_id=member_ids[member], amount=amount, currency="USD",
-                    occurred_at=start + (end - start) * number / count,
-                    items=(Item(CATEGORIES[slot % len(CATEGORIES)], amount),),
-                    idempotency_key=f"{SEED_CLIENT}-purchase-{number}",
-                )  # fmt: skip
-                await purchases.record(conn, client_id=SEED_CLIENT, partner_id=partner_ids[slot],
-                                       request=request, now=now, tunables=Tunables())  # fmt: skip
-        done = min(count, first + PURCHASES_PER_TRANSACTION)
-        rate = done / (time.monotonic() - started)
-        progress(f"… {done:,}/{count:,} purchases ({rate:,.0f} purchases/s)")
+            for slot, requests in sorted(by_partner.items()):
+                _check(await purchases.record_many(
+                    conn, client_id=SEED_CLIENT, partner_id=partner_ids[slot],
+                    requests=requests, now=now, tunables=Tunables(),
+                ))  # fmt: skip
+        rate = numbers.stop / (time.monotonic() - started)
+        progress(f"… {numbers.stop:,}/{count:,} purchases ({rate:,.0f} purchases/s)")
+
+
+def _purchase(
+    number: int, count: int, member_ids: list[int], partners: int, window: tuple[datetime, datetime]
+) -> tuple[int, PurchaseRequest]:
+    """Purchase ``number``: by a member a hash chooses, at its home partner 4 times in 5,
+    of 5 to 104 USD in the partner's category; its partner's slot and the request."""
+    start, end = window
+    member = _hash(number, 5) % len(member_ids)
+    home, second = partners_of(member, partners)
+    slot = second if _hash(number, 6) % 5 == 0 else home
+    amount = Decimal(5 + _hash(number, 7) % 100)
+    return slot, PurchaseRequest(
+        member_id=member_ids[member], amount=amount, currency="USD",
+        occurred_at=start + (end - start) * number / count,
+        items=(Item(CATEGORIES[slot % len(CATEGORIES)], amount),),
+        idempotency_key=f"{SEED_CLIENT}-purchase-{number}",
+    )  # fmt: skip
 
 
 def _batches(requests: list[T]) -> Iterator[list[T]]:
@@ -318,7 +330,7 @@ def _batches(requests: list[T]) -> Iterator[list[T]]:
         yield requests[first : first + ledger.MAX_BATCH]
 
 
-def _check(outcomes: list[ledger.Outcome | None]) -> None:
+def _check(outcomes: Sequence[object]) -> None:
     """A seeded request that fails is a bug in the plan: stop, write nothing more."""
     for outcome in outcomes:
         if isinstance(outcome, DomainError) or outcome is None:
