@@ -267,20 +267,24 @@ def _apply(
     member = _member_variables(facts, partner_id, at, terms.currency)
     ladder = tiers.ladder_of(facts.ladder)
     held = next((t for t in ladder if t.name == member["tier"]), None)
+    offered = set(facts.offers or [])
+    candidates = [
+        each
+        for each in live
+        if each.campaign.applies_at(partner_id, at)
+        and (not each.campaign.targeted or each.campaign.id in offered)
+    ]
     variables = conditions.context(
         {
             "purchase": _purchase_variables(request, at, terms.currency),
             "member": member,
             "partner": {"id": partner_id, "name": terms.partner_name},
         }
-    )
-    offered = set(facts.offers or [])
+    ) if candidates else None  # fmt: skip
     matching = [
         each.campaign
-        for each in live
-        if each.campaign.applies_at(partner_id, at)
-        and (not each.campaign.targeted or each.campaign.id in offered)
-        and each.condition.holds(variables, campaign_id=each.campaign.id)
+        for each in candidates
+        if each.condition.holds(variables, campaign_id=each.campaign.id)
     ]
     planned = rules.plan_awards(
         amount=request.amount,
