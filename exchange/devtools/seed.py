@@ -22,6 +22,7 @@ the same counts always give the same coalition.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections import defaultdict
@@ -55,7 +56,11 @@ ENTRIES_PER_TRANSACTION = 20_000
 MAX_MEMBERS = 50_000_000
 MAX_ENTRIES = 50_000_000
 MAX_PARTNERS = 500
-PURCHASES_PER_TRANSACTION = 5_000
+#: Purchases planned at a time; each partner's share of them is one transaction, and
+#: PURCHASE_WRITERS of those run at once (different partners: a transaction locks its
+#: members' wallets before any other shared row, so they wait but never deadlock).
+PURCHASES_PER_ROUND = 10_000
+PURCHASE_WRITERS = 2
 #: A seed partner's trade, by slot: what its purchases' items are.
 CATEGORIES = ("coffee", "cinema", "books", "groceries", "fuel", "fashion", "travel")
 
@@ -289,20 +294,25 @@ async def _purchases(
 ) -> None:
     """``count`` purchases over the window, recorded by the loyalty engine itself
     (``purchases.record_many``, as batched ``recordPurchase`` calls are: the purchase,
-    its awards as earn entries, the member's profile), in time order per partner."""
+    its awards as earn entries, the member's profile), in time order per partner, a
+    transaction per partner and round, two partners' at a time."""
     started = time.monotonic()
-    for first in range(0, count, PURCHASES_PER_TRANSACTION):
-        numbers = range(first, min(count, first + PURCHASES_PER_TRANSACTION))
+    writers = asyncio.Semaphore(PURCHASE_WRITERS)
+
+    async def record(slot: int, requests: list[PurchaseRequest]) -> None:
+        async with writers, database.transaction(SYSTEM) as conn:
+            _check(await purchases.record_many(
+                conn, client_id=SEED_CLIENT, partner_id=partner_ids[slot], requests=requests,
+                now=now, tunables=Tunables(),
+            ))  # fmt: skip
+
+    for first in range(0, count, PURCHASES_PER_ROUND):
+        numbers = range(first, min(count, first + PURCHASES_PER_ROUND))
         by_partner: dict[int, list[PurchaseRequest]] = defaultdict(list)
         for number in numbers:
             slot, request = _purchase(number, count, member_ids, len(partner_ids), window)
             by_partner[slot].append(request)
-        async with database.transaction(SYSTEM) as conn:
-            for slot, requests in sorted(by_partner.items()):
-                _check(await purchases.record_many(
-                    conn, client_id=SEED_CLIENT, partner_id=partner_ids[slot],
-                    requests=requests, now=now, tunables=Tunables(),
-                ))  # fmt: skip
+        await asyncio.gather(*(record(slot, batch) for slot, batch in by_partner.items()))
         rate = numbers.stop / (time.monotonic() - started)
         progress(f"… {numbers.stop:,}/{count:,} purchases ({rate:,.0f} purchases/s)")
 
