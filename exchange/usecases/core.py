@@ -70,6 +70,10 @@ class Call:
         return self.principal.require_partner()
 
 
+#: Fewer waiting calls than this run each in its own unit of work (decision 0006: a
+#: batch costs a few statements however small, a plain earn is one).
+BATCH_FROM = 3
+
 Run = Callable[[Call, Q], Awaitable[A]]
 Many = Callable[[Call, Sequence[Q]], Awaitable[list[A | DomainError]]]
 
@@ -83,6 +87,8 @@ class UseCase(Generic[Q, A]):
     #: The same use case for many requests of one caller in one unit of work; the runner
     #: micro-batches concurrent calls through it.
     many: Many[Q, A] | None = None
+    #: Fewer waiting calls than this run each in its own unit of work.
+    batch_from: int = BATCH_FROM
 
     def permit(self, principal: Principal) -> None:
         """FORBIDDEN unless this kind of caller may call it with the scopes it holds."""
@@ -108,6 +114,7 @@ def use_case(
     operator: str | None = None,
     member: str | None = None,
     many: None = None,
+    batch_from: int = ...,
 ) -> Declare: ...
 
 
@@ -118,6 +125,7 @@ def use_case(
     operator: str | None = None,
     member: str | None = None,
     many: Many[Q, A],
+    batch_from: int = ...,
 ) -> Callable[[Run[Q, A]], UseCase[Q, A]]: ...
 
 
@@ -127,6 +135,7 @@ def use_case(
     operator: str | None = None,
     member: str | None = None,
     many: Many[Any, Any] | None = None,
+    batch_from: int = BATCH_FROM,
 ) -> Declare | Callable[[Run[Any, Any]], UseCase[Any, Any]]:
     """Declare a use case and who may call it: each keyword names a kind of caller and
     the scope it needs (``""``: no scope); a kind left out may not call it."""
@@ -141,6 +150,9 @@ def use_case(
     }
 
     def declare(function: Run[Q, A]) -> UseCase[Q, A]:
-        return UseCase(name=function.__name__, permits=permits, run=function, many=many)
+        return UseCase(
+            name=function.__name__, permits=permits, run=function, many=many,
+            batch_from=batch_from,
+        )  # fmt: skip
 
     return declare

@@ -102,7 +102,7 @@ def _require_key(reported: ReportedPurchase) -> None:
         raise InvalidInput("idempotencyKey is required", field=["idempotencyKey"])
 
 
-@use_case(partner="points:earn", many=_record_purchases)
+@use_case(partner="points:earn", many=_record_purchases, batch_from=2)
 async def record_purchase(call: Call, reported: ReportedPurchase) -> Recorded:
     """Record a purchase; the coalition's rules decide its points."""
     _require_key(reported)

@@ -4,14 +4,14 @@ raises (but for a DomainError raised with ``commit``, which is raised after the 
 A transaction that meets a deadlock or a serialization failure is run again (it rolled
 back, so nothing of it happened).
 
-Micro-batching (docs/decisions/0006): a use case that declares a ``many`` form (earn)
-is called through a :class:`~exchange.kit.batching.Coalescer` keyed by the caller's
-whole principal. Concurrent calls of one caller then share a unit of work: fewer than
-``BATCH_FROM`` waiting calls run each in its own transaction; more run as one batch. If
-a batch fails for any reason but a business error, nothing of it was written and each
-call runs again on its own, so one bad request fails alone (a batch function that finds
-an item refused after writing it raises ``SplitBatch`` to ask for exactly that). The caller of
-:meth:`Runner.run` cannot tell whether its call was batched.
+Micro-batching (docs/decisions/0006): a use case that declares a ``many`` form (earn,
+purchase) is called through a :class:`~exchange.kit.batching.Coalescer` keyed by the
+caller's whole principal. Concurrent calls of one caller then share a unit of work: fewer
+than the use case's ``batch_from`` waiting calls run each in its own transaction; more
+run as one batch. If a batch fails for any reason but a business error, nothing of it
+was written and each call runs again on its own, so one bad request fails alone (a batch
+that finds an item refused after writing it raises ``SplitBatch`` to ask for exactly
+that). The caller of :meth:`Runner.run` cannot tell whether its call was batched.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from partners.principal import Principal
 
 log = logging.getLogger(__name__)
 
-BATCH_FROM = 3
 ATTEMPTS = 3
 
 Q = TypeVar("Q")
@@ -125,7 +124,7 @@ class Runner:
         self, principal: Principal, use_case: UseCase[Q, A], requests: Sequence[Q]
     ) -> list[A | BaseException]:
         many = use_case.many
-        if many is None or len(requests) < BATCH_FROM:
+        if many is None or len(requests) < use_case.batch_from:
             return await self._each(principal, use_case, requests)
         try:
             outcomes = await self.unit_of_work(principal, lambda call: many(call, requests))

@@ -16,7 +16,7 @@ from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from exchange.usecases import points as point_cases
-from exchange.usecases.runner import BATCH_FROM
+from exchange.usecases.core import BATCH_FROM
 from tests.graphql.conftest import Caller, email, new_partner
 
 EARN = """mutation($k: String!, $r: String!, $p: Int!) {

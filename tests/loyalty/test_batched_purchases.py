@@ -17,7 +17,6 @@ from exchange import ledger
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from exchange.usecases import loyalty as loyalty_cases
-from exchange.usecases.runner import BATCH_FROM
 from tests.loyalty.conftest import balance, campaign, gid, link, move, partner_with, record
 
 PROFILE = "query($r: String!) { member(memberRef: $r) { profile { purchasesHere spendHere } } }"
@@ -52,7 +51,7 @@ async def test_concurrent_purchases_are_batched_and_each_keeps_its_own_outcome(
     )
 
     assert coalescer.stats.batches - batches_before < len(calls)
-    assert coalescer.stats.largest >= max(BATCH_FROM, largest_before)
+    assert coalescer.stats.largest >= max(loyalty_cases.record_purchase.batch_from, largest_before)
     by_key = {call[0]: payload for call, payload in zip(calls, payloads, strict=True)}
     assert by_key["bad-currency"]["purchase"] is None
     assert [(e["code"], e["field"]) for e in by_key["bad-currency"]["userErrors"]] == [
