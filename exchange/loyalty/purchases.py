@@ -616,12 +616,18 @@ async def _book(
             at=c.evaluation.occurred_at,
         )
     ]  # fmt: skip
-    outcomes: list[ledger.Outcome | None] = []
-    for first in range(0, len(requests), ledger.MAX_BATCH):
-        outcomes += await ledger.earn_many(
+    # In member order across statements too: each statement locks its members' wallets,
+    # so two transactions taking wallets in one order never wait on each other in a cycle.
+    order = sorted(range(len(requests)), key=lambda n: requests[n].member_id)
+    outcomes: list[ledger.Outcome | None] = [None] * len(requests)
+    for first in range(0, len(order), ledger.MAX_BATCH):
+        chunk = order[first : first + ledger.MAX_BATCH]
+        written = await ledger.earn_many(
             conn, client_id=client_id, partner_id=partner_id, now=now,
-            requests=requests[first : first + ledger.MAX_BATCH],
+            requests=[requests[n] for n in chunk],
         )  # fmt: skip
+        for n, outcome in zip(chunk, written, strict=True):
+            outcomes[n] = outcome
     flat = [award for group in awards for award in group]
     if not alone and any(not isinstance(o, ledger.EntryResult) for o in outcomes):
         raise SplitBatch("an award of a batched purchase was refused")
