@@ -4,8 +4,8 @@ invariants (DESIGN.md section 4).
 Every operation takes the unit of work's connection, the caller's client and partner,
 one request (a type per operation, validated when made: :mod:`exchange.ledger.requests`)
 and the time, and runs through one mechanism (:mod:`exchange.ledger.execution`): read
-under lock, plan, write with the one writer, settle idempotency keys. Earn and redeem
-also take many requests at once (``earn_many``, ``redeem_many``). Reads: :func:`wallet`,
+under lock, plan, write with the one writer, settle idempotency keys. Earn, redeem and
+hold also take many requests at once (``earn_many``, ``redeem_many``, ``hold_many``). Reads: :func:`wallet`,
 :func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify` checks the invariants.
 """
 
@@ -14,7 +14,7 @@ from exchange.ledger.accounts import open_member, open_members, open_partner, se
 from exchange.ledger.earning import earn, earn_many
 from exchange.ledger.execution import Outcome
 from exchange.ledger.expiry import expire_batch, release_holds_batch
-from exchange.ledger.holds import capture, get_hold, hold, release
+from exchange.ledger.holds import capture, get_hold, hold, hold_many, release
 from exchange.ledger.invariants import VerifyReport, verify
 from exchange.ledger.models import EntryResult, EntryView, PartnerPolicy, Wallet
 from exchange.ledger.queries import (
@@ -67,6 +67,7 @@ __all__ = [
     "expiring",
     "get_hold",
     "hold",
+    "hold_many",
     "open_member",
     "open_members",
     "open_partner",

@@ -261,10 +261,26 @@ class Release:
 async def hold(
     conn: AsyncConnection, *, client_id: str, partner_id: int, request: HoldRequest, now: datetime
 ) -> EntryResult:
-    outcomes = await execution.execute(
-        conn, PlaceHold(partner_id), [request], now=now, client_id=client_id, partner_id=partner_id
+    return execution.single(
+        await hold_many(
+            conn, client_id=client_id, partner_id=partner_id, requests=[request], now=now
+        )
     )
-    return execution.single(outcomes)
+
+
+async def hold_many(
+    conn: AsyncConnection,
+    *,
+    client_id: str,
+    partner_id: int,
+    requests: Sequence[HoldRequest],
+    now: datetime,
+) -> list[execution.Outcome | None]:
+    """Many holds in one statement, wallets locked in member order; one outcome per
+    request."""
+    return await execution.execute(
+        conn, PlaceHold(partner_id), requests, now=now, client_id=client_id, partner_id=partner_id
+    )
 
 
 async def capture(

@@ -5,9 +5,10 @@ and calls one ledger operation."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol, TypeVar
 
 from exchange import ledger
 from exchange.kit import limits
@@ -101,44 +102,65 @@ def _earn_request(item: EarnPoints, member_id: int) -> ledger.EarnRequest:
     )
 
 
-async def _earn_all(
-    call: Call, items: Sequence[EarnPoints], *, field_prefix: bool
+class _Addressed(Protocol):
+    @property
+    def member_ref(self) -> str: ...
+
+
+Item = TypeVar("Item", bound=_Addressed)
+LedgerRequest = TypeVar("LedgerRequest")
+Write = Callable[[list[LedgerRequest]], Awaitable[list[ledger.Outcome | None]]]
+
+
+async def _resolved_write(
+    call: Call,
+    items: Sequence[Item],
+    build: Callable[[Item, int], LedgerRequest],
+    write: Write[LedgerRequest],
+    *,
+    field_prefix: bool = False,
 ) -> list[ledger.EntryResult | DomainError]:
-    """Earns of one partner in one statement: refs resolved in one query, each item its
-    own outcome (``field_prefix``: errors name ``items.<n>.<field>``)."""
-    partner_id = call.partner_id
+    """Many items of one partner in one ledger statement: refs resolved in one query,
+    each item its own outcome (``field_prefix``: errors name ``items.<n>.<field>``)."""
     members = await identity.resolve_many(
-        call.conn, partner_id=partner_id, member_refs=[item.member_ref for item in items]
+        call.conn, partner_id=call.partner_id, member_refs=[item.member_ref for item in items]
     )
     outcomes: dict[int, ledger.EntryResult | DomainError] = {}
-    requests: list[ledger.EarnRequest] = []
+    requests: list[LedgerRequest] = []
     positions: list[int] = []
     for index, item in enumerate(items):
         try:
-            requests.append(_earn_request(item, identity.linked(members, item.member_ref)))
+            requests.append(build(item, identity.linked(members, item.member_ref)))
             positions.append(index)
         except DomainError as error:
             outcomes[index] = error
     if requests:
-        written = await ledger.earn_many(
-            call.conn,
-            client_id=call.principal.client_id,
-            partner_id=partner_id,
-            requests=requests,
-            now=call.now,
-        )
-        for index, outcome in zip(positions, written, strict=True):
+        for index, outcome in zip(positions, await write(requests), strict=True):
             if outcome is None:  # (present() would widen the union to object)
-                raise InvariantViolation("every earn has an outcome")
+                raise InvariantViolation("every item has an outcome")
             outcomes[index] = outcome
-    invariant(len(outcomes) == len(items), "every earn has an outcome")
+    invariant(len(outcomes) == len(items), "every item has an outcome")
     done: list[ledger.EntryResult | DomainError] = []
     for index in range(len(items)):
-        result = outcomes[index]
-        if isinstance(result, DomainError) and field_prefix:
-            result.field = ["items", str(index), *(result.field or [])]
-        done.append(result)
+        outcome = outcomes[index]
+        if isinstance(outcome, DomainError) and field_prefix:
+            outcome.field = ["items", str(index), *(outcome.field or [])]
+        done.append(outcome)
     return done
+
+
+async def _earn_all(
+    call: Call, items: Sequence[EarnPoints], *, field_prefix: bool
+) -> list[ledger.EntryResult | DomainError]:
+    """Earns of one partner in one statement."""
+
+    async def write(requests: list[ledger.EarnRequest]) -> list[ledger.Outcome | None]:
+        return await ledger.earn_many(
+            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+            requests=requests, now=call.now,
+        )  # fmt: skip
+
+    return await _resolved_write(call, items, _earn_request, write, field_prefix=field_prefix)
 
 
 async def _earn_many(
@@ -172,62 +194,105 @@ async def earn_points_batch(
     return await _earn_all(call, items, field_prefix=True)
 
 
-@use_case(partner="points:redeem")
-async def redeem_points(call: Call, item: RedeemPoints) -> ledger.EntryResult:
-    """Spend a member's points at the partner."""
-    member_id = await identity.resolve(
-        call.conn, partner_id=call.partner_id, member_ref=item.member_ref
-    )
-    request = ledger.RedeemRequest(
+def _redeem_request(item: RedeemPoints, member_id: int) -> ledger.RedeemRequest:
+    return ledger.RedeemRequest(
         idempotency_key=item.idempotency_key,
         member_id=member_id,
         points=item.points,
         reference=item.reference,
     )
+
+
+async def _redeem_many(
+    call: Call, items: Sequence[RedeemPoints]
+) -> list[ledger.EntryResult | DomainError]:
+    """Redemptions of one partner in one statement (wallets locked in member order, lots
+    taken oldest expiry first, a member's second redemption planned after its first)."""
+
+    async def write(requests: list[ledger.RedeemRequest]) -> list[ledger.Outcome | None]:
+        return await ledger.redeem_many(
+            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+            requests=requests, now=call.now,
+        )  # fmt: skip
+
+    return await _resolved_write(call, items, _redeem_request, write)
+
+
+@use_case(partner="points:redeem", many=_redeem_many)
+async def redeem_points(call: Call, item: RedeemPoints) -> ledger.EntryResult:
+    """Spend a member's points at the partner."""
+    member_id = await identity.resolve(
+        call.conn, partner_id=call.partner_id, member_ref=item.member_ref
+    )
     return await ledger.redeem(
         call.conn,
         client_id=call.principal.client_id,
         partner_id=call.partner_id,
-        request=request,
+        request=_redeem_request(item, member_id),
         now=call.now,
     )
 
 
-@use_case(partner="points:redeem")
-async def hold_points(call: Call, item: HoldPoints) -> Held:
-    """Reserve a member's points for a pending purchase."""
-    member_id = await identity.resolve(
-        call.conn, partner_id=call.partner_id, member_ref=item.member_ref
-    )
-    request = ledger.HoldRequest(
+def _hold_request(item: HoldPoints, member_id: int) -> ledger.HoldRequest:
+    return ledger.HoldRequest(
         idempotency_key=item.idempotency_key,
         member_id=member_id,
         points=item.points,
         ttl_seconds=item.ttl_seconds,
         reference=item.reference,
     )
-    result = await ledger.hold(
-        call.conn,
-        client_id=call.principal.client_id,
-        partner_id=call.partner_id,
-        request=request,
-        now=call.now,
-    )
+
+
+async def _held(call: Call, ttl_seconds: int, result: ledger.EntryResult) -> Held:
+    """The hold an entry opened (a replay: as it is now)."""
     hold_id = present(result.hold_id, "a hold entry names its hold")
     if result.replayed:
         return Held(result, await _hold(call, hold_id))
     created = result.entry.created_at
     hold = Hold(
         id=hold_id,
-        member_id=member_id,
+        member_id=present(result.entry.member_id, "a hold entry names its member"),
         partner_id=call.partner_id,
         points=result.points,
         captured_points=0,
         status=HoldStatus.ACTIVE,
         created_at=created,
-        expires_at=created + timedelta(seconds=request.ttl_seconds),
+        expires_at=created + timedelta(seconds=ttl_seconds),
     )
     return Held(result, hold)
+
+
+async def _hold_many(call: Call, items: Sequence[HoldPoints]) -> list[Held | DomainError]:
+    """Holds of one partner in one statement, as redemptions are."""
+
+    async def write(requests: list[ledger.HoldRequest]) -> list[ledger.Outcome | None]:
+        return await ledger.hold_many(
+            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+            requests=requests, now=call.now,
+        )  # fmt: skip
+
+    outcomes = await _resolved_write(call, items, _hold_request, write)
+    return [
+        outcome if isinstance(outcome, DomainError)
+        else await _held(call, item.ttl_seconds, outcome)
+        for item, outcome in zip(items, outcomes, strict=True)
+    ]  # fmt: skip
+
+
+@use_case(partner="points:redeem", many=_hold_many)
+async def hold_points(call: Call, item: HoldPoints) -> Held:
+    """Reserve a member's points for a pending purchase."""
+    member_id = await identity.resolve(
+        call.conn, partner_id=call.partner_id, member_ref=item.member_ref
+    )
+    result = await ledger.hold(
+        call.conn,
+        client_id=call.principal.client_id,
+        partner_id=call.partner_id,
+        request=_hold_request(item, member_id),
+        now=call.now,
+    )
+    return await _held(call, item.ttl_seconds, result)
 
 
 async def _hold(call: Call, hold_id: int) -> Hold:

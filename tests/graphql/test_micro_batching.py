@@ -151,3 +151,91 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
     assert balance["data"]["member"]["wallet"]["balance"] == str(3 * 8)
     async with db.transaction(SYSTEM) as conn:
         assert (await ledger.verify(conn)).ok
+
+
+REDEEM = """mutation($k: String!, $r: String!, $p: Int!) {
+  redeemPoints(input: {idempotencyKey: $k, memberRef: $r, points: $p}) {
+    transaction { id kind points } userErrors { field code message } } }"""
+HOLD = """mutation($k: String!, $r: String!, $p: Int!) {
+  holdPoints(input: {idempotencyKey: $k, memberRef: $r, points: $p, ttlSeconds: 600}) {
+    hold { id points status } userErrors { field code } } }"""
+RELEASE = """mutation($h: ID!) { releaseHold(input: {holdId: $h}) {
+  hold { status } userErrors { code } } }"""
+
+
+async def _members_with(partner: Caller, points: list[int]) -> list[str]:
+    """A member per amount, each holding that many points."""
+    refs = []
+    for n, amount in enumerate(points):
+        ref = f"mb-{secrets.token_hex(4)}"
+        await partner.gql(LINK, ref=ref, email=email())
+        await _earn(partner, f"seed-{ref}-{n}", ref, amount)
+        refs.append(ref)
+    return refs
+
+
+async def test_concurrent_redemptions_are_batched_and_a_short_wallet_fails_alone(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    runner = api._transport.app.state.runner  # type: ignore[attr-defined]
+    coalescer = runner.coalescer(point_cases.redeem_points)
+    partner = await new_partner(db, api)
+    refs = await _members_with(partner, [100, 100, 100])
+    batches_before = coalescer.stats.batches
+    # Member 0 spends 30 + 50 (both fit), then 40 more (does not: 20 left).
+    calls = [(f"r-{n}", refs[n % 3], 10) for n in range(9)]
+    calls += [("a", refs[0], 50), ("short", refs[0], 40), ("nobody", "nobody-x", 5)]
+
+    payloads = await asyncio.gather(*(partner.gql(REDEEM, k=k, r=r, p=p) for k, r, p in calls))
+
+    assert coalescer.stats.batches > batches_before
+    assert coalescer.stats.largest >= BATCH_FROM
+    by_key = {call[0]: p["data"]["redeemPoints"] for call, p in zip(calls, payloads, strict=True)}
+    for key, _, points in calls[:10]:
+        assert by_key[key]["userErrors"] == [], by_key[key]
+        assert (by_key[key]["transaction"]["kind"], by_key[key]["transaction"]["points"]) == (
+            "REDEEM", str(points),
+        )  # fmt: skip
+    assert [e["code"] for e in by_key["short"]["userErrors"]] == ["INSUFFICIENT_POINTS"]
+    assert by_key["short"]["transaction"] is None
+    assert [e["code"] for e in by_key["nobody"]["userErrors"]] == ["MEMBER_NOT_LINKED"]
+    balances = [
+        (await partner.gql(BALANCE, ref=ref))["data"]["member"]["wallet"]["balance"] for ref in refs
+    ]
+    assert balances == ["20", "70", "70"]
+    async with db.transaction(SYSTEM) as conn:
+        assert (await ledger.verify(conn)).ok
+
+
+async def test_concurrent_holds_are_batched_and_each_is_its_own_hold(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    runner = api._transport.app.state.runner  # type: ignore[attr-defined]
+    coalescer = runner.coalescer(point_cases.hold_points)
+    partner = await new_partner(db, api)
+    refs = await _members_with(partner, [50, 50])
+    calls = [(f"h-{n}", refs[n % 2], 5 + n) for n in range(8)]
+    calls.append(("too-much", refs[0], 1000))
+
+    payloads = await asyncio.gather(*(partner.gql(HOLD, k=k, r=r, p=p) for k, r, p in calls))
+
+    assert coalescer.stats.largest >= BATCH_FROM
+    held = {call[0]: p["data"]["holdPoints"] for call, p in zip(calls, payloads, strict=True)}
+    ids = {held[key]["hold"]["id"] for key, _, _ in calls[:8]}
+    assert len(ids) == 8
+    for key, _, points in calls[:8]:
+        assert held[key]["hold"]["points"] == str(points)
+        assert held[key]["hold"]["status"] == "ACTIVE"
+    assert [e["code"] for e in held["too-much"]["userErrors"]] == ["INSUFFICIENT_POINTS"]
+    wallet = await partner.gql(
+        "query($ref: String!) { member(memberRef: $ref) { wallet { available held } } }",
+        ref=refs[0],
+    )
+    mine = sum(p for _, r, p in calls[:8] if r == refs[0])
+    assert wallet["data"]["member"]["wallet"] == {"available": str(50 - mine), "held": str(mine)}
+    released = await partner.gql(RELEASE, h=held["h-0"]["hold"]["id"])
+    assert released["data"]["releaseHold"]["hold"]["status"] == "RELEASED"
+    replay = await partner.gql(HOLD, k="h-1", r=refs[1], p=6)
+    assert replay["data"]["holdPoints"]["hold"]["id"] == held["h-1"]["hold"]["id"]
+    async with db.transaction(SYSTEM) as conn:
+        assert (await ledger.verify(conn)).ok
