@@ -125,19 +125,26 @@ async def set_consent(
 
 
 async def segment_rows(
-    conn: AsyncConnection, *, owner_partner_id: int | None, after_id: int, limit: int
+    conn: AsyncConnection,
+    *,
+    owner_partner_id: int | None,
+    after_id: int,
+    limit: int,
+    segment_id: int | None = None,
 ) -> list[Row[Any]]:
     """The caller's custom segments (row-level security: a partner's own; the operator's
-    are those without an owner), in id order."""
+    are those without an owner), in id order; ``segment_id``: only that one."""
     result = await conn.execute(
         sql(
             """
             SELECT id, name, condition FROM segment
             WHERE owner_partner_id IS NOT DISTINCT FROM CAST(:owner AS bigint)
-              AND id > :after ORDER BY id LIMIT :limit
+              AND id > :after
+              AND (CAST(:segment_id AS bigint) IS NULL OR id = CAST(:segment_id AS bigint))
+            ORDER BY id LIMIT :limit
             """
         ),
-        {"owner": owner_partner_id, "after": after_id, "limit": limit},
+        {"owner": owner_partner_id, "after": after_id, "limit": limit, "segment_id": segment_id},
     )
     return list(result.all())
 
