@@ -5,7 +5,8 @@ with the profile's variables instead of a purchase's).
 
 A custom segment belongs to its creator (a partner, or the operator) and is judged on the
 profile that creator may read. Its size is counted by evaluating it over the creator's
-members' profiles, a page at a time.
+members' profiles, a page at a time: a partner's linked members, the operator's every
+member with a purchase (each as the coalition's profile).
 """
 
 from __future__ import annotations
@@ -144,15 +145,16 @@ def matching(
 async def custom_sizes(
     conn: AsyncConnection, *, owner: int | None, now: datetime, customs: list[tuple[str, Condition]]
 ) -> dict[str, int]:
-    """How many of the owner's members each custom segment holds (the operator's: none;
-    its segments are counted by the refresh's statistics only)."""
+    """How many members each custom segment holds, judged on the profiles the owner reads:
+    a partner's linked members (its own purchases), the operator's every member with a
+    purchase (the coalition's)."""
     sizes = dict.fromkeys((name for name, _ in customs), 0)
-    if owner is None or not customs:
+    if not customs:
         return sizes
     digits = await digits_of(conn, partner_id=owner, now=now)
     after = 0
     while True:
-        rows = await repository.profiles_of_partner(
+        rows = await repository.profiles_page(
             conn, partner_id=owner, now=now, after_member=after, limit=PAGE
         )
         for row in rows:

@@ -5,13 +5,14 @@ global ID (``node(id:)``), seen as ``segments`` lists it."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
 
 from exchange.kit.db import Database
-from tests.graphql.conftest import Caller, new_partner
-from tests.insights.conftest import SINCE, bought, profile_of, refresh
+from tests.graphql.conftest import Caller, email, new_partner
+from tests.insights.conftest import SINCE, bought, insights_operator, profile_of, refresh
 from tests.loyalty.conftest import awards, campaign, gid, link, partner_with, record
 
 CREATE_SEGMENT = """mutation($input: CreateSegmentInput!) { createSegment(input: $input) {
@@ -255,3 +256,64 @@ async def test_node_of_a_segment_needs_insights_read_as_segments_does(
         assert [e["extensions"]["code"] for e in node["errors"]] == ["FORBIDDEN"], caller
         assert [e["extensions"]["code"] for e in listing["errors"]] == ["FORBIDDEN"], caller
     assert "insights:read" in refused["partner without insights:read"][0]["errors"][0]["message"]
+
+
+async def _linked(mail: str, *partners: Caller) -> str:
+    """One member (one e-mail) linked by each partner under one ref."""
+    ref = f"m-{secrets.token_hex(5)}"
+    for partner in partners:
+        linked = await partner.gql(
+            "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+            " { userErrors { code } } }",
+            r=ref,
+            e=mail,
+        )
+        assert linked["data"]["linkMember"]["userErrors"] == []
+    return ref
+
+
+async def test_an_operators_custom_segment_counts_the_coalitions_members_a_partners_its_own(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe, cinema = (
+        await partner_with(db, api, since=SINCE),
+        await partner_with(db, api, since=SINCE),
+    )
+    operator = await insights_operator(db, api)
+    ann = await _linked(email(), cafe, cinema)
+    bob, dan = await _linked(email(), cafe), await _linked(email(), cafe)
+    cid = await _linked(email(), cinema)
+    await bought(cafe, ann, "31.17", "2026-06-01T10:00:00+00:00")
+    await bought(cinema, ann, "44.50", "2026-06-05T10:00:00+00:00")  # Ann: 2, 75.67 in all
+    await bought(cafe, bob, "75.67", "2026-06-02T10:00:00+00:00")  # Bob: 1, 75.67
+    await bought(cinema, cid, "40.00", "2026-06-03T10:00:00+00:00")
+    await bought(cinema, cid, "35.67", "2026-06-04T10:00:00+00:00")  # Cid: 2, 75.67
+    await bought(cafe, dan, "10.00", "2026-06-06T10:00:00+00:00")  # Dan: 1, 10.00
+    spent = "profile.spend_minor == 7567"
+    twice = spent + " && profile.purchases == 2"
+    suffix = secrets.token_hex(3).upper()
+
+    created = {
+        (who, name): (await caller.gql(CREATE_SEGMENT, input={
+            "name": f"{name}_{suffix}", "condition": condition,
+        }))["data"]["createSegment"]["segment"]
+        for who, caller in (("operator", operator), ("cafe", cafe), ("cinema", cinema))
+        for name, condition in (("SPENT", spent), ("TWICE", twice))
+    }  # fmt: skip
+
+    sizes = {key: segment["size"] for key, segment in created.items()}
+    assert sizes == {
+        # the coalition's profiles: Ann (31.17 + 44.50 in two), Bob and Cid
+        ("operator", "SPENT"): 3, ("operator", "TWICE"): 2,  # Ann, Cid
+        # each partner its linked members, on its own purchases: Ann spent 31.17 at the
+        # cafe and 44.50 at the cinema, so neither counts her
+        ("cafe", "SPENT"): 1, ("cafe", "TWICE"): 0,  # Bob
+        ("cinema", "SPENT"): 1, ("cinema", "TWICE"): 1,  # Cid
+    }  # fmt: skip
+    listed = await _listed(operator)
+    by_node = await operator.gql(NODE, id=created[("operator", "SPENT")]["id"])
+    cafes = await operator.gql(NODE, id=created[("cafe", "SPENT")]["id"])
+    assert listed[f"SPENT_{suffix}"]["size"] == 3
+    assert listed[f"TWICE_{suffix}"]["size"] == 2
+    assert by_node["data"]["node"] == listed[f"SPENT_{suffix}"]
+    assert cafes["data"]["node"] is None  # the operator's segments are its own, as listed
