@@ -114,8 +114,8 @@ class Segment(Node):
     built_in: bool = strawberry.field(description="Whether it is one of the built-in six.")
     condition: str | None = strawberry.field(description="A custom segment's CEL condition.")
     size: int = strawberry.field(
-        description="Your linked members in it now (the operator: the coalition's members"
-        " in a built-in segment; its custom segments are not counted, 0)."
+        description="Your linked members in it now, judged on your own purchases (the"
+        " operator: every member with a purchase, judged on the coalition's profile)."
     )
 
     @classmethod

@@ -25,7 +25,7 @@ from graphql_schema import settlement as settlement_api
 from graphql_schema.context import Context
 from graphql_schema.enums import describe_enum
 from graphql_schema.errors import ask, query_error
-from graphql_schema.insights import InsightsQuery, KpiQuery, Offer, ReportQuery
+from graphql_schema.insights import InsightsQuery, KpiQuery, Offer, ReportQuery, Segment
 from graphql_schema.loyalty import Campaign, LoyaltyQuery, Purchase
 from graphql_schema.scalars import BigInt
 from graphql_schema.settlement import SettlementRunConnection
@@ -196,6 +196,9 @@ async def _node(info: Info[Context, None], type_name: str, key: int) -> Node | N
     if type_name == "Offer":
         offer = await ask(info, insights_cases.offer_by_id, lambda: key)
         return Offer.of(offer) if offer is not None else None
+    if type_name == "Segment":
+        segment = await ask(info, insights_cases.segment_by_id, lambda: key)
+        return Segment.of(segment) if segment is not None else None
     return None
 
 

@@ -125,19 +125,26 @@ async def set_consent(
 
 
 async def segment_rows(
-    conn: AsyncConnection, *, owner_partner_id: int | None, after_id: int, limit: int
+    conn: AsyncConnection,
+    *,
+    owner_partner_id: int | None,
+    after_id: int,
+    limit: int,
+    segment_id: int | None = None,
 ) -> list[Row[Any]]:
     """The caller's custom segments (row-level security: a partner's own; the operator's
-    are those without an owner), in id order."""
+    are those without an owner), in id order; ``segment_id``: only that one."""
     result = await conn.execute(
         sql(
             """
             SELECT id, name, condition FROM segment
             WHERE owner_partner_id IS NOT DISTINCT FROM CAST(:owner AS bigint)
-              AND id > :after ORDER BY id LIMIT :limit
+              AND id > :after
+              AND (CAST(:segment_id AS bigint) IS NULL OR id = CAST(:segment_id AS bigint))
+            ORDER BY id LIMIT :limit
             """
         ),
-        {"owner": owner_partner_id, "after": after_id, "limit": limit},
+        {"owner": owner_partner_id, "after": after_id, "limit": limit, "segment_id": segment_id},
     )
     return list(result.all())
 
@@ -213,22 +220,42 @@ async def built_in_sizes(
     return {row.name: int(row.members) for row in result}
 
 
-async def profiles_of_partner(
-    conn: AsyncConnection, *, partner_id: int, now: datetime, after_member: int, limit: int
+#: The coalition's profiles as the operator reads them (``_PROFILE`` with no partner): the
+#: sum of each member's rows at every partner, its coalition-wide RFM and segments.
+_COALITION_PROFILES = """
+SELECT s.member_id, min(s.first_purchase_at) AS first_purchase_at,
+       max(s.last_purchase_at) AS last_purchase_at, sum(s.purchases)::integer AS purchases,
+       sum(s.spend) AS spend, pr.rfm_recency, pr.rfm_frequency, pr.rfm_monetary,
+       coalesce(pr.consent_cross_partner, false) AS consent,
+       insights_segments(min(s.first_purchase_at), max(s.last_purchase_at),
+                         sum(s.purchases)::integer, pr.rfm_monetary, :now) AS segments
+FROM member_partner_stats s LEFT JOIN member_profile pr ON pr.member_id = s.member_id
+WHERE s.member_id > :after
+GROUP BY s.member_id, pr.rfm_recency, pr.rfm_frequency, pr.rfm_monetary,
+         pr.consent_cross_partner
+ORDER BY s.member_id LIMIT :limit
+"""
+
+#: One partner's linked members' profiles as it reads them (its own purchases; segments
+#: from the coalition's profile when the member consented).
+_PARTNER_PROFILES = f"""
+SELECT b.member_id, b.own_first_at AS first_purchase_at,
+       b.own_last_at AS last_purchase_at, b.own_purchases AS purchases, b.spend,
+       b.rfm_recency, b.rfm_frequency, b.rfm_monetary, b.consent,
+       insights_segments(b.first_at, b.last_at, b.purchases, b.monetary, :now) AS segments
+FROM ({_BASIS}) b WHERE b.member_id > :after ORDER BY b.member_id LIMIT :limit
+"""
+
+
+async def profiles_page(
+    conn: AsyncConnection, *, partner_id: int | None, now: datetime, after_member: int, limit: int
 ) -> list[Row[Any]]:
-    """The partner's members' profiles (a custom segment's size is counted over them),
-    in member order."""
+    """A page of the profiles a custom segment's size is counted over, in member order:
+    the partner's linked members' as it reads them (None: the operator's, every member
+    with a purchase, as the coalition's)."""
+    statement = _COALITION_PROFILES if partner_id is None else _PARTNER_PROFILES
     result = await conn.execute(
-        sql(
-            f"""
-            SELECT b.member_id, b.own_first_at AS first_purchase_at,
-                   b.own_last_at AS last_purchase_at, b.own_purchases AS purchases, b.spend,
-                   b.rfm_recency, b.rfm_frequency, b.rfm_monetary, b.consent,
-                   insights_segments(b.first_at, b.last_at, b.purchases, b.monetary, :now)
-                     AS segments
-            FROM ({_BASIS}) b WHERE b.member_id > :after ORDER BY b.member_id LIMIT :limit
-            """
-        ),
+        sql(statement),
         {"partner_id": partner_id, "now": now, "after": after_member, "limit": limit},
     )
     return list(result.all())

@@ -5,7 +5,8 @@ with the profile's variables instead of a purchase's).
 
 A custom segment belongs to its creator (a partner, or the operator) and is judged on the
 profile that creator may read. Its size is counted by evaluating it over the creator's
-members' profiles, a page at a time.
+members' profiles, a page at a time: a partner's linked members, the operator's every
+member with a purchase (each as the coalition's profile).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.insights import repository
@@ -143,15 +145,16 @@ def matching(
 async def custom_sizes(
     conn: AsyncConnection, *, owner: int | None, now: datetime, customs: list[tuple[str, Condition]]
 ) -> dict[str, int]:
-    """How many of the owner's members each custom segment holds (the operator's: none;
-    its segments are counted by the refresh's statistics only)."""
+    """How many members each custom segment holds, judged on the profiles the owner reads:
+    a partner's linked members (its own purchases), the operator's every member with a
+    purchase (the coalition's)."""
     sizes = dict.fromkeys((name for name, _ in customs), 0)
-    if owner is None or not customs:
+    if not customs:
         return sizes
     digits = await digits_of(conn, partner_id=owner, now=now)
     after = 0
     while True:
-        rows = await repository.profiles_of_partner(
+        rows = await repository.profiles_page(
             conn, partner_id=owner, now=now, after_member=after, limit=PAGE
         )
         for row in rows:
@@ -163,20 +166,52 @@ async def custom_sizes(
         after = int(rows[-1].member_id)
 
 
+def _built_in_ids(after_id: int, first: int) -> list[BuiltInSegment]:
+    return [s for s in BuiltInSegment if BUILT_IN_IDS[s] > after_id][:first]
+
+
+async def _built_in(
+    conn: AsyncConnection, *, owner: int | None, now: datetime, which: list[BuiltInSegment]
+) -> list[Segment]:
+    """The built-in segments ``which``, with their sizes among the owner's members."""
+    if not which:
+        return []
+    sizes = await repository.built_in_sizes(conn, partner_id=owner, now=now)
+    return [Segment(BUILT_IN_IDS[s], str(s), True, None, sizes.get(s, 0)) for s in which]
+
+
+async def _custom(
+    conn: AsyncConnection, *, owner: int | None, now: datetime, rows: list[Row[Any]]
+) -> list[Segment]:
+    """The owner's custom segments of ``rows``, with their sizes among its members."""
+    compiled = [(row.name, condition_of(row.condition)) for row in rows]
+    sizes = await custom_sizes(conn, owner=owner, now=now, customs=compiled)
+    return [Segment(int(r.id), r.name, False, r.condition, sizes[r.name]) for r in rows]
+
+
 async def listing(
     conn: AsyncConnection, *, owner: int | None, now: datetime, after_id: int, first: int
 ) -> list[Segment]:
     """Built-in segments (ids 1 to 6) then the owner's custom ones, after ``after_id``,
     with their sizes among the owner's members (the operator: the coalition's)."""
-    found: list[Segment] = []
-    built_in = [s for s in BuiltInSegment if BUILT_IN_IDS[s] > after_id][:first]
-    if built_in:
-        sizes = await repository.built_in_sizes(conn, partner_id=owner, now=now)
-        found = [Segment(BUILT_IN_IDS[s], str(s), True, None, sizes.get(s, 0)) for s in built_in]
+    found = await _built_in(conn, owner=owner, now=now, which=_built_in_ids(after_id, first))
     rows = await repository.segment_rows(
         conn, owner_partner_id=owner, after_id=after_id, limit=first - len(found)
     )
-    compiled = [(row.name, condition_of(row.condition)) for row in rows]
-    sizes = await custom_sizes(conn, owner=owner, now=now, customs=compiled)
-    found += [Segment(int(r.id), r.name, False, r.condition, sizes[r.name]) for r in rows]
-    return found
+    return found + await _custom(conn, owner=owner, now=now, rows=rows)
+
+
+async def by_id(
+    conn: AsyncConnection, *, owner: int | None, segment_id: int, now: datetime
+) -> Segment | None:
+    """One segment of those :func:`listing` gives the owner (a built-in one, or one of its
+    own custom ones), with its size; None for any other id: another partner's segment is
+    as absent as one that never existed."""
+    built_in = [s for s in BuiltInSegment if BUILT_IN_IDS[s] == segment_id]
+    if built_in:
+        return (await _built_in(conn, owner=owner, now=now, which=built_in))[0]
+    rows = await repository.segment_rows(
+        conn, owner_partner_id=owner, after_id=0, limit=1, segment_id=segment_id
+    )
+    found = await _custom(conn, owner=owner, now=now, rows=rows)
+    return found[0] if found else None

@@ -71,6 +71,16 @@ async def segments_page(call: Call, page: SegmentPage) -> list[Segment]:
     )
 
 
+@use_case(partner="insights:read", operator="insights:read")
+async def segment_by_id(call: Call, segment_id: int) -> Segment | None:
+    """A segment by its id, as ``segments_page`` would list it for the caller: a built-in
+    one, or the caller's own custom one, with its size; None for any other (another
+    partner's custom segment is as absent as one that never existed)."""
+    return await segments.by_id(
+        call.conn, owner=_partner_or_operator(call), segment_id=segment_id, now=call.now
+    )
+
+
 @dataclass(frozen=True)
 class NewSegment:
     name: str

@@ -17,8 +17,9 @@ from exchange.app import create_app
 from exchange.kit.db import Database
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
+from partners import clients
 from tests.conftest import TEST_SECRET_KEY
-from tests.graphql.conftest import BASE, Caller
+from tests.graphql.conftest import BASE, Caller, token_for
 from tests.loyalty.conftest import RECORD
 
 K = 3
@@ -110,3 +111,12 @@ async def consent(db: Database, partner: Caller, ref: str, given: bool) -> None:
             ),
             {"given": given, "partner": partner.partner_id, "ref": ref},
         )
+
+
+async def insights_operator(db: Database, api: httpx.AsyncClient) -> Caller:
+    """An operator client with insights:read (the coalition's view)."""
+    async with db.transaction(SYSTEM) as conn:
+        created = await clients.create_client(conn, scopes=["insights:read"])
+    assert created.client_secret is not None
+    token = await token_for(api, created.client_id, created.client_secret)
+    return Caller(api, token, created.client_id, created.client_secret)

@@ -13,7 +13,7 @@ from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from partners import clients
 from tests.graphql.conftest import Caller, email, token_for
-from tests.insights.conftest import SINCE, K, bought, consent
+from tests.insights.conftest import SINCE, K, bought, consent, insights_operator
 from tests.loyalty.conftest import gid, partner_with
 
 INSIGHTS = """query($from: DateTime!, $to: DateTime!, $p: ID) {
@@ -39,14 +39,6 @@ async def _link(partner: Caller, ref: str, mail: str) -> None:
         e=mail,
     )
     assert linked["data"]["linkMember"]["userErrors"] == []
-
-
-async def _operator(db: Database, api: httpx.AsyncClient) -> Caller:
-    async with db.transaction(SYSTEM) as conn:
-        created = await clients.create_client(conn, scopes=["insights:read"])
-    assert created.client_secret is not None
-    token = await token_for(api, created.client_id, created.client_secret)
-    return Caller(api, token, created.client_id, created.client_secret)
 
 
 async def test_the_kpis_of_a_partner_by_worked_example(
@@ -84,7 +76,7 @@ async def test_the_kpis_of_a_partner_by_worked_example(
         ],
         "crossShopping": [],
     }  # fmt: skip
-    operator = await _operator(db, api)
+    operator = await insights_operator(db, api)
     assert await _insights(operator, p=gid("Partner", cafe.partner_id or 0)) == found
 
 

@@ -1,17 +1,19 @@
 """Worked examples of the built-in segments, judged at the clock's NOW (2026-06-30 12:00
 UTC) on purchases with the dates written here; custom segments (CEL over the profile, its
-errors as userErrors); segments in campaign conditions; segment sizes."""
+errors as userErrors); segments in campaign conditions; segment sizes; a segment by its
+global ID (``node(id:)``), seen as ``segments`` lists it."""
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 import httpx
 
 from exchange.kit.db import Database
-from tests.graphql.conftest import Caller
-from tests.insights.conftest import SINCE, bought, profile_of, refresh
-from tests.loyalty.conftest import awards, campaign, link, partner_with, record
+from tests.graphql.conftest import Caller, email, new_partner
+from tests.insights.conftest import SINCE, bought, insights_operator, profile_of, refresh
+from tests.loyalty.conftest import awards, campaign, gid, link, partner_with, record
 
 CREATE_SEGMENT = """mutation($input: CreateSegmentInput!) { createSegment(input: $input) {
   segment { id name builtIn condition size } userErrors { code field message } } }"""
@@ -169,3 +171,149 @@ async def test_segments_are_a_variable_of_campaign_conditions(
 
     assert awards(back) == [("BASE", 10), ("CAMPAIGN", 50)]
     assert awards(regular) == [("BASE", 10)]
+
+
+SEGMENT_FIELDS = "id name builtIn condition size"
+LISTED = "{ segments(first: 100) { edges { node { " + SEGMENT_FIELDS + " } } } }"
+NODE = "query($id: ID!) { node(id: $id) { ... on Segment { " + SEGMENT_FIELDS + " } } }"
+
+
+async def _listed(partner: Caller) -> dict[str, dict[str, Any]]:
+    result = await partner.gql(LISTED)
+    assert "errors" not in result, result
+    return {e["node"]["name"]: e["node"] for e in result["data"]["segments"]["edges"]}
+
+
+async def _regulars(partner: Caller) -> dict[str, Any]:
+    """Three members (two bought twice, one once) and a custom segment of the twice."""
+    for days in (["2026-05-01", "2026-06-01"], ["2026-05-10", "2026-06-10"], ["2026-06-15"]):
+        ref = await link(partner)
+        for day in days:
+            await bought(partner, ref, "10.00", f"{day}T10:00:00+00:00")
+    created = await partner.gql(
+        CREATE_SEGMENT, input={"name": "REGULARS", "condition": "profile.purchases >= 2"}
+    )
+    assert created["data"]["createSegment"]["userErrors"] == []
+    segment: dict[str, Any] = created["data"]["createSegment"]["segment"]
+    return segment
+
+
+async def test_node_gives_a_segment_as_segments_lists_it(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    regulars = await _regulars(cafe)
+    listed = await _listed(cafe)
+
+    own = await cafe.gql(NODE, id=regulars["id"])
+    repeat = await cafe.gql(NODE, id=listed["REPEAT"]["id"])
+
+    assert "errors" not in own, own
+    assert "errors" not in repeat, repeat
+    assert own["data"]["node"] == listed["REGULARS"]
+    assert own["data"]["node"] == {**regulars, "size": 2}  # the two who bought twice
+    assert repeat["data"]["node"] == listed["REPEAT"]
+    assert repeat["data"]["node"]["size"] == 2
+    assert repeat["data"]["node"]["id"] == gid("Segment", 3)  # built-in ids are 1 to 6
+
+
+async def test_node_of_another_partners_segment_is_null_like_one_that_never_existed(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe, cinema = await partner_with(db, api, since=SINCE), await partner_with(db, api)
+    regulars = await _regulars(cafe)
+
+    foreign = await cinema.gql(NODE, id=regulars["id"])
+    never = [await cinema.gql(NODE, id=gid("Segment", n)) for n in (7, 99, 2**62)]
+    repeat = await cinema.gql(NODE, id=gid("Segment", 3))
+
+    answers = [{k: v for k, v in r.items() if k != "extensions"} for r in (foreign, *never)]
+    # the same answer for all four: no sign that the cafe's segment exists
+    assert answers == [{"data": {"node": None}}] * 4
+    # a built-in segment counts the caller's own members: the cinema has none
+    assert repeat["data"]["node"] == {**(await _listed(cinema))["REPEAT"], "size": 0}
+
+
+async def test_node_of_a_segment_needs_insights_read_as_segments_does(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe = await partner_with(db, api, since=SINCE)
+    regulars = await _regulars(cafe)
+    scopes = "members:link members:read points:earn campaigns:read"
+    without = await new_partner(db, api, scopes=scopes)
+    member = await cafe.member_token(await link(cafe))
+
+    refused = {
+        caller: (await who.gql(NODE, id=id_), await who.gql(LISTED))
+        for caller, who, id_ in [
+            ("partner without insights:read", without, gid("Segment", 3)),
+            ("member", member, regulars["id"]),
+        ]
+    }
+
+    for caller, (node, listing) in refused.items():
+        assert node["data"] == {"node": None}, caller
+        assert [e["extensions"]["code"] for e in node["errors"]] == ["FORBIDDEN"], caller
+        assert [e["extensions"]["code"] for e in listing["errors"]] == ["FORBIDDEN"], caller
+    assert "insights:read" in refused["partner without insights:read"][0]["errors"][0]["message"]
+
+
+async def _linked(mail: str, *partners: Caller) -> str:
+    """One member (one e-mail) linked by each partner under one ref."""
+    ref = f"m-{secrets.token_hex(5)}"
+    for partner in partners:
+        linked = await partner.gql(
+            "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+            " { userErrors { code } } }",
+            r=ref,
+            e=mail,
+        )
+        assert linked["data"]["linkMember"]["userErrors"] == []
+    return ref
+
+
+async def test_an_operators_custom_segment_counts_the_coalitions_members_a_partners_its_own(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    cafe, cinema = (
+        await partner_with(db, api, since=SINCE),
+        await partner_with(db, api, since=SINCE),
+    )
+    operator = await insights_operator(db, api)
+    ann = await _linked(email(), cafe, cinema)
+    bob, dan = await _linked(email(), cafe), await _linked(email(), cafe)
+    cid = await _linked(email(), cinema)
+    await bought(cafe, ann, "31.17", "2026-06-01T10:00:00+00:00")
+    await bought(cinema, ann, "44.50", "2026-06-05T10:00:00+00:00")  # Ann: 2, 75.67 in all
+    await bought(cafe, bob, "75.67", "2026-06-02T10:00:00+00:00")  # Bob: 1, 75.67
+    await bought(cinema, cid, "40.00", "2026-06-03T10:00:00+00:00")
+    await bought(cinema, cid, "35.67", "2026-06-04T10:00:00+00:00")  # Cid: 2, 75.67
+    await bought(cafe, dan, "10.00", "2026-06-06T10:00:00+00:00")  # Dan: 1, 10.00
+    spent = "profile.spend_minor == 7567"
+    twice = spent + " && profile.purchases == 2"
+    suffix = secrets.token_hex(3).upper()
+
+    created = {
+        (who, name): (await caller.gql(CREATE_SEGMENT, input={
+            "name": f"{name}_{suffix}", "condition": condition,
+        }))["data"]["createSegment"]["segment"]
+        for who, caller in (("operator", operator), ("cafe", cafe), ("cinema", cinema))
+        for name, condition in (("SPENT", spent), ("TWICE", twice))
+    }  # fmt: skip
+
+    sizes = {key: segment["size"] for key, segment in created.items()}
+    assert sizes == {
+        # the coalition's profiles: Ann (31.17 + 44.50 in two), Bob and Cid
+        ("operator", "SPENT"): 3, ("operator", "TWICE"): 2,  # Ann, Cid
+        # each partner its linked members, on its own purchases: Ann spent 31.17 at the
+        # cafe and 44.50 at the cinema, so neither counts her
+        ("cafe", "SPENT"): 1, ("cafe", "TWICE"): 0,  # Bob
+        ("cinema", "SPENT"): 1, ("cinema", "TWICE"): 1,  # Cid
+    }  # fmt: skip
+    listed = await _listed(operator)
+    by_node = await operator.gql(NODE, id=created[("operator", "SPENT")]["id"])
+    cafes = await operator.gql(NODE, id=created[("cafe", "SPENT")]["id"])
+    assert listed[f"SPENT_{suffix}"]["size"] == 3
+    assert listed[f"TWICE_{suffix}"]["size"] == 2
+    assert by_node["data"]["node"] == listed[f"SPENT_{suffix}"]
+    assert cafes["data"]["node"] is None  # the operator's segments are its own, as listed
