@@ -5,8 +5,9 @@ Every operation takes the unit of work's connection, the caller's client and par
 one request (a type per operation, validated when made: :mod:`exchange.ledger.requests`)
 and the time, and runs through one mechanism (:mod:`exchange.ledger.execution`): read
 under lock, plan, write with the one writer, settle idempotency keys. Earn, redeem and
-hold also take many requests at once (``earn_many``, ``redeem_many``, ``hold_many``). Reads: :func:`wallet`,
-:func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify` checks the invariants.
+hold also take many requests at once (``earn_many``, ``redeem_many``, ``hold_many``).
+Reads: :func:`wallet`, :func:`expiring`, :func:`entries`, :func:`get_hold`; :func:`verify`
+checks the invariants.
 """
 
 from exchange.kit.limits import MAX_BATCH
