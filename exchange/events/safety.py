@@ -12,6 +12,7 @@ import ipaddress
 import socket
 import time
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from urllib.parse import SplitResult, urlsplit
 
 from exchange.kit import limits
@@ -68,6 +69,13 @@ def check_url(url: object, *, allow_private: bool, field: str = "url") -> SplitR
     if port == 0:
         raise InvalidInput(f"{field} has no usable port", field=[field])
     return parts
+
+
+@lru_cache(maxsize=1024)
+def url_form(url: str, *, allow_private: bool) -> SplitResult:
+    """:func:`check_url` of a stored endpoint URL, remembered (a delivery checks its
+    endpoint's URL each time; a refusal is raised again, not remembered)."""
+    return check_url(url, allow_private=allow_private)
 
 
 async def resolve(url: SplitResult, *, allow_private: bool) -> Target:

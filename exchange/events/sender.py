@@ -101,7 +101,7 @@ async def send(
     resolve = resolutions.resolve if resolutions is not None else safety.resolve
     try:
         target = await resolve(
-            safety.check_url(url, allow_private=allow_private), allow_private=allow_private
+            safety.url_form(url, allow_private=allow_private), allow_private=allow_private
         )
     except safety.UnsafeAddress as refused:
         return Outcome(None, f"refused: {refused}")
