@@ -1486,6 +1486,8 @@ def command_bench_webhooks(args: argparse.Namespace) -> int:
                 f"{result['received']:,} of {result['events']:,} events delivered"
                 f" in {result['seconds']} s:"
                 f" {result['events_per_s']} events/s"
+                f" (CPU per event: deliverer {result['deliverer_cpu_ms_per_event']} ms,"
+                f" receiver {result['receiver_cpu_ms_per_event']} ms)"
             )
         return 0 if result["received"] >= result["events"] else 1
 

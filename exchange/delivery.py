@@ -5,11 +5,15 @@ Each round fans new outbox events out to the endpoints that want them, then leas
 deliveries that are due (FOR UPDATE SKIP LOCKED: no two workers hold one) and sends them
 concurrently, each in its own task with its own 10-second limit, at most
 ``per_endpoint`` at a time to one endpoint and ``max_in_flight`` in all, so a slow or
-dead receiver never holds up another partner's deliveries. The outcomes that came back
-are recorded at the start of the next round, in the round's one transaction
-(exchange.events.dispatch says what they mean). It has no
-caller, so it works under the system scope. Time comes from ``clock`` (tests drive
-backoff and expiry notices through days with it)."""
+dead receiver never holds up another partner's deliveries. A round leases up to
+LEASES_PER_SLOT times what may be sent at once (the rest waits its turn in this worker),
+so the round's transaction is shared by more deliveries; a delivery whose lease would
+run out before its send could end is not sent (the lease lapses and it is leased again),
+so no other worker can be sending it too. The next round starts once half of what is in
+flight has come back (or after BUSY_SECONDS), and records those outcomes in its one
+transaction (exchange.events.dispatch says what they mean). It has no caller, so it
+works under the system scope. Time comes from ``clock`` (tests drive backoff and expiry
+notices through days with it)."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange.events import dispatch, repository, sender
+from exchange.events import dispatch, repository, safety, sender
 from exchange.events.connections import Connections
 from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
@@ -33,9 +37,12 @@ from partners.identity import IdentityKeys
 log = logging.getLogger(__name__)
 
 LEASE = timedelta(seconds=60)
+#: A worker leases up to this many times what it may send at once (per endpoint and in
+#: all); with the 10-second limit, 4 waves of sends end well within LEASE.
+LEASES_PER_SLOT = 4
 FAN_OUT_BATCH = 1000
 IDLE_SECONDS = 0.5
-#: How long a busy worker waits for a send to come back before its next round.
+#: How long a busy worker waits for sends to come back before its next round.
 BUSY_SECONDS = 0.05
 
 
@@ -58,10 +65,17 @@ class Deliverer:
         self.max_in_flight = max_in_flight
         self.per_endpoint = per_endpoint
         self.timeout = timeout
-        self.in_flight: Counter[int] = Counter()
+        #: endpoint -> deliveries leased by this worker and not finished yet.
+        self.leased: Counter[int] = Counter()
+        self.sending: dict[int, asyncio.Semaphore] = {}
+        self.slots = asyncio.Semaphore(max_in_flight)
         self.tasks: set[asyncio.Task[None]] = set()
         self.done: list[tuple[dispatch.Request, sender.Outcome]] = []
+        self.resolutions = safety.Resolutions()
         self._connections: Connections | None = None
+        self._finished = 0
+        self._wake_at = 0
+        self._wake = asyncio.Event()
 
     @property
     def connections(self) -> Connections:
@@ -76,13 +90,12 @@ class Deliverer:
 
     async def round(self) -> int:
         """One round, one transaction: record what came back, fan out, lease what is
-        due (as many as there are free slots); then start sending it. How many
-        deliveries were started. (If the transaction fails, the outcomes it held are
-        not recorded: those deliveries are sent again once their leases run out.)"""
+        due (as many as there is room for); then start sending it. How many deliveries
+        were started. (If the transaction fails, the outcomes it held are not recorded:
+        those deliveries are sent again once their leases run out.)"""
         done, self.done = self.done, []
         now = self.clock()
-        free = self.max_in_flight - sum(self.in_flight.values())
-        busy = [e for e, count in self.in_flight.items() if count >= self.per_endpoint]
+        free = self.max_in_flight * LEASES_PER_SLOT - sum(self.leased.values())
         async with self.database.transaction(SYSTEM) as conn:
             if done:
                 await dispatch.record(conn, done, now=now)
@@ -90,36 +103,54 @@ class Deliverer:
             if free <= 0:
                 return 0
             claimed = await repository.claim(
-                conn, now=now, lease=LEASE, limit=free, per_endpoint=self.per_endpoint,
-                busy_endpoints=busy,
+                conn, now=now, lease=LEASE, limit=free,
+                per_endpoint=self.per_endpoint * LEASES_PER_SLOT, held=dict(self.leased),
             )  # fmt: skip
-            made = await dispatch.requests(conn, claimed, keys=self.keys, now=now)
+        made = dispatch.requests(claimed, keys=self.keys, now=now, leased_until=now + LEASE)
         for request in made:
-            self.in_flight[request.endpoint_id] += 1
+            self.leased[request.endpoint_id] += 1
             task = asyncio.create_task(self._deliver(request))
             self.tasks.add(task)
             task.add_done_callback(self.tasks.discard)
         return len(made)
 
     async def _deliver(self, request: dispatch.Request) -> None:
+        outcome: sender.Outcome | None = None
         try:
-            if not request.secrets:  # nothing to sign with: fails alone, sends nothing
+            if not request.signers:  # nothing to sign with: fails alone, sends nothing
                 outcome = sender.Outcome(None, dispatch.CANNOT_SIGN)
             else:
-                outcome = await self._send(request)
+                async with self._endpoint_slots(request.endpoint_id), self.slots:
+                    if self.clock() + timedelta(seconds=self.timeout) <= request.leased_until:
+                        outcome = await self._send(request)
         finally:
-            self.in_flight[request.endpoint_id] -= 1
-            if self.in_flight[request.endpoint_id] <= 0:
-                del self.in_flight[request.endpoint_id]
-        self.done.append((request, outcome))
+            self._finished_one(request.endpoint_id)
+        if outcome is not None:  # None: left for its lease to lapse
+            self.done.append((request, outcome))
+
+    def _endpoint_slots(self, endpoint_id: int) -> asyncio.Semaphore:
+        slots = self.sending.get(endpoint_id)
+        if slots is None:
+            slots = self.sending[endpoint_id] = asyncio.Semaphore(self.per_endpoint)
+        return slots
+
+    def _finished_one(self, endpoint_id: int) -> None:
+        self.leased[endpoint_id] -= 1
+        if self.leased[endpoint_id] <= 0:  # no task of this endpoint is left
+            del self.leased[endpoint_id]
+            self.sending.pop(endpoint_id, None)
+        self._finished += 1
+        if self._finished >= self._wake_at:
+            self._wake.set()
 
     async def _send(self, request: dispatch.Request) -> sender.Outcome:
         try:
             async with asyncio.timeout(self.timeout):
                 return await sender.send(
                     self.connections, url=request.url, message_id=request.message_id,
-                    body=request.body, secrets=request.secrets,
+                    body=request.body, signers=request.signers,
                     allow_private=self.tunables.webhook_allow_private, now=self.clock(),
+                    resolutions=self.resolutions,
                 )  # fmt: skip
         except TimeoutError:
             return sender.Outcome(None, f"no answer within {self.timeout:g} s")
@@ -146,12 +177,15 @@ class Deliverer:
         await self.flush()
 
     async def drain(self, *, rounds: int = 1000) -> None:
-        """Rounds until nothing is due and nothing is in flight (tests, --once)."""
+        """Rounds, paced as run_forever paces them, until nothing is due and nothing is
+        in flight or waiting to be recorded (tests, --once)."""
         for _ in range(rounds):
             started = await self.round()
-            await self.settle()
-            if started == 0:
+            if self.tasks:
+                await self.pause(started)
+            elif not (started or self.done):
                 return
+        await self.settle()
 
     async def run_forever(self) -> None:
         try:
@@ -166,11 +200,15 @@ class Deliverer:
             await self.close()
 
     async def pause(self, started: int) -> None:
-        """Until a send comes back (when some are in flight) or a moment has passed."""
+        """Until half of the sends in flight have come back (the next round then has
+        outcomes to record and room to lease while the rest are still sending), or
+        BUSY_SECONDS have passed; a moment when nothing is in flight or started."""
         if self.tasks:
-            await asyncio.wait(
-                list(self.tasks), timeout=BUSY_SECONDS, return_when=asyncio.FIRST_COMPLETED
-            )
+            self._wake_at = self._finished + max(1, len(self.tasks) // 2)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(BUSY_SECONDS):
+                    await self._wake.wait()
         elif not started:
             await asyncio.sleep(IDLE_SECONDS)
 

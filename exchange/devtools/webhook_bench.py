@@ -11,6 +11,7 @@ as development does."""
 from __future__ import annotations
 
 import asyncio
+import resource
 import socket
 import sys
 import time
@@ -108,7 +109,11 @@ async def _book(database: Database, *, url: str, events: int, keys: IdentityKeys
 async def run(
     database: Database, *, events: int, secret: bytes, tunables: Tunables
 ) -> dict[str, float]:
+    """Events per second, and the CPU the deliverer (this process, while it delivers)
+    and the receiver (its process, the whole run) spent per event; PostgreSQL's is not
+    counted (it may be another machine's)."""
     port = _free_port()
+    children_before = _children_cpu()
     receiver = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "exchange.devtools.webhook_bench", str(port)
     )
@@ -119,22 +124,32 @@ async def run(
         worker = delivery.Deliverer(
             database, keys=keys, tunables=replace(tunables, webhook_allow_private=True)
         )
-        started = time.monotonic()
+        started, cpu = time.monotonic(), time.process_time()
         try:
             await worker.drain(rounds=1_000_000)
         finally:
             await worker.close()
-        seconds = time.monotonic() - started
+        seconds, cpu = time.monotonic() - started, time.process_time() - cpu
         received = await _received(port)
     finally:
         receiver.terminate()
         await receiver.wait()
+    per_event = 1000 / max(received, 1)
     return {
         "events": events,
         "received": received,
         "seconds": round(seconds, 2),
         "events_per_s": round(received / seconds, 1) if seconds else 0.0,
+        "deliverer_cpu_ms_per_event": round(cpu * per_event, 3),
+        "receiver_cpu_ms_per_event": round((_children_cpu() - children_before) * per_event, 3),
     }
+
+
+def _children_cpu() -> float:
+    """CPU seconds of this process's children that have ended (the receiver, once
+    waited for)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
 
 
 @asynccontextmanager

@@ -75,8 +75,17 @@ class Connections:
         self, *, idle_per_destination: int = 16, tls: ssl.SSLContext | None = None
     ) -> None:
         self.idle_per_destination = idle_per_destination
-        self.tls = tls or ssl.create_default_context()
+        self._tls = tls
         self.idle: defaultdict[Destination, deque[_Connection]] = defaultdict(deque)
+
+    @property
+    def tls(self) -> ssl.SSLContext:
+        """The TLS context, made at the first https connection: loading the default trust
+        store takes some 50 ms of CPU, which plain-http receivers (development, the
+        bench) need not pay."""
+        if self._tls is None:
+            self._tls = ssl.create_default_context()
+        return self._tls
 
     async def post(self, destination: Destination, head: bytes, body: bytes) -> int:
         """Send ``head`` (request line and headers, ending in a blank line) and ``body``;

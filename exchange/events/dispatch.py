@@ -19,6 +19,8 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from exchange.events import endpoints, payloads, repository
 from exchange.events.sender import Outcome
@@ -53,67 +55,67 @@ CANNOT_SIGN = (
 
 @dataclass(frozen=True)
 class Request:
-    """A claimed delivery ready to send."""
+    """A claimed delivery ready to send: signed by ``signers`` (none: its endpoint's
+    secret can't be read), not to be sent once its lease no longer covers a send."""
 
     delivery_id: int
     endpoint_id: int
     url: str
     message_id: str
     body: bytes
-    secrets: list[str]
+    signers: tuple[Webhook, ...]
     attempts: int
     first_attempt_at: datetime
+    leased_until: datetime
 
 
-async def requests(
-    conn: AsyncConnection, claimed: list[Row[Any]], *, keys: IdentityKeys, now: datetime
+def requests(
+    claimed: list[Row[Any]], *, keys: IdentityKeys, now: datetime, leased_until: datetime
 ) -> list[Request]:
     """The claimed deliveries as requests: the member named by each receiving partner's
-    own ref, signed with the endpoint's secret (and the one it replaced, for a day)."""
-    pairs = [
-        (int(row.endpoint_partner_id), int(row.member_id))
-        for row in claimed
-        if row.endpoint_partner_id is not None and row.member_id is not None
-    ]
-    refs = await repository.member_refs(conn, pairs=pairs)
+    own ref (read with the claim), signed with the endpoint's secret (and the one it
+    replaced, for a day). Each endpoint's secrets are unsealed once for the round's
+    deliveries, from the row the claim just read: a rotation is seen by the next round."""
+    signers: dict[int, tuple[Webhook, ...]] = {}
     made = []
     for row in claimed:
-        partner, member = row.endpoint_partner_id, row.member_id
-        ref = refs.get((int(partner), int(member))) if partner and member else None
-        secrets = _secrets(keys, row, now)
+        endpoint_id, partner = int(row.endpoint_id), row.endpoint_partner_id
+        if endpoint_id not in signers:
+            signers[endpoint_id] = _signers(keys, row, now)
         made.append(
             Request(
                 delivery_id=int(row.id),
-                endpoint_id=int(row.endpoint_id),
+                endpoint_id=endpoint_id,
                 url=row.url,
                 message_id=message_id(int(row.event_id)),
                 body=payloads.body(
                     row.type,
                     row.occurred_at,
                     dict(row.facts),
-                    member_id=member,
-                    member_ref=ref,
+                    member_id=row.member_id,
+                    member_ref=row.member_ref if partner is not None else None,
                     operator=partner is None,
                 ),
-                secrets=secrets,
+                signers=signers[endpoint_id],
                 attempts=int(row.attempts),
                 first_attempt_at=row.first_attempt_at,
+                leased_until=leased_until,
             )
         )
     return made
 
 
-def _secrets(keys: IdentityKeys, row: Row[Any], now: datetime) -> list[str]:
-    """The endpoint's secrets in force; none when one can't be read (sealed under another
-    EXCHANGE_SECRET_KEY, or damaged): that delivery fails alone (CANNOT_SIGN), the
-    others go out."""
+def _signers(keys: IdentityKeys, row: Row[Any], now: datetime) -> tuple[Webhook, ...]:
+    """Signers for the endpoint's secrets in force; none when one can't be read (sealed
+    under another EXCHANGE_SECRET_KEY, or damaged): that endpoint's deliveries fail
+    alone (CANNOT_SIGN), the others go out."""
     try:
         secrets = [endpoints.unseal(keys, row.secret)]
         if row.previous_secret is not None and (row.previous_secret_until or now) > now:
             secrets.append(endpoints.unseal(keys, row.previous_secret))
-    except (ValueError, InvalidTag):
-        return []
-    return secrets
+        return tuple(Webhook(secret) for secret in secrets)
+    except (ValueError, InvalidTag, EmptyWebhookSecretError):
+        return ()
 
 
 async def record(

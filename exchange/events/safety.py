@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from urllib.parse import SplitResult, urlsplit
 
 from exchange.kit import limits
@@ -69,11 +71,33 @@ def check_url(url: object, *, allow_private: bool, field: str = "url") -> SplitR
     return parts
 
 
+@lru_cache(maxsize=1024)
+def url_form(url: str, *, allow_private: bool) -> SplitResult:
+    """:func:`check_url` of a stored endpoint URL, remembered (a delivery checks its
+    endpoint's URL each time; a refusal is raised again, not remembered)."""
+    return check_url(url, allow_private=allow_private)
+
+
 async def resolve(url: SplitResult, *, allow_private: bool) -> Target:
     """The host's addresses, every one of them public unless private ones are allowed;
-    :class:`UnsafeAddress` otherwise (or when the name does not resolve)."""
+    :class:`UnsafeAddress` otherwise (or when the name does not resolve). An address
+    written in the URL is its own resolution (no resolver call, the same check)."""
     host = url.hostname or ""
     port = url.port or (443 if url.scheme == "https" else 80)
+    addresses = _literal(host) or await _lookup(host, port)
+    if not allow_private and not all(public(address) for address in addresses):
+        raise UnsafeAddress(f"{host} resolves to an address webhooks may not reach")
+    return Target(url, host, port, addresses)
+
+
+def _literal(host: str) -> tuple[str, ...]:
+    try:
+        return (str(ipaddress.ip_address(host)),)
+    except ValueError:
+        return ()
+
+
+async def _lookup(host: str, port: int) -> tuple[str, ...]:
     try:
         found = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except OSError:
@@ -81,9 +105,31 @@ async def resolve(url: SplitResult, *, allow_private: bool) -> Target:
     addresses = tuple(dict.fromkeys(str(info[4][0]) for info in found))
     if not addresses:
         raise UnsafeAddress(f"{host} does not resolve")
-    if not allow_private and not all(public(address) for address in addresses):
-        raise UnsafeAddress(f"{host} resolves to an address webhooks may not reach")
-    return Target(url, host, port, addresses)
+    return addresses
+
+
+class Resolutions:
+    """Checked resolutions, each kept ``seconds`` (a burst of deliveries to one host asks
+    the resolver once, not once per event, through a thread each time). Only what passed
+    the check is kept, and the connection goes to that very address, so a name that
+    resolves elsewhere later (rebinding) is checked again once its entry has gone."""
+
+    def __init__(self, seconds: float = 5.0, *, most: int = 1000) -> None:
+        self.seconds = seconds
+        self.most = most
+        self._kept: dict[tuple[str, str, int, bool], tuple[float, Target]] = {}
+
+    async def resolve(self, url: SplitResult, *, allow_private: bool) -> Target:
+        key = (url.scheme, url.hostname or "", url.port or 0, allow_private)
+        now = time.monotonic()
+        kept = self._kept.get(key)
+        if kept is not None and now - kept[0] < self.seconds:
+            return replace(kept[1], url=url)
+        target = await resolve(url, allow_private=allow_private)
+        if len(self._kept) >= self.most:
+            self._kept.clear()
+        self._kept[key] = (now, target)
+        return target
 
 
 async def checked(url: object, *, allow_private: bool) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -41,10 +42,16 @@ class Outcome:
         return self.status == 410
 
 
-def signature(secrets: list[str], message_id: str, at: datetime, body: bytes) -> str:
+def signers(secrets: Sequence[str]) -> tuple[Webhook, ...]:
+    """A signer per secret in force (``standardwebhooks``; built once per endpoint and
+    round, not per event)."""
+    return tuple(Webhook(secret) for secret in secrets)
+
+
+def signature(signers: Sequence[Webhook], message_id: str, at: datetime, body: bytes) -> str:
     """The webhook-signature header: one v1 signature per secret in force."""
     text = body.decode()
-    return " ".join(Webhook(secret).sign(message_id, at, text) for secret in secrets)
+    return " ".join(signer.sign(message_id, at, text) for signer in signers)
 
 
 def _request_head(
@@ -81,17 +88,20 @@ async def send(
     url: str,
     message_id: str,
     body: bytes,
-    secrets: list[str],
+    signers: Sequence[Webhook],
     allow_private: bool,
     now: datetime | None = None,
+    resolutions: safety.Resolutions | None = None,
 ) -> Outcome:
     """Check the URL and its addresses again, then POST the signed event to the first
     address (the connection goes to that very address; TLS verifies the host's name).
-    The caller bounds the time."""
+    ``resolutions`` keeps a checked resolution for a few seconds (the deliverer's);
+    without it the host is resolved now. The caller bounds the time."""
     at = (now or datetime.now(UTC)).astimezone(UTC)
+    resolve = resolutions.resolve if resolutions is not None else safety.resolve
     try:
-        target = await safety.resolve(
-            safety.check_url(url, allow_private=allow_private), allow_private=allow_private
+        target = await resolve(
+            safety.url_form(url, allow_private=allow_private), allow_private=allow_private
         )
     except safety.UnsafeAddress as refused:
         return Outcome(None, f"refused: {refused}")
@@ -101,7 +111,7 @@ async def send(
         target.addresses[0], target.port, target.host if target.url.scheme == "https" else None
     )
     head = _request_head(
-        target, message_id, at, signature(secrets, message_id, at, body), len(body)
+        target, message_id, at, signature(signers, message_id, at, body), len(body)
     )
     try:
         status = await connections.post(destination, head, body)

@@ -188,7 +188,7 @@ async def test_the_request_line_carries_the_urls_odd_characters_encoded(serve: S
         url=f"http://127.0.0.1:{peer.port}/a b/ü?x=1 2&y=ok",
         message_id="msg_1",
         body=b"{}",
-        secrets=["whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="],
+        signers=sender.signers(["whsec_" + "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="]),
         allow_private=True,
     )
 

@@ -11,8 +11,12 @@ import time
 from datetime import timedelta
 
 import httpx
+import pytest
 from sqlalchemy import text
+from standardwebhooks import Webhook
+from standardwebhooks.webhooks import WebhookVerificationError
 
+from exchange.delivery import LEASE, LEASES_PER_SLOT
 from exchange.events import dispatch
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
@@ -259,3 +263,76 @@ async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone(
             )
         ).one()
     assert (row.status, row.last_error) == ("PENDING", dispatch.CANNOT_SIGN)
+
+
+async def test_a_worker_signs_with_the_secrets_in_force_at_each_round_not_earlier_ones(
+    db: Database, hooks_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    # Secrets are unsealed once per round and endpoint; a worker that delivered before
+    # two rotations must sign what follows with the newest secret (and the one before
+    # it, for its day), never with the one it used first.
+    shop = await hook_partner(db, hooks_api)
+    endpoint_id, first = await endpoint(shop, receiver.url("rotated"), ["points.earned"])
+    ref = await _member(shop)
+    worker = deliverer(db)
+    try:
+        await earn(shop, ref, 1, f"k-{secrets.token_hex(3)}")
+        await worker.drain()
+        second, third = [await _rotate(shop, endpoint_id) for _ in range(2)]
+        await earn(shop, ref, 2, f"k-{secrets.token_hex(3)}")
+        await worker.drain()
+    finally:
+        await worker.close()
+
+    before, after = receiver.at("rotated")
+    assert Webhook(first).verify(before.body, before.headers)["data"]["points"] == "1"
+    assert Webhook(third).verify(after.body, after.headers)["data"]["points"] == "2"
+    assert Webhook(second).verify(after.body, after.headers)["data"]["points"] == "2"
+    assert len(after.headers["webhook-signature"].split(" ")) == 2
+    with pytest.raises(WebhookVerificationError):
+        Webhook(first).verify(after.body, after.headers)
+
+
+async def _rotate(partner: Caller, endpoint_id: str) -> str:
+    rotated = await partner.gql(
+        "mutation($id: ID!) { rotateWebhookSecret(input: {endpointId: $id}) { secret"
+        " userErrors { code } } }",
+        id=endpoint_id,
+    )
+    secret: str = rotated["data"]["rotateWebhookSecret"]["secret"]
+    return secret
+
+
+async def test_a_worker_leases_at_most_its_share_of_one_endpoint_and_never_sends_on_a_lapsing_lease(
+    db: Database, hooks_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    shop = await hook_partner(db, hooks_api)
+    endpoint_id, _ = await endpoint(shop, receiver.url("slow"), ["points.earned"])
+    receiver.answers["slow"] = ["hang"]
+    for _ in range(6):
+        await earn(shop, await _member(shop), 1, f"k-{secrets.token_hex(3)}")
+    clock = Clock()
+    worker = deliverer(db, clock, per_endpoint=1, timeout=1.0)
+    cap = LEASES_PER_SLOT  # per_endpoint x LEASES_PER_SLOT leases of one endpoint
+
+    try:
+        leased = await worker.round()
+        again = await worker.round()  # the worker still holds its share: nothing more
+        await asyncio.sleep(0.3)  # the first send is under way (and hangs)
+        # Now the other leases would run out before a send could end: none may start,
+        # or another worker could lease and send the same event at the same time.
+        clock.advance(seconds=LEASE.total_seconds() - 0.5)
+        await worker.settle()
+        sent_meanwhile = len(receiver.at("slow"))
+        clock.advance(seconds=1)  # the leases have lapsed: the deliveries are due again
+        await worker.drain()
+    finally:
+        await worker.close()
+
+    assert (leased, again) == (cap, 0)
+    assert sent_meanwhile == 1
+    # Each sent once: the one that hung is to be tried again (not due yet), the five
+    # whose leases lapsed unsent were leased again and delivered.
+    assert sorted(await _deliveries(db, endpoint_id), key=str) == [
+        ("DELIVERED", 1, None)] * 5 + [("PENDING", 1, "no answer within 1 s")]  # fmt: skip
+    assert len(receiver.at("slow")) == 6
