@@ -124,3 +124,34 @@ async def test_a_window_that_ends_before_it_starts_or_a_missing_scope_is_refused
 
     assert bad["errors"][0]["extensions"] == {"code": "INVALID_INPUT", "field": ["to"]}
     assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+
+async def test_a_partner_keeps_its_own_figures_of_a_member_it_unlinked(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """Its liability still counts the points it issued to the member, and its KPIs the
+    member's purchases there (its own rows, migration 0022); another partner sees none."""
+    cafe = await partner_with(db, api, since=SINCE)
+    cinema = await partner_with(db, api, since=SINCE)
+    ann, bob = f"a-{secrets.token_hex(4)}", f"b-{secrets.token_hex(4)}"
+    await _link(cafe, ann, email())
+    await _link(cafe, bob, email())
+    await bought(cafe, ann, "10.00", "2026-04-10T10:00:00+00:00")
+    await bought(cafe, bob, "30.00", "2026-05-20T10:00:00+00:00")
+    before = await _insights(cafe)
+    unlinked = await cafe.gql(
+        "mutation($r: String!) { unlinkMember(input: {memberRef: $r}) { userErrors { code } } }",
+        r=bob,
+    )
+    assert unlinked["data"]["unlinkMember"]["userErrors"] == []
+
+    after = await _insights(cafe)
+
+    assert (before["liabilityPoints"], before["issued"], before["activeMembers90"]) == (
+        "40", "40", 2,
+    )  # fmt: skip
+    assert after == before
+    others = await _insights(cinema)
+    assert (others["liabilityPoints"], others["issued"], others["activeMembers90"]) == (
+        "0", "0", 0,
+    )  # fmt: skip

@@ -158,6 +158,7 @@ _LINKED = (
     "member_id = :member"
     " OR member_id IN (SELECT member_id FROM member_link WHERE partner_id = :partner)"
 )
+_LINKED_OR_OWN = f"{_LINKED} OR partner_id = :partner"
 _PURCHASE = (
     "purchase_id IN (SELECT id FROM purchase WHERE partner_id = :partner OR member_id = :member)"
 )
@@ -236,8 +237,11 @@ OWNED: dict[str, Owned] = {
     "member_tier_change": Owned("id::text", _LINKED),
     "member_qualifying": Owned("member_id || '/' || month", _LINKED),
     "member_profile": Owned("member_id::text", _LINKED),
-    "member_partner_stats": Owned("member_id || '/' || partner_id", _LINKED),
-    "member_category_stats": Owned("member_id || '/' || partner_id || '/' || category", _LINKED),
+    # A partner's own rows of its members' profile, and of members it has since unlinked.
+    "member_partner_stats": Owned("member_id || '/' || partner_id", _LINKED_OR_OWN),
+    "member_category_stats": Owned(
+        "member_id || '/' || partner_id || '/' || category", _LINKED_OR_OWN
+    ),
     # Insights: a partner's custom segments, its campaigns' targets, its members' offers.
     "segment": Owned("id::text", "owner_partner_id = :partner"),
     "campaign_target": Owned("campaign_id::text", _CAMPAIGN),
