@@ -3,8 +3,10 @@ the permission it needs declared on it (:mod:`exchange.usecases.core`), run by t
 :class:`~exchange.usecases.runner.Runner` in one unit of work under the caller's
 row-level-security scope.
 
-- :mod:`~exchange.usecases.points`: earn (micro-batched), bulk issuance, redeem, hold,
+- :mod:`~exchange.usecases.points`: earn, redeem and hold (micro-batched), bulk issuance,
   capture, release, reverse, transfer;
+- :mod:`~exchange.usecases.addressed`: the one loop of a batch form over members named
+  by a partner's refs (earns, redemptions, holds, purchases);
 - :mod:`~exchange.usecases.members`: link, members by ref, wallets, expiring points,
   history, holds, live wallet updates;
 - :mod:`~exchange.usecases.partners`: the registry as callers see it, ledger accounts;

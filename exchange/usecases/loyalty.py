@@ -28,6 +28,7 @@ from exchange.loyalty.models import (
 )
 from exchange.loyalty.purchases import Recorded, Simulation
 from exchange.loyalty.requests import PurchaseRequest, RefundRequest
+from exchange.usecases.addressed import for_members
 from exchange.usecases.core import Call, use_case
 from exchange.usecases.members import may_read_member
 from partners import identity, registry
@@ -76,25 +77,14 @@ async def _record_purchases(
 ) -> list[Recorded | DomainError]:
     """Purchases of one partner in one unit of work (micro-batched): refs resolved in one
     query, the purchases recorded together, each its own outcome."""
-    members = await identity.resolve_many(
-        call.conn, partner_id=call.partner_id, member_refs=[r.member_ref for r in reported]
-    )
-    outcomes: dict[int, Recorded | DomainError] = {}
-    requests: list[PurchaseRequest] = []
-    positions: list[int] = []
-    for index, item in enumerate(reported):
-        try:
-            _require_key(item)
-            requests.append(_purchase_request(item, identity.linked(members, item.member_ref)))
-            positions.append(index)
-        except DomainError as error:
-            outcomes[index] = error
-    recorded = await purchases.record_many(
-        call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
-        requests=requests, now=call.now, tunables=call.tunables,
-    ) if requests else []  # fmt: skip
-    outcomes.update(zip(positions, recorded, strict=True))
-    return [outcomes[index] for index in range(len(reported))]
+
+    async def record(requests: list[PurchaseRequest]) -> list[Recorded | DomainError]:
+        return await purchases.record_many(
+            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+            requests=requests, now=call.now, tunables=call.tunables,
+        )  # fmt: skip
+
+    return await for_members(call, reported, _purchase_request, record, check=_require_key)
 
 
 def _require_key(reported: ReportedPurchase) -> None:

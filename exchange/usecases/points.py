@@ -8,13 +8,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Protocol, TypeVar
+from typing import Any, TypeVar
 
 from exchange import ledger
 from exchange.kit import limits
 from exchange.kit.db import grant
 from exchange.kit.errors import DomainError, InvalidInput, Kind, NotFound, Ref
-from exchange.kit.invariant import InvariantViolation, invariant, present
+from exchange.kit.invariant import present
 from exchange.kit.units import positive_points
 from exchange.ledger.errors import LimitExceeded
 from exchange.ledger.idempotency import reused
@@ -23,6 +23,7 @@ from exchange.ledger.requests import checked_key, checked_reference
 from exchange.limits import Limit
 from exchange.limits import room as limit_room
 from exchange.limits import spend as limit_spend
+from exchange.usecases.addressed import for_members
 from exchange.usecases.core import Call, use_case
 from partners import identity
 
@@ -102,65 +103,29 @@ def _earn_request(item: EarnPoints, member_id: int) -> ledger.EarnRequest:
     )
 
 
-class _Addressed(Protocol):
-    @property
-    def member_ref(self) -> str: ...
-
-
-Item = TypeVar("Item", bound=_Addressed)
 LedgerRequest = TypeVar("LedgerRequest")
 Write = Callable[[list[LedgerRequest]], Awaitable[list[ledger.Outcome | None]]]
 
 
-async def _resolved_write(
-    call: Call,
-    items: Sequence[Item],
-    build: Callable[[Item, int], LedgerRequest],
-    write: Write[LedgerRequest],
-    *,
-    field_prefix: bool = False,
-) -> list[ledger.EntryResult | DomainError]:
-    """Many items of one partner in one ledger statement: refs resolved in one query,
-    each item its own outcome (``field_prefix``: errors name ``items.<n>.<field>``)."""
-    members = await identity.resolve_many(
-        call.conn, partner_id=call.partner_id, member_refs=[item.member_ref for item in items]
-    )
-    outcomes: dict[int, ledger.EntryResult | DomainError] = {}
-    requests: list[LedgerRequest] = []
-    positions: list[int] = []
-    for index, item in enumerate(items):
-        try:
-            requests.append(build(item, identity.linked(members, item.member_ref)))
-            positions.append(index)
-        except DomainError as error:
-            outcomes[index] = error
-    if requests:
-        for index, outcome in zip(positions, await write(requests), strict=True):
-            if outcome is None:  # (present() would widen the union to object)
-                raise InvariantViolation("every item has an outcome")
-            outcomes[index] = outcome
-    invariant(len(outcomes) == len(items), "every item has an outcome")
-    done: list[ledger.EntryResult | DomainError] = []
-    for index in range(len(items)):
-        outcome = outcomes[index]
-        if isinstance(outcome, DomainError) and field_prefix:
-            outcome.field = ["items", str(index), *(outcome.field or [])]
-        done.append(outcome)
-    return done
+def _written(call: Call, many: Callable[..., Awaitable[list[ledger.Outcome | None]]]) -> Write[Any]:
+    """Requests of the calling partner written by one of the ledger's batch operations."""
+
+    async def write(requests: list[Any]) -> list[ledger.Outcome | None]:
+        return await many(
+            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
+            requests=requests, now=call.now,
+        )  # fmt: skip
+
+    return write
 
 
 async def _earn_all(
     call: Call, items: Sequence[EarnPoints], *, field_prefix: bool
 ) -> list[ledger.EntryResult | DomainError]:
     """Earns of one partner in one statement."""
-
-    async def write(requests: list[ledger.EarnRequest]) -> list[ledger.Outcome | None]:
-        return await ledger.earn_many(
-            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
-            requests=requests, now=call.now,
-        )  # fmt: skip
-
-    return await _resolved_write(call, items, _earn_request, write, field_prefix=field_prefix)
+    return await for_members(
+        call, items, _earn_request, _written(call, ledger.earn_many), field_prefix=field_prefix
+    )
 
 
 async def _earn_many(
@@ -208,14 +173,7 @@ async def _redeem_many(
 ) -> list[ledger.EntryResult | DomainError]:
     """Redemptions of one partner in one statement (wallets locked in member order, lots
     taken oldest expiry first, a member's second redemption planned after its first)."""
-
-    async def write(requests: list[ledger.RedeemRequest]) -> list[ledger.Outcome | None]:
-        return await ledger.redeem_many(
-            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
-            requests=requests, now=call.now,
-        )  # fmt: skip
-
-    return await _resolved_write(call, items, _redeem_request, write)
+    return await for_members(call, items, _redeem_request, _written(call, ledger.redeem_many))
 
 
 @use_case(partner="points:redeem", many=_redeem_many)
@@ -264,14 +222,7 @@ async def _held(call: Call, ttl_seconds: int, result: ledger.EntryResult) -> Hel
 
 async def _hold_many(call: Call, items: Sequence[HoldPoints]) -> list[Held | DomainError]:
     """Holds of one partner in one statement, as redemptions are."""
-
-    async def write(requests: list[ledger.HoldRequest]) -> list[ledger.Outcome | None]:
-        return await ledger.hold_many(
-            call.conn, client_id=call.principal.client_id, partner_id=call.partner_id,
-            requests=requests, now=call.now,
-        )  # fmt: skip
-
-    outcomes = await _resolved_write(call, items, _hold_request, write)
+    outcomes = await for_members(call, items, _hold_request, _written(call, ledger.hold_many))
     return [
         outcome if isinstance(outcome, DomainError)
         else await _held(call, item.ttl_seconds, outcome)
