@@ -1,7 +1,8 @@
 """All SQL of member insights. Functions take the unit of work's connection and plain
 values; every read and write runs under the caller's row-level-security scope, except
-the refresh (system work) and the two functions the migration runs as the owner (the
-selection of an audience and a campaign's outcome), which check the caller themselves.
+the refresh (system work) and the functions the migrations run as the owner (the
+selection of an audience and a campaign's outcome, 0021; cross-shopping, 0023), which
+check the caller themselves.
 
 The built-in segment rules live in one SQL function, ``insights_segments`` (migration
 0020); the statements here call it."""
@@ -485,7 +486,8 @@ async def cohorts(
 ) -> list[Row[Any]]:
     """Members by the month of their first purchase (at the partner; the operator's:
     anywhere) in [start, end), and how many of them bought in each later month (offset
-    1, 2, ...; offset 0 is the cohort)."""
+    1, 2, ...; offset 0 is the cohort). ``months`` is one row per member and month, read
+    from the purchases' index without a probe per member, so its rows count members."""
     result = await conn.execute(
         sql(
             f"""
@@ -498,7 +500,7 @@ async def cohorts(
             ), months AS (
                 SELECT DISTINCT p.member_id,
                        date_trunc('month', p.occurred_at AT TIME ZONE 'UTC') AS month
-                FROM purchase p JOIN firsts f ON f.member_id = p.member_id
+                FROM purchase p
                 WHERE {_PARTNER.format(column="p.partner_id")}
                   AND p.occurred_at >= :start AND p.occurred_at < :end
             )
@@ -506,7 +508,7 @@ async def cohorts(
                    ((extract(year FROM m.month) - extract(year FROM f.cohort)) * 12
                     + extract(month FROM m.month) - extract(month FROM f.cohort))::integer
                      AS offset_months,
-                   count(DISTINCT m.member_id) AS members
+                   count(*) AS members
             FROM firsts f JOIN months m ON m.member_id = f.member_id
             GROUP BY 1, 2 ORDER BY 1, 2
             """
@@ -521,24 +523,17 @@ async def cross_shopping(
 ) -> tuple[int, list[Row[Any]]]:
     """Of the partner's members who consented to cross-partner use (the operator's: every
     consenting member), how many bought each category elsewhere since ``start``: only
-    categories with at least ``k`` of them (k-anonymity). (population, rows)."""
+    categories with at least ``k`` of them (k-anonymity). (population, rows).
+
+    Counted by ``insights_cross_shopping`` (migration 0023), run as the owner: it takes
+    the partner from the caller (a partner reads its own whatever it passes) and returns
+    aggregates only."""
     result = await conn.execute(
         sql(
-            f"""
-            WITH mine AS (
-                SELECT DISTINCT s.member_id FROM member_partner_stats s
-                JOIN member_profile pr ON pr.member_id = s.member_id
-                 AND pr.consent_cross_partner
-                WHERE {_PARTNER.format(column="s.partner_id")}
-            ), shopped AS (
-                SELECT c.category, count(DISTINCT c.member_id) AS members
-                FROM member_category_stats c JOIN mine m ON m.member_id = c.member_id
-                WHERE (CAST(:partner AS bigint) IS NULL OR c.partner_id <> :partner)
-                  AND c.last_purchase_at >= :start
-                GROUP BY c.category
-            )
-            SELECT category, members, (SELECT count(*) FROM mine) AS population
-            FROM shopped WHERE members >= :k ORDER BY members DESC, category
+            """
+            SELECT category, members, population
+            FROM insights_cross_shopping(:partner, :start, :k)
+            ORDER BY members DESC, category
             """
         ),
         {"partner": partner_id, "start": start, "k": k},

@@ -8,8 +8,11 @@ import secrets
 from typing import Any
 
 import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, RowScope
 from exchange.kit.system import SYSTEM
 from partners import clients
 from tests.graphql.conftest import Caller, email, token_for
@@ -107,6 +110,26 @@ async def test_a_cross_shopping_row_appears_at_k_members_and_not_at_k_minus_one(
     # K of the K + 1 members who consented bought popcorn at the cinema
     share = f"{K / (K + 1):.4f}"
     assert at_k["crossShopping"] == [{"category": "popcorn", "share": share, "members": K}]
+    # the database function takes the partner from the caller, not from its argument
+    as_cafe = RowScope(kind="PARTNER", partner_id=cafe.partner_id, client_id=cafe.client_id)
+    named = [cafe.partner_id, cinema.partner_id, None]
+    assert [await _cross_shopping(db, as_cafe, wanted) for wanted in named] == [
+        [("popcorn", K, K + 1)]
+    ] * 3
+    member = RowScope(kind="MEMBER", member_id=1, client_id=cafe.client_id)
+    with pytest.raises(DBAPIError, match="for partners and operators"):
+        await _cross_shopping(db, member, cafe.partner_id)
+
+
+async def _cross_shopping(
+    db: Database, scope: RowScope, wanted: int | None
+) -> list[tuple[str, int, int]]:
+    async with db.transaction(scope) as conn:
+        rows = await conn.execute(
+            text("SELECT * FROM insights_cross_shopping(:wanted, :since, 1)"),
+            {"wanted": wanted, "since": SINCE},
+        )
+        return [(row.category, row.members, row.population) for row in rows]
 
 
 async def test_a_window_that_ends_before_it_starts_or_a_missing_scope_is_refused(
