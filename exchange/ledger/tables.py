@@ -168,6 +168,20 @@ Index("ix_ledger_lot_expiry", lot.c.expires_at, postgresql_where=lot.c.remaining
 # A wallet's points per issuer: lots still owned, debts (remaining < 0) included.
 Index("ix_ledger_lot_owned", lot.c.member_id, postgresql_where=lot.c.remaining != 0)
 Index("ix_ledger_lot_entry", lot.c.entry_id)
+# A partner's points outstanding and points issued, read from the index (migration 0023).
+Index(
+    "ix_ledger_lot_issuer_outstanding",
+    lot.c.issuer_partner_id,
+    postgresql_include=["remaining"],
+    postgresql_where=lot.c.remaining != 0,
+)
+Index(
+    "ix_ledger_lot_issued",
+    lot.c.issuer_partner_id,
+    lot.c.earned_at,
+    postgresql_include=["amount"],
+    postgresql_where=lot.c.origin == "EARN",
+)
 
 lot_consumption = Table(
     "ledger_lot_consumption",

@@ -52,7 +52,13 @@ purchase = Table(
 )
 Index("ix_purchase_partner", purchase.c.partner_id, purchase.c.id)
 Index("ix_purchase_member", purchase.c.member_id, purchase.c.occurred_at)
-Index("ix_purchase_partner_occurred", purchase.c.partner_id, purchase.c.occurred_at)
+# A partner's spend and active months, read from the index (migration 0023).
+Index(
+    "ix_purchase_partner_occurred",
+    purchase.c.partner_id,
+    purchase.c.occurred_at,
+    postgresql_include=["member_id", "amount"],
+)
 
 purchase_award = Table(
     "purchase_award",
