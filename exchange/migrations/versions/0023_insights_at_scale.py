@@ -58,6 +58,14 @@ SHOPPED = """
 """
 
 STATEMENTS = [
+    # Purchases first: a purchase writes its row before its lots, so a migration that
+    # held the lots while waiting for the purchases would deadlock with one (it did,
+    # applied beside a running seed).
+    "DROP INDEX ix_purchase_partner_occurred",
+    """
+    CREATE INDEX ix_purchase_partner_occurred ON purchase (partner_id, occurred_at)
+    INCLUDE (member_id, amount)
+    """,
     """
     CREATE INDEX ix_ledger_lot_issuer_outstanding ON ledger_lot (issuer_partner_id)
     INCLUDE (remaining) WHERE remaining <> 0
@@ -65,11 +73,6 @@ STATEMENTS = [
     """
     CREATE INDEX ix_ledger_lot_issued ON ledger_lot (issuer_partner_id, earned_at)
     INCLUDE (amount) WHERE origin = 'EARN'
-    """,
-    "DROP INDEX ix_purchase_partner_occurred",
-    """
-    CREATE INDEX ix_purchase_partner_occurred ON purchase (partner_id, occurred_at)
-    INCLUDE (member_id, amount)
     """,
     f"""
     CREATE FUNCTION insights_cross_shopping(wanted bigint, since timestamptz, k integer)
