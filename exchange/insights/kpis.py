@@ -115,10 +115,12 @@ def _months_between(cohort: str, end: datetime) -> int:
     return max(0, last - (year * 12 + month))
 
 
-def _cohorts(rows: list[Row[Any]], end: datetime, k: int | None) -> list[Cohort]:
+def _cohorts(row: Row[Any], end: datetime, k: int | None) -> list[Cohort]:
     counts: dict[str, dict[int, int]] = defaultdict(dict)
-    for row in rows:
-        counts[row.cohort][int(row.offset_months)] = int(row.members)
+    for month, offset, members in zip(
+        row.cohorts or [], row.offsets or [], row.cohort_members or [], strict=True
+    ):
+        counts[month][int(offset)] = int(members)
     found = []
     for month, by_offset in sorted(counts.items()):
         size = by_offset.get(0, 0)
@@ -148,7 +150,6 @@ async def insights(
             raise NotFound("no partner has that id", field=["partnerId"]) from None
     points, amount, currency = await _priced(conn, partner_id, now)
     row = await repository.kpis(conn, partner_id=partner_id, start=start, end=end)
-    cohort_rows = await repository.cohorts(conn, partner_id=partner_id, start=start, end=end)
     population, shopped = await repository.cross_shopping(
         conn, partner_id=partner_id, start=start, k=k
     )
@@ -163,7 +164,7 @@ async def insights(
         spend_per_member=round_total(
             Decimal(row.spend) / int(row.spenders) if row.spenders else Decimal(0), currency
         ),
-        retention=_cohorts(list(cohort_rows), end, None if partner_id is not None else k),
+        retention=_cohorts(row, end, None if partner_id is not None else k),
         cross_shopping=[
             CategoryShare(r.category, ratio(int(r.members), population), int(r.members))
             for r in shopped

@@ -430,14 +430,27 @@ WITH moved AS (
       AND e.effective_at >= :start AND e.effective_at < :end
     GROUP BY c.kind
 ), members AS (
-    SELECT member_id, max(last_purchase_at) AS last_at, sum(purchases) AS purchases
+    SELECT member_id, min(first_purchase_at) AS first_at, max(last_purchase_at) AS last_at,
+           sum(purchases) AS purchases
     FROM member_partner_stats WHERE {_PARTNER.format(column="partner_id")}
     GROUP BY member_id
-), bought AS (
-    SELECT coalesce(sum(amount), 0) AS amount, count(DISTINCT member_id) AS members
+), months AS (
+    SELECT member_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC') AS month,
+           sum(amount) AS spend
     FROM purchase
     WHERE {_PARTNER.format(column="partner_id")}
       AND occurred_at >= :start AND occurred_at < :end
+    GROUP BY 1, 2
+), cohorts AS (
+    SELECT to_char(f.cohort, 'YYYY-MM') AS cohort,
+           ((extract(year FROM m.month) - extract(year FROM f.cohort)) * 12
+            + extract(month FROM m.month) - extract(month FROM f.cohort))::integer
+             AS offset_months,
+           count(*)::integer AS members
+    FROM (SELECT member_id, date_trunc('month', first_at AT TIME ZONE 'UTC') AS cohort
+          FROM members WHERE first_at >= :start AND first_at < :end) f
+    JOIN months m ON m.member_id = f.member_id
+    GROUP BY 1, 2
 )
 SELECT
   (SELECT coalesce(sum(amount), 0) FROM ledger_lot
@@ -451,8 +464,12 @@ SELECT
    WHERE last_at >= :end - interval '90 days' AND last_at < :end) AS active_90,
   (SELECT count(*) FROM members WHERE purchases >= 2) AS repeaters,
   (SELECT count(*) FROM members) AS purchasers,
-  bought.amount AS spend, bought.members AS spenders
-FROM bought
+  (SELECT coalesce(sum(spend), 0) FROM months) AS spend,
+  (SELECT count(*) FROM (SELECT member_id FROM months GROUP BY member_id) AS b) AS spenders,
+  (SELECT array_agg(cohort ORDER BY cohort, offset_months) FROM cohorts) AS cohorts,
+  (SELECT array_agg(offset_months ORDER BY cohort, offset_months) FROM cohorts)
+    AS offsets,
+  (SELECT array_agg(members ORDER BY cohort, offset_months) FROM cohorts) AS cohort_members
 """
 
 
@@ -461,7 +478,11 @@ async def kpis(
 ) -> Row[Any]:
     """Points issued, redeemed and expired of the partner's lots (the operator's: every
     partner's) in [start, end); members active in the 30 and 90 days before ``end``,
-    repeat buyers, spend and spenders in the window."""
+    repeat buyers, spend and spenders in the window; and the retention cohorts as three
+    arrays in step (``cohorts``, ``offsets``, ``cohort_members``): members by the month
+    of their first purchase (at the partner; the operator's: anywhere) in the window, and
+    how many of them bought in each later month (offset 1, 2, ...; offset 0 is the
+    cohort). One statement: the profile rows and the purchases are each read once."""
     result = await conn.execute(sql(_KPIS), {"partner": partner_id, "start": start, "end": end})
     return result.one()
 
@@ -477,43 +498,6 @@ async def liability(conn: AsyncConnection, *, partner_id: int | None) -> list[Ro
             """
         ),
         {"partner": partner_id},
-    )
-    return list(result.all())
-
-
-async def cohorts(
-    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime
-) -> list[Row[Any]]:
-    """Members by the month of their first purchase (at the partner; the operator's:
-    anywhere) in [start, end), and how many of them bought in each later month (offset
-    1, 2, ...; offset 0 is the cohort). ``months`` is one row per member and month, read
-    from the purchases' index without a probe per member, so its rows count members."""
-    result = await conn.execute(
-        sql(
-            f"""
-            WITH firsts AS (
-                SELECT member_id,
-                       date_trunc('month', min(first_purchase_at) AT TIME ZONE 'UTC') AS cohort
-                FROM member_partner_stats WHERE {_PARTNER.format(column="partner_id")}
-                GROUP BY member_id
-                HAVING min(first_purchase_at) >= :start AND min(first_purchase_at) < :end
-            ), months AS (
-                SELECT DISTINCT p.member_id,
-                       date_trunc('month', p.occurred_at AT TIME ZONE 'UTC') AS month
-                FROM purchase p
-                WHERE {_PARTNER.format(column="p.partner_id")}
-                  AND p.occurred_at >= :start AND p.occurred_at < :end
-            )
-            SELECT to_char(f.cohort, 'YYYY-MM') AS cohort,
-                   ((extract(year FROM m.month) - extract(year FROM f.cohort)) * 12
-                    + extract(month FROM m.month) - extract(month FROM f.cohort))::integer
-                     AS offset_months,
-                   count(*) AS members
-            FROM firsts f JOIN months m ON m.member_id = f.member_id
-            GROUP BY 1, 2 ORDER BY 1, 2
-            """
-        ),
-        {"partner": partner_id, "start": start, "end": end},
     )
     return list(result.all())
 
