@@ -351,7 +351,8 @@ def _bench_seed_command(sub: Any) -> None:
         description="Fill the database (DATABASE_URL, or the embedded one under"
         " EXCHANGE_HOME) with seed partners seed-0..., members linked by refs seed-<n>, and"
         " earn and redeem entries over the last 60 days; prints progress to stderr and the"
-        " settlement period that covers them. Refuses a database that is already seeded.",
+        " settlement period that covers them. Refuses a database that is already seeded"
+        " (--resume goes on with the purchases of one that was stopped).",
     )
     seed.add_argument(
         "--members",
@@ -384,6 +385,12 @@ def _bench_seed_command(sub: Any) -> None:
         default=0,
         metavar="N",
         help="purchases recorded by the loyalty engine after the history (default: %(default)s)",
+    )
+    seed.add_argument(
+        "--resume",
+        dest="seed_resume",
+        action="store_true",
+        help="go on with the purchases of a seed stopped the same day, given the same counts",
     )
     _json_flag(seed, dest="seed_json", what="print the summary as JSON")
     hooks = sub.add_parser(
@@ -1518,6 +1525,7 @@ def command_bench_seed(args: argparse.Namespace) -> int:
             now=utc_now(),
             progress=lambda line: print(line, file=sys.stderr),
             purchases=args.seed_purchases,
+            resume=args.seed_resume,
         )
         period = f"--from {summary.period_start.date()} --to {summary.period_end.date()}"
         if args.seed_json:

@@ -392,6 +392,27 @@ async def partners_named_like(conn: AsyncConnection, *, pattern: str) -> list[in
     return [int(partner_id) for partner_id in result.scalars()]
 
 
+async def members_by_numbered_ref(
+    conn: AsyncConnection, *, partner_ids: list[int], prefix: str
+) -> list[int]:
+    """The members these partners linked under refs ``<prefix><n>``, in order of n."""
+    result = await conn.execute(
+        sql(
+            """
+            SELECT DISTINCT ON (n) n, member_id
+            FROM (SELECT substring(member_ref FROM char_length(:prefix) + 1)::bigint AS n,
+                         member_id
+                  FROM member_link
+                  WHERE partner_id = ANY(:partners) AND member_ref ~ ('^' || :prefix || '[0-9]+$')
+                 ) AS numbered
+            ORDER BY n
+            """
+        ),
+        {"partners": partner_ids, "prefix": prefix},
+    )
+    return [int(row.member_id) for row in result]
+
+
 async def link_sample_to_partners(
     conn: AsyncConnection, *, partner_ids: list[int], count: int
 ) -> list[str]:

@@ -40,6 +40,7 @@ from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
 from exchange.loyalty import purchases
+from exchange.loyalty import repository as loyalty_repository
 from exchange.loyalty.models import Item
 from exchange.loyalty.requests import PurchaseRequest
 from partners import crypto, registry, repository
@@ -152,14 +153,24 @@ async def seed(
     now: datetime,
     progress: Callable[[str], None],
     purchases: int = 0,
+    resume: bool = False,
 ) -> SeedSummary:
     """Seed partners ``seed-0``..., members with refs ``seed-<n>``, and ``entries`` entries
-    spread over the last WINDOW_DAYS whole days (so settlement can take them as a period)."""
+    spread over the last WINDOW_DAYS whole days (so settlement can take them as a period).
+    ``resume``: go on with the purchases of a seed stopped the same day, with the same
+    counts (its partners, members and entries are kept)."""
     check_counts(members=members, entries=entries, partners=partners, purchases=purchases)
     started = time.monotonic()
     end = now.replace(hour=0, minute=0, second=0, microsecond=0)
     start = end - timedelta(days=WINDOW_DAYS)
     names = [PARTNER_NAME.format(number) for number in range(partners)]
+    if resume:
+        await _resume(database, members, purchases, (start, end), now, progress)
+        return SeedSummary(
+            partners=names, members=members, entries=entries, redemptions=0,
+            purchases=purchases, period_start=start, period_end=end,
+            seconds=round(time.monotonic() - started, 1),
+        )  # fmt: skip
     async with database.transaction(SYSTEM) as conn:
         if await seed_partners(conn):
             raise InvalidInput(
@@ -283,6 +294,33 @@ async def _entries(
             )
 
 
+async def _resume(
+    database: Database,
+    members: int,
+    purchases: int,
+    window: tuple[datetime, datetime],
+    now: datetime,
+    progress: Callable[[str], None],
+) -> None:
+    """The purchases of a stopped seed from the first round it may not have finished: a
+    round commits a transaction per partner, so its recorded part replays (the same
+    idempotency keys and requests) and the rest is recorded."""
+    async with database.transaction(SYSTEM) as conn:
+        partner_ids = await seed_partners(conn)
+        member_ids = await repository.members_by_numbered_ref(
+            conn, partner_ids=partner_ids, prefix=MEMBER_REF.format("")
+        )
+        recorded = await loyalty_repository.purchases_of_client(conn, client_id=SEED_CLIENT)
+    if not partner_ids or len(member_ids) != members:
+        raise InvalidInput(
+            f"nothing to resume: this database has {len(partner_ids)} seed partners and"
+            f" {len(member_ids):,} seed members (--members {members:,})"
+        )
+    first = recorded - recorded % PURCHASES_PER_ROUND
+    progress(f"… resuming at purchase {first:,} ({recorded:,} recorded)")
+    await _purchases(database, purchases, member_ids, partner_ids, window, now, progress, first)
+
+
 async def _purchases(
     database: Database,
     count: int,
@@ -291,6 +329,7 @@ async def _purchases(
     window: tuple[datetime, datetime],
     now: datetime,
     progress: Callable[[str], None],
+    first_round: int = 0,
 ) -> None:
     """``count`` purchases over the window, recorded by the loyalty engine itself
     (``purchases.record_many``, as batched ``recordPurchase`` calls are: the purchase,
@@ -306,14 +345,14 @@ async def _purchases(
                 now=now, tunables=Tunables(),
             ))  # fmt: skip
 
-    for first in range(0, count, PURCHASES_PER_ROUND):
+    for first in range(first_round, count, PURCHASES_PER_ROUND):
         numbers = range(first, min(count, first + PURCHASES_PER_ROUND))
         by_partner: dict[int, list[PurchaseRequest]] = defaultdict(list)
         for number in numbers:
             slot, request = _purchase(number, count, member_ids, len(partner_ids), window)
             by_partner[slot].append(request)
         await asyncio.gather(*(record(slot, batch) for slot, batch in by_partner.items()))
-        rate = numbers.stop / (time.monotonic() - started)
+        rate = (numbers.stop - first_round) / (time.monotonic() - started)
         progress(f"… {numbers.stop:,}/{count:,} purchases ({rate:,.0f} purchases/s)")
 
 

@@ -890,3 +890,11 @@ async def mark_reviewed(conn: AsyncConnection, *, member_ids: Sequence[int], now
         ),
         {"ids": list(member_ids), "now": now},
     )
+
+
+async def purchases_of_client(conn: AsyncConnection, *, client_id: str) -> int:
+    """How many purchases a client recorded."""
+    result = await conn.execute(
+        sql("SELECT count(*) FROM purchase WHERE client_id = :client_id"), {"client_id": client_id}
+    )
+    return int(result.scalar_one())

@@ -177,3 +177,59 @@ async def test_seed_records_purchases_through_the_loyalty_engine(
     assert (counts.purchases, counts.profiled) == (50, 50)  # each one in a profile
     assert counts.awards == 50  # base points: each purchase earned
     assert report.ok, [check for check in report.checks if not check.ok]
+
+
+class _Stopped(Exception):
+    """The seed was stopped between two rounds (as by a kill)."""
+
+
+async def test_a_stopped_seed_resumes_its_purchases_where_it_stopped(
+    scratch_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(seed, "PURCHASES_PER_ROUND", 20)
+    counts = {"members": 30, "entries": 40, "partners": 3, "purchases": 70}
+    now = utc_now()
+
+    def stop_after_two_rounds(line: str) -> None:
+        if "40/70 purchases" in line:
+            raise _Stopped
+
+    lines: list[str] = []
+    database = Database.connect(scratch_database_url)
+    try:
+        with pytest.raises(_Stopped):
+            await seed.seed(database, **counts, secret=TEST_SECRET_KEY.encode(), now=now,
+                            progress=stop_after_two_rounds)  # fmt: skip
+        stopped = await _purchase_counts(database)
+        await seed.seed(database, **counts, secret=TEST_SECRET_KEY.encode(), now=now,
+                        progress=lines.append, resume=True)  # fmt: skip
+        resumed = await _purchase_counts(database)
+        # resumed again when complete: the last round replays, nothing is added
+        await seed.seed(database, **counts, secret=TEST_SECRET_KEY.encode(), now=now,
+                        progress=lines.append, resume=True)  # fmt: skip
+        again = await _purchase_counts(database)
+        async with database.transaction(SYSTEM) as conn:
+            report = await ledger.verify(conn)
+    finally:
+        await database.dispose()
+
+    assert stopped == (40, 40, 40)
+    assert "… resuming at purchase 40 (40 recorded)" in lines
+    assert resumed == (70, 70, 70)  # purchases, distinct keys, purchases in profiles
+    assert "… resuming at purchase 60 (70 recorded)" in lines
+    assert again == (70, 70, 70)
+    assert report.ok, [check for check in report.checks if not check.ok]
+
+
+async def _purchase_counts(database: Database) -> tuple[int, int, int]:
+    async with database.transaction(SYSTEM) as conn:
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT (SELECT count(*) FROM purchase) AS purchases,"
+                    " (SELECT count(DISTINCT idempotency_key) FROM purchase) AS keys,"
+                    " (SELECT coalesce(sum(purchases), 0) FROM member_partner_stats) AS profiled"
+                )
+            )
+        ).one()
+    return int(row.purchases), int(row.keys), int(row.profiled)
