@@ -282,6 +282,11 @@ class Query(LoyaltyQuery, WebhookQuery, InsightsQuery, KpiQuery, ReportQuery):
         member_ref: Annotated[str, strawberry.argument(description="Your customer reference.")],
     ) -> Member | None:
         request = members.MemberByRef(member_ref=member_ref, with_wallet=selects(info, "wallet"))
+        if selects(info, "profile") or selects(info, "segments"):
+            both = await ask(info, insights_cases.member_by_ref_with_profile, lambda: request)
+            if both is None:
+                return None
+            return Member.of(both.member.member_id, both.member.wallet, both.profile)
         found = await ask(info, members.member_by_ref, lambda: request)
         return Member.of(found.member_id, found.wallet) if found is not None else None
 

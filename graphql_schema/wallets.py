@@ -9,6 +9,8 @@ import strawberry
 from strawberry.types import Info
 from strawberry.types.nodes import SelectedField, Selection
 
+from exchange.insights.models import Profile
+from exchange.kit.errors import DomainError
 from exchange.kit.limits import DEFAULT_PAGE, MAX_EXPIRING_GROUPS
 from exchange.ledger.models import EntryView
 from exchange.ledger.models import Wallet as WalletModel
@@ -19,7 +21,7 @@ from exchange.usecases.core import UseCase
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
-from graphql_schema.errors import ask
+from graphql_schema.errors import ask, query_error
 from graphql_schema.insights import MemberProfile, Offer, load_offers, load_profile
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
@@ -197,6 +199,15 @@ def selects(info: Info[Context, None], name: str) -> bool:
 class Member(Node):
     member_id: strawberry.Private[int]
     read_wallet: strawberry.Private[Wallet | None] = None
+    #: Read with the member in one unit of work (or why the caller may not read it).
+    read_profile: strawberry.Private[Profile | DomainError | None] = None
+
+    async def _profile(self, info: Info[Context, None]) -> Profile:
+        if isinstance(self.read_profile, DomainError):
+            raise query_error(self.read_profile)
+        if self.read_profile is not None:
+            return self.read_profile
+        return await load_profile(info, self.member_id)
 
     @strawberry.field(description="The member's combined wallet.")
     async def wallet(self, info: Info[Context, None]) -> Wallet:
@@ -210,19 +221,25 @@ class Member(Node):
         " member unless it consented to cross-partner use."
     )
     async def segments(self, info: Info[Context, None]) -> list[str]:
-        return (await load_profile(info, self.member_id)).segments
+        return (await self._profile(info)).segments
 
     @strawberry.field(
         description="What your purchases tell of the member (needs insights:read); a"
         " partner reads only its own linked members."
     )
     async def profile(self, info: Info[Context, None]) -> MemberProfile | None:
-        return MemberProfile.of(await load_profile(info, self.member_id))
+        return MemberProfile.of(await self._profile(info))
 
     @classmethod
-    def of(cls, member_id: int, wallet: WalletModel | None = None) -> Member:
+    def of(
+        cls,
+        member_id: int,
+        wallet: WalletModel | None = None,
+        profile: Profile | DomainError | None = None,
+    ) -> Member:
         return cls(
             id=strawberry.ID(ids.encode("Member", member_id)),
             member_id=member_id,
             read_wallet=Wallet.of(wallet) if wallet is not None else None,
+            read_profile=profile,
         )

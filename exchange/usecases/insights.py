@@ -21,7 +21,7 @@ from exchange.loyalty import repository as loyalty_repository
 from exchange.loyalty.campaigns import campaign_of
 from exchange.loyalty.models import Campaign
 from exchange.usecases.core import Call, use_case
-from exchange.usecases.members import may_read_member
+from exchange.usecases.members import FoundMember, MemberByRef, may_read_member, member_by_ref
 from partners import identity
 from partners import repository as partner_repository
 from partners.principal import PrincipalKind
@@ -40,6 +40,33 @@ async def member_profile(call: Call, member_id: int) -> Profile:
     owner = _partner_or_operator(call)
     profile = await profiles.profile(call.conn, member_id=member_id, partner_id=owner, now=call.now)
     return await _with_customs(call, profile, owner)
+
+
+@dataclass(frozen=True)
+class FoundWithProfile:
+    member: FoundMember
+    #: The member's profile; or why the caller may not read it (the member is still
+    #: found: the profile's fields carry the refusal).
+    profile: Profile | Forbidden
+
+
+@use_case(partner="members:read")
+async def member_by_ref_with_profile(call: Call, request: MemberByRef) -> FoundWithProfile | None:
+    """``member_by_ref`` and the member's profile in one unit of work, for a query that
+    asks for both: resolving the ref proves the link the profile needs, and reading the
+    profile still needs what ``member_profile`` declares."""
+    found = await member_by_ref.run(call, request)
+    if found is None:
+        return None
+    try:
+        member_profile.permit(call.principal)
+    except Forbidden as refused:
+        return FoundWithProfile(found, refused)
+    owner = _partner_or_operator(call)
+    profile = await profiles.profile(
+        call.conn, member_id=found.member_id, partner_id=owner, now=call.now
+    )
+    return FoundWithProfile(found, await _with_customs(call, profile, owner))
 
 
 async def _with_customs(call: Call, profile: Profile, owner: int | None) -> Profile:

@@ -99,3 +99,50 @@ async def test_a_member_and_its_wallet_are_read_in_one_unit_of_work(
     # binding the caller's row scope, resolving the ref, reading the wallet
     assert plain_statements == 3
     assert fragment_statements == 3
+
+
+PROFILE_BY_REF = (
+    "query($r: String!) { member(memberRef: $r) { id segments"
+    " profile { purchasesHere consentCrossPartner } wallet { balance } } }"
+)
+
+
+async def test_a_member_its_wallet_and_its_profile_are_read_in_one_unit_of_work(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    partner, ref = await _linked_member(db, api)
+    await partner.gql(EARN, k="p1", r=ref, p=70)
+
+    found, statements = await _counted(api, partner, PROFILE_BY_REF, r=ref)
+
+    member = found["data"]["member"]
+    assert member["segments"] == []  # no purchase yet
+    assert member["profile"] == {"purchasesHere": 0, "consentCrossPartner": False}
+    assert member["wallet"]["balance"] == "70"
+    # binding the caller's row scope, resolving the ref, the wallet, the profile and
+    # the caller's custom segments: one unit of work (two before, with a link check)
+    assert statements == 5
+
+
+async def test_without_insights_read_the_member_is_found_and_its_profile_refused(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    narrow = await new_partner(db, api, scopes="members:link members:read")
+    ref = f"m-{secrets.token_hex(4)}"
+    linked = await narrow.gql(
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { userErrors { code } } }",
+        r=ref,
+        e=email(),
+    )
+    assert linked["data"]["linkMember"]["userErrors"] == []
+
+    found = await narrow.gql(
+        "query($r: String!) { member(memberRef: $r) { id profile { purchasesHere } } }", r=ref
+    )
+
+    assert found["data"]["member"]["id"]  # the member, without its profile
+    assert found["data"]["member"]["profile"] is None
+    [error] = found["errors"]
+    assert error["path"] == ["member", "profile"]
+    assert error["extensions"]["code"] == "FORBIDDEN"
