@@ -430,9 +430,12 @@ WITH moved AS (
       AND e.effective_at >= :start AND e.effective_at < :end
     GROUP BY c.kind
 ), members AS (
-    SELECT member_id, min(first_purchase_at) AS first_at, max(last_purchase_at) AS last_at,
-           sum(purchases) AS purchases
-    FROM member_partner_stats WHERE {_PARTNER.format(column="partner_id")}
+    -- a partner's profile rows are one per member already; the operator's are summed
+    SELECT member_id, first_purchase_at AS first_at, last_purchase_at AS last_at, purchases
+    FROM member_partner_stats WHERE partner_id = :partner
+    UNION ALL
+    SELECT member_id, min(first_purchase_at), max(last_purchase_at), sum(purchases)
+    FROM member_partner_stats WHERE CAST(:partner AS bigint) IS NULL
     GROUP BY member_id
 ), months AS (
     SELECT member_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC') AS month,
