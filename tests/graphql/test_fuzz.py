@@ -256,6 +256,7 @@ async def _world(db: Database, http: httpx.AsyncClient) -> Fuzz:
     secret_price = Decimal("0.01736")
     async with db.transaction(SYSTEM) as conn:
         mine = await registry.add_partner(conn, name=f"Fuzz {tag}", terms=TERMS, now=LONG_AGO)
+        keeper = await registry.add_partner(conn, name=f"Keeper {tag}", terms=TERMS, now=LONG_AGO)
         other = await registry.add_partner(
             conn,
             name=f"Other {tag}",
@@ -276,7 +277,7 @@ async def _world(db: Database, http: httpx.AsyncClient) -> Fuzz:
     )  # fmt: skip
     run_id = run["runSettlement"]["run"]["id"]
     member_ref = ours.members[0][0]
-    member = Client(partner.client_id, partner.secret, member_ref=member_ref)
+    member = await _kept_member(db, http, keeper.id, ours.members[0][1])
     keys = [f"fz-key-{n}" for n in range(3)]
     others_of_mine = [i for ref, got in ours.member_ids.items() if ref != member_ref for i in got]
     pools = {
@@ -293,6 +294,23 @@ async def _world(db: Database, http: httpx.AsyncClient) -> Fuzz:
     world = Fuzz(http, callers, pools, watched)
     await world.learn_cursors()
     return world
+
+
+async def _kept_member(
+    db: Database, http: httpx.AsyncClient, keeper_id: int, address: str
+) -> Client:
+    """The member caller: the fuzzed partner's first member, whose tokens a partner that
+    is not fuzzed exchanges (it linked the member too, by e-mail): the fuzzed partner's
+    documents may unlink its own members, and the member's token is renewed during a
+    long run."""
+    keeper = await _client(db, PARTNER_SCOPES, keeper_id)
+    ref = f"kept-{secrets.token_hex(3)}"
+    await _gql(
+        http, await _token(http, keeper),
+        "mutation($r: String!, $e: String) { linkMember(input: {memberRef: $r, email: $e})"
+        " { member { id } } }", r=ref, e=address,
+    )  # fmt: skip
+    return Client(keeper.client_id, keeper.secret, member_ref=ref)
 
 
 @pytest.fixture(scope="module")
