@@ -12,6 +12,7 @@ from decimal import Decimal
 from exchange import audit
 from exchange.insights import targets
 from exchange.insights.models import Target
+from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import DomainError, Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
@@ -30,7 +31,7 @@ from exchange.loyalty.purchases import Recorded, Simulation
 from exchange.loyalty.requests import PurchaseRequest, RefundRequest
 from exchange.usecases.addressed import for_members
 from exchange.usecases.core import Call, use_case
-from exchange.usecases.members import may_read_member
+from exchange.usecases.members import in_filter, may_read_member
 from partners import identity, registry
 from partners.models import ContractChanges, PartnerListing, PartnerStatus
 from partners.principal import PrincipalKind
@@ -130,12 +131,27 @@ async def refund_purchase(call: Call, request: RefundRequest) -> Recorded:
 
 @dataclass(frozen=True)
 class PurchasePage:
+    """``first`` purchases older than ``before_id``, narrowed as a transaction filter is
+    (checked when made: the reference a client sent, aware times; the ref when resolved)."""
+
     first: int
     before_id: int | None = None
     member_ref: str | None = None
     since: datetime | None = None
     until: datetime | None = None
     reference: str | None = None
+
+    def __post_init__(self) -> None:
+        in_filter(
+            limits.optional_text,
+            self.reference,
+            "reference",
+            max_length=limits.MAX_REFERENCE_LENGTH,
+        )
+        for name in ("since", "until"):
+            moment = getattr(self, name)
+            if moment is not None:
+                object.__setattr__(self, name, in_filter(require_aware, moment, name))
 
 
 @use_case(partner="transactions:read", operator="ledger:read:all")

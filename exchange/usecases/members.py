@@ -67,7 +67,7 @@ class Expiring:
     first: int = limits.MAX_EXPIRING_GROUPS
 
 
-def _in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:
+def in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:
     """``check(*args, **keywords)``; its INVALID_INPUT names the field under ``filter``."""
     try:
         return check(*args, **keywords)
@@ -88,8 +88,8 @@ class TransactionFilter:
 
     def __post_init__(self) -> None:
         if self.member_ref is not None:
-            _in_filter(identity.check_ref, self.member_ref)
-        _in_filter(
+            in_filter(identity.check_ref, self.member_ref)
+        in_filter(
             limits.optional_text,
             self.reference,
             "reference",
@@ -98,7 +98,7 @@ class TransactionFilter:
         for name in ("since", "until"):
             moment = getattr(self, name)
             if moment is not None:
-                object.__setattr__(self, name, _in_filter(require_aware, moment, name))
+                object.__setattr__(self, name, in_filter(require_aware, moment, name))
 
 
 @dataclass(frozen=True)

@@ -343,3 +343,20 @@ async def test_a_preview_counts_what_is_left_of_a_budget_and_the_members_uses(
         ("CAMPAIGN", 10),
     ]
     assert int(shown["points"]) == 11
+
+
+async def test_a_purchases_filter_with_a_nul_in_its_reference_is_invalid_input(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """PostgreSQL cannot hold a NUL: the filter refuses it as a transaction filter does,
+    instead of an internal error (found by the schema fuzzer)."""
+    shop = await partner_with(db, api)
+
+    result = await shop.gql(
+        "query($f: PurchaseFilter) { purchases(first: 5, filter: $f) { edges { node { id } } } }",
+        f={"reference": "a\u0000b"},
+    )
+
+    assert result["data"] is None or result["data"]["purchases"] is None
+    [error] = result["errors"]
+    assert error["extensions"] == {"code": "INVALID_INPUT", "field": ["filter", "reference"]}
