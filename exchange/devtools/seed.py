@@ -311,10 +311,10 @@ async def _resume(
             conn, partner_ids=partner_ids, prefix=MEMBER_REF.format("")
         )
         recorded = await loyalty_repository.purchases_of_client(conn, client_id=SEED_CLIENT)
-    if not partner_ids or len(member_ids) != members:
+    seeded = len(member_ids)
+    if not partner_ids or seeded != members:
         raise InvalidInput(
-            f"nothing to resume: this database has {len(partner_ids)} seed partners and"
-            f" {len(member_ids):,} seed members (--members {members:,})"
+            f"nothing to resume: this database has {seeded:,} seed members, not {members:,}"
         )
     first = recorded - recorded % PURCHASES_PER_ROUND
     progress(f"… resuming at purchase {first:,} ({recorded:,} recorded)")
