@@ -350,13 +350,11 @@ class KpiQuery:
             strawberry.argument(description="The operator's choice of one partner."),
         ] = None,
     ) -> Insights:
-        def window() -> cases.InsightsWindow:
-            return _window(from_, to, partner_id)  # refused inside ask, as a query error
-
+        window = _window(from_, to, partner_id)
         owed, found, shopped = await asyncio.gather(
-            ask(info, cases.insights_liability, window),
-            ask(info, cases.insights_figures, window),
-            ask(info, cases.insights_cross_shopping, window),
+            ask(info, cases.insights_liability, lambda: window),
+            ask(info, cases.insights_figures, lambda: window),
+            ask(info, cases.insights_cross_shopping, lambda: window),
         )
         return Insights.of(kpis.combined(owed, found, shopped))
 
