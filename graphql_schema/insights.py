@@ -3,7 +3,6 @@ offers, KPIs and a targeted campaign's report (decision 0018)."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated
@@ -350,13 +349,8 @@ class KpiQuery:
             strawberry.argument(description="The operator's choice of one partner."),
         ] = None,
     ) -> Insights:
-        window = _window(from_, to, partner_id)
-        owed, found, shopped = await asyncio.gather(
-            ask(info, cases.insights_liability, lambda: window),
-            ask(info, cases.insights_figures, lambda: window),
-            ask(info, cases.insights_cross_shopping, lambda: window),
-        )
-        return Insights.of(kpis.combined(owed, found, shopped))
+        found = await ask(info, cases.insights, lambda: _window(from_, to, partner_id))
+        return Insights.of(found)
 
 
 describe_enum(

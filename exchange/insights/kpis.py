@@ -131,104 +131,6 @@ def _cohorts(row: Row[Any], end: datetime, k: int | None) -> list[Cohort]:
     return found
 
 
-@dataclass(frozen=True)
-class Liability:
-    points: int
-    amount: Decimal
-    currency: str
-
-
-@dataclass(frozen=True)
-class Figures:
-    """The figures of the window, from one statement (repository.kpis)."""
-
-    issued: int
-    redeemed: int
-    expired: int
-    active_members_30: int
-    active_members_90: int
-    repeat_rate: Decimal
-    spend_per_member: Decimal
-    retention: list[Cohort]
-
-
-async def _check(
-    conn: AsyncConnection, partner_id: int | None, start: datetime, end: datetime, now: datetime
-) -> None:
-    if end <= start:
-        raise InvalidInput("to must be after from", field=["to"])
-    if partner_id is not None:
-        try:
-            await registry.get_partner(conn, partner_id=partner_id, now=now)
-        except NotFound:
-            raise NotFound("no partner has that id", field=["partnerId"]) from None
-
-
-async def liability(
-    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime, now: datetime
-) -> Liability:
-    """Points still in wallets of the partner's issue (every partner's: None), priced."""
-    await _check(conn, partner_id, start, end, now)
-    return Liability(*await _priced(conn, partner_id, now))
-
-
-async def figures(
-    conn: AsyncConnection,
-    *,
-    partner_id: int | None,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    k: int,
-) -> Figures:
-    """Points issued, redeemed and expired, members, spend and retention of the window."""
-    await _check(conn, partner_id, start, end, now)
-    currency = await _currency(conn, partner_id, now)
-    row = await repository.kpis(conn, partner_id=partner_id, start=start, end=end)
-    return Figures(
-        issued=int(row.issued), redeemed=int(row.redeemed), expired=int(row.expired),
-        active_members_30=int(row.active_30), active_members_90=int(row.active_90),
-        repeat_rate=ratio(int(row.repeaters), int(row.purchasers)),
-        spend_per_member=round_total(
-            Decimal(row.spend) / int(row.spenders) if row.spenders else Decimal(0), currency
-        ),
-        retention=_cohorts(row, end, None if partner_id is not None else k),
-    )  # fmt: skip
-
-
-async def cross_shopping(
-    conn: AsyncConnection,
-    *,
-    partner_id: int | None,
-    start: datetime,
-    end: datetime,
-    now: datetime,
-    k: int,
-) -> list[CategoryShare]:
-    """Categories the partner's consenting members bought elsewhere, k or more each."""
-    await _check(conn, partner_id, start, end, now)
-    population, shopped = await repository.cross_shopping(
-        conn, partner_id=partner_id, start=start, k=k
-    )
-    return [
-        CategoryShare(r.category, ratio(int(r.members), population), int(r.members))
-        for r in shopped
-    ]
-
-
-def combined(owed: Liability, found: Figures, shopped: list[CategoryShare]) -> Insights:
-    """The three parts, read apart (each its own unit of work, side by side), as one."""
-    return Insights(
-        liability_points=owed.points, liability_amount=owed.amount, currency=owed.currency,
-        issued=found.issued, redeemed=found.redeemed, expired=found.expired,
-        breakage_rate=ratio(found.expired, found.issued),
-        redemption_rate=ratio(found.redeemed, found.issued),
-        active_members_30=found.active_members_30, active_members_90=found.active_members_90,
-        repeat_rate=found.repeat_rate, spend_per_member=found.spend_per_member,
-        retention=found.retention, cross_shopping=shopped,
-    )  # fmt: skip
-
-
 async def insights(
     conn: AsyncConnection,
     *,
@@ -238,10 +140,33 @@ async def insights(
     now: datetime,
     k: int,
 ) -> Insights:
-    """The KPIs of one partner (None: every partner, as the operator reads them), in one
-    unit of work."""
-    return combined(
-        await liability(conn, partner_id=partner_id, start=start, end=end, now=now),
-        await figures(conn, partner_id=partner_id, start=start, end=end, now=now, k=k),
-        await cross_shopping(conn, partner_id=partner_id, start=start, end=end, now=now, k=k),
+    """The KPIs of one partner (None: every partner, as the operator reads them)."""
+    if end <= start:
+        raise InvalidInput("to must be after from", field=["to"])
+    if partner_id is not None:
+        try:
+            await registry.get_partner(conn, partner_id=partner_id, now=now)
+        except NotFound:
+            raise NotFound("no partner has that id", field=["partnerId"]) from None
+    points, amount, currency = await _priced(conn, partner_id, now)
+    row = await repository.kpis(conn, partner_id=partner_id, start=start, end=end)
+    population, shopped = await repository.cross_shopping(
+        conn, partner_id=partner_id, start=start, k=k
     )
+    issued = int(row.issued)
+    return Insights(
+        liability_points=points, liability_amount=amount, currency=currency,
+        issued=issued, redeemed=int(row.redeemed), expired=int(row.expired),
+        breakage_rate=ratio(int(row.expired), issued),
+        redemption_rate=ratio(int(row.redeemed), issued),
+        active_members_30=int(row.active_30), active_members_90=int(row.active_90),
+        repeat_rate=ratio(int(row.repeaters), int(row.purchasers)),
+        spend_per_member=round_total(
+            Decimal(row.spend) / int(row.spenders) if row.spenders else Decimal(0), currency
+        ),
+        retention=_cohorts(row, end, None if partner_id is not None else k),
+        cross_shopping=[
+            CategoryShare(r.category, ratio(int(r.members), population), int(r.members))
+            for r in shopped
+        ],
+    )  # fmt: skip

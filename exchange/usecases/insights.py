@@ -171,41 +171,15 @@ class InsightsWindow:
     partner_id: int | None = None
 
 
-def _whose(call: Call, window: InsightsWindow) -> int | None:
-    """A partner reads its own figures; the operator the partner it names, or all."""
+@use_case(partner="insights:read", operator="insights:read")
+async def insights(call: Call, window: InsightsWindow) -> kpis.Insights:
+    """KPIs: a partner's own; the operator's of every partner, or of one."""
     partner_id = _partner_or_operator(call)
-    return window.partner_id if partner_id is None else partner_id
-
-
-# The KPIs come in three parts, each its own use case, so that the API reads them side
-# by side in three units of work (on two cores, in the time of the longest rather than
-# of all three); the report reads them in one (kpis.insights).
-
-
-@use_case(partner="insights:read", operator="insights:read")
-async def insights_liability(call: Call, window: InsightsWindow) -> kpis.Liability:
-    """Points still in wallets, priced: a partner's own; the operator's of all, or one."""
-    return await kpis.liability(
-        call.conn, partner_id=_whose(call, window), start=window.start, end=window.end,
-        now=call.now,
-    )  # fmt: skip
-
-
-@use_case(partner="insights:read", operator="insights:read")
-async def insights_figures(call: Call, window: InsightsWindow) -> kpis.Figures:
-    """Issued, redeemed, expired, members, spend and retention of the window."""
-    return await kpis.figures(
-        call.conn, partner_id=_whose(call, window), start=window.start, end=window.end,
-        now=call.now, k=call.tunables.k_anonymity,
-    )  # fmt: skip
-
-
-@use_case(partner="insights:read", operator="insights:read")
-async def insights_cross_shopping(call: Call, window: InsightsWindow) -> list[kpis.CategoryShare]:
-    """Categories consenting members bought elsewhere, only at k members or more."""
-    return await kpis.cross_shopping(
-        call.conn, partner_id=_whose(call, window), start=window.start, end=window.end,
-        now=call.now, k=call.tunables.k_anonymity,
+    if partner_id is None:
+        partner_id = window.partner_id
+    return await kpis.insights(
+        call.conn, partner_id=partner_id, start=window.start, end=window.end, now=call.now,
+        k=call.tunables.k_anonymity,
     )  # fmt: skip
 
 
