@@ -12,7 +12,6 @@ from decimal import Decimal
 from exchange import audit
 from exchange.insights import targets
 from exchange.insights.models import Target
-from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.errors import DomainError, Forbidden, InvalidInput, NotFound
 from exchange.loyalty import campaigns as campaign_rules
@@ -31,7 +30,7 @@ from exchange.loyalty.purchases import Recorded, Simulation
 from exchange.loyalty.requests import PurchaseRequest, RefundRequest
 from exchange.usecases.addressed import for_members
 from exchange.usecases.core import Call, use_case
-from exchange.usecases.members import in_filter, may_read_member
+from exchange.usecases.members import check_window_and_reference, may_read_member
 from partners import identity, registry
 from partners.models import ContractChanges, PartnerListing, PartnerStatus
 from partners.principal import PrincipalKind
@@ -142,16 +141,7 @@ class PurchasePage:
     reference: str | None = None
 
     def __post_init__(self) -> None:
-        in_filter(
-            limits.optional_text,
-            self.reference,
-            "reference",
-            max_length=limits.MAX_REFERENCE_LENGTH,
-        )
-        for name in ("since", "until"):
-            moment = getattr(self, name)
-            if moment is not None:
-                object.__setattr__(self, name, in_filter(require_aware, moment, name))
+        check_window_and_reference(self)
 
 
 @use_case(partner="transactions:read", operator="ledger:read:all")

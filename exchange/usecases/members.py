@@ -76,6 +76,22 @@ def in_filter(check: Callable[..., T], *args: Any, **keywords: Any) -> T:
         raise
 
 
+def check_window_and_reference(narrowed: Any) -> None:
+    """A filter's ``reference`` (a string a client sent) and its ``since``/``until``
+    (aware times, kept in UTC), each INVALID_INPUT under ``filter`` otherwise; for the
+    frozen filters of transactions and purchases."""
+    in_filter(
+        limits.optional_text,
+        narrowed.reference,
+        "reference",
+        max_length=limits.MAX_REFERENCE_LENGTH,
+    )
+    for name in ("since", "until"):
+        moment = getattr(narrowed, name)
+        if moment is not None:
+            object.__setattr__(narrowed, name, in_filter(require_aware, moment, name))
+
+
 @dataclass(frozen=True)
 class TransactionFilter:
     """What a page of transactions is narrowed to; checked when made (kit.limits)."""
@@ -89,16 +105,7 @@ class TransactionFilter:
     def __post_init__(self) -> None:
         if self.member_ref is not None:
             in_filter(identity.check_ref, self.member_ref)
-        in_filter(
-            limits.optional_text,
-            self.reference,
-            "reference",
-            max_length=limits.MAX_REFERENCE_LENGTH,
-        )
-        for name in ("since", "until"):
-            moment = getattr(self, name)
-            if moment is not None:
-                object.__setattr__(self, name, in_filter(require_aware, moment, name))
+        check_window_and_reference(self)
 
 
 @dataclass(frozen=True)
