@@ -37,9 +37,7 @@ async def member_profile(call: Call, member_id: int) -> Profile:
     """A member's profile and segments (built-in, then the caller's own): a partner's
     own linked member only."""
     await may_read_member(call, member_id)
-    owner = _partner_or_operator(call)
-    profile = await profiles.profile(call.conn, member_id=member_id, partner_id=owner, now=call.now)
-    return await _with_customs(call, profile, owner)
+    return await _read_profile(call, member_id)
 
 
 @dataclass(frozen=True)
@@ -62,11 +60,15 @@ async def member_by_ref_with_profile(call: Call, request: MemberByRef) -> FoundW
         member_profile.permit(call.principal)
     except Forbidden as refused:
         return FoundWithProfile(found, refused)
+    return FoundWithProfile(found, await _read_profile(call, found.member_id))
+
+
+async def _read_profile(call: Call, member_id: int) -> Profile:
+    """The profile as the caller reads it (a partner's own purchases with the member, or
+    the coalition's), with its segments: built-in, then the caller's own."""
     owner = _partner_or_operator(call)
-    profile = await profiles.profile(
-        call.conn, member_id=found.member_id, partner_id=owner, now=call.now
-    )
-    return FoundWithProfile(found, await _with_customs(call, profile, owner))
+    profile = await profiles.profile(call.conn, member_id=member_id, partner_id=owner, now=call.now)
+    return await _with_customs(call, profile, owner)
 
 
 async def _with_customs(call: Call, profile: Profile, owner: int | None) -> Profile:
