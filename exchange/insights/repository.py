@@ -421,60 +421,6 @@ async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
 
 _PARTNER = "(CAST(:partner AS bigint) IS NULL OR {column} = :partner)"
 
-_KPIS = f"""
-WITH moved AS (
-    SELECT c.kind, sum(c.points) AS points
-    FROM ledger_lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id
-    WHERE {_PARTNER.format(column="c.issuer_partner_id")}
-      AND c.kind IN ('REDEEM', 'EXPIRY')
-      AND e.effective_at >= :start AND e.effective_at < :end
-    GROUP BY c.kind
-), members AS (
-    -- a partner's profile rows are one per member already; the operator's are summed
-    SELECT member_id, first_purchase_at AS first_at, last_purchase_at AS last_at, purchases
-    FROM member_partner_stats WHERE partner_id = :partner
-    UNION ALL
-    SELECT member_id, min(first_purchase_at), max(last_purchase_at), sum(purchases)
-    FROM member_partner_stats WHERE CAST(:partner AS bigint) IS NULL
-    GROUP BY member_id
-), months AS (
-    SELECT member_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC') AS month,
-           sum(amount) AS spend
-    FROM purchase
-    WHERE {_PARTNER.format(column="partner_id")}
-      AND occurred_at >= :start AND occurred_at < :end
-    GROUP BY 1, 2
-), cohorts AS (
-    SELECT to_char(f.cohort, 'YYYY-MM') AS cohort,
-           ((extract(year FROM m.month) - extract(year FROM f.cohort)) * 12
-            + extract(month FROM m.month) - extract(month FROM f.cohort))::integer
-             AS offset_months,
-           count(*)::integer AS members
-    FROM (SELECT member_id, date_trunc('month', first_at AT TIME ZONE 'UTC') AS cohort
-          FROM members WHERE first_at >= :start AND first_at < :end) f
-    JOIN months m ON m.member_id = f.member_id
-    GROUP BY 1, 2
-)
-SELECT
-  (SELECT coalesce(sum(amount), 0) FROM ledger_lot
-   WHERE {_PARTNER.format(column="issuer_partner_id")} AND origin = 'EARN'
-     AND earned_at >= :start AND earned_at < :end) AS issued,
-  coalesce((SELECT points FROM moved WHERE kind = 'REDEEM'), 0) AS redeemed,
-  coalesce((SELECT points FROM moved WHERE kind = 'EXPIRY'), 0) AS expired,
-  (SELECT count(*) FROM members
-   WHERE last_at >= :end - interval '30 days' AND last_at < :end) AS active_30,
-  (SELECT count(*) FROM members
-   WHERE last_at >= :end - interval '90 days' AND last_at < :end) AS active_90,
-  (SELECT count(*) FROM members WHERE purchases >= 2) AS repeaters,
-  (SELECT count(*) FROM members) AS purchasers,
-  (SELECT coalesce(sum(spend), 0) FROM months) AS spend,
-  (SELECT count(*) FROM (SELECT member_id FROM months GROUP BY member_id) AS b) AS spenders,
-  (SELECT array_agg(cohort ORDER BY cohort, offset_months) FROM cohorts) AS cohorts,
-  (SELECT array_agg(offset_months ORDER BY cohort, offset_months) FROM cohorts)
-    AS offsets,
-  (SELECT array_agg(members ORDER BY cohort, offset_months) FROM cohorts) AS cohort_members
-"""
-
 
 async def kpis(
     conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime
@@ -485,21 +431,24 @@ async def kpis(
     arrays in step (``cohorts``, ``offsets``, ``cohort_members``): members by the month
     of their first purchase (at the partner; the operator's: anywhere) in the window, and
     how many of them bought in each later month (offset 1, 2, ...; offset 0 is the
-    cohort). One statement: the profile rows and the purchases are each read once."""
-    result = await conn.execute(sql(_KPIS), {"partner": partner_id, "start": start, "end": end})
+    cohort).
+
+    Counted by ``insights_kpis`` (migration 0024), run as the owner: it reads indexes
+    only, without the row-security check per row, and takes the partner from the caller
+    (``insights_partner``: a partner reads its own whatever it passes)."""
+    result = await conn.execute(
+        sql("SELECT * FROM insights_kpis(:partner, :start, :end)"),
+        {"partner": partner_id, "start": start, "end": end},
+    )
     return result.one()
 
 
 async def liability(conn: AsyncConnection, *, partner_id: int | None) -> list[Row[Any]]:
-    """Points still in wallets, by issuing partner (None: the coalition's own)."""
+    """Points still in wallets, by issuing partner (None: the coalition's own). Counted by
+    ``insights_liability`` (migration 0024), run as the owner, for the partner the
+    caller may read (``insights_partner``)."""
     result = await conn.execute(
-        sql(
-            f"""
-            SELECT issuer_partner_id, sum(remaining) AS points FROM ledger_lot
-            WHERE {_PARTNER.format(column="issuer_partner_id")} AND remaining > 0
-            GROUP BY issuer_partner_id ORDER BY issuer_partner_id NULLS FIRST
-            """
-        ),
+        sql("SELECT issuer_partner_id, points FROM insights_liability(:partner)"),
         {"partner": partner_id},
     )
     return list(result.all())

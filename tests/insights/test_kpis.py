@@ -5,6 +5,7 @@ partner, and k-anonymity: a cross-shopping row appears at k members, never at k 
 from __future__ import annotations
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -130,6 +131,59 @@ async def _cross_shopping(
             {"wanted": wanted, "since": SINCE},
         )
         return [(row.category, row.members, row.population) for row in rows]
+
+
+async def test_the_kpi_and_liability_functions_count_the_callers_partner_not_the_named(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """insights_kpis and insights_liability run as the owner (migration 0024): what keeps
+    a partner inside its own figures is insights_partner, which takes the partner from
+    the caller, so naming another partner, or none, still counts the caller's own."""
+    cafe = await partner_with(db, api, since=SINCE)
+    cinema = await partner_with(db, api, since=SINCE)
+    ann, bob = f"a-{secrets.token_hex(4)}", f"b-{secrets.token_hex(4)}"
+    await _link(cafe, ann, email())
+    await _link(cinema, bob, email())
+    await bought(cafe, ann, "10.00", "2026-04-10T10:00:00+00:00")
+    await bought(cinema, bob, "30.00", "2026-05-20T10:00:00+00:00")
+    await bought(cinema, bob, "20.00", "2026-06-20T10:00:00+00:00")
+    as_cafe = RowScope(kind="PARTNER", partner_id=cafe.partner_id, client_id=cafe.client_id)
+
+    named = [cafe.partner_id, cinema.partner_id, None]
+    figures = [await _owner_figures(db, as_cafe, wanted) for wanted in named]
+
+    # cafe's own: 10 points issued and held, one purchase of 10.00 by one member
+    assert figures == [((10, 1, 1, 10), [(cafe.partner_id, 10)])] * 3
+    member = RowScope(kind="MEMBER", member_id=1, client_id=cafe.client_id)
+    for function in ("insights_kpis(:wanted, :since, :until)", "insights_liability(:wanted)"):
+        with pytest.raises(DBAPIError, match="for partners and operators"):
+            async with db.transaction(member) as conn:
+                await conn.execute(
+                    text(f"SELECT * FROM {function}"),
+                    {"wanted": cafe.partner_id, "since": SINCE, "until": UNTIL},
+                )
+
+
+UNTIL = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+async def _owner_figures(
+    db: Database, scope: RowScope, wanted: int | None
+) -> tuple[tuple[int, int, int, int], list[tuple[int | None, int]]]:
+    async with db.transaction(scope) as conn:
+        kpis = (
+            await conn.execute(
+                text("SELECT * FROM insights_kpis(:wanted, :since, :until)"),
+                {"wanted": wanted, "since": SINCE, "until": UNTIL},
+            )
+        ).one()
+        held = await conn.execute(
+            text("SELECT * FROM insights_liability(:wanted)"), {"wanted": wanted}
+        )
+        return (
+            (int(kpis.issued), int(kpis.purchasers), int(kpis.spenders), int(kpis.spend)),
+            [(row.issuer_partner_id, int(row.points)) for row in held],
+        )
 
 
 async def test_a_window_that_ends_before_it_starts_or_a_missing_scope_is_refused(
