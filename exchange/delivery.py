@@ -41,6 +41,13 @@ LEASE = timedelta(seconds=60)
 #: all); with the 10-second limit, 4 waves of sends end well within LEASE.
 LEASES_PER_SLOT = 4
 FAN_OUT_BATCH = 1000
+#: At most this many events are fanned out in one round's transaction. A larger backlog
+#: (the deliverer was stopped, or a seed wrote events with no server running) goes on in
+#: the next rounds, each committed, with no idle pause between them: before, one round
+#: fanned out the whole backlog in one transaction (10,404,118 events on the scale
+#: database: 0.04-0.75 s per 1,000, so one transaction of minutes to hours that leased
+#: nothing until it ended).
+FAN_OUT_PER_ROUND = 8 * FAN_OUT_BATCH
 IDLE_SECONDS = 0.5
 #: How long a busy worker waits for sends to come back before its next round.
 BUSY_SECONDS = 0.05
@@ -57,6 +64,8 @@ class Deliverer:
         max_in_flight: int = 128,
         per_endpoint: int = 16,
         timeout: float = sender.TIMEOUT_SECONDS,
+        fan_out_batch: int = FAN_OUT_BATCH,
+        fan_out_per_round: int = FAN_OUT_PER_ROUND,
     ) -> None:
         self.database = database
         self.keys = keys
@@ -65,6 +74,10 @@ class Deliverer:
         self.max_in_flight = max_in_flight
         self.per_endpoint = per_endpoint
         self.timeout = timeout
+        self.fan_out_batch = fan_out_batch
+        self.fan_out_per_round = fan_out_per_round
+        #: Whether the last round left events to fan out (the next one comes at once).
+        self.backlog = False
         #: endpoint -> deliveries leased by this worker and not finished yet.
         self.leased: Counter[int] = Counter()
         self.sending: dict[int, asyncio.Semaphore] = {}
@@ -83,11 +96,6 @@ class Deliverer:
             self._connections = sender.connections()
         return self._connections
 
-    async def fan_out(self) -> int:
-        """Queue deliveries for every event not fanned out yet."""
-        async with self.database.transaction(SYSTEM) as conn:
-            return await _fan_out(conn, now=self.clock())
-
     async def round(self) -> int:
         """One round, one transaction: record what came back, fan out, lease what is
         due (as many as there is room for); then start sending it. How many deliveries
@@ -99,7 +107,9 @@ class Deliverer:
         async with self.database.transaction(SYSTEM) as conn:
             if done:
                 await dispatch.record(conn, done, now=now)
-            await _fan_out(conn, now=now)
+            self.backlog = await _fan_out(
+                conn, now=now, batch=self.fan_out_batch, most=self.fan_out_per_round
+            )
             if free <= 0:
                 return 0
             claimed = await repository.claim(
@@ -183,7 +193,7 @@ class Deliverer:
             started = await self.round()
             if self.tasks:
                 await self.pause(started)
-            elif not (started or self.done):
+            elif not (started or self.done or self.backlog):
                 return
         await self.settle()
 
@@ -209,7 +219,7 @@ class Deliverer:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(BUSY_SECONDS):
                     await self._wake.wait()
-        elif not started:
+        elif not (started or self.backlog):
             await asyncio.sleep(IDLE_SECONDS)
 
     async def close(self) -> None:
@@ -223,13 +233,17 @@ class Deliverer:
             self._connections = None
 
 
-async def _fan_out(conn: AsyncConnection, *, now: datetime) -> int:
+async def _fan_out(conn: AsyncConnection, *, now: datetime, batch: int, most: int) -> bool:
+    """Fan out up to ``most`` of the oldest events, ``batch`` at a time; whether more may
+    be waiting."""
     queued = 0
-    while True:
-        count = await repository.fan_out(conn, now=now, limit=FAN_OUT_BATCH)
+    while queued < most:
+        limit = min(batch, most - queued)
+        count = await repository.fan_out(conn, now=now, limit=limit)
         queued += count
-        if count < FAN_OUT_BATCH:
-            return queued
+        if count < limit:
+            return False
+    return True
 
 
 async def notices_and_retention(

@@ -16,7 +16,7 @@ from sqlalchemy import text
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
-from exchange.delivery import LEASE, LEASES_PER_SLOT
+from exchange.delivery import FAN_OUT_PER_ROUND, LEASE, LEASES_PER_SLOT
 from exchange.events import dispatch
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
@@ -336,3 +336,38 @@ async def test_a_worker_leases_at_most_its_share_of_one_endpoint_and_never_sends
     assert sorted(await _deliveries(db, endpoint_id), key=str) == [
         ("DELIVERED", 1, None)] * 5 + [("PENDING", 1, "no answer within 1 s")]  # fmt: skip
     assert len(receiver.at("slow")) == 6
+
+
+async def test_a_round_fans_out_a_bounded_part_of_a_backlog_and_the_rest_follows_at_once(
+    db: Database, hooks_api: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """One round's transaction fans out at most ``fan_out_per_round`` events (before, a
+    round fanned out the whole backlog in one transaction, minutes to hours at 10 million
+    events, leasing nothing until it ended); the rounds after it go on without an idle pause
+    until every event is delivered."""
+    shop = await hook_partner(db, hooks_api)
+    await endpoint(shop, receiver.url("backlog"), ["points.earned"])
+    ref = await _member(shop)
+    for points in (10, 11, 12):
+        await earn(shop, ref, points, f"k-{secrets.token_hex(3)}")
+    clock = Clock()
+    worker = deliverer(db, clock, fan_out_batch=1, fan_out_per_round=1)
+
+    try:
+        await worker.round()
+        async with db.transaction(SYSTEM) as conn:
+            in_the_round = (
+                await conn.execute(
+                    text("SELECT count(*) FROM event_outbox WHERE fanned_out_at = :at"),
+                    {"at": clock.now},
+                )
+            ).scalar_one()
+        left_over = worker.backlog
+        worker.fan_out_per_round = FAN_OUT_PER_ROUND  # other tests' events wait too
+        await worker.drain()
+    finally:
+        await worker.close()
+
+    assert (in_the_round, left_over) == (1, True)
+    assert sorted(r.json["data"]["points"] for r in receiver.at("backlog")) == ["10", "11", "12"]
+    assert worker.backlog is False
