@@ -96,19 +96,16 @@ async def review_tiers(
 async def refresh_insights(database: Database) -> tuple[int, int]:
     """Recompute RFM quintiles, set-based, in one transaction (system work)."""
     async with database.transaction(SYSTEM) as conn:
-        return await profiles.refresh(conn)
+        return await profiles.refresh(conn, now=utc_now())
 
 
 async def _sweep_forever(database: Database, tunables: Tunables, limits: list[Limit]) -> None:
-    refreshed_at: datetime | None = None
     while True:
         try:
             await sweep_once(database, tunables)
-            now = utc_now()
-            every = timedelta(minutes=tunables.rfm_refresh_minutes)
-            if refreshed_at is None or now - refreshed_at >= every:
-                await refresh_insights(database)
-                refreshed_at = now
+            async with database.transaction(SYSTEM) as conn:
+                every = timedelta(minutes=tunables.rfm_refresh_minutes)
+                await profiles.refresh_if_due(conn, now=utc_now(), every=every)
             async with database.transaction(SYSTEM) as conn:
                 for limit in limits:  # drained buckets are empty ones: forget them
                     await forget_drained(conn, limit)

@@ -13,7 +13,7 @@ every partner's members and over the coalition.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -71,10 +71,29 @@ async def profile(
     return profile_of_row(member_id, row)
 
 
-async def refresh(conn: AsyncConnection) -> tuple[int, int]:
-    """Recompute the RFM quintiles (system work): (profiles at partners changed, members'
-    coalition-wide scores changed)."""
-    return await repository.refresh_rfm(conn)
+async def refresh(conn: AsyncConnection, *, now: datetime) -> tuple[int, int]:
+    """Recompute the RFM quintiles now (system work), after any recomputation under way:
+    (profiles at partners changed, members' coalition-wide scores changed)."""
+    await repository.claim_refresh(conn, wait=True)
+    return await _recompute(conn, now)
+
+
+async def refresh_if_due(
+    conn: AsyncConnection, *, now: datetime, every: timedelta
+) -> tuple[int, int] | None:
+    """Recompute the RFM quintiles if they were last recomputed ``every`` ago or longer
+    and no other worker is recomputing them (None: not done). The last recomputation is
+    kept in the database, so neither a restart nor another worker repeats it early."""
+    last = await repository.claim_refresh(conn, wait=False)
+    if last is None or now - last < every:
+        return None
+    return await _recompute(conn, now)
+
+
+async def _recompute(conn: AsyncConnection, now: datetime) -> tuple[int, int]:
+    changed = await repository.refresh_rfm(conn)
+    await repository.mark_refreshed(conn, now=now)
+    return changed
 
 
 async def set_consent(

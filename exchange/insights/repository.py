@@ -101,6 +101,24 @@ async def refresh_rfm(conn: AsyncConnection) -> tuple[int, int]:
     return int(per_partner.rowcount), int(coalition.rowcount)
 
 
+async def claim_refresh(conn: AsyncConnection, *, wait: bool) -> datetime | None:
+    """Lock the one row of ``insights_refresh`` for this transaction and return when the
+    quintiles were last recomputed; None if another transaction holds it (``wait``:
+    wait for it instead)."""
+    lock = "FOR UPDATE" if wait else "FOR UPDATE SKIP LOCKED"
+    result = await conn.execute(
+        sql(f"SELECT refreshed_at FROM insights_refresh WHERE id = 1 {lock}")
+    )
+    found: datetime | None = result.scalar_one_or_none()
+    return found
+
+
+async def mark_refreshed(conn: AsyncConnection, *, now: datetime) -> None:
+    await conn.execute(
+        sql("UPDATE insights_refresh SET refreshed_at = :now WHERE id = 1"), {"now": now}
+    )
+
+
 async def set_consent(
     conn: AsyncConnection, *, member_id: int, consent: bool, now: datetime
 ) -> bool:

@@ -1,6 +1,7 @@
 """The insights package's tables (migration 0021 owns the DDL; a test checks the two
 agree): custom segments, campaign targets, the selection of each targeted campaign
-(treated and held out) and the offers made to the treated."""
+(treated and held out), the offers made to the treated, and when the RFM quintiles were
+last recomputed (migration 0025)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     Numeric,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -84,3 +86,14 @@ offer = Table(
     CheckConstraint("status IN ('AVAILABLE', 'ACTIVATED', 'USED')", name="status"),
 )
 Index("ix_offer_member_id", offer.c.member_id)
+
+#: When the RFM quintiles were last recomputed: one row, held by the worker that
+#: recomputes them (the others skip), so neither a restart nor a second worker or server
+#: recomputes them before they are due.
+insights_refresh = Table(
+    "insights_refresh",
+    metadata,
+    Column("id", SmallInteger, primary_key=True, autoincrement=False),
+    Column("refreshed_at", DateTime(timezone=True), nullable=False),
+    CheckConstraint("id = 1", name="one_row"),
+)

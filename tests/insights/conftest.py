@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import text
 
 from exchange.app import create_app
+from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
@@ -96,7 +97,7 @@ async def refresh(db: Database) -> None:
     from exchange.insights import profiles
 
     async with db.transaction(SYSTEM) as conn:
-        await profiles.refresh(conn)
+        await profiles.refresh(conn, now=utc_now())
 
 
 async def consent(db: Database, partner: Caller, ref: str, given: bool) -> None:

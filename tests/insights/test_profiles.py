@@ -3,11 +3,16 @@ quintiles after a refresh; a partner reads its own purchases with its own member
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
+from sqlalchemy import text
 
+from exchange.insights import profiles
+from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
+from exchange.kit.system import SYSTEM
 from tests.cli.test_cli import run
 from tests.graphql.conftest import new_operator
 from tests.insights.conftest import SINCE, bought, profile_of, refresh
@@ -108,3 +113,37 @@ async def test_the_refresh_command_recomputes_quintiles(
     assert (await profile_of(cafe, ref))["profile"]["rfm"] == {
         "recency": 1, "frequency": 1, "monetary": 1,
     }  # fmt: skip
+
+
+async def test_a_periodic_refresh_waits_until_it_is_due_and_skips_one_under_way(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """serve's periodic refresh reads when the quintiles were last recomputed from the
+    database (a restarted or second worker does not recompute them early) and skips
+    while another transaction recomputes them."""
+    cafe = await partner_with(db, api, since=SINCE)
+    ref = await link(cafe)
+    await bought(cafe, ref, "10.00", "2026-06-01T10:00:00+00:00")
+    hour = timedelta(hours=1)
+    start = utc_now()
+    async with db.transaction(SYSTEM) as conn:
+        await profiles.refresh(conn, now=start)
+
+    not_yet = await _refresh_if_due(db, now=start + hour - timedelta(seconds=1), every=hour)
+    async with db.transaction(SYSTEM) as holder:  # another worker, recomputing
+        await holder.execute(text("SELECT 1 FROM insights_refresh FOR UPDATE"))
+        under_way = await _refresh_if_due(db, now=start + 2 * hour, every=hour)
+    due = await _refresh_if_due(db, now=start + hour, every=hour)
+    then = await _refresh_if_due(db, now=start + hour + timedelta(minutes=59), every=hour)
+
+    assert (not_yet, under_way, then) == (None, None, None)
+    assert due is not None
+    async with db.transaction(SYSTEM) as conn:  # as it was: later tests' clocks are real
+        await profiles.refresh(conn, now=utc_now())
+
+
+async def _refresh_if_due(
+    db: Database, *, now: datetime, every: timedelta
+) -> tuple[int, int] | None:
+    async with db.transaction(SYSTEM) as conn:
+        return await profiles.refresh_if_due(conn, now=now, every=every)

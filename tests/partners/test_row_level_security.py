@@ -256,6 +256,8 @@ NOT_THE_APIS = {
     "revoked_token",
     "used_client_assertion",
     "alembic_version",
+    # When the RFM quintiles were last recomputed: the sweeper's and the CLI's only.
+    "insights_refresh",
     # The events' outbox and notices: the delivery worker's (system scope) only.
     "event_outbox",
     "expiring_notice",
