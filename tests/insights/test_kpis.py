@@ -84,6 +84,29 @@ async def test_the_kpis_of_a_partner_by_worked_example(
     assert await _insights(operator, p=gid("Partner", cafe.partner_id or 0)) == found
 
 
+async def test_a_member_who_bought_before_and_after_the_window_spends_in_it_only_if_it_bought_in_it(
+    db: Database, api: httpx.AsyncClient
+) -> None:
+    """Spenders are counted from the profile rows: a first or last purchase in the window
+    makes a spender; one before and one after it, only with a purchase in it too."""
+    cafe = await partner_with(db, api, since=SINCE)
+    ann, bob, carl = (f"{n}-{secrets.token_hex(4)}" for n in ("a", "b", "c"))
+    for ref in (ann, bob, carl):
+        await _link(cafe, ref, email())
+    for ref, amount, at in (
+        (ann, "10.00", "2026-02-10"), (ann, "20.00", "2026-03-05"), (ann, "5.00", "2026-04-01"),
+        (bob, "30.00", "2026-03-20"),
+        (carl, "40.00", "2026-02-10"), (carl, "50.00", "2026-04-02"),
+    ):  # fmt: skip
+        await bought(cafe, ref, amount, f"{at}T10:00:00+00:00")
+
+    march = await cafe.gql(INSIGHTS, **{"from": "2026-03-01T00:00:00+00:00",
+                                        "to": "2026-04-01T00:00:00+00:00"})  # fmt: skip
+
+    # 50.00 spent in March by Ann and Bob; Carl bought before and after March, not in it
+    assert march["data"]["insights"]["spendPerMember"] == "25.00"
+
+
 async def test_a_cross_shopping_row_appears_at_k_members_and_not_at_k_minus_one(
     db: Database, api: httpx.AsyncClient
 ) -> None:
