@@ -89,6 +89,8 @@ member_link = Table(
     CheckConstraint("char_length(member_ref) BETWEEN 1 AND 200", name="ref_length"),
 )
 Index("ix_member_link_member", member_link.c.member_id, member_link.c.partner_id)
+# A partner's members read from the index alone (cross-shopping; migration 0026).
+Index("ix_member_link_partner_member", member_link.c.partner_id, member_link.c.member_id)
 
 oauth_client = Table(
     "oauth_client",

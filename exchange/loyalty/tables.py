@@ -220,6 +220,13 @@ member_profile = Table(
     Column("rfm_frequency", SmallInteger),
     Column("rfm_monetary", SmallInteger),
 )
+# The members who consented to cross-partner use, from the index alone (cross-shopping,
+# the COALITION audience; migration 0026).
+Index(
+    "ix_member_profile_consenting",
+    member_profile.c.member_id,
+    postgresql_where=member_profile.c.consent_cross_partner,
+)
 
 member_partner_stats = Table(
     "member_partner_stats",
