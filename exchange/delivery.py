@@ -43,10 +43,12 @@ LEASES_PER_SLOT = 4
 FAN_OUT_BATCH = 1000
 #: At most this many events are fanned out in one round's transaction. A larger backlog
 #: (the deliverer was stopped, or a seed wrote events with no server running) goes on in
-#: the next rounds, each committed, with no idle pause between them: before, one round
-#: fanned out the whole backlog in one transaction (10,404,118 events on the scale
-#: database: 0.04-0.75 s per 1,000, so one transaction of minutes to hours that leased
-#: nothing until it ended).
+#: the next rounds, each committed, with no idle pause between them. Before, one round
+#: fanned out the whole backlog in one transaction, and each batch of it re-read the
+#: index entries its earlier batches had updated (dead only once committed): 400,000
+#: events took 15.8 s in one transaction (its 2nd batch 19 ms, its 400th 67 ms) against
+#: 10.6 s committed batch by batch (23-30 ms each); the 10,404,118 a seed left would have
+#: taken about two hours, leasing nothing meanwhile, against about five minutes.
 FAN_OUT_PER_ROUND = 8 * FAN_OUT_BATCH
 IDLE_SECONDS = 0.5
 #: How long a busy worker waits for sends to come back before its next round.
