@@ -5,8 +5,9 @@
 every server, ran the full recomputation (44 s at 1,000,000 members and 5,000,000
 purchases, one transaction rewriting every profile row), two workers at once. Now the
 one row of ``insights_refresh`` says when it last ran; the worker that recomputes holds
-the row, the others skip, and nobody recomputes before it is due. It starts at
-'-infinity': the first server to start recomputes.
+the row, the others skip, and nobody recomputes before it is due. It starts at the
+epoch (not '-infinity', which the driver reads as a time without a zone): the first
+server to start recomputes.
 
 Revision ID: 0025
 Revises: 0024
@@ -37,7 +38,7 @@ def upgrade() -> None:
     )
     # system work only (the sweeper, the CLI): the API role reaches none of it
     connection.exec_driver_sql("REVOKE ALL ON insights_refresh FROM exchange_api")
-    connection.exec_driver_sql("INSERT INTO insights_refresh VALUES (1, '-infinity')")
+    connection.exec_driver_sql("INSERT INTO insights_refresh VALUES (1, '1970-01-01 00:00:00+00')")
 
 
 def downgrade() -> None:
