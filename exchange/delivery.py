@@ -109,9 +109,10 @@ class Deliverer:
         async with self.database.transaction(SYSTEM) as conn:
             if done:
                 await dispatch.record(conn, done, now=now)
-            self.backlog = await _fan_out(
+            fanned = await _fan_out(
                 conn, now=now, batch=self.fan_out_batch, most=self.fan_out_per_round
             )
+            self.backlog = fanned == self.fan_out_per_round
             if free <= 0:
                 return 0
             claimed = await repository.claim(
@@ -235,17 +236,34 @@ class Deliverer:
             self._connections = None
 
 
-async def _fan_out(conn: AsyncConnection, *, now: datetime, batch: int, most: int) -> bool:
-    """Fan out up to ``most`` of the oldest events, ``batch`` at a time; whether more may
-    be waiting."""
+async def fan_out_backlog(
+    database: Database, *, now: datetime, progress: Callable[[int], None] | None = None
+) -> int:
+    """Fan out every waiting event, a round's worth per committed transaction, as the
+    deliverer would (``exchange bench seed`` leaves no backlog to the servers it is
+    measured with); how many. ``progress`` hears the running total."""
+    total = 0
+    while True:
+        async with database.transaction(SYSTEM) as conn:
+            fanned = await _fan_out(conn, now=now, batch=FAN_OUT_BATCH, most=FAN_OUT_PER_ROUND)
+        total += fanned
+        if progress is not None and fanned:
+            progress(total)
+        if fanned < FAN_OUT_PER_ROUND:
+            return total
+
+
+async def _fan_out(conn: AsyncConnection, *, now: datetime, batch: int, most: int) -> int:
+    """Fan out up to ``most`` of the oldest events, ``batch`` at a time; how many (``most``:
+    more may be waiting)."""
     queued = 0
     while queued < most:
         limit = min(batch, most - queued)
         count = await repository.fan_out(conn, now=now, limit=limit)
         queued += count
         if count < limit:
-            return False
-    return True
+            break
+    return queued
 
 
 async def notices_and_retention(

@@ -34,7 +34,7 @@ from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import ledger
+from exchange import delivery, ledger
 from exchange.kit.db import Database
 from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.settings import Tunables
@@ -166,6 +166,7 @@ async def seed(
     names = [PARTNER_NAME.format(number) for number in range(partners)]
     if resume:
         await _resume(database, members, purchases, (start, end), now, progress)
+        await _fan_out(database, now, progress)
         return SeedSummary(
             partners=names, members=members, entries=entries, redemptions=0,
             purchases=purchases, period_start=start, period_end=end,
@@ -194,6 +195,7 @@ async def seed(
         rate = written / (time.monotonic() - started)
         progress(f"… {written:,}/{entries:,} entries ({rate:,.0f} entries/s)")
     await _purchases(database, purchases, member_ids, partner_ids, (start, end), now, progress)
+    await _fan_out(database, now, progress)
     return SeedSummary(
         partners=names,
         members=members,
@@ -204,6 +206,19 @@ async def seed(
         period_end=end,
         seconds=round(time.monotonic() - started, 1),
     )
+
+
+async def _fan_out(database: Database, now: datetime, progress: Callable[[str], None]) -> None:
+    """The events the seed wrote, fanned out as the deliverer would: a server started on
+    the database then has no backlog to work through (10,404,118 events after a seed of
+    5,000,000 purchases) beside whatever it is measured with."""
+    started = time.monotonic()
+
+    def report(total: int) -> None:
+        rate = total / max(time.monotonic() - started, 1e-9)
+        progress(f"… {total:,} events fanned out ({rate:,.0f} events/s)")
+
+    await delivery.fan_out_backlog(database, now=now, progress=report)
 
 
 async def _members(

@@ -53,6 +53,15 @@ async def test_seed_writes_members_links_and_a_valid_history(
             text("SELECT count(DISTINCT member_id) FROM member_link WHERE partner_id = ANY(:ids)"),
             {"ids": partner_ids},
         )
+        events = (
+            await conn.execute(
+                text(
+                    "SELECT count(*), count(*) FILTER (WHERE fanned_out_at IS NULL)"
+                    " FROM event_outbox WHERE partner_id = ANY(:ids)"
+                ),
+                {"ids": partner_ids},
+            )
+        ).one()
     async with db.transaction(SYSTEM) as conn:
         report = await ledger.verify(conn)
 
@@ -60,6 +69,8 @@ async def test_seed_writes_members_links_and_a_valid_history(
     assert kinds == {"EARN": 1_400, "REDEEM": 600}
     assert len(partner_ids) == 3
     assert linked.scalar_one() == 200
+    # an event per entry, fanned out by the seed: no backlog for the server it serves
+    assert tuple(events) == (2_000, 0)
     assert report.ok, [check for check in report.checks if not check.ok]
 
 
