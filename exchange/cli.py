@@ -10,6 +10,7 @@ import contextlib
 import getpass
 import json
 import os
+import signal
 import socket
 import sys
 import time
@@ -842,6 +843,7 @@ def command_serve(args: argparse.Namespace) -> int:
         _seed_demo(url, settings, public_url)
     os.environ["DATABASE_URL"] = url  # workers join the same database
     print(f"serving {public_url}/  (health: /healthz, readiness: /readyz)")
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     uvicorn.run(
         "exchange.app:create_app",
         factory=True,
@@ -855,6 +857,14 @@ def command_serve(args: argparse.Namespace) -> int:
         access_log=False,
     )
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> NoReturn:
+    """SIGTERM ends ``serve`` through the interpreter's exit, as SIGINT does: uvicorn
+    shuts down gracefully and then raises the signal again, and with SIGTERM's default
+    action the process ended there, before its exit handlers stopped the embedded
+    PostgreSQL (a process manager's stop left it running)."""
+    raise SystemExit(128 + signum)
 
 
 def _seed_demo(url: str, settings: Settings, public_url: str) -> None:

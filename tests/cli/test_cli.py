@@ -362,3 +362,38 @@ async def test_serve_writes_json_log_lines_with_the_request_id_when_asked(
     ]
     assert client.client_secret not in server.log
     assert token not in server.log
+
+
+async def test_serve_on_the_embedded_default_stops_its_postgresql_on_sigterm(
+    tmp_path: Path,
+) -> None:
+    """A process manager stops `serve` with SIGTERM: the embedded PostgreSQL it started
+    stops with it (it was left running: the process ended by the signal's default action
+    before its exit handlers ran)."""
+    port = _free_port()
+    env = {**os.environ, "EXCHANGE_HOME": str(tmp_path), "EXCHANGE_SECRET_KEY": TEST_SECRET_KEY}
+    env.pop("DATABASE_URL", None)
+    process = subprocess.Popen(  # noqa: S603, ASYNC220 (our own command; returns at once)
+        [sys.executable, "-m", "exchange.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    pid_file = tmp_path / "pgdata" / "postmaster.pid"
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as api:
+            await _wait_until_ready(api, process)
+        running_before = pid_file.exists()
+        process.terminate()
+        status = process.wait(timeout=60)
+        for _ in range(150):  # PostgreSQL removes the file last as it stops: up to 30 s
+            if not pid_file.exists():
+                break
+            await asyncio.sleep(0.2)
+        running_after = pid_file.exists()
+    finally:
+        process.kill()
+        if pid_file.exists():  # leave no server behind, whatever failed
+            os.kill(int(pid_file.read_text().splitlines()[0]), 2)
+
+    assert (running_before, status, running_after) == (True, 143, False)
