@@ -237,13 +237,12 @@ def create_app(
             tunables=settings.tunables,
         )
         tasks = (
-            [
-                asyncio.create_task(_sweep_forever(database, settings.tunables, limits)),
-                asyncio.create_task(app.state.deliverer.run_forever()),
-            ]
+            [asyncio.create_task(_sweep_forever(database, settings.tunables, limits))]
             if sweep
             else []
         )
+        if sweep and settings.serve_delivery:
+            tasks.append(asyncio.create_task(app.state.deliverer.run_forever()))
         try:
             yield
         finally:

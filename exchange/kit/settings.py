@@ -195,6 +195,9 @@ class Settings:
     #: Concurrent earns of one caller share a transaction (EXCHANGE_MICRO_BATCHING=off
     #: turns it off, to measure what it brings).
     micro_batching: bool = True
+    #: Each `serve` worker delivers webhooks (EXCHANGE_SERVE_DELIVERY=off leaves them to
+    #: `exchange events deliver` processes, on other machines if need be).
+    serve_delivery: bool = True
     tunables: Tunables = field(default_factory=Tunables)
     #: EXCHANGE_MAX_TOKEN_LIFETIME_S: a token whose ``exp - iat`` is longer is refused.
     max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
@@ -215,6 +218,8 @@ class Settings:
             secret_key_from_env=values.get("EXCHANGE_SECRET_KEY") or None,
             public_url=(values.get("EXCHANGE_PUBLIC_URL") or "http://127.0.0.1:8000").rstrip("/"),
             micro_batching=(values.get("EXCHANGE_MICRO_BATCHING") or "on").strip().lower()
+            not in ("off", "0", "false", "no"),
+            serve_delivery=(values.get("EXCHANGE_SERVE_DELIVERY") or "on").strip().lower()
             not in ("off", "0", "false", "no"),
             tunables=Tunables.from_values(values),
             max_token_lifetime_seconds=_positive_seconds(

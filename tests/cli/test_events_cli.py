@@ -8,6 +8,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -19,6 +20,7 @@ from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from partners import registry
 from partners.identity import IdentityKeys
+from tests.cli.test_cli import serving
 from tests.cli.test_loyalty_cli import cli  # noqa: F401  (the fixture)
 from tests.conftest import TEST_SECRET_KEY
 from tests.partners.test_registry import TERMS, unique_name
@@ -95,3 +97,25 @@ def test_an_operator_delivers_reads_the_log_and_redelivers(
     assert got == [entry["eventId"], entry["eventId"]]
     assert missing.returncode == 1
     assert "does not exist" in missing.stderr
+
+
+async def test_serve_leaves_deliveries_to_workers_of_their_own_when_told(
+    scratch_database_url: str, recorder: tuple[str, list[str]], tmp_path: Path
+) -> None:
+    """EXCHANGE_SERVE_DELIVERY=off: `serve` runs no deliverer (the events wait for
+    `exchange events deliver`, on another machine if need be); by default it delivers."""
+    hook, got = recorder
+    await _an_endpoint_and_an_earn(scratch_database_url, hook)
+
+    async with serving(scratch_database_url, tmp_path, EXCHANGE_SERVE_DELIVERY="off",
+                       EXCHANGE_WEBHOOK_ALLOW_PRIVATE="true"):  # fmt: skip
+        await asyncio.sleep(3)  # an idle deliverer looks every 0.5 s
+        left_waiting = list(got)
+    async with serving(scratch_database_url, tmp_path, EXCHANGE_WEBHOOK_ALLOW_PRIVATE="true"):
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.1)
+
+    assert left_waiting == []
+    assert len(got) == 1
