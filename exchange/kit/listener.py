@@ -50,6 +50,7 @@ class Listener:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._connected = asyncio.Event()
+        self._closing = False
 
     @property
     def connected(self) -> bool:
@@ -80,6 +81,9 @@ class Listener:
             await asyncio.wait_for(self._connected.wait(), timeout=wait_seconds)
 
     async def close(self) -> None:
+        # Closed on purpose (shutdown): nothing is lost, so the state callbacks are not
+        # told (they would renew the pool or drop caches in tasks nobody waits for).
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -143,6 +147,9 @@ class Listener:
             self._connected.set()
         else:
             self._connected.clear()
+        if self._closing:
+            log.info("LISTEN connection closed")
+            return
         log.info("LISTEN connection %s", "up" if connected else "lost")
         for callback in self._state_callbacks:
             try:

@@ -56,6 +56,24 @@ async def test_the_listener_listens_again_after_a_restart(
     assert states == [False, True]
 
 
+async def test_a_listener_closed_on_purpose_reports_no_outage(
+    server: OutageServer, listener: Listener
+) -> None:
+    """Shutdown closes the listener: its state callbacks are not told the connection was
+    lost (the server's would renew the pool in a task the closing loop then cancels)."""
+    states: list[bool] = []
+
+    async def record(connected: bool) -> None:
+        states.append(connected)
+
+    await eventually(lambda: _true(listener.connected))
+    listener.on_state(record)
+
+    await listener.close()
+
+    assert (states, listener.connected) == ([], False)
+
+
 async def test_the_listener_comes_back_after_its_backend_is_terminated(
     server: OutageServer, listener: Listener
 ) -> None:
