@@ -5,19 +5,14 @@ unless it is unexpected."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from functools import lru_cache
 
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaskErrors,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    ValidationCache,
-)
+from graphql import ASTValidationRule, GraphQLError, GraphQLSchema, parse
+from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
 from exchange.kit.errors import DatabaseUnavailable
@@ -50,13 +45,46 @@ def _should_mask(error: GraphQLError) -> bool:
     return not isinstance(original, GraphQLError | DatabaseUnavailable)
 
 
-class MaskUnexpectedErrors(MaskErrors):
-    """Replace an unexpected error by a message with the request id; the original is
-    logged with the same id (:meth:`_Schema.process_errors`), so support can find it and
-    the client learns nothing internal."""
+# The depth and alias limiters make a new rule class each time they are built, and the
+# validation cache is keyed by the rules: built per request, every request would miss
+# the cache and be validated again (a third of a mutation's CPU). Built once here.
+LIMIT_RULES = [
+    *QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH).validation_rules,
+    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
+]
+
+
+class Guard(MaskErrors):
+    """Every guard of a request in one extension: the token limit on parsing, the depth
+    and alias rules added to validation, the parser and validation caches, and masked
+    unexpected errors. Strawberry builds and enters a context manager per extension and
+    hook on every request; one extension instead of five took a tenth of a mutation's
+    CPU out (docs/performance.md, issue 17).
+
+    Masking: an unexpected error is replaced by a message with the request id; the
+    original is logged with the same id (:meth:`_Schema.process_errors`), so support can
+    find it and the client learns nothing internal."""
 
     def __init__(self) -> None:
         super().__init__(should_mask_error=_should_mask)
+
+    def on_operation(self) -> Iterator[None]:
+        context = self.execution_context
+        context.parse_options["max_tokens"] = MAX_TOKENS
+        context.validation_rules = (*context.validation_rules, *LIMIT_RULES)
+        yield from super().on_operation()
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        context.graphql_document = _parse(context.query, **context.parse_options)
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        context.pre_execution_errors = validation_errors(
+            context.schema._schema, context.query, context.validation_rules
+        )
+        yield
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
         request_id = _request_id(self.execution_context)
@@ -68,6 +96,21 @@ class MaskUnexpectedErrors(MaskErrors):
             path=error.path,
             extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
         )
+
+
+#: Parsed documents by their text, CACHE_SIZE of them: bounded, so unique texts cannot
+#: grow memory.
+_parse = lru_cache(maxsize=CACHE_SIZE)(parse)
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def validation_errors(
+    schema: GraphQLSchema, query: str, rules: tuple[type[ASTValidationRule], ...]
+) -> list[GraphQLError]:
+    """The validation errors of a document, keyed by its text rather than its syntax tree:
+    a tree's hash walks every node on every request, a string's is computed once. Only
+    a text that parsed gets here, and it parses to the same tree (the parse cache)."""
+    return validate_document(schema, _parse(query, max_tokens=MAX_TOKENS), rules)
 
 
 def _request_id(execution_context: ExecutionContext | None) -> str:
@@ -91,15 +134,6 @@ def log_error(error: GraphQLError, request_id: str) -> None:
     )
     message = without_values(error.message)
     log.info("client error %s at %s: %s", code, where, message, extra=extra)
-
-
-# The depth and alias limiters make a new rule class each time they are built, and the
-# validation cache is keyed by the rules: built per request, every request would miss
-# the cache and be validated again (a third of a mutation's CPU). Built once here.
-LIMIT_RULES = [
-    *QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH).validation_rules,
-    *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
-]
 
 
 class _Schema(strawberry.Schema):
@@ -133,12 +167,5 @@ schema = _Schema(
         Segment,
         Offer,
     ],
-    extensions=[
-        lambda: AddValidationRules(LIMIT_RULES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-        MaskUnexpectedErrors,
-        QueryCost,
-    ],
+    extensions=[Guard, QueryCost],
 )
