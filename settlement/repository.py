@@ -10,11 +10,28 @@ from typing import Any
 from sqlalchemy import Row, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_CONTRACT_AT = """
-    SELECT pc.version FROM partner_contract pc
-    WHERE pc.partner_id = {partner} AND pc.effective_from <= e.effective_at
-    ORDER BY pc.effective_from DESC, pc.version DESC LIMIT 1
+#: Each contract version with the span it is in force: from its effective_from to the
+#: next version's (of two versions from the same instant, the later one holds the whole
+#: span and the earlier an empty one). An entry is priced by the version in force at its
+#: effective_at, found by a join on these few rows (a hash on the partner), not by a
+#: lookup per entry.
+_TERMS = """
+    terms AS (
+        SELECT partner_id, version, effective_from,
+               lead(effective_from) OVER (
+                   PARTITION BY partner_id ORDER BY effective_from, version) AS until
+        FROM partner_contract)
 """
+
+
+def _in_force(alias: str, partner: str) -> str:
+    """The join of ``terms`` as ``alias``: the version of ``partner``'s contract in force
+    at the entry's effective_at (no row, so NULL, before its first contract)."""
+    return (
+        f"LEFT JOIN terms {alias} ON {alias}.partner_id = {partner}"
+        f" AND {alias}.effective_from <= e.effective_at"
+        f" AND ({alias}.until IS NULL OR e.effective_at < {alias}.until)"
+    )
 
 
 #: Entries a run settles: booked in its period and created by its cut-off ...
@@ -44,17 +61,18 @@ async def issued(
     result = await conn.execute(
         text(
             f"""
+            WITH {_TERMS}
             SELECT l.issuer_partner_id AS partner_id, c.version AS version,
                    sum(l.amount) AS points
             FROM ledger_lot l JOIN ledger_entry e ON e.id = l.entry_id
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="l.issuer_partner_id")}) c ON true
+            {_in_force("c", "l.issuer_partner_id")}
             WHERE {window(late)} AND e.kind = 'EARN' AND l.origin = 'EARN'
               AND l.issuer_partner_id IS NOT NULL
             GROUP BY l.issuer_partner_id, c.version
             UNION ALL
             SELECT r.issuer_partner_id, c.version, -sum(r.points)
             FROM ledger_lot_consumption r JOIN ledger_entry e ON e.id = r.entry_id
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="r.issuer_partner_id")}) c ON true
+            {_in_force("c", "r.issuer_partner_id")}
             WHERE {window(late)} AND r.kind = 'EARN_REVERSAL' AND r.issuer_partner_id IS NOT NULL
             GROUP BY r.issuer_partner_id, c.version
             """
@@ -70,12 +88,13 @@ async def campaign_issuance(conn: AsyncConnection, *, params: dict[str, Any]) ->
     result = await conn.execute(
         text(
             f"""
+            WITH {_TERMS}
             SELECT e.metadata->>'campaign' AS campaign_id,
                    max(e.metadata->>'campaign_name') AS campaign_name,
                    l.issuer_partner_id AS partner_id, c.version AS version,
                    sum(l.amount) AS points
             FROM ledger_lot l JOIN ledger_entry e ON e.id = l.entry_id
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="l.issuer_partner_id")}) c ON true
+            {_in_force("c", "l.issuer_partner_id")}
             WHERE {window(False)} AND e.kind = 'EARN' AND l.origin = 'EARN'
               AND e.metadata->>'campaign' IS NOT NULL
             GROUP BY e.metadata->>'campaign', l.issuer_partner_id, c.version
@@ -95,13 +114,14 @@ async def redeemed(
     result = await conn.execute(
         text(
             f"""
+            WITH {_TERMS}
             SELECT c.issuer_partner_id AS issuer_id, c.redeemer_partner_id AS redeemer_id,
                    ic.version AS issuer_version, rc.version AS redeemer_version,
                    sum(c.points) AS points
             FROM ledger_lot_consumption c
             JOIN ledger_entry e ON e.id = c.entry_id
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="c.issuer_partner_id")}) ic ON true
-            LEFT JOIN LATERAL ({_CONTRACT_AT.format(partner="c.redeemer_partner_id")}) rc ON true
+            {_in_force("ic", "c.issuer_partner_id")}
+            {_in_force("rc", "c.redeemer_partner_id")}
             WHERE c.kind = 'REDEEM' AND {window(late)}
             GROUP BY c.issuer_partner_id, c.redeemer_partner_id, ic.version, rc.version
             """
@@ -211,6 +231,22 @@ async def supersede_drafts(
             " AND id <> :by_run_id"
         ),
         {"start": start, "end": end, "by_run_id": by_run_id},
+    )
+
+
+async def room_for_aggregates(conn: AsyncConnection) -> None:
+    """Settings for this transaction's aggregates over a period's entries: memory to hash
+    and join them in memory (the default 4 MB makes batches on disk), and parallel
+    plans costed low enough to be chosen (the period's scans and joins split across
+    cores). For this transaction only (set_config's is_local): runs are rare, and the
+    server's other transactions keep the defaults, as the insights functions do
+    (migration 0024)."""
+    await conn.execute(
+        text(
+            "SELECT set_config('work_mem', '64MB', true),"
+            " set_config('parallel_setup_cost', '100', true),"
+            " set_config('parallel_tuple_cost', '0.01', true)"
+        )
     )
 
 

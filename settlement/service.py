@@ -341,6 +341,7 @@ async def compute(
     currency: str | None = None,
     rates: dict[str, Decimal] | None = None,
 ) -> tuple[str, dict[str, Any], list[tuple[str, Decimal]]]:
+    await repository.room_for_aggregates(conn)
     since = await repository.previous_cutoff(conn, start=start)
     params = {"start": start, "end": end, "cutoff": cutoff, "since": since}
     regular = await _facts(conn, params, late=False)

@@ -212,6 +212,31 @@ async def test_a_price_change_mid_period_prices_each_entry_by_its_contract(
     assert doc["netPositions"][p(grocer)] == "3.00"
 
 
+async def test_of_two_contract_changes_from_the_same_instant_the_later_prices(
+    db: Database,
+) -> None:
+    period = Period(db)
+    grocer = await period.partner(issue="0.010", redeem="0.008")
+    alice = await period.member()
+    await period.earn(grocer, alice, 100, day=1)
+    async with db.transaction(SYSTEM) as conn:
+        current = await registry.get_partner(conn, partner_id=grocer, now=period.at(1))
+        for price in ("0.02", "0.03"):
+            terms = ContractTerms(
+                **{**current.contract.terms.__dict__, "issue_price": Decimal(price)}
+            )
+            await registry.change_contract(
+                conn, partner_id=grocer, terms=terms, effective_from=period.at(10), now=period.at(1)
+            )
+    await period.earn(grocer, alice, 100, day=9)
+    await period.earn(grocer, alice, 100, day=10)
+
+    doc = (await period.settle()).document
+
+    # 100 x 0.010 (day 1) + 100 x 0.010 (day 9) + 100 x 0.030 (day 10, the later change)
+    assert doc["netPositions"][p(grocer)] == "5.00"
+
+
 async def test_a_redemption_reversed_in_the_next_period_is_settled_there(db: Database) -> None:
     period = Period(db)
     coffee = await period.partner(issue="0.010", redeem="0.008")
