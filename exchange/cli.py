@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from exchange import app, audit, delivery, ledger
+from exchange import audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
 from exchange.insights import privacy, profiles
@@ -1622,6 +1622,10 @@ def command_tier(args: argparse.Namespace) -> int:
     async def run(database: Database) -> int:
         now = utc_now()
         if args.tier_command == "review":
+            # Imported here: the app module brings the whole GraphQL schema, a second of
+            # start-up every other command does without.
+            from exchange import app
+
             as_of = args.as_of or now
             reviewed, downgraded = await app.review_tiers(database, as_of=as_of, tunables=tunables)
             print(f"reviewed {reviewed} members; {downgraded} went down a tier (as of {as_of})")
