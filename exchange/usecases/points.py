@@ -176,7 +176,7 @@ async def _redeem_many(
     return await for_members(call, items, _redeem_request, _written(call, ledger.redeem_many))
 
 
-@use_case(partner="points:redeem", many=_redeem_many)
+@use_case(partner="points:redeem", many=_redeem_many, batch_from=2)
 async def redeem_points(call: Call, item: RedeemPoints) -> ledger.EntryResult:
     """Spend a member's points at the partner."""
     member_id = await identity.resolve(
@@ -230,7 +230,7 @@ async def _hold_many(call: Call, items: Sequence[HoldPoints]) -> list[Held | Dom
     ]  # fmt: skip
 
 
-@use_case(partner="points:redeem", many=_hold_many)
+@use_case(partner="points:redeem", many=_hold_many, batch_from=2)
 async def hold_points(call: Call, item: HoldPoints) -> Held:
     """Reserve a member's points for a pending purchase."""
     member_id = await identity.resolve(

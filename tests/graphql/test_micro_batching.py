@@ -7,16 +7,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
 from exchange import ledger
+from exchange.kit.clock import utc_now
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
 from exchange.usecases import points as point_cases
 from exchange.usecases.core import BATCH_FROM
+from partners.principal import Principal, PrincipalKind
 from tests.graphql.conftest import Caller, email, new_partner
 
 EARN = """mutation($k: String!, $r: String!, $p: Int!) {
@@ -205,6 +209,45 @@ async def test_concurrent_redemptions_are_batched_and_a_short_wallet_fails_alone
     assert balances == ["20", "70", "70"]
     async with db.transaction(SYSTEM) as conn:
         assert (await ledger.verify(conn)).ok
+
+
+@pytest.mark.parametrize("use_case", ["redeem_points", "hold_points"])
+async def test_two_waiting_spends_share_one_transaction(
+    db: Database, api: httpx.AsyncClient, use_case: str
+) -> None:
+    # A batch of spends costs the statements of one (the refs, the wallets' locks and
+    # lots, the write), so two waiting calls are already batched: one transaction, whose
+    # id both entries carry.
+    runner = api._transport.app.state.runner  # type: ignore[attr-defined]
+    partner = await new_partner(db, api)
+    refs = await _members_with(partner, [30, 30])
+    principal = Principal(
+        kind=PrincipalKind.PARTNER,
+        client_id=partner.client_id,
+        scopes=frozenset({"points:redeem"}),
+        token_id="test",
+        expires_at=utc_now() + timedelta(hours=1),
+        partner_id=partner.partner_id,
+    )
+    case = getattr(point_cases, use_case)
+    requests = [
+        point_cases.RedeemPoints(idempotency_key=f"two-{ref}", member_ref=ref, points=10)
+        if use_case == "redeem_points"
+        else point_cases.HoldPoints(
+            idempotency_key=f"two-{ref}", member_ref=ref, points=10, ttl_seconds=600
+        )
+        for ref in refs
+    ]
+
+    outcomes = await runner.coalescer(case)._run(principal, requests)
+
+    assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
+    async with db.transaction(SYSTEM) as conn:
+        written = await conn.execute(
+            text("SELECT DISTINCT xmin::text FROM ledger_entry WHERE idempotency_key = ANY(:keys)"),
+            {"keys": [r.idempotency_key for r in requests]},
+        )
+        assert len(written.all()) == 1
 
 
 async def test_concurrent_holds_are_batched_and_each_is_its_own_hold(
