@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -35,7 +34,7 @@ from exchange.http.request_ids import RequestIds
 from exchange.http.throttle import FailedAuthentications
 from exchange.insights import profiles
 from exchange.kit.clock import Clock, utc_now
-from exchange.kit.db import Database, resolve_database_url
+from exchange.kit.db import Database, resolve_database_url, sql
 from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.listener import Listener
 from exchange.kit.notifications import Notifications
@@ -157,7 +156,7 @@ async def readyz(request: Request) -> JSONResponse:
     database: Database = request.app.state.database
     try:
         async with database.transaction(SYSTEM) as conn:
-            await conn.execute(text("SELECT 1"))
+            await conn.execute(sql("SELECT 1"))
     except DatabaseUnavailable:
         raise
     except Exception:
@@ -177,7 +176,7 @@ def _parts(app: Starlette, settings: Settings, database: Database, clock: Clock)
         tunables=settings.tunables,
         clock=clock,
     )
-    app.state.listener = listener = Listener(database.engine.url.render_as_string(False))
+    app.state.listener = listener = Listener(database.url)
     listener.on_state(_renew_pool_when_lost(database))
     app.state.notifications = Notifications(listener)
     app.state.cost_limits = SharedBuckets(database, COST_LIMIT)
@@ -202,7 +201,7 @@ def _renew_pool_when_lost(database: Database) -> Callable[[bool], Awaitable[None
 
     async def on_state(connected: bool) -> None:
         if not connected:
-            task = asyncio.create_task(database.dispose())
+            task = asyncio.create_task(database.renew())
             renewing.add(task)
             task.add_done_callback(renewing.discard)
 

@@ -20,8 +20,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import audit, delivery, ledger
 from exchange.audit import Action, Actor
 from exchange.events import repository as events_repository
@@ -29,7 +27,7 @@ from exchange.insights import privacy, profiles
 from exchange.kit import limits, logs
 from exchange.kit.clock import utc_now
 from exchange.kit.currency import check_currency
-from exchange.kit.db import Database, resolve_database_url
+from exchange.kit.db import Connection, Database, resolve_database_url
 from exchange.kit.errors import DomainError, InvalidInput, Kind, Ref
 from exchange.kit.settings import Settings, default_home
 from exchange.kit.system import SYSTEM
@@ -729,7 +727,7 @@ def _operator() -> Actor:
 
 
 async def _audit(
-    conn: AsyncConnection,
+    conn: Connection,
     action: Action,
     subject: str,
     details: dict[str, Any] | None = None,
@@ -952,7 +950,7 @@ async def _amend(conn: Any, args: argparse.Namespace, now: datetime) -> Partner:
 
 
 async def _change_partners(
-    conn: AsyncConnection, args: argparse.Namespace, now: datetime
+    conn: Connection, args: argparse.Namespace, now: datetime
 ) -> list[Partner]:
     """Add a partner, change its contract or its status, recorded in the audit log; or
     list them."""
@@ -1152,7 +1150,7 @@ def command_insights(args: argparse.Namespace) -> int:
     return _run(refresh)
 
 
-async def _consent(conn: AsyncConnection, member_id: int, given: bool) -> int:
+async def _consent(conn: Connection, member_id: int, given: bool) -> int:
     """Record a member's consent (as the member told the operator), in the audit log."""
     if await partner_repository.identity(conn, member_id=member_id) is None:
         raise UsageError(f"no member {member_id}")
@@ -1765,7 +1763,7 @@ def command_events(args: argparse.Namespace) -> int:
                 print(f"delivery {args.delivery_id} queued again")
                 return 0
             if args.events_command == "stats":
-                figures = dict((await events_repository.figures(conn))._mapping)
+                figures = dict((await events_repository.figures(conn)).items())
                 print(json.dumps(figures) if args.json else _figures_line(figures))
                 return 0
             if args.events_command == "endpoints":

@@ -24,12 +24,10 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.events import dispatch, repository, safety, sender
 from exchange.events.connections import Connections
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Connection, Database
 from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
 from partners.identity import IdentityKeys
@@ -253,7 +251,7 @@ async def fan_out_backlog(
             return total
 
 
-async def _fan_out(conn: AsyncConnection, *, now: datetime, batch: int, most: int) -> int:
+async def _fan_out(conn: Connection, *, now: datetime, batch: int, most: int) -> int:
     """Fan out up to ``most`` of the oldest events, ``batch`` at a time; how many (``most``:
     more may be waiting)."""
     queued = 0

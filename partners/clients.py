@@ -11,9 +11,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection, sql
 from exchange.kit.errors import InvalidInput, NotFound
 from partners.repository import notify_auth_change
 from partners.scopes import OPERATOR_SCOPES, PARTNER_SCOPES
@@ -68,7 +66,7 @@ def check_scopes(scopes: list[str], *, operator: bool) -> list[str]:
 
 
 async def create_client(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     scopes: list[str],
     partner_id: int | None = None,
@@ -83,7 +81,7 @@ async def create_client(
     client_id = f"{'op' if operator else 'pt'}_{secrets.token_hex(10)}"
     secret = None if jwks is not None else secrets.token_urlsafe(32)
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO oauth_client (client_id, secret_hash, partner_id, kind, scopes, jwks)
             VALUES (:client_id, :secret_hash, :partner_id, :kind, :scopes,
@@ -102,11 +100,11 @@ async def create_client(
     return NewClient(client_id=client_id, client_secret=secret, scopes=wanted)
 
 
-async def get_client(conn: AsyncConnection, *, client_id: str) -> ClientRecord | None:
+async def get_client(conn: Connection, *, client_id: str) -> ClientRecord | None:
     """The client, active only if it and its partner (if any) are active."""
     row = (
         await conn.execute(
-            text(
+            sql(
                 """
                 SELECT c.client_id, c.kind, c.partner_id, c.scopes, c.secret_hash, c.jwks,
                        c.status = 'ACTIVE' AND coalesce(p.status = 'ACTIVE', true) AS active
@@ -130,9 +128,9 @@ async def get_client(conn: AsyncConnection, *, client_id: str) -> ClientRecord |
     )
 
 
-async def revoke_client(conn: AsyncConnection, *, client_id: str) -> None:
+async def revoke_client(conn: Connection, *, client_id: str) -> None:
     result = await conn.execute(
-        text(
+        sql(
             "UPDATE oauth_client SET status = 'REVOKED' WHERE client_id = :client_id"
             " RETURNING client_id"
         ),

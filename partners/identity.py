@@ -13,10 +13,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import ledger
 from exchange.kit import limits
+from exchange.kit.db import Connection
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_EMAIL_LENGTH, MAX_MEMBER_REF_LENGTH, MAX_PHONE_LENGTH
@@ -88,7 +87,7 @@ def valid_ref(member_ref: object) -> bool:
 
 
 async def link_member(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     keys: IdentityKeys,
     partner_id: int,
@@ -171,7 +170,7 @@ def _contact(keys: IdentityKeys, email: str | None, phone: str | None) -> _Conta
     )
 
 
-async def _holders(conn: AsyncConnection, contact: _Contact) -> dict[str, int]:
+async def _holders(conn: Connection, contact: _Contact) -> dict[str, int]:
     """The member who has each contact given, by kind (a contact nobody has is absent)."""
     holders = {}
     for kind, index in contact.indexes.items():
@@ -186,7 +185,7 @@ async def _holders(conn: AsyncConnection, contact: _Contact) -> dict[str, int]:
 
 
 async def _same_person(
-    conn: AsyncConnection, member_id: int, contact: _Contact, holders: dict[str, int]
+    conn: Connection, member_id: int, contact: _Contact, holders: dict[str, int]
 ) -> None:
     """Refuse facts that are not this member's: a different e-mail or phone than the one
     it has (CONTACT_MISMATCH), or one another member has (CONTACT_IN_USE)."""
@@ -204,7 +203,7 @@ async def _same_person(
 
 
 async def update_contact(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     keys: IdentityKeys,
     partner_id: int,
@@ -231,7 +230,7 @@ async def update_contact(
     return member_id
 
 
-async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int:
+async def resolve(conn: Connection, *, partner_id: int, member_ref: str) -> int:
     """The member a partner's ref points at, or MEMBER_NOT_LINKED."""
     check_ref(member_ref)
     member_id = await repository.link(conn, partner_id=partner_id, member_ref=member_ref)
@@ -239,7 +238,7 @@ async def resolve(conn: AsyncConnection, *, partner_id: int, member_ref: str) ->
 
 
 async def resolve_many(
-    conn: AsyncConnection, *, partner_id: int, member_refs: list[str]
+    conn: Connection, *, partner_id: int, member_refs: list[str]
 ) -> dict[str, int]:
     """The members behind many of a partner's refs, in one query; unknown (or malformed)
     refs are simply absent."""
@@ -287,7 +286,7 @@ def contact(email: str | None, phone: str | None, *, field_prefix: str = "") -> 
     return Contact(kind, value, name(kind))
 
 
-async def member_with(conn: AsyncConnection, *, keys: IdentityKeys, contact: Contact) -> int | None:
+async def member_with(conn: Connection, *, keys: IdentityKeys, contact: Contact) -> int | None:
     """The member with this e-mail or phone, by its blind index; None when no member has
     it."""
     index = crypto.blind_index(keys.index_key, contact.kind, contact.value)
@@ -316,7 +315,7 @@ class LocatedMember:
 
 
 async def locate_member(
-    conn: AsyncConnection, *, keys: IdentityKeys, email: str | None, phone: str | None
+    conn: Connection, *, keys: IdentityKeys, email: str | None, phone: str | None
 ) -> LocatedMember:
     """The operator's GDPR lookup: the member with this e-mail or phone (exactly one of
     them, matched by its blind index; nothing is decrypted), since when it is known and
@@ -336,7 +335,7 @@ async def locate_member(
     )
 
 
-async def unlink_member(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> None:
+async def unlink_member(conn: Connection, *, partner_id: int, member_ref: str) -> None:
     """Remove one of the partner's refs: the member and its wallet stay (other partners'
     links too); the partner can no longer reach them by that ref."""
     check_ref(member_ref)
@@ -355,9 +354,7 @@ class IdentityExport:
     erased: bool
 
 
-async def export_member(
-    conn: AsyncConnection, *, keys: IdentityKeys, member_id: int
-) -> IdentityExport:
+async def export_member(conn: Connection, *, keys: IdentityKeys, member_id: int) -> IdentityExport:
     """The operator's GDPR export: what we hold about one member, decrypted."""
     row = await repository.identity(conn, member_id=member_id)
     if row is None:
@@ -383,7 +380,7 @@ async def export_member(
     )
 
 
-async def erase_member(conn: AsyncConnection, *, member_id: int, now: datetime) -> None:
+async def erase_member(conn: Connection, *, member_id: int, now: datetime) -> None:
     """GDPR erasure: identity and links are destroyed; ledger entries stay, pseudonymous,
     so every balance and settlement still ties out."""
     if not await repository.erase_identity(conn, member_id=member_id, now=now):

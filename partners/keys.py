@@ -19,9 +19,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey, KeySet
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.db import Connection, sql
 from partners import crypto
 from partners.repository import notify_auth_change
 
@@ -64,10 +63,10 @@ def _new_key(secret: bytes) -> tuple[str, bytes, dict[str, Any]]:
     return kid, sealed, public
 
 
-async def _insert(conn: AsyncConnection, secret: bytes, status: str, now: datetime) -> str:
+async def _insert(conn: Connection, secret: bytes, status: str, now: datetime) -> str:
     kid, sealed, public = _new_key(secret)
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO signing_key (kid, private_key_ciphertext, public_jwk, status,
                 created_at, activated_at)
@@ -80,13 +79,13 @@ async def _insert(conn: AsyncConnection, secret: bytes, status: str, now: dateti
     return kid
 
 
-async def ensure_keys(conn: AsyncConnection, *, secret: bytes, now: datetime) -> None:
+async def ensure_keys(conn: Connection, *, secret: bytes, now: datetime) -> None:
     """Make the ACTIVE and NEXT keys if missing (first start)."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(727300)"))
+    await conn.execute(sql("SELECT pg_advisory_xact_lock(727300)"))
     statuses = set(
-        (await conn.execute(text("SELECT status FROM signing_key WHERE status <> 'RETIRED'")))
-        .scalars()
-        .all()
+        (
+            await conn.execute(sql("SELECT status FROM signing_key WHERE status <> 'RETIRED'"))
+        ).scalars()
     )
     if "ACTIVE" not in statuses:
         await _insert(conn, secret, "ACTIVE", now)
@@ -94,17 +93,15 @@ async def ensure_keys(conn: AsyncConnection, *, secret: bytes, now: datetime) ->
         await _insert(conn, secret, "NEXT", now)
 
 
-async def rotate(conn: AsyncConnection, *, secret: bytes, now: datetime) -> str:
+async def rotate(conn: Connection, *, secret: bytes, now: datetime) -> str:
     """Retire ACTIVE, promote NEXT, make a new NEXT; returns the new active kid."""
     await ensure_keys(conn, secret=secret, now=now)
     await conn.execute(
-        text(
-            "UPDATE signing_key SET status = 'RETIRED', retired_at = :now WHERE status = 'ACTIVE'"
-        ),
+        sql("UPDATE signing_key SET status = 'RETIRED', retired_at = :now WHERE status = 'ACTIVE'"),
         {"now": now},
     )
     promoted = await conn.execute(
-        text(
+        sql(
             "UPDATE signing_key SET status = 'ACTIVE', activated_at = :now"
             " WHERE status = 'NEXT' RETURNING kid"
         ),
@@ -116,10 +113,10 @@ async def rotate(conn: AsyncConnection, *, secret: bytes, now: datetime) -> str:
     return kid
 
 
-async def load(conn: AsyncConnection, *, secret: bytes, now: datetime) -> SigningKeys:
+async def load(conn: Connection, *, secret: bytes, now: datetime) -> SigningKeys:
     rows = (
         await conn.execute(
-            text(
+            sql(
                 """
                 SELECT kid, status, private_key_ciphertext, public_jwk FROM signing_key
                 WHERE status <> 'RETIRED' OR retired_at > :cutoff

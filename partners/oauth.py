@@ -48,10 +48,9 @@ from authlib.oauth2.rfc6749.grants.base import TokenEndpointMixin
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
 from joserfc.jwk import KeySet
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit import limits
+from exchange.kit.db import Connection, sql
 from exchange.kit.errors import DomainError
 from exchange.kit.limits import MAX_FORM_VALUE
 from partners import clients as client_store
@@ -424,7 +423,7 @@ def _unverified_sub(assertion: str) -> Any:
 
 
 async def _snapshot(
-    conn: AsyncConnection, request: HttpRequest
+    conn: Connection, request: HttpRequest
 ) -> tuple[dict[str, ClientRecord | None], dict[tuple[int | None, str], int]]:
     known = {
         client_id: await client_store.get_client(conn, client_id=client_id)
@@ -489,11 +488,11 @@ def _well_formed_assertion(assertion: str) -> bool:
     return True
 
 
-async def _record_assertions(conn: AsyncConnection, server: _Server) -> HttpResponse | None:
+async def _record_assertions(conn: Connection, server: _Server) -> HttpResponse | None:
     """Accept each client assertion's jti once (RFC 7523 section 3, item 7)."""
     for client_id, jti, expires in server.seen_assertions:
         inserted = await conn.execute(
-            text(
+            sql(
                 "INSERT INTO used_client_assertion (client_id, jti, expires_at)"
                 " VALUES (:client_id, :jti, :expires_at) ON CONFLICT DO NOTHING RETURNING jti"
             ),
@@ -519,7 +518,7 @@ def _noting_failure(response: HttpResponse, known: dict[str, ClientRecord | None
 
 
 async def token_endpoint(
-    conn: AsyncConnection, context: OAuthContext, request: HttpRequest, *, now: datetime
+    conn: Connection, context: OAuthContext, request: HttpRequest, *, now: datetime
 ) -> HttpResponse:
     refused = _check_form(request)
     if refused is not None:
@@ -539,7 +538,7 @@ async def token_endpoint(
 
 
 async def _authenticated(
-    conn: AsyncConnection,
+    conn: Connection,
     context: OAuthContext,
     request: HttpRequest,
     endpoint: str,
@@ -564,7 +563,7 @@ async def _authenticated(
 
 
 async def introspection_endpoint(
-    conn: AsyncConnection,
+    conn: Connection,
     context: OAuthContext,
     request: HttpRequest,
     state: AuthState,
@@ -612,7 +611,7 @@ async def introspection_endpoint(
 
 
 async def revocation_endpoint(
-    conn: AsyncConnection,
+    conn: Connection,
     context: OAuthContext,
     request: HttpRequest,
     state: AuthState,

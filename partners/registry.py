@@ -11,15 +11,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import ledger
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency, plain
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.limits import MAX_EARN_RATE, MAX_LIFETIME_DAYS, MAX_POINTS_PER_OPERATION
 from exchange.ledger.models import PartnerPolicy
@@ -88,7 +85,7 @@ def policy_of(terms: ContractTerms) -> PartnerPolicy:
     )
 
 
-def _partner(row: Row[Any]) -> Partner:
+def _partner(row: Row) -> Partner:
     terms = ContractTerms(
         currency=row.currency,
         issue_price=plain(row.issue_price),
@@ -111,7 +108,7 @@ def _partner(row: Row[Any]) -> Partner:
 
 
 async def add_partner(
-    conn: AsyncConnection, *, name: str, terms: ContractTerms, now: datetime
+    conn: Connection, *, name: str, terms: ContractTerms, now: datetime
 ) -> Partner:
     name = (name or "").strip()
     if not 1 <= len(name) <= 100:
@@ -126,7 +123,7 @@ async def add_partner(
 
 
 async def get_partner(
-    conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
+    conn: Connection, *, now: datetime, partner_id: int | None = None, name: str | None = None
 ) -> Partner:
     row = await repository.partner_in_force(conn, now=now, partner_id=partner_id, name=name)
     if row is None and partner_id is not None:
@@ -140,12 +137,12 @@ async def get_partner(
     return _partner(row)
 
 
-async def list_partners(conn: AsyncConnection, *, now: datetime) -> list[Partner]:
+async def list_partners(conn: Connection, *, now: datetime) -> list[Partner]:
     return [_partner(row) for row in await repository.partners_in_force(conn, now=now)]
 
 
 async def listing(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     now: datetime,
     partner_ids: list[int] | None = None,
@@ -168,7 +165,7 @@ async def listing(
 
 
 async def change_contract(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     terms: ContractTerms,
@@ -194,7 +191,7 @@ CONTRACT_CLOCK_SKEW = timedelta(minutes=5)
 
 
 async def amend_contract(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     changes: ContractChanges,
@@ -221,7 +218,7 @@ async def amend_contract(
     )
 
 
-async def sync_policies(conn: AsyncConnection, *, now: datetime) -> int:
+async def sync_policies(conn: Connection, *, now: datetime) -> int:
     """Push every partner's policy in force now to the ledger; returns how many."""
     partners = await list_partners(conn, now=now)
     for partner in partners:
@@ -232,7 +229,7 @@ async def sync_policies(conn: AsyncConnection, *, now: datetime) -> int:
 
 
 async def set_status(
-    conn: AsyncConnection, *, name: str, status: PartnerStatus, now: datetime
+    conn: Connection, *, name: str, status: PartnerStatus, now: datetime
 ) -> Partner:
     partner = await get_partner(conn, name=name, now=now)
     await repository.set_status(conn, partner_id=partner.id, status=str(status))

@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 from partners.models import ContractTerms
 
 _PARTNER_WITH_CONTRACT = """
@@ -25,7 +22,7 @@ _PARTNER_WITH_CONTRACT = """
 """
 
 
-async def insert_partner(conn: AsyncConnection, *, name: str, created_at: datetime) -> int | None:
+async def insert_partner(conn: Connection, *, name: str, created_at: datetime) -> int | None:
     result = await conn.execute(
         sql(
             "INSERT INTO partner (name, created_at) VALUES (:name, :created_at)"
@@ -33,11 +30,12 @@ async def insert_partner(conn: AsyncConnection, *, name: str, created_at: dateti
         ),
         {"name": name, "created_at": created_at},
     )
-    return result.scalar()
+    created = result.scalar()
+    return None if created is None else int(created)
 
 
 async def insert_contract(
-    conn: AsyncConnection, *, partner_id: int, effective_from: datetime, terms: ContractTerms
+    conn: Connection, *, partner_id: int, effective_from: datetime, terms: ContractTerms
 ) -> int:
     result = await conn.execute(
         sql(
@@ -71,7 +69,7 @@ async def insert_contract(
     return int(result.scalar_one())
 
 
-async def lock_partner(conn: AsyncConnection, *, partner_id: int) -> None:
+async def lock_partner(conn: Connection, *, partner_id: int) -> None:
     await conn.execute(
         sql("SELECT id FROM partner WHERE id = :partner_id FOR UPDATE"),
         {"partner_id": partner_id},
@@ -79,13 +77,13 @@ async def lock_partner(conn: AsyncConnection, *, partner_id: int) -> None:
 
 
 async def partners_listing(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     now: datetime,
     partner_ids: list[int] | None,
     after_id: int,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Partners in id order, each with its contract in force where the caller may see it
     (row-level security on partner_contract), else no contract columns."""
     result = await conn.execute(
@@ -99,14 +97,14 @@ async def partners_listing(
     return list(result.all())
 
 
-async def partners_in_force(conn: AsyncConnection, *, now: datetime) -> list[Row[Any]]:
+async def partners_in_force(conn: Connection, *, now: datetime) -> list[Row]:
     result = await conn.execute(sql(f"{_PARTNER_WITH_CONTRACT} ORDER BY p.id"), {"now": now})
     return list(result.all())
 
 
 async def partner_in_force(
-    conn: AsyncConnection, *, now: datetime, partner_id: int | None = None, name: str | None = None
-) -> Row[Any] | None:
+    conn: Connection, *, now: datetime, partner_id: int | None = None, name: str | None = None
+) -> Row | None:
     result = await conn.execute(
         sql(
             f"{_PARTNER_WITH_CONTRACT} WHERE (CAST(:partner_id AS bigint) IS NULL"
@@ -117,7 +115,7 @@ async def partner_in_force(
     return result.first()
 
 
-async def contracts(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
+async def contracts(conn: Connection, *, partner_id: int) -> list[Row]:
     result = await conn.execute(
         sql("SELECT * FROM partner_contract WHERE partner_id = :partner_id ORDER BY version"),
         {"partner_id": partner_id},
@@ -125,7 +123,7 @@ async def contracts(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]
     return list(result.all())
 
 
-async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> bool:
+async def set_status(conn: Connection, *, partner_id: int, status: str) -> bool:
     result = await conn.execute(
         sql("UPDATE partner SET status = :status WHERE id = :partner_id RETURNING id"),
         {"partner_id": partner_id, "status": status},
@@ -136,7 +134,7 @@ async def set_status(conn: AsyncConnection, *, partner_id: int, status: str) -> 
 # --- member identity and links --------------------------------------------------------
 
 
-async def lock_identities(conn: AsyncConnection, *, indexes: list[bytes]) -> None:
+async def lock_identities(conn: Connection, *, indexes: list[bytes]) -> None:
     """Serialize links of one person (same e-mail or phone) across partners."""
     for index in sorted(indexes):
         await conn.execute(
@@ -146,7 +144,7 @@ async def lock_identities(conn: AsyncConnection, *, indexes: list[bytes]) -> Non
 
 
 async def members_by_index(
-    conn: AsyncConnection, *, email_index: bytes | None, phone_index: bytes | None
+    conn: Connection, *, email_index: bytes | None, phone_index: bytes | None
 ) -> list[int]:
     """The members with this e-mail's or phone's blind index, across the coalition, in
     id order. A database function of migration 0014 looks them up as the owner and
@@ -159,7 +157,7 @@ async def members_by_index(
     return [int(member_id) for member_id in result.scalars()]
 
 
-async def insert_identity(conn: AsyncConnection, **values: Any) -> None:
+async def insert_identity(conn: Connection, **values: Any) -> None:
     await conn.execute(
         sql(
             """
@@ -173,7 +171,7 @@ async def insert_identity(conn: AsyncConnection, **values: Any) -> None:
     )
 
 
-async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
+async def add_identity_facts(conn: Connection, **values: Any) -> None:
     """Fill in an e-mail or phone the member did not have yet."""
     await conn.execute(
         sql(
@@ -192,7 +190,7 @@ async def add_identity_facts(conn: AsyncConnection, **values: Any) -> None:
     )
 
 
-async def set_identity_facts(conn: AsyncConnection, **values: Any) -> bool:
+async def set_identity_facts(conn: Connection, **values: Any) -> bool:
     """Replace the e-mail and/or phone given (index and ciphertext); a kind not given
     (None) stays. False when the member has no identity left (erased)."""
     result = await conn.execute(
@@ -212,7 +210,7 @@ async def set_identity_facts(conn: AsyncConnection, **values: Any) -> bool:
     return result.first() is not None
 
 
-async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> int | None:
+async def link(conn: Connection, *, partner_id: int, member_ref: str) -> int | None:
     result = await conn.execute(
         sql(
             "SELECT member_id FROM member_link"
@@ -224,9 +222,7 @@ async def link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> in
     return int(member_id) if member_id is not None else None
 
 
-async def links(
-    conn: AsyncConnection, *, partner_id: int, member_refs: list[str]
-) -> dict[str, int]:
+async def links(conn: Connection, *, partner_id: int, member_refs: list[str]) -> dict[str, int]:
     result = await conn.execute(
         sql(
             "SELECT member_ref, member_id FROM member_link"
@@ -238,7 +234,7 @@ async def links(
 
 
 async def insert_link(
-    conn: AsyncConnection, *, partner_id: int, member_ref: str, member_id: int, now: datetime
+    conn: Connection, *, partner_id: int, member_ref: str, member_id: int, now: datetime
 ) -> bool:
     result = await conn.execute(
         sql(
@@ -253,7 +249,7 @@ async def insert_link(
     return result.first() is not None
 
 
-async def delete_link(conn: AsyncConnection, *, partner_id: int, member_ref: str) -> bool:
+async def delete_link(conn: Connection, *, partner_id: int, member_ref: str) -> bool:
     result = await conn.execute(
         sql(
             "DELETE FROM member_link WHERE partner_id = :partner_id AND member_ref = :member_ref"
@@ -264,7 +260,7 @@ async def delete_link(conn: AsyncConnection, *, partner_id: int, member_ref: str
     return result.first() is not None
 
 
-async def identity(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
+async def identity(conn: Connection, *, member_id: int) -> Row | None:
     result = await conn.execute(
         sql("SELECT * FROM member_identity WHERE member_id = :member_id"),
         {"member_id": member_id},
@@ -272,7 +268,7 @@ async def identity(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
     return result.first()
 
 
-async def links_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
+async def links_of_member(conn: Connection, *, member_id: int) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -286,7 +282,7 @@ async def links_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[
     return list(result.all())
 
 
-async def erase_identity(conn: AsyncConnection, *, member_id: int, now: datetime) -> bool:
+async def erase_identity(conn: Connection, *, member_id: int, now: datetime) -> bool:
     await conn.execute(
         sql("DELETE FROM member_link WHERE member_id = :member_id"), {"member_id": member_id}
     )
@@ -310,12 +306,12 @@ async def erase_identity(conn: AsyncConnection, *, member_id: int, now: datetime
 AUTH_CHANNEL = "exchange_auth"
 
 
-async def notify_auth_change(conn: AsyncConnection) -> None:
+async def notify_auth_change(conn: Connection) -> None:
     """Delivered to listeners when the transaction commits."""
     await conn.execute(sql("SELECT pg_notify(:channel, '')"), {"channel": AUTH_CHANNEL})
 
 
-async def is_linked(conn: AsyncConnection, *, partner_id: int, member_id: int) -> bool:
+async def is_linked(conn: Connection, *, partner_id: int, member_id: int) -> bool:
     result = await conn.execute(
         sql(
             "SELECT 1 FROM member_link WHERE partner_id = :partner_id AND member_id = :member_id"
@@ -327,8 +323,8 @@ async def is_linked(conn: AsyncConnection, *, partner_id: int, member_id: int) -
 
 
 async def links_of_partner(
-    conn: AsyncConnection, *, partner_id: int, after_ref: str | None, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, partner_id: int, after_ref: str | None, limit: int
+) -> list[Row]:
     """A partner's links in member_ref order, keyset-paginated."""
     result = await conn.execute(
         sql(
@@ -348,7 +344,7 @@ async def links_of_partner(
 
 
 async def insert_links_many(
-    conn: AsyncConnection, *, links: list[tuple[int, str, int]], now: datetime
+    conn: Connection, *, links: list[tuple[int, str, int]], now: datetime
 ) -> None:
     """Links (partner id, member ref, member id) written in one statement."""
     await conn.execute(
@@ -369,18 +365,16 @@ async def insert_links_many(
     )
 
 
-async def copy_identities(conn: AsyncConnection, *, records: list[tuple[Any, ...]]) -> None:
+async def copy_identities(conn: Connection, *, records: list[tuple[Any, ...]]) -> None:
     """Identity rows (member id, e-mail index, e-mail ciphertext, created at) by COPY."""
-    raw = await conn.get_raw_connection()
-    driver: Any = raw.driver_connection
-    await driver.copy_records_to_table(
+    await conn.copy_records(
         "member_identity",
         records=records,
         columns=["member_id", "email_index", "email_ciphertext", "created_at"],
     )
 
 
-async def partners_named_like(conn: AsyncConnection, *, pattern: str) -> list[int]:
+async def partners_named_like(conn: Connection, *, pattern: str) -> list[int]:
     """Ids of partners whose name matches a regular expression, by name's number."""
     result = await conn.execute(
         sql(
@@ -393,7 +387,7 @@ async def partners_named_like(conn: AsyncConnection, *, pattern: str) -> list[in
 
 
 async def members_by_numbered_ref(
-    conn: AsyncConnection, *, partner_ids: list[int], prefix: str
+    conn: Connection, *, partner_ids: list[int], prefix: str
 ) -> list[int]:
     """The members these partners linked under refs ``<prefix><n>``, in order of n."""
     result = await conn.execute(
@@ -414,7 +408,7 @@ async def members_by_numbered_ref(
 
 
 async def link_sample_to_partners(
-    conn: AsyncConnection, *, partner_ids: list[int], count: int
+    conn: Connection, *, partner_ids: list[int], count: int
 ) -> list[str]:
     """Refs of up to ``count`` random members linked to any of these partners, each now
     linked under the same ref to every one of them."""

@@ -18,9 +18,8 @@ from typing import Any
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
 
+from exchange.kit.db import Connection, sql
 from exchange.kit.limits import MAX_TOKEN_LENGTH
 from partners.keys import SigningKeys
 from partners.principal import Principal, PrincipalKind
@@ -67,17 +66,17 @@ class AuthState:
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
-async def load_auth_state(conn: AsyncConnection, *, keys: SigningKeys, now: datetime) -> AuthState:
+async def load_auth_state(conn: Connection, *, keys: SigningKeys, now: datetime) -> AuthState:
     revoked = (
         await conn.execute(
-            text("SELECT jti FROM revoked_token WHERE expires_at > :now"), {"now": now}
+            sql("SELECT jti FROM revoked_token WHERE expires_at > :now"), {"now": now}
         )
     ).scalars()
     clients = (
-        await conn.execute(text("SELECT client_id FROM oauth_client WHERE status <> 'ACTIVE'"))
+        await conn.execute(sql("SELECT client_id FROM oauth_client WHERE status <> 'ACTIVE'"))
     ).scalars()
     partners = (
-        await conn.execute(text("SELECT id FROM partner WHERE status <> 'ACTIVE'"))
+        await conn.execute(sql("SELECT id FROM partner WHERE status <> 'ACTIVE'"))
     ).scalars()
     published = keys.published.as_dict(private=False)
     return AuthState(
@@ -211,9 +210,9 @@ def verify(token: str, settings: TokenSettings, state: AuthState, *, now: dateti
     return principal_of(claims, state)
 
 
-async def revoke(conn: AsyncConnection, *, token_id: str, expires_at: datetime) -> None:
+async def revoke(conn: Connection, *, token_id: str, expires_at: datetime) -> None:
     await conn.execute(
-        text(
+        sql(
             "INSERT INTO revoked_token (jti, expires_at) VALUES (:jti, :expires_at)"
             " ON CONFLICT DO NOTHING"
         ),

@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection, sql
 from settlement.service import compute, digest_of
 
 #: Keys a run document gained after runs were first stored: a run stored without one is
@@ -24,10 +22,10 @@ class Check:
     examples: list[str] = field(default_factory=list)
 
 
-async def verify(conn: AsyncConnection) -> list[Check]:
+async def verify(conn: Connection) -> list[Check]:
     unbalanced = (
         await conn.execute(
-            text(
+            sql(
                 "SELECT run_id, sum(amount) FROM settlement_posting GROUP BY run_id"
                 " HAVING sum(amount) <> 0 LIMIT 5"
             )
@@ -36,7 +34,7 @@ async def verify(conn: AsyncConnection) -> list[Check]:
     drifted, margins = [], []
     runs = (
         await conn.execute(
-            text(
+            sql(
                 "SELECT id, period_start, period_end, cutoff, digest, document, currency FROM"
                 " settlement_run WHERE status IN ('FINALIZED', 'PAID') ORDER BY id"
             )

@@ -7,8 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row, text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from exchange.kit.db import Connection, Row, sql
 
 #: Each contract version with the span it is in force: from its effective_from to the
 #: next version's (of two versions from the same instant, the later one holds the whole
@@ -51,15 +50,13 @@ def window(late: bool) -> str:
     return LATE if late else REGULAR
 
 
-async def issued(
-    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
-) -> list[Row[Any]]:
+async def issued(conn: Connection, *, params: dict[str, Any], late: bool = False) -> list[Row]:
     """Points issued per issuing partner and contract version, net of earn reversals
     booked in the period: from the lots earns created (so a co-funded campaign's lot is
     its funder's issuance) and the reversals' consumptions of them. Coalition-issued
     points (no issuer) are nobody's issuance to settle."""
     result = await conn.execute(
-        text(
+        sql(
             f"""
             WITH {_TERMS}
             SELECT l.issuer_partner_id AS partner_id, c.version AS version,
@@ -82,11 +79,11 @@ async def issued(
     return list(result.all())
 
 
-async def campaign_issuance(conn: AsyncConnection, *, params: dict[str, Any]) -> list[Row[Any]]:
+async def campaign_issuance(conn: Connection, *, params: dict[str, Any]) -> list[Row]:
     """Points each campaign's funders issued in the period (the lots of earns a purchase
     booked for a campaign), per funder and contract version."""
     result = await conn.execute(
-        text(
+        sql(
             f"""
             WITH {_TERMS}
             SELECT e.metadata->>'campaign' AS campaign_id,
@@ -106,13 +103,11 @@ async def campaign_issuance(conn: AsyncConnection, *, params: dict[str, Any]) ->
     return list(result.all())
 
 
-async def redeemed(
-    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
-) -> list[Row[Any]]:
+async def redeemed(conn: Connection, *, params: dict[str, Any], late: bool = False) -> list[Row]:
     """Points redeemed per (issuer, redeemer) and the contract versions in force, from lot
     consumptions, net of redemption reversals booked in the period."""
     result = await conn.execute(
-        text(
+        sql(
             f"""
             WITH {_TERMS}
             SELECT c.issuer_partner_id AS issuer_id, c.redeemer_partner_id AS redeemer_id,
@@ -131,11 +126,9 @@ async def redeemed(
     return list(result.all())
 
 
-async def expired(
-    conn: AsyncConnection, *, params: dict[str, Any], late: bool = False
-) -> list[Row[Any]]:
+async def expired(conn: Connection, *, params: dict[str, Any], late: bool = False) -> list[Row]:
     result = await conn.execute(
-        text(
+        sql(
             f"""
             SELECT c.issuer_partner_id AS partner_id, sum(c.points) AS points
             FROM ledger_lot_consumption c JOIN ledger_entry e ON e.id = c.entry_id
@@ -148,9 +141,9 @@ async def expired(
     return list(result.all())
 
 
-async def contracts(conn: AsyncConnection, *, partner_ids: list[int]) -> list[Row[Any]]:
+async def contracts(conn: Connection, *, partner_ids: list[int]) -> list[Row]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT c.partner_id, c.version, c.currency, c.issue_price, c.redemption_price,
                    c.fee_rate, c.funding_model, p.name
@@ -164,7 +157,7 @@ async def contracts(conn: AsyncConnection, *, partner_ids: list[int]) -> list[Ro
 
 
 async def insert_run(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     start: datetime,
     end: datetime,
@@ -175,7 +168,7 @@ async def insert_run(
     cutoff: datetime,
 ) -> int:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO settlement_run (period_start, period_end, currency, status, document,
                 digest, created_at, cutoff)
@@ -198,10 +191,10 @@ async def insert_run(
 
 
 async def insert_postings(
-    conn: AsyncConnection, *, run_id: int, legs: list[tuple[str, Decimal]]
+    conn: Connection, *, run_id: int, legs: list[tuple[str, Decimal]]
 ) -> None:
     await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO settlement_posting (run_id, account, amount)
             SELECT :run_id, leg.account, leg.amount
@@ -213,19 +206,19 @@ async def insert_postings(
     )
 
 
-async def run_by_id(conn: AsyncConnection, *, run_id: int) -> Row[Any] | None:
+async def run_by_id(conn: Connection, *, run_id: int) -> Row | None:
     result = await conn.execute(
-        text("SELECT * FROM settlement_run WHERE id = :run_id"), {"run_id": run_id}
+        sql("SELECT * FROM settlement_run WHERE id = :run_id"), {"run_id": run_id}
     )
     return result.first()
 
 
 async def supersede_drafts(
-    conn: AsyncConnection, *, start: datetime, end: datetime, by_run_id: int
+    conn: Connection, *, start: datetime, end: datetime, by_run_id: int
 ) -> None:
     """Mark the other drafts of exactly this period SUPERSEDED by ``by_run_id``."""
     await conn.execute(
-        text(
+        sql(
             "UPDATE settlement_run SET status = 'SUPERSEDED', superseded_by = :by_run_id"
             " WHERE status = 'DRAFT' AND period_start = :start AND period_end = :end"
             " AND id <> :by_run_id"
@@ -234,7 +227,7 @@ async def supersede_drafts(
     )
 
 
-async def room_for_aggregates(conn: AsyncConnection) -> None:
+async def room_for_aggregates(conn: Connection) -> None:
     """Settings for this transaction's aggregates over a period's entries: memory to hash
     and join them in memory (the default 4 MB makes batches on disk), and parallel
     plans costed low enough to be chosen (the period's scans and joins split across
@@ -242,7 +235,7 @@ async def room_for_aggregates(conn: AsyncConnection) -> None:
     server's other transactions keep the defaults, as the insights functions do
     (migration 0024)."""
     await conn.execute(
-        text(
+        sql(
             "SELECT set_config('work_mem', '64MB', true),"
             " set_config('parallel_setup_cost', '100', true),"
             " set_config('parallel_tuple_cost', '0.01', true)"
@@ -250,10 +243,10 @@ async def room_for_aggregates(conn: AsyncConnection) -> None:
     )
 
 
-async def previous_cutoff(conn: AsyncConnection, *, start: datetime) -> datetime | None:
+async def previous_cutoff(conn: Connection, *, start: datetime) -> datetime | None:
     """The cut-off of the latest finalized run that ended by ``start``."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT cutoff FROM settlement_run
             WHERE status IN ('FINALIZED', 'PAID') AND period_end <= :start
@@ -266,11 +259,9 @@ async def previous_cutoff(conn: AsyncConnection, *, start: datetime) -> datetime
     return value if isinstance(value, datetime) else None
 
 
-async def overlapping_finalized(
-    conn: AsyncConnection, *, start: datetime, end: datetime
-) -> Row[Any] | None:
+async def overlapping_finalized(conn: Connection, *, start: datetime, end: datetime) -> Row | None:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id, period_start, period_end FROM settlement_run
             WHERE status IN ('FINALIZED', 'PAID')
@@ -283,24 +274,24 @@ async def overlapping_finalized(
     return result.first()
 
 
-async def lock_runs(conn: AsyncConnection) -> None:
+async def lock_runs(conn: Connection) -> None:
     """One finalization at a time (periods must not overlap)."""
-    await conn.execute(text("SELECT pg_advisory_xact_lock(727400)"))
+    await conn.execute(sql("SELECT pg_advisory_xact_lock(727400)"))
 
 
-async def set_status(conn: AsyncConnection, *, run_id: int, status: str, at: datetime) -> None:
+async def set_status(conn: Connection, *, run_id: int, status: str, at: datetime) -> None:
     column = "finalized_at" if status == "FINALIZED" else "paid_at"
     await conn.execute(
-        text(f"UPDATE settlement_run SET status = :status, {column} = :at WHERE id = :run_id"),
+        sql(f"UPDATE settlement_run SET status = :status, {column} = :at WHERE id = :run_id"),
         {"run_id": run_id, "status": status, "at": at},
     )
 
 
 async def record_payment(
-    conn: AsyncConnection, *, run_id: int, instruction: int, reference: str, at: datetime
+    conn: Connection, *, run_id: int, instruction: int, reference: str, at: datetime
 ) -> bool:
     result = await conn.execute(
-        text(
+        sql(
             """
             INSERT INTO settlement_payment (run_id, instruction, reference, paid_at)
             VALUES (:run_id, :instruction, :reference, :at)
@@ -312,13 +303,13 @@ async def record_payment(
     return result.first() is not None
 
 
-async def payments_of_run(conn: AsyncConnection, *, run_id: int) -> list[Row[Any]]:
+async def payments_of_run(conn: Connection, *, run_id: int) -> list[Row]:
     return await payments_of_runs(conn, run_ids=[run_id])
 
 
-async def payments_of_runs(conn: AsyncConnection, *, run_ids: list[int]) -> list[Row[Any]]:
+async def payments_of_runs(conn: Connection, *, run_ids: list[int]) -> list[Row]:
     result = await conn.execute(
-        text(
+        sql(
             "SELECT run_id, instruction, reference, paid_at FROM settlement_payment"
             " WHERE run_id = ANY(:run_ids) ORDER BY run_id, instruction"
         ),
@@ -327,10 +318,10 @@ async def payments_of_runs(conn: AsyncConnection, *, run_ids: list[int]) -> list
     return list(result.all())
 
 
-async def runs_listing(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
+async def runs_listing(conn: Connection, *, limit: int) -> list[Row]:
     """Every run, superseded drafts included, newest first, with what it supersedes."""
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT r.id, r.period_start, r.period_end, r.currency, r.status, r.digest,
                    r.created_at, r.finalized_at, r.paid_at, r.superseded_by,
@@ -347,10 +338,10 @@ async def runs_listing(conn: AsyncConnection, *, limit: int) -> list[Row[Any]]:
 
 
 async def runs_page(
-    conn: AsyncConnection, *, before_id: int | None, limit: int, finalized_only: bool
-) -> list[Row[Any]]:
+    conn: Connection, *, before_id: int | None, limit: int, finalized_only: bool
+) -> list[Row]:
     result = await conn.execute(
-        text(
+        sql(
             """
             SELECT id, period_start, period_end, currency, status, digest, document,
                    created_at, finalized_at, paid_at

@@ -22,12 +22,10 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.kit import limits
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import check_currency, plain
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from settlement import journal, netting, repository
@@ -52,7 +50,7 @@ from settlement.models import (
 from settlement.money import allocate, minor_unit, round_total
 
 
-async def _terms(conn: AsyncConnection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
+async def _terms(conn: Connection, partner_ids: set[int]) -> dict[tuple[int, int], Terms]:
     rows = await repository.contracts(conn, partner_ids=sorted(partner_ids))
     return {
         (int(r.partner_id), int(r.version)): Terms(
@@ -79,8 +77,8 @@ def _priced(terms: dict[tuple[int, int], Terms], partner_id: int, version: int |
 
 
 def _priced_lines(
-    issued: list[Row[Any]],
-    redeemed: list[Row[Any]],
+    issued: list[Row],
+    redeemed: list[Row],
     terms: dict[tuple[int, int], Terms],
     rates: dict[str, Decimal],
 ) -> list[PricedLine]:
@@ -102,7 +100,7 @@ def _priced_lines(
 
 
 def _redemption_lines(
-    row: Row[Any], terms: dict[tuple[int, int], Terms], rates: dict[str, Decimal]
+    row: Row, terms: dict[tuple[int, int], Terms], rates: dict[str, Decimal]
 ) -> list[PricedLine]:
     redeemer = _priced(terms, row.redeemer_id, row.redeemer_version)
     issuer = None if row.issuer_id is None else _priced(terms, row.issuer_id, row.issuer_version)
@@ -216,9 +214,7 @@ def checked_rates(rates: dict[str, Decimal] | None) -> dict[str, Decimal] | None
     }
 
 
-def _points(
-    issued: list[Row[Any]], redeemed: list[Row[Any]], expired: list[Row[Any]]
-) -> dict[str, Any]:
+def _points(issued: list[Row], redeemed: list[Row], expired: list[Row]) -> dict[str, Any]:
     per: dict[str, dict[str, int]] = defaultdict(
         lambda: {"issued": 0, "redeemedAt": 0, "redeemedFrom": 0, "expired": 0}
     )
@@ -293,7 +289,7 @@ def digest_of(document: dict[str, Any]) -> str:
 
 
 def _campaign_costs(
-    rows: list[Row[Any]],
+    rows: list[Row],
     terms: dict[tuple[int, int], Terms],
     rates: dict[str, Decimal],
     currency: str,
@@ -323,8 +319,8 @@ def _late(lines: list[PricedLine]) -> list[PricedLine]:
 
 
 async def _facts(
-    conn: AsyncConnection, params: dict[str, Any], *, late: bool
-) -> tuple[list[Row[Any]], list[Row[Any]], list[Row[Any]]]:
+    conn: Connection, params: dict[str, Any], *, late: bool
+) -> tuple[list[Row], list[Row], list[Row]]:
     return (
         await repository.issued(conn, params=params, late=late),
         await repository.redeemed(conn, params=params, late=late),
@@ -333,7 +329,7 @@ async def _facts(
 
 
 async def compute(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     start: datetime,
     end: datetime,
@@ -376,7 +372,7 @@ async def compute(
 
 
 async def run_settlement(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     start: datetime,
     end: datetime,
@@ -421,7 +417,7 @@ async def run_settlement(
     return SettlementRun(id=run_id, status=RunStatus.DRAFT, digest=digest, document=document)
 
 
-async def finalize(conn: AsyncConnection, *, run_id: int, now: datetime) -> SettlementRun:
+async def finalize(conn: Connection, *, run_id: int, now: datetime) -> SettlementRun:
     """Close the run's period: the run becomes immutable; later entries booked into the
     period go to the next run as prior-period adjustments."""
     await repository.lock_runs(conn)
@@ -447,7 +443,7 @@ async def finalize(conn: AsyncConnection, *, run_id: int, now: datetime) -> Sett
 
 
 async def record_payment(
-    conn: AsyncConnection, *, run_id: int, instruction: int, reference: str, now: datetime
+    conn: Connection, *, run_id: int, instruction: int, reference: str, now: datetime
 ) -> SettlementRun:
     """Record that instruction number ``instruction`` (from 1) was paid; the run is PAID
     once every instruction is."""
@@ -471,11 +467,11 @@ async def record_payment(
     return await get_run(conn, run_id=run_id)
 
 
-def _payments(rows: list[Row[Any]]) -> tuple[Payment, ...]:
+def _payments(rows: list[Row]) -> tuple[Payment, ...]:
     return tuple(Payment(int(r.instruction), r.reference, r.paid_at) for r in rows)
 
 
-async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
+async def get_run(conn: Connection, *, run_id: int) -> SettlementRun:
     """A run with the payments recorded against its instructions."""
     row = await repository.run_by_id(conn, run_id=run_id)
     if row is None:
@@ -496,7 +492,7 @@ async def get_run(conn: AsyncConnection, *, run_id: int) -> SettlementRun:
 MAX_LISTED_RUNS = 1000
 
 
-async def list_runs(conn: AsyncConnection, *, limit: int = 100) -> list[RunSummary]:
+async def list_runs(conn: Connection, *, limit: int = 100) -> list[RunSummary]:
     """Runs newest first, superseded drafts included (they stay, as decision 0005 says),
     each with its paid instructions and which run supersedes which."""
     if not 1 <= limit <= MAX_LISTED_RUNS:

@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 import sqlalchemy
 
+from exchange.kit.db import libpq_url
 from exchange.kit.embedded import _server, start_embedded
-from exchange.kit.listener import libpq_url
 from exchange.migrations import upgrade
 
 

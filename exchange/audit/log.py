@@ -6,10 +6,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.audit import repository
 from exchange.audit.models import Action, Actor, AuditEntry
+from exchange.kit.db import Connection
 from exchange.kit.errors import InvalidInput
 from exchange.kit.invariant import invariant
 
@@ -34,7 +33,7 @@ def _plain(details: Mapping[str, Detail]) -> dict[str, object]:
 
 
 async def record(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     actor: Actor,
     action: Action,
@@ -56,7 +55,7 @@ async def record(
 
 
 async def entries(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     since: datetime | None = None,
     action: Action | None = None,

@@ -6,14 +6,11 @@ import json
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 
 
 async def insert(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     actor: str,
     origin: str,
@@ -44,8 +41,8 @@ async def insert(
 
 
 async def newest(
-    conn: AsyncConnection, *, since: datetime | None, action: str | None, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, since: datetime | None, action: str | None, limit: int
+) -> list[Row]:
     """Entries newest first, from ``since`` on, of one action or all."""
     result = await conn.execute(
         sql(

@@ -39,11 +39,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import ledger
 from exchange.insights import profiles, segments, targets
 from exchange.insights.models import Target
+from exchange.kit.db import Connection
 from exchange.kit.errors import DomainError
 from exchange.kit.settings import Tunables
 from exchange.loyalty import campaigns, purchases, tiers
@@ -181,7 +180,7 @@ def _moment(now: datetime, month: str, step: int) -> datetime:
     return this_month + (now - this_month) * step // (_THIS_MONTH_STEPS + 1)
 
 
-async def _partner_ids(conn: AsyncConnection, now: datetime) -> tuple[dict[str, int], bool]:
+async def _partner_ids(conn: Connection, now: datetime) -> tuple[dict[str, int], bool]:
     """The demo partners, added (contracts in force from the first of last month) when
     missing."""
     ids, created = {}, False
@@ -196,7 +195,7 @@ async def _partner_ids(conn: AsyncConnection, now: datetime) -> tuple[dict[str, 
 
 
 async def _history(
-    conn: AsyncConnection, ids: dict[str, int], keys: IdentityKeys, now: datetime
+    conn: Connection, ids: dict[str, int], keys: IdentityKeys, now: datetime
 ) -> dict[str, int]:
     members, joined = {}, months(now)[0]
     for partner, ref, email in MEMBERS:
@@ -234,7 +233,7 @@ PURCHASES = [
 
 
 async def _loyalty(
-    conn: AsyncConnection, ids: dict[str, int], members: dict[str, int], now: datetime
+    conn: Connection, ids: dict[str, int], members: dict[str, int], now: datetime
 ) -> None:
     """Tiers, a running campaign, a co-funded one, and purchases they rewarded."""
     for name, threshold, multiplier in TIERS:
@@ -270,7 +269,7 @@ async def _loyalty(
 
 
 async def _insights(
-    conn: AsyncConnection, ids: dict[str, int], members: dict[str, int], now: datetime
+    conn: Connection, ids: dict[str, int], members: dict[str, int], now: datetime
 ) -> None:
     """A custom segment of the coffee chain, Alice's consent to cross-partner use, and a
     targeted campaign: the coffee chain's ACTIVE members get an offer (10 % held out)."""
@@ -317,9 +316,7 @@ def _read_credentials(path: Path) -> list[Credential] | None:
     return credentials
 
 
-async def _still_working(
-    conn: AsyncConnection, credentials: list[Credential], partner_id: int
-) -> bool:
+async def _still_working(conn: Connection, credentials: list[Credential], partner_id: int) -> bool:
     """Whether each client authenticates here as the demo's: active, with its secret,
     the demo's scopes and (the partner's) the demo partner."""
     for credential in credentials:
@@ -336,7 +333,7 @@ async def _still_working(
     return True
 
 
-async def _revoke(conn: AsyncConnection, client_ids: list[str]) -> None:
+async def _revoke(conn: Connection, client_ids: list[str]) -> None:
     for client_id in client_ids:
         with contextlib.suppress(DomainError):  # gone already, or never in this database
             await clients.revoke_client(conn, client_id=client_id)
@@ -357,7 +354,7 @@ def _write_owner_only(path: Path, credentials: list[Credential]) -> None:
     os.replace(draft, path)
 
 
-async def _new_clients(conn: AsyncConnection, partner_id: int) -> list[Credential]:
+async def _new_clients(conn: Connection, partner_id: int) -> list[Credential]:
     credentials = []
     for role, (scopes, who) in ROLES.items():
         created = await clients.create_client(
@@ -376,7 +373,7 @@ async def _new_clients(conn: AsyncConnection, partner_id: int) -> list[Credentia
 
 
 async def _demo_clients(
-    conn: AsyncConnection, partner_id: int, home: Path, *, seeded: bool
+    conn: Connection, partner_id: int, home: Path, *, seeded: bool
 ) -> tuple[list[Credential], CredentialsState]:
     """The clients of the credentials file when they still work here; new ones (and a
     new file) otherwise."""
@@ -401,9 +398,7 @@ async def _demo_clients(
     return credentials, state
 
 
-async def seed(
-    conn: AsyncConnection, *, now: datetime, keys: IdentityKeys, home: Path
-) -> DemoSummary:
+async def seed(conn: Connection, *, now: datetime, keys: IdentityKeys, home: Path) -> DemoSummary:
     ids, created = await _partner_ids(conn, now)
     if created:
         members = await _history(conn, ids, keys, now)

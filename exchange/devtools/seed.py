@@ -32,10 +32,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import delivery, ledger
-from exchange.kit.db import Database
+from exchange.kit.db import Connection, Database
 from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
@@ -262,7 +260,7 @@ def _identity(keys: IdentityKeys, number: int, member_id: int, at: datetime) -> 
 
 
 async def _entries(
-    conn: AsyncConnection,
+    conn: Connection,
     chunk: list[Planned],
     member_ids: list[int],
     partner_ids: list[int],
@@ -401,12 +399,12 @@ def _check(outcomes: Sequence[object]) -> None:
             raise InvalidInput(f"the seed plan produced a request the ledger refused: {outcome!r}")
 
 
-async def seed_partners(conn: AsyncConnection) -> list[int]:
+async def seed_partners(conn: Connection) -> list[int]:
     """The ids of the seed partners, in seed order."""
     return await repository.partners_named_like(conn, pattern="^seed-[0-9]+$")
 
 
-async def share_members(conn: AsyncConnection, *, partner_ids: list[int], count: int) -> list[str]:
+async def share_members(conn: Connection, *, partner_ids: list[int], count: int) -> list[str]:
     """Refs of up to ``count`` random seeded members, each now linked under the same ref to
     every seed partner, as a partner linking a known customer would, so that a load
     generator may ask any seed partner about any of them."""

@@ -14,16 +14,14 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import EmptyWebhookSecretError
 
 from exchange.events import endpoints, payloads, repository
 from exchange.events.sender import Outcome
+from exchange.kit.db import Connection, Row
 from partners.identity import IdentityKeys
 
 FIRST_RETRY = timedelta(seconds=5)
@@ -70,7 +68,7 @@ class Request:
 
 
 def requests(
-    claimed: list[Row[Any]], *, keys: IdentityKeys, now: datetime, leased_until: datetime
+    claimed: list[Row], *, keys: IdentityKeys, now: datetime, leased_until: datetime
 ) -> list[Request]:
     """The claimed deliveries as requests: the member named by each receiving partner's
     own ref (read with the claim), signed with the endpoint's secret (and the one it
@@ -105,7 +103,7 @@ def requests(
     return made
 
 
-def _signers(keys: IdentityKeys, row: Row[Any], now: datetime) -> tuple[Webhook, ...]:
+def _signers(keys: IdentityKeys, row: Row, now: datetime) -> tuple[Webhook, ...]:
     """Signers for the endpoint's secrets in force; none when one can't be read (sealed
     under another EXCHANGE_SECRET_KEY, or damaged): that endpoint's deliveries fail
     alone (CANNOT_SIGN), the others go out."""
@@ -119,7 +117,7 @@ def _signers(keys: IdentityKeys, row: Row[Any], now: datetime) -> tuple[Webhook,
 
 
 async def record(
-    conn: AsyncConnection, outcomes: list[tuple[Request, Outcome]], *, now: datetime
+    conn: Connection, outcomes: list[tuple[Request, Outcome]], *, now: datetime
 ) -> None:
     """What attempts' outcomes leave: delivered (one statement for all of them); or tried
     again later; or FAILED (after 3 days, or at once for 410 Gone) with the endpoint
@@ -134,9 +132,7 @@ async def record(
             await _failed(conn, request, outcome, now=now)
 
 
-async def _failed(
-    conn: AsyncConnection, request: Request, outcome: Outcome, *, now: datetime
-) -> None:
+async def _failed(conn: Connection, request: Request, outcome: Outcome, *, now: datetime) -> None:
     error = outcome.error or f"HTTP {outcome.status}"
     give_up = outcome.gone or now - request.first_attempt_at >= GIVE_UP_AFTER
     await repository.failed_attempt(

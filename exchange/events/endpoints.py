@@ -8,10 +8,6 @@ import base64
 import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.events import repository, safety
 from exchange.events.models import (
@@ -24,6 +20,7 @@ from exchange.events.models import (
     NewSecret,
 )
 from exchange.kit import limits
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import DomainError, ErrorCode, InvalidInput, NotFound
 from partners import crypto
 from partners.identity import IdentityKeys
@@ -63,7 +60,7 @@ def event_types(given: object, field: str = "eventTypes") -> list[str]:
     return sorted(set(given))
 
 
-def endpoint_of(row: Row[Any]) -> Endpoint:
+def endpoint_of(row: Row) -> Endpoint:
     return Endpoint(
         id=int(row.id),
         partner_id=row.partner_id,
@@ -75,7 +72,7 @@ def endpoint_of(row: Row[Any]) -> Endpoint:
     )
 
 
-def delivery_of(row: Row[Any]) -> Delivery:
+def delivery_of(row: Row) -> Delivery:
     pending = row.status == DeliveryStatus.PENDING
     return Delivery(
         id=int(row.id),
@@ -92,7 +89,7 @@ def delivery_of(row: Row[Any]) -> Delivery:
     )
 
 
-async def get(conn: AsyncConnection, *, endpoint_id: int) -> Endpoint:
+async def get(conn: Connection, *, endpoint_id: int) -> Endpoint:
     rows = await repository.endpoints(conn, endpoint_ids=[endpoint_id])
     if not rows:
         raise NotFound("no webhook endpoint has that id", field=["endpointId"])
@@ -100,7 +97,7 @@ async def get(conn: AsyncConnection, *, endpoint_id: int) -> Endpoint:
 
 
 async def create(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner: int | None,
     url: str,
@@ -133,7 +130,7 @@ async def create(
 
 
 async def update(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     endpoint_id: int,
     url: str | None,
@@ -157,7 +154,7 @@ async def update(
 
 
 async def rotate(
-    conn: AsyncConnection, *, endpoint_id: int, keys: IdentityKeys, now: datetime
+    conn: Connection, *, endpoint_id: int, keys: IdentityKeys, now: datetime
 ) -> NewSecret:
     """A new secret (returned once); the old one keeps signing for ROTATION_OVERLAP."""
     secret = new_secret()
@@ -172,7 +169,7 @@ async def rotate(
     return NewSecret(await get(conn, endpoint_id=endpoint_id), secret)
 
 
-async def delete(conn: AsyncConnection, *, endpoint_id: int, now: datetime) -> Endpoint:
+async def delete(conn: Connection, *, endpoint_id: int, now: datetime) -> Endpoint:
     endpoint = await get(conn, endpoint_id=endpoint_id)
     await repository.delete_endpoint(conn, endpoint_id=endpoint_id, now=now)
     return Endpoint(

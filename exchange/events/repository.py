@@ -7,10 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 
 _ENDPOINT = (
     "e.id, e.partner_id, e.url, e.event_types, e.status, e.disabled_reason, e.created_at,"
@@ -24,7 +21,7 @@ _DELIVERY = (
 # --- endpoints ------------------------------------------------------------------------
 
 
-async def insert_endpoint(conn: AsyncConnection, **values: Any) -> int:
+async def insert_endpoint(conn: Connection, **values: Any) -> int:
     result = await conn.execute(
         sql(
             """
@@ -40,7 +37,7 @@ async def insert_endpoint(conn: AsyncConnection, **values: Any) -> int:
     return int(result.scalar_one())
 
 
-async def count_endpoints(conn: AsyncConnection, *, partner_id: int | None) -> int:
+async def count_endpoints(conn: Connection, *, partner_id: int | None) -> int:
     result = await conn.execute(
         sql(
             "SELECT count(*) FROM webhook_endpoint WHERE deleted_at IS NULL"
@@ -52,12 +49,12 @@ async def count_endpoints(conn: AsyncConnection, *, partner_id: int | None) -> i
 
 
 async def endpoints(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     endpoint_ids: Sequence[int] | None = None,
     after_id: int = 0,
     limit: int = 1000,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Endpoints the caller may see (row-level security), not deleted, in id order."""
     result = await conn.execute(
         sql(
@@ -75,7 +72,7 @@ async def endpoints(
 
 
 async def update_endpoint(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     endpoint_id: int,
     url: str | None,
@@ -122,7 +119,7 @@ async def update_endpoint(
 
 
 async def replace_secret(
-    conn: AsyncConnection, *, endpoint_id: int, secret: bytes, keep_until: datetime, now: datetime
+    conn: Connection, *, endpoint_id: int, secret: bytes, keep_until: datetime, now: datetime
 ) -> bool:
     """A new signing secret; the one it replaces still signs until ``keep_until``."""
     result = await conn.execute(
@@ -139,7 +136,7 @@ async def replace_secret(
     return result.first() is not None
 
 
-async def delete_endpoint(conn: AsyncConnection, *, endpoint_id: int, now: datetime) -> bool:
+async def delete_endpoint(conn: Connection, *, endpoint_id: int, now: datetime) -> bool:
     """An endpoint is deleted by marking it (its deliveries keep their history until
     retention purges them); nothing more is queued or sent to it."""
     result = await conn.execute(
@@ -154,7 +151,7 @@ async def delete_endpoint(conn: AsyncConnection, *, endpoint_id: int, now: datet
 
 
 async def disable_endpoint(
-    conn: AsyncConnection, *, endpoint_id: int, reason: str, now: datetime
+    conn: Connection, *, endpoint_id: int, reason: str, now: datetime
 ) -> None:
     await conn.execute(
         sql(
@@ -165,7 +162,7 @@ async def disable_endpoint(
     )
 
 
-async def ping(conn: AsyncConnection, *, endpoint_id: int, at: datetime) -> int:
+async def ping(conn: Connection, *, endpoint_id: int, at: datetime) -> int:
     """Queue a webhook.ping for one endpoint (a database function checks the caller
     may see it); the event's id."""
     result = await conn.execute(
@@ -178,14 +175,14 @@ async def ping(conn: AsyncConnection, *, endpoint_id: int, at: datetime) -> int:
 
 
 async def deliveries(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     endpoint_id: int | None = None,
     delivery_ids: Sequence[int] | None = None,
     status: str | None = None,
     before_id: int | None = None,
     limit: int = 100,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Deliveries the caller may see, newest first."""
     result = await conn.execute(
         sql(
@@ -207,7 +204,7 @@ async def deliveries(
     return list(result.all())
 
 
-async def redeliver(conn: AsyncConnection, *, delivery_id: int, now: datetime) -> bool:
+async def redeliver(conn: Connection, *, delivery_id: int, now: datetime) -> bool:
     """Send a delivered or failed delivery again, now (same event id)."""
     result = await conn.execute(
         sql(
@@ -220,7 +217,7 @@ async def redeliver(conn: AsyncConnection, *, delivery_id: int, now: datetime) -
     return result.first() is not None
 
 
-async def fan_out(conn: AsyncConnection, *, now: datetime, limit: int) -> int:
+async def fan_out(conn: Connection, *, now: datetime, limit: int) -> int:
     """Queue deliveries for the oldest events not yet fanned out: a transaction's or a
     partner's event to that partner's endpoints, a member's event to the endpoints of
     every partner linked to the member, every event to the operators' endpoints, each
@@ -259,14 +256,14 @@ SELECT count(*) FROM marked
 
 
 async def claim(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     now: datetime,
     lease: timedelta,
     limit: int,
     per_endpoint: int,
     held: Mapping[int, int],
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Lease the deliveries that are due, the oldest pending one of each endpoint and
     member at a time (in order per endpoint and member), at most ``per_endpoint`` of one
     endpoint less the ``held`` ones (endpoint -> leases this worker still holds: a slow
@@ -342,9 +339,7 @@ LEFT JOIN member_link l
 """
 
 
-async def delivered(
-    conn: AsyncConnection, *, delivery_id: int, status_code: int, now: datetime
-) -> None:
+async def delivered(conn: Connection, *, delivery_id: int, status_code: int, now: datetime) -> None:
     await conn.execute(
         sql(
             "UPDATE webhook_delivery SET status = 'DELIVERED', attempts = attempts + 1,"
@@ -356,7 +351,7 @@ async def delivered(
 
 
 async def delivered_many(
-    conn: AsyncConnection, *, delivered: Sequence[tuple[int, int]], now: datetime
+    conn: Connection, *, delivered: Sequence[tuple[int, int]], now: datetime
 ) -> None:
     """Deliveries (id, HTTP status) a 2xx came back for, in one statement."""
     if not delivered:
@@ -376,7 +371,7 @@ async def delivered_many(
 
 
 async def failed_attempt(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     delivery_id: int,
     status_code: int | None,
@@ -404,7 +399,7 @@ async def failed_attempt(
 
 
 async def expiring_notices(
-    conn: AsyncConnection, *, now: datetime, within: timedelta, limit: int
+    conn: Connection, *, now: datetime, within: timedelta, limit: int
 ) -> int:
     """points.expiring for lots that expire within ``within`` and still hold points,
     once per lot (the notice row remembers it); how many were written."""
@@ -437,7 +432,7 @@ async def expiring_notices(
     return len(result.all())
 
 
-async def purge(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
+async def purge(conn: Connection, *, before: datetime, limit: int) -> int:
     """Deliveries made before ``before`` (delivered, failed, or still waiting for an
     endpoint that stayed disabled), then the events they were for; how many rows went."""
     result = await conn.execute(
@@ -468,7 +463,7 @@ async def purge(conn: AsyncConnection, *, before: datetime, limit: int) -> int:
     return int(result.scalar_one())
 
 
-async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
+async def forget_member(conn: Connection, *, member_id: int) -> int:
     """GDPR erasure: every event naming the member, and its deliveries, go."""
     result = await conn.execute(
         sql(
@@ -490,7 +485,7 @@ async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
     return len(result.all())
 
 
-async def figures(conn: AsyncConnection) -> Row[Any]:
+async def figures(conn: Connection) -> Row:
     """Deliveries by status, events waiting to be fanned out, endpoints by status."""
     result = await conn.execute(
         sql(

@@ -15,12 +15,9 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.insights import repository
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, NotFound
 from partners import registry
 from settlement.money import round_total
@@ -71,7 +68,7 @@ def ratio(part: int | Decimal, whole: int | Decimal) -> Decimal:
 
 
 async def _priced(
-    conn: AsyncConnection, partner_id: int | None, now: datetime
+    conn: Connection, partner_id: int | None, now: datetime
 ) -> tuple[int, Decimal, str]:
     """Points still in wallets and their worth at each issuer's issue price in force; the
     coalition's own points count in points, at no price. One currency only."""
@@ -96,7 +93,7 @@ async def _priced(
     return points, round_total(amount, currency), currency
 
 
-async def _currency(conn: AsyncConnection, partner_id: int | None, now: datetime) -> str:
+async def _currency(conn: Connection, partner_id: int | None, now: datetime) -> str:
     if partner_id is not None:
         return (
             await registry.get_partner(conn, partner_id=partner_id, now=now)
@@ -115,7 +112,7 @@ def _months_between(cohort: str, end: datetime) -> int:
     return max(0, last - (year * 12 + month))
 
 
-def _cohorts(row: Row[Any], end: datetime, k: int | None) -> list[Cohort]:
+def _cohorts(row: Row, end: datetime, k: int | None) -> list[Cohort]:
     counts: dict[str, dict[int, int]] = defaultdict(dict)
     for month, offset, members in zip(
         row.cohorts or [], row.offsets or [], row.cohort_members or [], strict=True
@@ -132,7 +129,7 @@ def _cohorts(row: Row[Any], end: datetime, k: int | None) -> list[Cohort]:
 
 
 async def insights(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int | None,
     start: datetime,

@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.insights import repository
+from exchange.kit.db import Connection
 
 
-async def export(conn: AsyncConnection, *, member_id: int) -> dict[str, Any]:
+async def export(conn: Connection, *, member_id: int) -> dict[str, Any]:
     row = await repository.member_export(conn, member_id=member_id)
     return {
         "profiles": row.profiles,
@@ -21,7 +20,7 @@ async def export(conn: AsyncConnection, *, member_id: int) -> dict[str, Any]:
     }
 
 
-async def erase(conn: AsyncConnection, *, member_id: int) -> int:
+async def erase(conn: Connection, *, member_id: int) -> int:
     """Delete the member's insights and clear its purchases' personal fields; the
     purchases cleared."""
     return await repository.forget_member(conn, member_id=member_id)

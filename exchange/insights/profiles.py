@@ -15,14 +15,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.insights import repository
 from exchange.insights.models import BuiltInSegment, Profile, Rfm
 from exchange.kit.currency import plain
+from exchange.kit.db import Connection, Row
 
 SECONDS_PER_DAY = Decimal(86_400)
 DAYS = Decimal("0.01")
@@ -45,7 +42,7 @@ def rfm_of(recency: int | None, frequency: int | None, monetary: int | None) -> 
     return Rfm(recency=int(recency), frequency=int(frequency), monetary=int(monetary))
 
 
-def profile_of_row(member_id: int, row: Row[Any]) -> Profile:
+def profile_of_row(member_id: int, row: Row) -> Profile:
     purchases = int(row.purchases)
     order = list(BuiltInSegment)
     return Profile(
@@ -64,14 +61,14 @@ def profile_of_row(member_id: int, row: Row[Any]) -> Profile:
 
 
 async def profile(
-    conn: AsyncConnection, *, member_id: int, partner_id: int | None, now: datetime
+    conn: Connection, *, member_id: int, partner_id: int | None, now: datetime
 ) -> Profile:
     """The member's profile as the partner (None: the operator) may read it."""
     row = await repository.profile(conn, member_id=member_id, partner_id=partner_id, now=now)
     return profile_of_row(member_id, row)
 
 
-async def refresh(conn: AsyncConnection, *, now: datetime) -> tuple[int, int]:
+async def refresh(conn: Connection, *, now: datetime) -> tuple[int, int]:
     """Recompute the RFM quintiles now (system work), after any recomputation under way:
     (profiles at partners changed, members' coalition-wide scores changed)."""
     await repository.claim_refresh(conn, wait=True)
@@ -79,7 +76,7 @@ async def refresh(conn: AsyncConnection, *, now: datetime) -> tuple[int, int]:
 
 
 async def refresh_if_due(
-    conn: AsyncConnection, *, now: datetime, every: timedelta
+    conn: Connection, *, now: datetime, every: timedelta
 ) -> tuple[int, int] | None:
     """Recompute the RFM quintiles if they were last recomputed ``every`` ago or longer
     and no other worker is recomputing them (None: not done). The last recomputation is
@@ -90,14 +87,12 @@ async def refresh_if_due(
     return await _recompute(conn, now)
 
 
-async def _recompute(conn: AsyncConnection, now: datetime) -> tuple[int, int]:
+async def _recompute(conn: Connection, now: datetime) -> tuple[int, int]:
     changed = await repository.refresh_rfm(conn)
     await repository.mark_refreshed(conn, now=now)
     return changed
 
 
-async def set_consent(
-    conn: AsyncConnection, *, member_id: int, consent: bool, now: datetime
-) -> bool:
+async def set_consent(conn: Connection, *, member_id: int, consent: bool, now: datetime) -> bool:
     """Record the member's consent to cross-partner use; whether it changed."""
     return await repository.set_consent(conn, member_id=member_id, consent=consent, now=now)

@@ -14,10 +14,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.insights import kpis, repository, segments, targets
 from exchange.insights.models import CampaignReport, Segment
+from exchange.kit.db import Connection
 from exchange.loyalty import campaigns as campaign_rules
 
 #: The name a report of every partner goes by.
@@ -53,7 +52,7 @@ def month_ends(start: datetime, end: datetime) -> list[datetime]:
 
 
 async def gather(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int | None,
     partner: str,

@@ -13,10 +13,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 
 # --- profiles -------------------------------------------------------------------------
 
@@ -50,8 +47,8 @@ LEFT JOIN LATERAL (
 
 
 async def profile(
-    conn: AsyncConnection, *, member_id: int, partner_id: int | None, now: datetime
-) -> Row[Any]:
+    conn: Connection, *, member_id: int, partner_id: int | None, now: datetime
+) -> Row:
     result = await conn.execute(
         sql(_PROFILE), {"member_id": member_id, "partner_id": partner_id, "now": now}
     )
@@ -93,15 +90,15 @@ WHERE (p.rfm_recency, p.rfm_frequency, p.rfm_monetary)
 """
 
 
-async def refresh_rfm(conn: AsyncConnection) -> tuple[int, int]:
+async def refresh_rfm(conn: Connection) -> tuple[int, int]:
     """Recompute every RFM quintile, set-based: per partner, then coalition-wide; the rows
     that changed (profiles at partners, members)."""
-    per_partner = await conn.execute(sql(_REFRESH_PER_PARTNER))
-    coalition = await conn.execute(sql(_REFRESH_COALITION))
-    return int(per_partner.rowcount), int(coalition.rowcount)
+    per_partner = await conn.affected(sql(_REFRESH_PER_PARTNER))
+    coalition = await conn.affected(sql(_REFRESH_COALITION))
+    return per_partner, coalition
 
 
-async def claim_refresh(conn: AsyncConnection, *, wait: bool) -> datetime | None:
+async def claim_refresh(conn: Connection, *, wait: bool) -> datetime | None:
     """Lock the one row of ``insights_refresh`` for this transaction and return when the
     quintiles were last recomputed; None if another transaction holds it (``wait``:
     wait for it instead)."""
@@ -113,15 +110,13 @@ async def claim_refresh(conn: AsyncConnection, *, wait: bool) -> datetime | None
     return found
 
 
-async def mark_refreshed(conn: AsyncConnection, *, now: datetime) -> None:
+async def mark_refreshed(conn: Connection, *, now: datetime) -> None:
     await conn.execute(
         sql("UPDATE insights_refresh SET refreshed_at = :now WHERE id = 1"), {"now": now}
     )
 
 
-async def set_consent(
-    conn: AsyncConnection, *, member_id: int, consent: bool, now: datetime
-) -> bool:
+async def set_consent(conn: Connection, *, member_id: int, consent: bool, now: datetime) -> bool:
     """Record a member's consent to cross-partner use; whether it changed."""
     result = await conn.execute(
         sql(
@@ -144,13 +139,13 @@ async def set_consent(
 
 
 async def segment_rows(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner_partner_id: int | None,
     after_id: int,
     limit: int,
     segment_id: int | None = None,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """The caller's custom segments (row-level security: a partner's own; the operator's
     are those without an owner), in id order; ``segment_id``: only that one."""
     result = await conn.execute(
@@ -168,7 +163,7 @@ async def segment_rows(
     return list(result.all())
 
 
-async def insert_segment(conn: AsyncConnection, **values: Any) -> int | None:
+async def insert_segment(conn: Connection, **values: Any) -> int | None:
     """A custom segment; None when the caller has one of that name."""
     result = await conn.execute(
         sql(
@@ -212,7 +207,7 @@ WHERE s.partner_id = :partner_id
 
 
 async def built_in_sizes(
-    conn: AsyncConnection, *, partner_id: int | None, now: datetime
+    conn: Connection, *, partner_id: int | None, now: datetime
 ) -> dict[str, int]:
     """How many of the partner's members (the operator: of the coalition's) are in each
     built-in segment now."""
@@ -267,8 +262,8 @@ FROM ({_BASIS}) b WHERE b.member_id > :after ORDER BY b.member_id LIMIT :limit
 
 
 async def profiles_page(
-    conn: AsyncConnection, *, partner_id: int | None, now: datetime, after_member: int, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, partner_id: int | None, now: datetime, after_member: int, limit: int
+) -> list[Row]:
     """A page of the profiles a custom segment's size is counted over, in member order:
     the partner's linked members' as it reads them (None: the operator's, every member
     with a purchase, as the coalition's)."""
@@ -283,7 +278,7 @@ async def profiles_page(
 # --- targets and offers ---------------------------------------------------------------
 
 
-async def insert_target(conn: AsyncConnection, **values: Any) -> None:
+async def insert_target(conn: Connection, **values: Any) -> None:
     await conn.execute(
         sql(
             """
@@ -298,7 +293,7 @@ async def insert_target(conn: AsyncConnection, **values: Any) -> None:
 
 
 async def select_audience(
-    conn: AsyncConnection, *, campaign_id: int, now: datetime, expires_at: datetime | None
+    conn: Connection, *, campaign_id: int, now: datetime, expires_at: datetime | None
 ) -> tuple[int, int]:
     """Select a target's audience once (run as the owner; the caller must manage the
     campaign): (treated, control)."""
@@ -310,7 +305,7 @@ async def select_audience(
     return (int(row.treated), int(row.control)) if row is not None else (0, 0)
 
 
-async def targets(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> list[Row[Any]]:
+async def targets(conn: Connection, *, campaign_ids: Sequence[int]) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -330,7 +325,7 @@ _OFFER = (
 )
 
 
-async def offers_of_member(conn: AsyncConnection, *, member_id: int, limit: int) -> list[Row[Any]]:
+async def offers_of_member(conn: Connection, *, member_id: int, limit: int) -> list[Row]:
     result = await conn.execute(
         sql(
             f"SELECT {_OFFER} FROM offer o WHERE o.member_id = :member_id"
@@ -341,7 +336,7 @@ async def offers_of_member(conn: AsyncConnection, *, member_id: int, limit: int)
     return list(result.all())
 
 
-async def offers_by_ids(conn: AsyncConnection, *, offer_ids: Sequence[int]) -> list[Row[Any]]:
+async def offers_by_ids(conn: Connection, *, offer_ids: Sequence[int]) -> list[Row]:
     result = await conn.execute(
         sql(f"SELECT {_OFFER} FROM offer o WHERE o.id = ANY(CAST(:ids AS bigint[]))"),
         {"ids": list(offer_ids)},
@@ -349,9 +344,7 @@ async def offers_by_ids(conn: AsyncConnection, *, offer_ids: Sequence[int]) -> l
     return list(result.all())
 
 
-async def activate_offer(
-    conn: AsyncConnection, *, offer_id: int, member_id: int, now: datetime
-) -> bool:
+async def activate_offer(conn: Connection, *, offer_id: int, member_id: int, now: datetime) -> bool:
     """AVAILABLE -> ACTIVATED for an offer of this member that has not expired."""
     result = await conn.execute(
         sql(
@@ -368,8 +361,8 @@ async def activate_offer(
 
 
 async def campaign_outcome(
-    conn: AsyncConnection, *, campaign_id: int, start: datetime, end: datetime
-) -> list[Row[Any]]:
+    conn: Connection, *, campaign_id: int, start: datetime, end: datetime
+) -> list[Row]:
     """(control, members, purchasers, spend, activated) per group (run as the owner; the caller
     must manage the campaign)."""
     result = await conn.execute(
@@ -385,7 +378,7 @@ async def campaign_outcome(
 # --- GDPR -----------------------------------------------------------------------------
 
 
-async def member_export(conn: AsyncConnection, *, member_id: int) -> Row[Any]:
+async def member_export(conn: Connection, *, member_id: int) -> Row:
     """What insights hold of one member: its profile at each partner, its consent, its
     purchases (with their personal fields) and its offers, as JSON."""
     result = await conn.execute(
@@ -414,11 +407,11 @@ async def member_export(conn: AsyncConnection, *, member_id: int) -> Row[Any]:
     return result.one()
 
 
-async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
+async def forget_member(conn: Connection, *, member_id: int) -> int:
     """GDPR erasure: the member's profiles, consent and offers are deleted (and whether it
     was selected for a campaign), its purchases lose their personal fields (store,
     reference, items); amounts stay, as the ledger's entries do. The purchases cleared."""
-    result = await conn.execute(
+    return await conn.affected(
         sql(
             """
             WITH stats AS (DELETE FROM member_partner_stats WHERE member_id = :m),
@@ -432,7 +425,6 @@ async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
         ),
         {"m": member_id},
     )
-    return int(result.rowcount)
 
 
 # --- KPIs -----------------------------------------------------------------------------
@@ -440,9 +432,7 @@ async def forget_member(conn: AsyncConnection, *, member_id: int) -> int:
 _PARTNER = "(CAST(:partner AS bigint) IS NULL OR {column} = :partner)"
 
 
-async def kpis(
-    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime
-) -> Row[Any]:
+async def kpis(conn: Connection, *, partner_id: int | None, start: datetime, end: datetime) -> Row:
     """Points issued, redeemed and expired of the partner's lots (the operator's: every
     partner's) in [start, end); members active in the 30 and 90 days before ``end``,
     repeat buyers, spend and spenders in the window; and the retention cohorts as three
@@ -461,7 +451,7 @@ async def kpis(
     return result.one()
 
 
-async def liability(conn: AsyncConnection, *, partner_id: int | None) -> list[Row[Any]]:
+async def liability(conn: Connection, *, partner_id: int | None) -> list[Row]:
     """Points still in wallets, by issuing partner (None: the coalition's own). Counted by
     ``insights_liability`` (migration 0024), run as the owner, for the partner the
     caller may read (``insights_partner``)."""
@@ -473,8 +463,8 @@ async def liability(conn: AsyncConnection, *, partner_id: int | None) -> list[Ro
 
 
 async def cross_shopping(
-    conn: AsyncConnection, *, partner_id: int | None, start: datetime, k: int
-) -> tuple[int, list[Row[Any]]]:
+    conn: Connection, *, partner_id: int | None, start: datetime, k: int
+) -> tuple[int, list[Row]]:
     """Of the partner's members who consented to cross-partner use (the operator's: every
     consenting member), how many bought each category elsewhere since ``start``: only
     categories with at least ``k`` of them (k-anonymity). (population, rows).
@@ -498,7 +488,7 @@ async def cross_shopping(
     return 0, []
 
 
-async def campaign_costs(conn: AsyncConnection, *, campaign_id: int) -> list[Row[Any]]:
+async def campaign_costs(conn: Connection, *, campaign_id: int) -> list[Row]:
     """Points a campaign awarded, by funder (None: the coalition) and by the partner where
     they were earned."""
     result = await conn.execute(
@@ -516,8 +506,8 @@ async def campaign_costs(conn: AsyncConnection, *, campaign_id: int) -> list[Row
 
 
 async def liability_at(
-    conn: AsyncConnection, *, partner_id: int | None, moments: Sequence[datetime]
-) -> list[Row[Any]]:
+    conn: Connection, *, partner_id: int | None, moments: Sequence[datetime]
+) -> list[Row]:
     """Points in wallets at each moment: what the partner's lots (every partner's) took
     in before it, less what left them before it."""
     result = await conn.execute(
@@ -540,7 +530,7 @@ async def liability_at(
 
 
 async def targeted_campaign_ids(
-    conn: AsyncConnection, *, owner_partner_id: int | None, limit: int
+    conn: Connection, *, owner_partner_id: int | None, limit: int
 ) -> list[int]:
     """The targeted campaigns of a partner (None: every one), newest first."""
     result = await conn.execute(

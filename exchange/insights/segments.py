@@ -16,13 +16,11 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.insights import repository
 from exchange.insights.models import BUILT_IN_IDS, BuiltInSegment, Profile, Segment
 from exchange.insights.profiles import profile_of_row
 from exchange.kit.currency import minor_digits
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import MAX_SEGMENTS
 from exchange.loyalty import conditions
@@ -82,7 +80,7 @@ def variables(profile: Profile, *, now: datetime, digits: int) -> dict[str, Any]
     }
 
 
-async def digits_of(conn: AsyncConnection, *, partner_id: int | None, now: datetime) -> int:
+async def digits_of(conn: Connection, *, partner_id: int | None, now: datetime) -> int:
     """Minor digits of the partner's contract currency (the operator's view: 2)."""
     if partner_id is None:
         return 2
@@ -102,7 +100,7 @@ def check_name(name: str) -> str:
 
 
 async def create(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner: int | None,
     name: str,
@@ -125,7 +123,7 @@ async def create(
     return Segment(segment_id, name, False, condition, size.get(name, 0))
 
 
-async def customs(conn: AsyncConnection, *, owner: int | None) -> list[tuple[int, str, str]]:
+async def customs(conn: Connection, *, owner: int | None) -> list[tuple[int, str, str]]:
     rows = await repository.segment_rows(
         conn, owner_partner_id=owner, after_id=0, limit=MAX_SEGMENTS
     )
@@ -143,7 +141,7 @@ def matching(
 
 
 async def custom_sizes(
-    conn: AsyncConnection, *, owner: int | None, now: datetime, customs: list[tuple[str, Condition]]
+    conn: Connection, *, owner: int | None, now: datetime, customs: list[tuple[str, Condition]]
 ) -> dict[str, int]:
     """How many members each custom segment holds, judged on the profiles the owner reads:
     a partner's linked members (its own purchases), the operator's every member with a
@@ -171,7 +169,7 @@ def _built_in_ids(after_id: int, first: int) -> list[BuiltInSegment]:
 
 
 async def _built_in(
-    conn: AsyncConnection, *, owner: int | None, now: datetime, which: list[BuiltInSegment]
+    conn: Connection, *, owner: int | None, now: datetime, which: list[BuiltInSegment]
 ) -> list[Segment]:
     """The built-in segments ``which``, with their sizes among the owner's members."""
     if not which:
@@ -181,7 +179,7 @@ async def _built_in(
 
 
 async def _custom(
-    conn: AsyncConnection, *, owner: int | None, now: datetime, rows: list[Row[Any]]
+    conn: Connection, *, owner: int | None, now: datetime, rows: list[Row]
 ) -> list[Segment]:
     """The owner's custom segments of ``rows``, with their sizes among its members."""
     compiled = [(row.name, condition_of(row.condition)) for row in rows]
@@ -190,7 +188,7 @@ async def _custom(
 
 
 async def listing(
-    conn: AsyncConnection, *, owner: int | None, now: datetime, after_id: int, first: int
+    conn: Connection, *, owner: int | None, now: datetime, after_id: int, first: int
 ) -> list[Segment]:
     """Built-in segments (ids 1 to 6) then the owner's custom ones, after ``after_id``,
     with their sizes among the owner's members (the operator: the coalition's)."""
@@ -202,7 +200,7 @@ async def listing(
 
 
 async def by_id(
-    conn: AsyncConnection, *, owner: int | None, segment_id: int, now: datetime
+    conn: Connection, *, owner: int | None, segment_id: int, now: datetime
 ) -> Segment | None:
     """One segment of those :func:`listing` gives the owner (a built-in one, or one of its
     own custom ones), with its size; None for any other id: another partner's segment is

@@ -16,10 +16,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.insights import repository
 from exchange.insights.kpis import ratio
@@ -31,6 +27,7 @@ from exchange.insights.models import (
     OfferStatus,
     Target,
 )
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, NotFound
 from exchange.loyalty.models import Campaign
 from partners import registry
@@ -41,7 +38,7 @@ OPEN_ENDED_OFFER = timedelta(days=30)
 
 
 async def select(
-    conn: AsyncConnection, *, campaign: Campaign, target: Target, now: datetime
+    conn: Connection, *, campaign: Campaign, target: Target, now: datetime
 ) -> tuple[int, int]:
     """Record the target and select its audience: (offers made, members held out)."""
     if campaign.owner_partner_id is None and target.audience == Audience.OWN_MEMBERS:
@@ -60,7 +57,7 @@ async def select(
     )
 
 
-def offer_of(row: Row[Any], now: datetime) -> Offer:
+def offer_of(row: Row, now: datetime) -> Offer:
     status = OfferStatus(row.status)
     if status == OfferStatus.AVAILABLE and row.expires_at is not None and row.expires_at <= now:
         status = OfferStatus.EXPIRED
@@ -71,13 +68,13 @@ def offer_of(row: Row[Any], now: datetime) -> Offer:
 
 
 async def offers_of_member(
-    conn: AsyncConnection, *, member_id: int, now: datetime, limit: int
+    conn: Connection, *, member_id: int, now: datetime, limit: int
 ) -> list[Offer]:
     rows = await repository.offers_of_member(conn, member_id=member_id, limit=limit)
     return [offer_of(row, now) for row in rows]
 
 
-async def activate(conn: AsyncConnection, *, offer_id: int, member_id: int, now: datetime) -> Offer:
+async def activate(conn: Connection, *, offer_id: int, member_id: int, now: datetime) -> Offer:
     """AVAILABLE -> ACTIVATED, for the member's own offer that has not expired."""
     found = await repository.offers_by_ids(conn, offer_ids=[offer_id])
     if not found or int(found[0].member_id) != member_id:
@@ -88,7 +85,7 @@ async def activate(conn: AsyncConnection, *, offer_id: int, member_id: int, now:
     return offer_of((await repository.offers_by_ids(conn, offer_ids=[offer_id]))[0], now)
 
 
-def _group(rows: list[Row[Any]], control: bool, k: int) -> tuple[GroupOutcome | None, int]:
+def _group(rows: list[Row], control: bool, k: int) -> tuple[GroupOutcome | None, int]:
     for row in rows:
         if bool(row.control) == control:
             outcome = GroupOutcome(int(row.members), int(row.purchasers), Decimal(row.spend))
@@ -97,7 +94,7 @@ def _group(rows: list[Row[Any]], control: bool, k: int) -> tuple[GroupOutcome | 
 
 
 async def report(
-    conn: AsyncConnection, *, campaign: Campaign, now: datetime, k: int
+    conn: Connection, *, campaign: Campaign, now: datetime, k: int
 ) -> CampaignReport | None:
     """A targeted campaign's report (None: the campaign has no target)."""
     found = await repository.targets(conn, campaign_ids=[campaign.id])
@@ -127,9 +124,7 @@ def _rounded(group: GroupOutcome | None, currency: str) -> GroupOutcome | None:
     return GroupOutcome(group.members, group.purchasers, round_total(group.spend, currency))
 
 
-async def _cost(
-    conn: AsyncConnection, campaign: Campaign, now: datetime
-) -> tuple[int, Decimal, str]:
+async def _cost(conn: Connection, campaign: Campaign, now: datetime) -> tuple[int, Decimal, str]:
     points, amount, currency = 0, Decimal(0), None
     for row in await repository.campaign_costs(conn, campaign_id=campaign.id):
         where = await registry.get_partner(conn, partner_id=int(row.partner_id), now=now)
@@ -156,7 +151,5 @@ async def _cost(
     return points, round_total(amount, currency), currency
 
 
-async def offers_by_ids(
-    conn: AsyncConnection, *, offer_ids: list[int], now: datetime
-) -> list[Offer]:
+async def offers_by_ids(conn: Connection, *, offer_ids: list[int], now: datetime) -> list[Offer]:
     return [offer_of(row, now) for row in await repository.offers_by_ids(conn, offer_ids=offer_ids)]

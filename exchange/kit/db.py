@@ -1,4 +1,4 @@
-"""The async engine and the unit of work.
+"""The connection pool and the unit of work.
 
 One request, one transaction: the edge (the use-case runner, a CLI command, a background
 task) opens :meth:`Database.transaction`, passes the connection to the use case, and the
@@ -10,8 +10,11 @@ Every transaction names who it acts for. A caller's :class:`RowScope` runs it as
 work that has no caller (the token endpoint, sweeps, the CLI) passes the system scope
 of :mod:`exchange.kit.system`, which only those entry points may import (an
 import-linter contract). There is no transaction without a scope. The binding is sent
-in the same round trip as the transaction's BEGIN (:class:`ScopedConnection`,
-decision 0019).
+in the same round trip as the transaction's BEGIN (decision 0019).
+
+Statements run on asyncpg directly (decision 0025): written in code with ``:name``
+parameters (:func:`sql`), prepared once per connection, rows read by name or attribute.
+SQLAlchemy describes the schema (the tables, for Alembic's migrations) and runs nothing.
 
 A write that must reach another caller's rows (a transfer credits the recipient's
 wallet) is admitted only for the ids a use case names with :func:`grant` once it has
@@ -21,16 +24,18 @@ checked the right to act on them, and only where the policies say such a write g
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
-from contextlib import asynccontextmanager, suppress
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager, suppress
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 import asyncpg
-from sqlalchemy import MetaData, TextClause, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+import sqlalchemy
+from sqlalchemy import MetaData
 
 from exchange.kit.embedded import start_embedded, to_async_url
 from exchange.kit.errors import DatabaseUnavailable
@@ -90,53 +95,157 @@ CONNECT_TIMEOUT_SECONDS = 5
 Scope = RowScope | SystemScope
 
 
-@lru_cache(maxsize=1024)
-def sql(statement: str) -> TextClause:
-    """A textual statement, built once: ``text()`` parses the bind parameters out of the
-    string on every call, which costs more CPU than sending the statement. Only for
-    statements written in code (the cache is keyed by the string)."""
-    return text(statement)
+class Row(asyncpg.Record):  # type: ignore[misc]
+    """A result row: by position, by column name (``row["id"]``) and as an attribute
+    (``row.id``). A column named like one of the record's methods (``keys``, ``values``,
+    ``items``, ``get``) must be read by name."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
-_BIND_SCOPE = text(
-    "SELECT set_config('role', 'exchange_api', true),"
-    " set_config('exchange.principal_kind', :kind, true),"
-    " set_config('exchange.partner_id', :partner_id, true),"
-    " set_config('exchange.member_id', :member_id, true),"
-    " set_config('exchange.client_id', :client_id, true)"
-)
+@dataclass(frozen=True)
+class Statement:
+    """A statement written in code, ready for the driver: ``:name`` parameters numbered
+    (``$1``...), and the names in the order the driver takes their values."""
+
+    text: str
+    names: tuple[str, ...]
 
 
-class ScopedConnection(asyncpg.Connection):  # type: ignore[misc]
-    """An asyncpg connection that sends a pending row-security binding in the same round
-    trip as the BEGIN of its next transaction: asyncpg starts a transaction with a plain
-    query (the simple protocol), which may hold several statements, so ``BEGIN; SELECT
-    set_config(...)`` costs one round trip instead of two. The binding is consumed by that
-    BEGIN; :meth:`Database.transaction` clears one that no statement used."""
+#: ``:name``, but not a ``::type`` cast or a time like ``00:00``.
+_PARAMETER = re.compile(r"(?<![:\w\\]):([A-Za-z_]\w*)(?![:\w])")
 
-    pending_binding: str | None = None
+
+@lru_cache(maxsize=2048)
+def sql(statement: str) -> Statement:
+    """A statement written in code with ``:name`` parameters, numbered once (the cache is
+    keyed by the string, so only for statements written in code)."""
+    names: list[str] = []
+
+    def number(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    return Statement(_PARAMETER.sub(number, statement), tuple(names))
+
+
+class Result:
+    """The rows a statement returned."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[Row]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[Row]:
+        return iter(self._rows)
+
+    def all(self) -> list[Row]:
+        return self._rows
+
+    def first(self) -> Row | None:
+        return self._rows[0] if self._rows else None
+
+    def one(self) -> Row:
+        if len(self._rows) != 1:
+            raise LookupError(f"expected one row, got {len(self._rows)}")
+        return self._rows[0]
+
+    def scalar(self) -> Any:
+        """The first column of the first row (None without a row)."""
+        return self._rows[0][0] if self._rows else None
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
+
+    def scalar_one_or_none(self) -> Any:
+        if len(self._rows) > 1:
+            raise LookupError(f"expected at most one row, got {len(self._rows)}")
+        return self.scalar()
+
+    def scalars(self) -> list[Any]:
+        """The first column of every row."""
+        return [row[0] for row in self._rows]
+
+
+Observer = Callable[[str], None]
+
+
+class Connection:
+    """One transaction's connection, as use cases and repositories see it: statements
+    run on asyncpg directly (prepared, binary protocol), the transaction begun with the
+    first of them, in the same round trip as the caller's row-security binding."""
+
+    __slots__ = ("_begin", "_begun", "_observers", "_raw")
+
+    def __init__(self, raw: asyncpg.Connection, begin: str, observers: list[Observer]) -> None:
+        self._raw = raw
+        self._begin = begin
+        self._begun = False
+        self._observers = observers
 
     async def execute(
-        self,
-        query: str,
-        *args: Any,
-        timeout: float | None = None,  # noqa: ASYNC109 (asyncpg's signature, overridden)
-    ) -> str:
-        binding = self.pending_binding
-        if binding is None or args or not query.startswith("BEGIN"):
-            status: str = await super().execute(query, *args, timeout=timeout)
-            return status
-        self.pending_binding = None
-        try:
-            status = await super().execute(f"{query} {binding}", timeout=timeout)
-        except BaseException:
-            # BEGIN may have succeeded and the binding failed: never hand the connection
-            # back inside an aborted transaction asyncpg does not know it started.
-            if not self.is_closed() and self._protocol.is_in_transaction():
-                with suppress(Exception):
-                    await super().execute("ROLLBACK")
-            raise
-        return status
+        self, statement: Statement | str, params: Mapping[str, Any] | None = None
+    ) -> Result:
+        """Run a statement (from :func:`sql`, or its text) with its named parameters."""
+        query, args = await self._ready(statement, params)
+        rows: list[Row] = await self._raw.fetch(query, *args)
+        return Result(rows)
+
+    async def affected(
+        self, statement: Statement | str, params: Mapping[str, Any] | None = None
+    ) -> int:
+        """Run a statement that returns no rows; how many rows it inserted, updated or
+        deleted (its command tag)."""
+        query, args = await self._ready(statement, params)
+        status: str = await self._raw.execute(query, *args)
+        count = status.rsplit(" ", 1)[-1]
+        return int(count) if count.isdigit() else 0
+
+    async def _ready(
+        self, statement: Statement | str, params: Mapping[str, Any] | None
+    ) -> tuple[str, list[Any]]:
+        """The statement's text and its values in order, the transaction begun."""
+        if isinstance(statement, str):
+            statement = sql(statement)
+        given = params or {}
+        missing = [name for name in statement.names if name not in given]
+        if missing:
+            raise TypeError(f"no value for {', '.join(missing)} in {statement.text!r}")
+        if not self._begun:
+            await self._send_begin()
+        for observe in self._observers:
+            observe(statement.text)
+        return statement.text, [given[name] for name in statement.names]
+
+    async def copy_records(
+        self, table: str, *, records: list[tuple[Any, ...]], columns: list[str]
+    ) -> None:
+        """Rows into ``table`` by COPY, in this transaction."""
+        if not self._begun:
+            await self._send_begin()
+        await self._raw.copy_records_to_table(table, records=records, columns=columns)
+
+    async def _send_begin(self) -> None:
+        self._begun = True
+        for observe in self._observers:
+            observe(self._begin)
+        await self._raw.execute(self._begin)
+
+    async def _commit(self) -> None:
+        if self._begun:
+            await self._raw.execute("COMMIT")
+
+    async def _rollback(self) -> None:
+        if self._begun and not self._raw.is_closed():
+            with suppress(Exception):
+                await self._raw.execute("ROLLBACK")
 
 
 def _literal(value: str) -> str:
@@ -149,7 +258,8 @@ def _literal(value: str) -> str:
 
 
 def scope_binding(scope: RowScope) -> str:
-    """The statement that binds ``scope`` (the same settings as :data:`_BIND_SCOPE`)."""
+    """The statement that binds ``scope`` to a transaction (row-level security reads
+    these settings, migration 0003); sent after BEGIN in the same round trip."""
     return (
         "SELECT set_config('role', 'exchange_api', true),"
         f" set_config('exchange.principal_kind', {_literal(scope.kind)}, true),"
@@ -159,29 +269,7 @@ def scope_binding(scope: RowScope) -> str:
     )
 
 
-async def _bind(connection: AsyncConnection, scope: RowScope) -> ScopedConnection | None:
-    """Bind ``scope`` to the transaction ``connection`` has begun: with its BEGIN when that
-    is still to be sent (the connection returned, to clear the binding after), else by a
-    statement of its own."""
-    raw = await connection.get_raw_connection()
-    driver = raw.driver_connection
-    not_begun = getattr(raw.dbapi_connection, "_transaction", False) is None
-    if isinstance(driver, ScopedConnection) and not_begun:
-        driver.pending_binding = scope_binding(scope)
-        return driver
-    await connection.execute(
-        _BIND_SCOPE,
-        {
-            "kind": scope.kind,
-            "partner_id": str(scope.partner_id or ""),
-            "member_id": str(scope.member_id or ""),
-            "client_id": scope.client_id,
-        },
-    )
-    return None
-
-
-_GRANT = text(
+_GRANT = sql(
     "SELECT set_config('exchange.granted_members', concat_ws(',',"
     " nullif(current_setting('exchange.granted_members', true), ''),"
     " CAST(:members AS text)), true),"
@@ -192,7 +280,7 @@ _GRANT = text(
 
 
 async def grant(
-    conn: AsyncConnection, *, members: Iterable[int] = (), partners: Iterable[int] = ()
+    conn: Connection, *, members: Iterable[int] = (), partners: Iterable[int] = ()
 ) -> None:
     """Let this transaction write where row-level security admits granted ids: for
     ``members``, their wallet account and new lots (a transfer's recipient); for
@@ -213,9 +301,56 @@ async def grant(
     )
 
 
-@dataclass
+def _json_decoder(value: bytes) -> Any:
+    return json.loads(value)
+
+
+def _jsonb_encoder(value: str) -> bytes:
+    return b"\x01" + value.encode()
+
+
+def _jsonb_decoder(value: bytes) -> Any:
+    return json.loads(value[1:])
+
+
+async def _setup_codecs(connection: asyncpg.Connection) -> None:
+    """JSON read as Python values and written from JSON text, for every new connection."""
+    await connection.set_type_codec(
+        "json", encoder=str.encode, decoder=_json_decoder, schema="pg_catalog", format="binary"
+    )
+    await connection.set_type_codec(
+        "jsonb",
+        encoder=_jsonb_encoder,
+        decoder=_jsonb_decoder,
+        schema="pg_catalog",
+        format="binary",
+    )
+
+
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: every setting a
+    transaction makes is its own (``set_config(..., true)``, ``SET LOCAL``), so asyncpg's
+    reset (a round trip of RESET ALL, UNLISTEN and CLOSE) is not needed."""
+
+
 class Database:
-    engine: AsyncEngine
+    """The pool and the unit of work (asyncpg directly: decision 0025)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        max_overflow: int | None = None,
+        pool_timeout_seconds: float = 30,
+    ) -> None:
+        self.url = url
+        self.pool_size = pool_size
+        self.max_overflow = pool_size if max_overflow is None else max_overflow
+        self.pool_timeout_seconds = pool_timeout_seconds
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._observers: list[Observer] = []
 
     @classmethod
     def connect(
@@ -226,28 +361,51 @@ class Database:
         max_overflow: int | None = None,
         pool_timeout_seconds: float = 30,
     ) -> Database:
-        """An engine of ``pool_size`` kept connections and ``max_overflow`` (default as
-        many again) opened beyond them for one use; a connection not had within
-        ``pool_timeout_seconds`` fails the transaction as unavailable (a 503)."""
-        engine = create_async_engine(
+        """A pool of up to ``pool_size`` + ``max_overflow`` (default as many again)
+        connections, opened on demand and kept while in use (closed after five idle
+        minutes); a connection not had within ``pool_timeout_seconds`` fails the
+        transaction as unavailable (a 503)."""
+        return cls(
             url,
             pool_size=pool_size,
-            max_overflow=pool_size if max_overflow is None else max_overflow,
-            pool_timeout=pool_timeout_seconds,
-            pool_pre_ping=False,
-            # A server that does not answer fails the request in seconds (a 503), not
-            # after asyncpg's default minute.
-            connect_args={
-                "server_settings": {"application_name": "exchange"},
-                "timeout": CONNECT_TIMEOUT_SECONDS,
-                # The row-security binding rides with BEGIN (one round trip less).
-                "connection_class": ScopedConnection,
-            },
+            max_overflow=max_overflow,
+            pool_timeout_seconds=pool_timeout_seconds,
         )
-        return cls(engine=engine)
+
+    async def _ready(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                pool = asyncpg.create_pool(
+                    libpq_url(self.url),
+                    min_size=0,
+                    max_size=self.pool_size + self.max_overflow,
+                    init=_setup_codecs,
+                    reset=_keep_session,
+                    record_class=Row,
+                    statement_cache_size=1024,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    server_settings={"application_name": "exchange"},
+                )
+                await pool
+                self._pool = pool
+        return self._pool
+
+    @contextmanager
+    def watching(self) -> Iterator[list[str]]:
+        """The statements this process sends while the block runs, for tests and
+        benchmarks: each transaction's ``BEGIN`` (with the row-security binding it
+        carries: ``BEGIN; SELECT set_config(...)``), then its statements."""
+        seen: list[str] = []
+        self._observers.append(seen.append)
+        try:
+            yield seen
+        finally:
+            self._observers.remove(seen.append)
 
     @asynccontextmanager
-    async def transaction(self, scope: Scope) -> AsyncIterator[AsyncConnection]:
+    async def transaction(self, scope: Scope) -> AsyncIterator[Connection]:
         """A unit of work: commits when the block succeeds, rolls back otherwise.
 
         A caller's ``scope`` (every API request) runs it as ``exchange_api`` under
@@ -257,17 +415,20 @@ class Database:
         """
         if not isinstance(scope, RowScope | SystemScope):
             raise TypeError(f"a transaction needs a scope, not {scope!r}")
+        begin = f"BEGIN; {scope_binding(scope)}" if isinstance(scope, RowScope) else "BEGIN"
         stage = "connect"
         try:
-            async with self.engine.begin() as connection:
+            pool = await self._ready()
+            async with pool.acquire(timeout=self.pool_timeout_seconds) as raw:
                 stage = "work"
-                bound = await _bind(connection, scope) if isinstance(scope, RowScope) else None
+                connection = Connection(raw, begin, self._observers)
                 try:
                     yield connection
-                finally:
-                    if bound is not None:  # unused when the block ran no statement
-                        bound.pending_binding = None
+                except BaseException:
+                    await connection._rollback()
+                    raise
                 stage = "commit"
+                await connection._commit()
         except DatabaseUnavailable:
             raise
         except Exception as error:
@@ -275,8 +436,26 @@ class Database:
                 raise DatabaseUnavailable(stage) from error
             raise
 
+    async def renew(self) -> None:
+        """Replace the pool's connections as they are next used (the server restarted)."""
+        if self._pool is not None:
+            await self._pool.expire_connections()
+
     async def dispose(self) -> None:
-        await self.engine.dispose()
+        """Close the pool (a later transaction opens a new one)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except TimeoutError:
+                pool.terminate()
+
+
+def libpq_url(database_url: str) -> str:
+    """A database URL as asyncpg takes it (``postgresql://``), from any of the forms the
+    settings accept (``postgresql+asyncpg://`` included)."""
+    url = sqlalchemy.engine.make_url(database_url).set(drivername="postgresql")
+    return url.render_as_string(hide_password=False)
 
 
 #: SQLSTATEs of failures that a fresh attempt of the same transaction may not meet:
@@ -314,10 +493,10 @@ def is_disconnect(error: BaseException) -> bool:
     """The connection is gone (or the server refuses to serve it), as opposed to a
     statement the database refused."""
     for cause in _causes(error):
-        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
-            return True  # SQLAlchemy saw the connection go
-        if isinstance(cause, asyncpg.PostgresConnectionError):
+        if isinstance(cause, asyncpg.PostgresConnectionError | ConnectionError):
             return True
+        if isinstance(cause, asyncpg.InterfaceError) and "closed" in str(cause):
+            return True  # the connection was closed under the statement
         sqlstate = str(getattr(cause, "sqlstate", "") or "")
         if sqlstate in DISCONNECT_SQLSTATES or sqlstate.startswith("08"):
             return True

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
-import sqlalchemy
+
+from exchange.kit.db import libpq_url
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +34,6 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 
 Notify = Callable[[str], None]
 StateChange = Callable[[bool], Awaitable[None]]
-
-
-def libpq_url(database_url: str) -> str:
-    """An SQLAlchemy URL as asyncpg's ``connect`` takes it."""
-    url = sqlalchemy.engine.make_url(database_url).set(drivername="postgresql")
-    return url.render_as_string(hide_password=False)
 
 
 class Listener:

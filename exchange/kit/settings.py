@@ -8,11 +8,11 @@
                         EXCHANGE_HOME on first use when unset. Never printed.
 ``EXCHANGE_K_ANONYMITY`` cross-partner figures only over at least this many members
                         (default 20)
-``EXCHANGE_DB_POOL_SIZE`` database connections each server process keeps open (default
-                        20: every request a worker serves at 16 clients, and its
-                        background work, without opening one per request)
-``EXCHANGE_DB_POOL_OVERFLOW`` connections a process may open beyond the pool and close
-                        again when done (default 0: a request waits for a pooled one)
+``EXCHANGE_DB_POOL_SIZE`` database connections each server process may hold, opened as
+                        needed and closed after five idle minutes (default 20: every
+                        request a worker serves at 16 clients, and its background work)
+``EXCHANGE_DB_POOL_OVERFLOW`` more connections a process may open in a burst, on the same
+                        terms (default 0: a request waits for a pooled one)
 ``EXCHANGE_DB_POOL_TIMEOUT_S`` how long a request waits for a pooled connection before
                         it is answered 503 (default 10)
 ``EXCHANGE_MAX_TOKEN_LIFETIME_S`` the longest access-token lifetime (``exp - iat``, in

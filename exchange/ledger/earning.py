@@ -15,8 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.ledger import execution, idempotency, repository
 from exchange.ledger.errors import LimitExceeded, unknown_member, unknown_partner
 from exchange.ledger.execution import Outcome
@@ -62,7 +61,7 @@ class Earn:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[EarnRequest], now: datetime
+        self, conn: Connection, requests: Sequence[EarnRequest], now: datetime
     ) -> _EarnState:
         """The wallets locked in member order, with each issuer's account and policy. An
         issuer with a credit limit then serializes its issuance (an advisory lock, in
@@ -121,7 +120,7 @@ def _key(account: tuple[int | None, AccountKind]) -> tuple[int | None, str]:
     return account[0], str(account[1])
 
 
-async def _issuance(conn: AsyncConnection, issuer: int | None, account: AccountRow) -> _Issuance:
+async def _issuance(conn: Connection, issuer: int | None, account: AccountRow) -> _Issuance:
     limit = account.credit_limit_points
     outstanding = 0
     if limit is not None and issuer is not None:
@@ -150,7 +149,7 @@ def _check_credit(issuance: _Issuance, points: int) -> None:
 
 
 async def earn(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -204,7 +203,7 @@ async def earn(
 
 
 async def earn_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int | None,

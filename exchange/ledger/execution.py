@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Generic, Protocol, TypeVar
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.kit.errors import DomainError, InvalidInput
 from exchange.kit.invariant import invariant, present
 from exchange.kit.limits import MAX_BATCH
@@ -52,7 +51,7 @@ class Operation(Protocol[R, S]):
         """Whether requests carry an idempotency key."""
         ...
 
-    async def read(self, conn: AsyncConnection, requests: Sequence[R], now: datetime) -> S:
+    async def read(self, conn: Connection, requests: Sequence[R], now: datetime) -> S:
         """Take the locks the plans need and read what they plan against."""
         ...
 
@@ -75,7 +74,7 @@ class _Run(Generic[R]):
 
 
 async def execute(
-    conn: AsyncConnection,
+    conn: Connection,
     operation: Operation[R, S],
     requests: Sequence[R],
     *,
@@ -178,7 +177,7 @@ def _result(plan: EntryPlan, entry_id: int, balance: int | None) -> EntryResult:
     return EntryResult(entry=entry, wallet_balance=balance, hold_id=hold_id)
 
 
-async def _settle_keys(conn: AsyncConnection, run: _Run[R]) -> None:
+async def _settle_keys(conn: Connection, run: _Run[R]) -> None:
     """Requests not written that carry a key are decided by the earlier use of the key."""
     unsettled = [
         index

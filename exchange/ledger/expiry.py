@@ -8,8 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.ledger import execution, repository
 from exchange.ledger.holds import release_expired_holds
 from exchange.ledger.models import EntryKind, EntryResult, ExpiryResult
@@ -26,7 +25,7 @@ class Expire:
     kind: EntryKind = EntryKind.EXPIRY
     keyed: bool = False
 
-    async def read(self, conn: AsyncConnection, requests: Sequence[int], now: datetime) -> Wallets:
+    async def read(self, conn: Connection, requests: Sequence[int], now: datetime) -> Wallets:
         return await read_wallets(conn, requests)
 
     def plan(self, state: Wallets, request: int, now: datetime) -> list[EntryPlan]:
@@ -35,7 +34,7 @@ class Expire:
 
 
 async def expire_batch(
-    conn: AsyncConnection, *, as_of: datetime, limit: int = DEFAULT_BATCH
+    conn: Connection, *, as_of: datetime, limit: int = DEFAULT_BATCH
 ) -> ExpiryResult:
     """Expire the lots of up to ``limit`` members; an empty result means all done."""
     member_ids = await repository.members_with_expired_lots(conn, as_of=as_of, limit=limit)
@@ -51,6 +50,6 @@ async def expire_batch(
 
 
 async def release_holds_batch(
-    conn: AsyncConnection, *, as_of: datetime, limit: int = DEFAULT_BATCH
+    conn: Connection, *, as_of: datetime, limit: int = DEFAULT_BATCH
 ) -> int:
     return await release_expired_holds(conn, as_of=as_of, limit=limit)

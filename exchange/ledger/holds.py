@@ -10,11 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import invariant
 from exchange.ledger import execution, repository
@@ -41,7 +38,7 @@ from exchange.ledger.requests import CaptureRequest, HoldRequest
 from exchange.ledger.spending import Wallets, read_wallets, spend
 
 
-def _hold(row: Row[Any]) -> Hold:
+def _hold(row: Row) -> Hold:
     return Hold(
         id=int(row.id),
         member_id=int(row.member_id),
@@ -54,7 +51,7 @@ def _hold(row: Row[Any]) -> Hold:
     )
 
 
-async def get_hold(conn: AsyncConnection, *, hold_id: int) -> Hold | None:
+async def get_hold(conn: Connection, *, hold_id: int) -> Hold | None:
     row = await repository.hold_by_id(conn, hold_id=hold_id)
     return _hold(row) if row is not None else None
 
@@ -71,7 +68,7 @@ class PlaceHold:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[HoldRequest], now: datetime
+        self, conn: Connection, requests: Sequence[HoldRequest], now: datetime
     ) -> Wallets:
         return await read_wallets(
             conn,
@@ -116,13 +113,13 @@ class PlaceHold:
 
 @dataclass
 class _Closing:
-    holds: dict[int, Row[Any]]
+    holds: dict[int, Row]
     reservations: dict[int, list[Lot]]
     wallets: Wallets
     closed: dict[int, HoldStatus]  # holds closed by the plans so far
 
 
-async def _read_closing(conn: AsyncConnection, hold_ids: Sequence[int]) -> _Closing:
+async def _read_closing(conn: Connection, hold_ids: Sequence[int]) -> _Closing:
     """Lock the holds (id order), then their members' wallets (member order) with the
     holds' partners' redeemed accounts, then read what the holds reserve."""
     holds = await repository.lock_holds(conn, hold_ids=hold_ids)
@@ -139,7 +136,7 @@ async def _read_closing(conn: AsyncConnection, hold_ids: Sequence[int]) -> _Clos
 
 def _open_hold(
     state: _Closing, hold_id: int, partner_id: int | None, now: datetime, *, expired_ok: bool
-) -> Row[Any]:
+) -> Row:
     row = state.holds.get(hold_id)
     hold = {"hold": Ref(Kind.HOLD, hold_id)}
     if row is None or (partner_id is not None and row.partner_id != partner_id):
@@ -158,7 +155,7 @@ def _open_hold(
 
 def _close(
     state: _Closing,
-    row: Row[Any],
+    row: Row,
     *,
     kind: EntryKind,
     captured: int,
@@ -215,7 +212,7 @@ class Capture:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[CaptureRequest], now: datetime
+        self, conn: Connection, requests: Sequence[CaptureRequest], now: datetime
     ) -> _Closing:
         return await _read_closing(conn, [r.hold_id for r in requests])
 
@@ -250,7 +247,7 @@ class Release:
     kind: EntryKind = EntryKind.RELEASE
     keyed: bool = False
 
-    async def read(self, conn: AsyncConnection, requests: Sequence[int], now: datetime) -> _Closing:
+    async def read(self, conn: Connection, requests: Sequence[int], now: datetime) -> _Closing:
         return await _read_closing(conn, requests)
 
     def plan(self, state: _Closing, request: int, now: datetime) -> list[EntryPlan]:
@@ -259,7 +256,7 @@ class Release:
 
 
 async def hold(
-    conn: AsyncConnection, *, client_id: str, partner_id: int, request: HoldRequest, now: datetime
+    conn: Connection, *, client_id: str, partner_id: int, request: HoldRequest, now: datetime
 ) -> EntryResult:
     return execution.single(
         await hold_many(
@@ -269,7 +266,7 @@ async def hold(
 
 
 async def hold_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -284,7 +281,7 @@ async def hold_many(
 
 
 async def capture(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -298,13 +295,13 @@ async def capture(
 
 
 async def release(
-    conn: AsyncConnection, *, partner_id: int | None, hold_id: int, now: datetime
+    conn: Connection, *, partner_id: int | None, hold_id: int, now: datetime
 ) -> EntryResult:
     """Give a hold's points back to the wallet. ``partner_id`` None: the operator."""
     return execution.single(await execution.execute(conn, Release(partner_id), [hold_id], now=now))
 
 
-async def release_expired_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> int:
+async def release_expired_holds(conn: Connection, *, as_of: datetime, limit: int) -> int:
     """Release up to ``limit`` holds past their expiry; returns how many."""
     hold_ids = await repository.expired_active_holds(conn, as_of=as_of, limit=limit)
     if not hold_ids:

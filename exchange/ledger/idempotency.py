@@ -22,8 +22,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.ledger import repository
 from exchange.ledger.errors import IdempotencyKeyReused
 from exchange.ledger.models import EntryKind, EntryResult
@@ -61,7 +60,7 @@ def reused(field: Sequence[str] = ("idempotencyKey",)) -> IdempotencyKeyReused:
 
 
 async def earlier(
-    conn: AsyncConnection, keys: Sequence[Key]
+    conn: Connection, keys: Sequence[Key]
 ) -> dict[str, EntryResult | IdempotencyKeyReused]:
     """What earlier requests with these keys (all of one client) decided: the replay of
     their entry, or IDEMPOTENCY_KEY_REUSED when they asked for something else. Keys no

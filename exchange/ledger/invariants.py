@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
+from exchange.kit.db import Connection, sql
 
 EXAMPLES = 5
 
@@ -144,12 +143,12 @@ class VerifyReport:
         return all(check.ok for check in self.checks)
 
 
-async def verify(conn: AsyncConnection) -> VerifyReport:
+async def verify(conn: Connection) -> VerifyReport:
     """Run every invariant check in one consistent snapshot."""
-    await conn.execute(text("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+    await conn.execute(sql("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY"))
     results = []
     for name, query in CHECKS.items():
-        rows = (await conn.execute(text(f"{query} LIMIT {EXAMPLES}"))).all()
+        rows = (await conn.execute(sql(f"{query} LIMIT {EXAMPLES}"))).all()
         results.append(
             CheckResult(name=name, ok=not rows, examples=[str(tuple(row)) for row in rows])
         )

@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import MAX_EXPIRING_GROUPS, MAX_EXPIRING_WITHIN_DAYS, MAX_LEDGER_PAGE
 from exchange.ledger import repository
@@ -23,7 +20,7 @@ from exchange.ledger.models import (
 )
 
 
-async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
+async def wallet(conn: Connection, *, member_id: int) -> Wallet:
     balances: dict[str, int] = {}
     by_issuer: list[IssuerBalance] = []
     for row in await repository.wallet_rows(conn, member_id=member_id):
@@ -44,7 +41,7 @@ async def wallet(conn: AsyncConnection, *, member_id: int) -> Wallet:
 
 
 async def expiring(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     member_id: int,
     now: datetime,
@@ -73,7 +70,7 @@ async def expiring(
     ]
 
 
-def entry_view(row: Row[Any]) -> EntryView:
+def entry_view(row: Row) -> EntryView:
     return EntryView(
         id=int(row.id),
         kind=EntryKind(row.kind),
@@ -90,7 +87,7 @@ def entry_view(row: Row[Any]) -> EntryView:
 
 
 async def entries(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     limit: int,
     before_id: int | None = None,
@@ -118,27 +115,23 @@ async def entries(
     return [entry_view(row) for row in rows]
 
 
-async def entries_by_keys(
-    conn: AsyncConnection, *, client_id: str, keys: list[str]
-) -> list[EntryView]:
+async def entries_by_keys(conn: Connection, *, client_id: str, keys: list[str]) -> list[EntryView]:
     """The entries a client's idempotency keys name, in the order of the keys."""
     rows = await repository.entries_by_keys(conn, client_id=client_id, idempotency_keys=keys)
     return [entry_view(rows[key]) for key in keys if key in rows]
 
 
-async def entries_by_ids(conn: AsyncConnection, *, entry_ids: list[int]) -> dict[int, EntryView]:
+async def entries_by_ids(conn: Connection, *, entry_ids: list[int]) -> dict[int, EntryView]:
     rows = await repository.entries_by_ids(conn, entry_ids=entry_ids)
     return {int(row.id): entry_view(row) for row in rows}
 
 
-async def watch_wallet(
-    conn: AsyncConnection, *, member_id: int, watcher: str, until: datetime
-) -> None:
+async def watch_wallet(conn: Connection, *, member_id: int, watcher: str, until: datetime) -> None:
     """Ask the database to NOTIFY wallet_updated for this member until ``until``."""
     await repository.watch_wallet(conn, member_id=member_id, watcher=watcher, expires_at=until)
 
 
-async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
+async def unwatch_wallet(conn: Connection, *, member_id: int, watcher: str) -> None:
     await repository.unwatch_wallet(conn, member_id=member_id, watcher=watcher)
 
 
@@ -152,7 +145,7 @@ class AccountView:
 
 
 async def accounts(
-    conn: AsyncConnection, *, after_id: int, limit: int, kind: AccountKind | None = None
+    conn: Connection, *, after_id: int, limit: int, kind: AccountKind | None = None
 ) -> list[AccountView]:
     rows = await repository.accounts_page(
         conn, after_id=after_id, limit=limit, kind=str(kind) if kind else None

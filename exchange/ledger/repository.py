@@ -21,10 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 from exchange.ledger.models import (
     BALANCE_SHARDS,
     DEFAULT_POINTS_LIFETIME_DAYS,
@@ -48,7 +45,7 @@ _HOLD_COLUMNS = (
 
 
 async def open_partner_accounts(
-    conn: AsyncConnection, *, partner_id: int, policy: PartnerPolicy
+    conn: Connection, *, partner_id: int, policy: PartnerPolicy
 ) -> None:
     await conn.execute(
         sql(
@@ -81,9 +78,7 @@ async def open_partner_accounts(
     )
 
 
-async def set_partner_policy(
-    conn: AsyncConnection, *, partner_id: int, policy: PartnerPolicy
-) -> bool:
+async def set_partner_policy(conn: Connection, *, partner_id: int, policy: PartnerPolicy) -> bool:
     result = await conn.execute(
         sql(
             """
@@ -109,9 +104,7 @@ async def set_partner_policy(
     return result.first() is not None
 
 
-async def partner_account(
-    conn: AsyncConnection, *, partner_id: int, kind: AccountKind
-) -> Row[Any] | None:
+async def partner_account(conn: Connection, *, partner_id: int, kind: AccountKind) -> Row | None:
     result = await conn.execute(
         sql(
             """
@@ -125,7 +118,7 @@ async def partner_account(
     return result.first()
 
 
-async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
+async def open_members(conn: Connection, *, count: int) -> list[int]:
     """Open ``count`` members' wallet and held accounts; their new ids, ascending."""
     result = await conn.execute(
         sql(
@@ -146,7 +139,7 @@ async def open_members(conn: AsyncConnection, *, count: int) -> list[int]:
     return [int(member_id) for member_id in result.scalars()]
 
 
-async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> None:
+async def lock_partner_issuance(conn: Connection, *, partner_id: int) -> None:
     """Serialize issuance of one partner; only taken for partners with a credit limit."""
     await conn.execute(
         sql("SELECT pg_advisory_xact_lock(727100, :partner_id)"),
@@ -154,7 +147,7 @@ async def lock_partner_issuance(conn: AsyncConnection, *, partner_id: int) -> No
     )
 
 
-async def outstanding_points(conn: AsyncConnection, *, issuer_partner_id: int) -> int:
+async def outstanding_points(conn: Connection, *, issuer_partner_id: int) -> int:
     """Points issued by a partner still in wallets or reserved by active holds, wherever
     they are: counted by the database function of migration 0014, which reads every
     lot and hold whatever the caller may see (the issuer itself, an operator or a caller
@@ -222,7 +215,7 @@ _EARN_AT_ONCE = sql(
 
 
 async def earn_at_once(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     key: Key,
     partner_id: int,
@@ -307,7 +300,7 @@ class Locked:
 
 
 async def lock_wallets(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     member_ids: Sequence[int],
     accounts: Sequence[tuple[int | None, AccountKind]] = (),
@@ -363,9 +356,7 @@ FROM generate_series(1, :holds)
 """
 
 
-async def lots_of_wallets(
-    conn: AsyncConnection, *, member_ids: Sequence[int]
-) -> dict[int, list[Lot]]:
+async def lots_of_wallets(conn: Connection, *, member_ids: Sequence[int]) -> dict[int, list[Lot]]:
     """Every lot still holding points (or a debt), per member, oldest expiry first. The
     caller holds the wallets' locks and reads after taking them, so it sees every change
     committed before."""
@@ -388,7 +379,7 @@ async def lots_of_wallets(
     return lots
 
 
-async def spendable_points(conn: AsyncConnection, *, member_id: int, now: datetime) -> int:
+async def spendable_points(conn: Connection, *, member_id: int, now: datetime) -> int:
     """What a spend could take from the member's wallet at ``now``, by the rule of
     ``spending.spend``: the balance less its expired lots, and no more than its live
     lots. A plain read, no lock (0 for a wallet the caller can't see)."""
@@ -408,7 +399,7 @@ async def spendable_points(conn: AsyncConnection, *, member_id: int, now: dateti
     return int(result.scalar_one())
 
 
-async def lock_holds(conn: AsyncConnection, *, hold_ids: Sequence[int]) -> dict[int, Row[Any]]:
+async def lock_holds(conn: Connection, *, hold_ids: Sequence[int]) -> dict[int, Row]:
     """Lock holds in id order; the lock serializes everything that closes a hold."""
     result = await conn.execute(
         sql(
@@ -422,9 +413,7 @@ async def lock_holds(conn: AsyncConnection, *, hold_ids: Sequence[int]) -> dict[
     return {int(r.id): r for r in result}
 
 
-async def hold_reservations(
-    conn: AsyncConnection, *, hold_ids: Sequence[int]
-) -> dict[int, list[Lot]]:
+async def hold_reservations(conn: Connection, *, hold_ids: Sequence[int]) -> dict[int, list[Lot]]:
     """Per hold, the points it reserves on each lot, oldest expiry first."""
     result = await conn.execute(
         sql(
@@ -447,7 +436,7 @@ async def hold_reservations(
     return reservations
 
 
-async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit: int) -> list[int]:
+async def expired_active_holds(conn: Connection, *, as_of: datetime, limit: int) -> list[int]:
     result = await conn.execute(
         sql(
             """
@@ -460,9 +449,7 @@ async def expired_active_holds(conn: AsyncConnection, *, as_of: datetime, limit:
     return [int(hold_id) for hold_id in result.scalars()]
 
 
-async def entry_by_id(
-    conn: AsyncConnection, *, entry_id: int, for_update: bool = False
-) -> Row[Any] | None:
+async def entry_by_id(conn: Connection, *, entry_id: int, for_update: bool = False) -> Row | None:
     """An entry; ``for_update`` locks it (reversals of one target are serialized on it)."""
     lock = " FOR UPDATE" if for_update else ""
     result = await conn.execute(
@@ -472,7 +459,7 @@ async def entry_by_id(
     return result.first()
 
 
-async def earn_lot(conn: AsyncConnection, *, entry_id: int) -> Lot | None:
+async def earn_lot(conn: Connection, *, entry_id: int) -> Lot | None:
     result = await conn.execute(
         sql(
             "SELECT id, issuer_partner_id, remaining, earned_at, expires_at"
@@ -486,7 +473,7 @@ async def earn_lot(conn: AsyncConnection, *, entry_id: int) -> Lot | None:
     return Lot(int(r.id), r.issuer_partner_id, int(r.remaining), r.earned_at, r.expires_at)
 
 
-async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> list[Lot]:
+async def redeemed_lots(conn: Connection, *, redemption_entry_id: int) -> list[Lot]:
     """Per lot, the points a redemption still holds (net of earlier reversals), in the
     order they should be given back: the last consumed first."""
     result = await conn.execute(
@@ -510,9 +497,7 @@ async def redeemed_lots(conn: AsyncConnection, *, redemption_entry_id: int) -> l
     ]
 
 
-async def members_with_expired_lots(
-    conn: AsyncConnection, *, as_of: datetime, limit: int
-) -> list[int]:
+async def members_with_expired_lots(conn: Connection, *, as_of: datetime, limit: int) -> list[int]:
     result = await conn.execute(
         sql(
             """
@@ -530,8 +515,8 @@ async def members_with_expired_lots(
 
 
 async def entries_by_keys(
-    conn: AsyncConnection, *, client_id: str, idempotency_keys: Sequence[str]
-) -> dict[str, Row[Any]]:
+    conn: Connection, *, client_id: str, idempotency_keys: Sequence[str]
+) -> dict[str, Row]:
     """The entries some of a client's idempotency keys already name."""
     result = await conn.execute(
         sql(
@@ -543,7 +528,7 @@ async def entries_by_keys(
     return {row.idempotency_key: row for row in result}
 
 
-async def wallet_balances(conn: AsyncConnection, *, member_ids: Sequence[int]) -> dict[int, int]:
+async def wallet_balances(conn: Connection, *, member_ids: Sequence[int]) -> dict[int, int]:
     result = await conn.execute(
         sql(
             "SELECT member_id, balance FROM ledger_account"
@@ -554,7 +539,7 @@ async def wallet_balances(conn: AsyncConnection, *, member_ids: Sequence[int]) -
     return {int(row.member_id): int(row.balance) for row in result}
 
 
-async def holds_of_entries(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> dict[int, int]:
+async def holds_of_entries(conn: Connection, *, entry_ids: Sequence[int]) -> dict[int, int]:
     """The hold each HOLD entry opened."""
     result = await conn.execute(
         sql(
@@ -566,7 +551,7 @@ async def holds_of_entries(conn: AsyncConnection, *, entry_ids: Sequence[int]) -
     return {int(row.hold_entry_id): int(row.id) for row in result}
 
 
-async def hold_by_id(conn: AsyncConnection, *, hold_id: int) -> Row[Any] | None:
+async def hold_by_id(conn: Connection, *, hold_id: int) -> Row | None:
     result = await conn.execute(
         sql(f"SELECT {_HOLD_COLUMNS} FROM ledger_hold WHERE id = :hold_id"),
         {"hold_id": hold_id},
@@ -767,7 +752,7 @@ def _write_parameters(plans: Sequence[EntryPlan]) -> dict[str, Any]:
 _WRITE_ARRAYS = sorted({name for name in re.findall(r":([a-z]_[a-z]+)", _WRITE)})
 
 
-async def write(conn: AsyncConnection, plans: Sequence[EntryPlan]) -> Written:
+async def write(conn: Connection, plans: Sequence[EntryPlan]) -> Written:
     """Write every plan in one statement: entries (claiming their idempotency keys),
     postings, balance changes (wallet rows; one random shard of each hot account), new
     lots, consumptions and the lots' remaining, holds opened and closed. A plan whose
@@ -788,7 +773,7 @@ async def write(conn: AsyncConnection, plans: Sequence[EntryPlan]) -> Written:
 # --- read models ----------------------------------------------------------------------
 
 
-async def wallet_rows(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
+async def wallet_rows(conn: Connection, *, member_id: int) -> list[Row]:
     """A member's wallet in one statement: its account balances (``part = 'account'``),
     then the points it owns per issuing partner, lots' remaining plus active holds
     (``part = 'issuer'``, in issuer order, unowned issuers left out)."""
@@ -816,8 +801,8 @@ async def wallet_rows(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]
 
 
 async def expiring_lots(
-    conn: AsyncConnection, *, member_id: int, now: datetime, until: datetime, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, member_id: int, now: datetime, until: datetime, limit: int
+) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -834,7 +819,7 @@ async def expiring_lots(
     return list(result.all())
 
 
-async def lots_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[Any]]:
+async def lots_of_member(conn: Connection, *, member_id: int) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -848,7 +833,7 @@ async def lots_of_member(conn: AsyncConnection, *, member_id: int) -> list[Row[A
     return list(result.all())
 
 
-async def postings_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row[Any]]:
+async def postings_of_entry(conn: Connection, *, entry_id: int) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -862,7 +847,7 @@ async def postings_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row
     return list(result.all())
 
 
-async def consumptions_of_entry(conn: AsyncConnection, *, entry_id: int) -> list[Row[Any]]:
+async def consumptions_of_entry(conn: Connection, *, entry_id: int) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -875,7 +860,7 @@ async def consumptions_of_entry(conn: AsyncConnection, *, entry_id: int) -> list
     return list(result.all())
 
 
-async def account_balance(conn: AsyncConnection, *, account_id: int) -> int:
+async def account_balance(conn: Connection, *, account_id: int) -> int:
     result = await conn.execute(
         sql(
             """
@@ -890,7 +875,7 @@ async def account_balance(conn: AsyncConnection, *, account_id: int) -> int:
 
 
 async def entries_page(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     limit: int,
     before_id: int | None = None,
@@ -900,7 +885,7 @@ async def entries_page(
     since: datetime | None = None,
     until: datetime | None = None,
     reference: str | None = None,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Newest first, keyset-paginated on id (no OFFSET). ``member_id`` also matches the
     recipient of a transfer."""
     result = await conn.execute(
@@ -932,7 +917,7 @@ async def entries_page(
     return list(result.all())
 
 
-async def entries_by_ids(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> list[Row[Any]]:
+async def entries_by_ids(conn: Connection, *, entry_ids: Sequence[int]) -> list[Row]:
     result = await conn.execute(
         sql(f"SELECT {_ENTRY_COLUMNS} FROM ledger_entry WHERE id = ANY(:ids)"),
         {"ids": list(entry_ids)},
@@ -941,7 +926,7 @@ async def entries_by_ids(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> 
 
 
 async def watch_wallet(
-    conn: AsyncConnection, *, member_id: int, watcher: str, expires_at: datetime
+    conn: Connection, *, member_id: int, watcher: str, expires_at: datetime
 ) -> None:
     await conn.execute(
         sql(
@@ -955,7 +940,7 @@ async def watch_wallet(
     )
 
 
-async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str) -> None:
+async def unwatch_wallet(conn: Connection, *, member_id: int, watcher: str) -> None:
     await conn.execute(
         sql("DELETE FROM wallet_watch WHERE member_id = :member_id AND watcher = :watcher"),
         {"member_id": member_id, "watcher": watcher},
@@ -963,8 +948,8 @@ async def unwatch_wallet(conn: AsyncConnection, *, member_id: int, watcher: str)
 
 
 async def accounts_page(
-    conn: AsyncConnection, *, after_id: int, limit: int, kind: str | None
-) -> list[Row[Any]]:
+    conn: Connection, *, after_id: int, limit: int, kind: str | None
+) -> list[Row]:
     """Accounts with their balance (sharded ones summed), in id order."""
     result = await conn.execute(
         sql(
@@ -982,7 +967,7 @@ async def accounts_page(
     return list(result.all())
 
 
-async def reversed_points(conn: AsyncConnection, *, target_entry_id: int) -> int:
+async def reversed_points(conn: Connection, *, target_entry_id: int) -> int:
     result = await conn.execute(
         sql(
             "SELECT coalesce(sum(points), 0) FROM ledger_entry"

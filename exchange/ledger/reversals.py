@@ -11,11 +11,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import invariant, present
 from exchange.ledger import execution, repository
@@ -36,7 +33,7 @@ REVERSIBLE = (EntryKind.EARN, EntryKind.REDEEM, EntryKind.CAPTURE)
 
 @dataclass
 class _Target:
-    row: Row[Any]
+    row: Row
     reversed: int
     account_id: int  # the partner account the reversal posts against
     allow_negative: bool
@@ -60,7 +57,7 @@ class Reverse:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[ReverseRequest], now: datetime
+        self, conn: Connection, requests: Sequence[ReverseRequest], now: datetime
     ) -> _ReverseState:
         rows = {}
         for entry_id in sorted({r.entry_id for r in requests}):
@@ -151,7 +148,7 @@ class Reverse:
 Moves = tuple[list[Leg], list[Take], int]
 
 
-async def _target(conn: AsyncConnection, wallets: Wallets, row: Row[Any]) -> _Target:
+async def _target(conn: Connection, wallets: Wallets, row: Row) -> _Target:
     """What a reversal of one entry plans against: how much was reversed so far, the
     partner account it posts to, and the lots it gives back to or takes from."""
     reversed_ = await repository.reversed_points(conn, target_entry_id=int(row.id))
@@ -196,7 +193,7 @@ def _reverse_redemption(state: _ReverseState, target: _Target, points: int) -> M
 
 
 async def reverse(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int | None,
@@ -211,7 +208,7 @@ async def reverse(
 
 
 async def reverse_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int | None,

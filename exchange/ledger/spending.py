@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.kit.invariant import present
 from exchange.ledger import execution, repository
 from exchange.ledger.errors import InsufficientPoints, unknown_member, unknown_partner
@@ -67,7 +66,7 @@ class Wallets:
 
 
 async def read_wallets(
-    conn: AsyncConnection,
+    conn: Connection,
     member_ids: Sequence[int],
     *,
     accounts: Sequence[tuple[int | None, AccountKind]] = (),
@@ -139,7 +138,7 @@ def spend(
 
 
 async def require_spendable(
-    conn: AsyncConnection, *, member_id: int, points: int, now: datetime
+    conn: Connection, *, member_id: int, points: int, now: datetime
 ) -> None:
     """INSUFFICIENT_POINTS unless the member's wallet could pay ``points`` now, by the
     rule of :func:`spend`, read without a lock. For a use case that must answer this
@@ -158,7 +157,7 @@ class Redeem:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[RedeemRequest], now: datetime
+        self, conn: Connection, requests: Sequence[RedeemRequest], now: datetime
     ) -> Wallets:
         redeemed = (self.partner_id, AccountKind.PARTNER_REDEEMED)
         return await read_wallets(conn, [r.member_id for r in requests], accounts=[redeemed])
@@ -190,7 +189,7 @@ class Redeem:
 
 
 async def redeem(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -205,7 +204,7 @@ async def redeem(
 
 
 async def redeem_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,

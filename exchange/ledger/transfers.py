@@ -7,8 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
+from exchange.kit.db import Connection
 from exchange.ledger import execution
 from exchange.ledger.models import AccountKind, ConsumptionKind, EntryKind, EntryResult, LotOrigin
 from exchange.ledger.plans import EntryPlan, Leg, NewLot, takes
@@ -25,7 +24,7 @@ class Transfer:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[TransferRequest], now: datetime
+        self, conn: Connection, requests: Sequence[TransferRequest], now: datetime
     ) -> Wallets:
         members = [m for r in requests for m in (r.from_member_id, r.to_member_id)]
         return await read_wallets(conn, members)
@@ -76,7 +75,7 @@ class Adjust:
     keyed: bool = True
 
     async def read(
-        self, conn: AsyncConnection, requests: Sequence[AdjustRequest], now: datetime
+        self, conn: Connection, requests: Sequence[AdjustRequest], now: datetime
     ) -> Wallets:
         adjustments = (None, AccountKind.COALITION_ADJUSTMENTS)
         return await read_wallets(conn, [r.member_id for r in requests], accounts=[adjustments])
@@ -120,14 +119,14 @@ class Adjust:
 
 
 async def transfer(
-    conn: AsyncConnection, *, client_id: str, request: TransferRequest, now: datetime
+    conn: Connection, *, client_id: str, request: TransferRequest, now: datetime
 ) -> EntryResult:
     outcomes = await execution.execute(conn, Transfer(), [request], now=now, client_id=client_id)
     return execution.single(outcomes)
 
 
 async def adjust(
-    conn: AsyncConnection, *, client_id: str, request: AdjustRequest, now: datetime
+    conn: Connection, *, client_id: str, request: AdjustRequest, now: datetime
 ) -> EntryResult:
     outcomes = await execution.execute(conn, Adjust(), [request], now=now, client_id=client_id)
     return execution.single(outcomes)

@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import Database, Scope
+from exchange.kit.db import Connection, Database, Scope
 from exchange.kit.invariant import invariant
 from exchange.limits import repository
 
@@ -182,7 +180,7 @@ class SharedBuckets:
         return Decision(allowed=True, available=held.points + held.room)
 
 
-async def forget_drained(conn: AsyncConnection, limit: Limit) -> int:
+async def forget_drained(conn: Connection, limit: Limit) -> int:
     """Delete the buckets of ``limit`` that have drained (a missing row is an empty
     bucket); how many."""
     return await repository.forget_drained(
@@ -190,7 +188,7 @@ async def forget_drained(conn: AsyncConnection, limit: Limit) -> int:
     )
 
 
-async def room(conn: AsyncConnection, limit: Limit, key: str) -> int:
+async def room(conn: Connection, limit: Limit, key: str) -> int:
     """Whole points the bucket of ``key`` could pay now, read in the caller's unit of
     work; writes nothing."""
     left = await repository.room(
@@ -200,7 +198,7 @@ async def room(conn: AsyncConnection, limit: Limit, key: str) -> int:
 
 
 async def spend(
-    conn: AsyncConnection, limit: Limit, key: str, points: int, *, member_id: int | None = None
+    conn: Connection, limit: Limit, key: str, points: int, *, member_id: int | None = None
 ) -> Decision:
     """Spend exactly ``points`` from the bucket of ``key`` in the caller's unit of work, or
     refuse without spending: the spending commits or rolls back with the work that

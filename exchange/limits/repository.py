@@ -11,9 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, sql
 
 #: How full a bucket is now: its level drained by the time since its last lease.
 _DRAINED = """greatest(
@@ -81,7 +79,7 @@ class Grant:
 
 
 async def lease(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     name: str,
     needed: int,
@@ -109,7 +107,7 @@ async def lease(
     return Grant(points=int(row.granted), room=Decimal(row.room))
 
 
-async def room(conn: AsyncConnection, *, name: str, capacity: int, rate: Decimal) -> Decimal:
+async def room(conn: Connection, *, name: str, capacity: int, rate: Decimal) -> Decimal:
     """What the bucket ``name`` could pay now (the capacity when it has no row), without
     leasing anything or writing a row."""
     found = (
@@ -118,11 +116,10 @@ async def room(conn: AsyncConnection, *, name: str, capacity: int, rate: Decimal
     return Decimal(capacity) if found is None else Decimal(found)
 
 
-async def forget_drained(conn: AsyncConnection, *, prefix: str, drained_after: timedelta) -> int:
+async def forget_drained(conn: Connection, *, prefix: str, drained_after: timedelta) -> int:
     """Delete the buckets named ``prefix...`` untouched for longer than a full bucket takes
     to drain (a missing row is an empty bucket, so nothing changes); the number deleted."""
-    result = await conn.execute(
+    return await conn.affected(
         sql(_FORGET),
         {"prefix": prefix, "drained_after_seconds": drained_after.total_seconds()},
     )
-    return int(result.rowcount or 0)

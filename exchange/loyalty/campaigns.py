@@ -18,13 +18,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from functools import lru_cache
-from typing import Any
-
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange.kit.clock import require_aware
 from exchange.kit.currency import plain
+from exchange.kit.db import Connection, Row
 from exchange.kit.errors import Forbidden, InvalidInput, NotFound
 from exchange.kit.limits import (
     MAX_CAMPAIGN_COUNT,
@@ -48,7 +45,7 @@ def condition_of(text: str) -> Condition:
     return compile_condition(text)
 
 
-def campaign_of(row: Row[Any]) -> Campaign:
+def campaign_of(row: Row) -> Campaign:
     funding = row.funding if isinstance(row.funding, list) else json.loads(row.funding)
     return Campaign(
         id=int(row.id),
@@ -83,7 +80,7 @@ _LIVE: dict[tuple[int, datetime], Live] = {}
 _LIVE_MAX = 10_000
 
 
-async def live(conn: AsyncConnection, *, partner_id: int) -> list[Live]:
+async def live(conn: Connection, *, partner_id: int) -> list[Live]:
     """The ACTIVE campaigns that can apply to the partner's purchases, compiled."""
     stamps = [
         (int(row.id), row.updated_at)
@@ -101,7 +98,7 @@ async def live(conn: AsyncConnection, *, partner_id: int) -> list[Live]:
 
 
 async def everything(
-    conn: AsyncConnection, *, status: str | None = None, limit: int = 1000
+    conn: Connection, *, status: str | None = None, limit: int = 1000
 ) -> list[Campaign]:
     """Campaigns the caller may see, newest first (the operator's CLI: all of them)."""
     return [
@@ -109,7 +106,7 @@ async def everything(
     ]
 
 
-async def get(conn: AsyncConnection, *, campaign_id: int) -> Campaign:
+async def get(conn: Connection, *, campaign_id: int) -> Campaign:
     rows = await repository.campaigns(conn, campaign_ids=[campaign_id])
     if not rows:
         raise NotFound("no campaign has that id", field=["campaignId"])
@@ -208,7 +205,7 @@ def funding_plan(
 
 
 async def create(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     owner: int | None,
     draft: CampaignDraft,
@@ -255,7 +252,7 @@ _MOVES: dict[CampaignStatus, tuple[CampaignStatus, ...]] = {
 
 
 async def move(
-    conn: AsyncConnection, *, campaign_id: int, to: CampaignStatus, owner: int | None, now: datetime
+    conn: Connection, *, campaign_id: int, to: CampaignStatus, owner: int | None, now: datetime
 ) -> Campaign:
     """Activate, pause or end a campaign; ``owner`` None: an operator, who may move any."""
     campaign = await get(conn, campaign_id=campaign_id)
@@ -278,7 +275,7 @@ async def move(
 
 
 async def answer(
-    conn: AsyncConnection, *, campaign_id: int, partner_id: int, accept: bool, now: datetime
+    conn: Connection, *, campaign_id: int, partner_id: int, accept: bool, now: datetime
 ) -> Campaign:
     """A funder accepts (the campaign becomes DRAFT once every funder did) or declines
     (the campaign ends: nobody funds anything without agreeing to)."""

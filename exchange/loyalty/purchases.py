@@ -21,13 +21,10 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import ledger
 from exchange.kit.batching import SplitBatch
 from exchange.kit.currency import minor_digits
-from exchange.kit.db import grant
+from exchange.kit.db import Connection, Row, grant
 from exchange.kit.errors import DomainError, InvalidInput, Kind, NotFound, Ref
 from exchange.kit.invariant import present
 from exchange.kit.limits import MAX_SIMULATED
@@ -80,7 +77,7 @@ class _Evaluation:
     qualifying: int
 
 
-async def _contract(conn: AsyncConnection, partner_id: int, at: datetime) -> _Terms:
+async def _contract(conn: Connection, partner_id: int, at: datetime) -> _Terms:
     """The contract in force when a purchase happened."""
     try:
         partner = await registry.get_partner(conn, partner_id=partner_id, now=at)
@@ -140,8 +137,8 @@ def _purchase_variables(request: PurchaseRequest, at: datetime, currency: str) -
 
 
 async def _facts(
-    conn: AsyncConnection, member_id: int, partner_id: int, at: datetime, window: date
-) -> Row[Any]:
+    conn: Connection, member_id: int, partner_id: int, at: datetime, window: date
+) -> Row:
     rows = await repository.member_facts(
         conn, partner_id=partner_id, window=window,
         members=[(member_id, at, at - timedelta(days=RECENT_DAYS))],
@@ -149,9 +146,7 @@ async def _facts(
     return rows[0]
 
 
-def _member_variables(
-    facts: Row[Any], partner_id: int, at: datetime, currency: str
-) -> dict[str, Any]:
+def _member_variables(facts: Row, partner_id: int, at: datetime, currency: str) -> dict[str, Any]:
     """What conditions know of the member. Where and what it bought in the last 30 days
     is coalition-wide only for a member who consented to cross-partner use; otherwise
     this partner's own."""
@@ -172,7 +167,7 @@ def _member_variables(
 
 
 async def _evaluate(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     request: PurchaseRequest,
@@ -189,7 +184,7 @@ async def _evaluate(
 
 
 async def _timed_terms(
-    conn: AsyncConnection, partner_id: int, requests: Sequence[PurchaseRequest], now: datetime
+    conn: Connection, partner_id: int, requests: Sequence[PurchaseRequest], now: datetime
 ) -> list[tuple[datetime, _Terms] | DomainError]:
     """Each purchase's time and the contract in force then, its money checked against
     it; or the purchase's error. Contracts are read latest time first, so one read
@@ -232,7 +227,7 @@ def _terms_at(
 
 
 async def _evaluate_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     requests: Sequence[PurchaseRequest],
@@ -259,7 +254,7 @@ def _apply(
     request: PurchaseRequest,
     at: datetime,
     terms: _Terms,
-    facts: Row[Any],
+    facts: Row,
     live: Sequence[rules.Live],
     partner_id: int,
 ) -> _Evaluation:
@@ -315,7 +310,7 @@ def _shares(planned: rules.Planned, partner_id: int) -> list[Award]:
 
 
 async def preview(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     request: PurchaseRequest,
@@ -332,7 +327,7 @@ async def preview(
 
 
 async def _as_they_stand(
-    conn: AsyncConnection, planned: list[rules.Planned], member_id: int
+    conn: Connection, planned: list[rules.Planned], member_id: int
 ) -> list[rules.Planned]:
     """Campaign awards after each campaign's per-member limit and what is left of its
     budget now, read and not taken (a preview)."""
@@ -381,7 +376,7 @@ def _earn_requests(
     ]
 
 
-async def _limited(conn: AsyncConnection, claimed: Sequence[_Claim]) -> list[list[rules.Planned]]:
+async def _limited(conn: Connection, claimed: Sequence[_Claim]) -> list[list[rules.Planned]]:
     """Each purchase's campaign awards after each campaign's per-member limit and budget
     (a budget is never overspent: each shard refuses to exceed its allotment; near its
     end an award gets what is left, purchases served in order). One statement takes
@@ -435,7 +430,7 @@ class _Claim:
 
 
 async def record(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -454,7 +449,7 @@ async def record(
 
 
 async def record_many(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -508,7 +503,7 @@ def _digest(request: PurchaseRequest, partner_id: int) -> bytes:
 
 
 async def _claim(
-    conn: AsyncConnection,
+    conn: Connection,
     client_id: str,
     partner_id: int,
     pending: Sequence[tuple[int, PurchaseRequest, _Evaluation]],
@@ -540,7 +535,7 @@ async def _claim(
 
 
 async def _record_round(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     client_id: str,
     partner_id: int,
@@ -597,7 +592,7 @@ def _outcome(
 
 
 async def _book(
-    conn: AsyncConnection,
+    conn: Connection,
     client_id: str,
     partner_id: int,
     claimed: Sequence[_Claim],
@@ -639,7 +634,7 @@ async def _book(
 
 
 async def _recorded(
-    conn: AsyncConnection,
+    conn: Connection,
     claim: _Claim,
     awards: list[Award],
     entries: list[ledger.EntryView],
@@ -668,7 +663,7 @@ async def _recorded(
     return Recorded(purchase, entries)
 
 
-async def _grant_funders(conn: AsyncConnection, awards: Sequence[Award], partner_id: int) -> None:
+async def _grant_funders(conn: Connection, awards: Sequence[Award], partner_id: int) -> None:
     """Let this transaction issue from (or take back into) the accounts of the campaigns'
     other funders: each accepted its share, which is all row-level security admits."""
     funders = {a.funder for a in awards if a.funder is not None and a.funder != partner_id}
@@ -704,7 +699,7 @@ def _category_spend(items: Sequence[Item]) -> list[tuple[str, Decimal]]:
     return sorted(spend.items())
 
 
-async def _replay(conn: AsyncConnection, *, client_id: str, key: str, digest: bytes) -> Recorded:
+async def _replay(conn: Connection, *, client_id: str, key: str, digest: bytes) -> Recorded:
     row = present(
         await repository.purchase_by_key(conn, client_id=client_id, idempotency_key=key),
         "a purchase key that was taken names a purchase",
@@ -719,7 +714,7 @@ async def _replay(conn: AsyncConnection, *, client_id: str, key: str, digest: by
     return Recorded(purchase, entries, replayed=True)
 
 
-def purchase_of(row: Row[Any], awards: Sequence[Row[Any]]) -> Purchase:
+def purchase_of(row: Row, awards: Sequence[Row]) -> Purchase:
     return Purchase(
         id=int(row.id),
         partner_id=int(row.partner_id),
@@ -740,14 +735,14 @@ def purchase_of(row: Row[Any], awards: Sequence[Row[Any]]) -> Purchase:
     )
 
 
-async def load_many(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Purchase]:
-    awards: dict[int, list[Row[Any]]] = defaultdict(list)
+async def load_many(conn: Connection, rows: Sequence[Row]) -> list[Purchase]:
+    awards: dict[int, list[Row]] = defaultdict(list)
     for award in await repository.awards_of(conn, purchase_ids=[int(r.id) for r in rows]):
         awards[int(award.purchase_id)].append(award)
     return [purchase_of(row, awards[int(row.id)]) for row in rows]
 
 
-async def load(conn: AsyncConnection, purchase_id: int) -> Purchase:
+async def load(conn: Connection, purchase_id: int) -> Purchase:
     rows = await repository.purchases_by_ids(conn, purchase_ids=[purchase_id])
     if not rows:
         raise NotFound("no purchase has that id", field=["purchaseId"])
@@ -755,7 +750,7 @@ async def load(conn: AsyncConnection, purchase_id: int) -> Purchase:
 
 
 async def refund(
-    conn: AsyncConnection, *, client_id: str, partner_id: int, request: RefundRequest, now: datetime
+    conn: Connection, *, client_id: str, partner_id: int, request: RefundRequest, now: datetime
 ) -> Recorded:
     """Take back points for ``amount`` of a purchase: each award reversed down to
     floor(points x refunded so far / amount), so the total never exceeds what was awarded
@@ -805,7 +800,7 @@ async def refund(
 
 
 async def _reverse_awards(
-    conn: AsyncConnection,
+    conn: Connection,
     purchase: Purchase,
     *,
     client_id: str,
@@ -832,7 +827,7 @@ async def _reverse_awards(
 
 
 async def _refunded(
-    conn: AsyncConnection, purchase_id: int, client_id: str, key: str, replayed: bool
+    conn: Connection, purchase_id: int, client_id: str, key: str, replayed: bool
 ) -> Recorded:
     purchase = await load(conn, purchase_id)
     entries = await ledger.entries_by_keys(
@@ -861,7 +856,7 @@ class Simulation:
 
 
 async def simulate(
-    conn: AsyncConnection, *, campaign: Campaign, start: datetime, end: datetime
+    conn: Connection, *, campaign: Campaign, start: datetime, end: datetime
 ) -> Simulation:
     """Replay the purchases recorded in [start, end) at the campaign's owner (an operator's
     campaign: at every partner the caller sees), up to MAX_SIMULATED of them: how many
@@ -907,8 +902,8 @@ def _in_window(campaign: Campaign, moment: datetime) -> bool:
     return campaign.starts_at <= moment and (campaign.ends_at is None or moment < campaign.ends_at)
 
 
-def _stored(row: Row[Any]) -> PurchaseRequest:
-    items = row.items if isinstance(row.items, list) else []
+def _stored(row: Row) -> PurchaseRequest:
+    items = row["items"] if isinstance(row["items"], list) else []
     return PurchaseRequest(
         member_id=int(row.member_id),
         amount=Decimal(row.amount),
@@ -924,7 +919,7 @@ def _stored(row: Row[Any]) -> PurchaseRequest:
 
 
 async def _price(
-    conn: AsyncConnection, funder: int | None, partner: Any, at: datetime
+    conn: Connection, funder: int | None, partner: Any, at: datetime
 ) -> tuple[Decimal, str] | None:
     """The price of a funder's points: the coalition's at the purchasing partner's
     redemption price, a partner's at its issue price; None for a co-funder whose contract

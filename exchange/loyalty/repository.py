@@ -11,10 +11,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import sql
+from exchange.kit.db import Connection, Row, sql
 
 BUDGET_SHARDS = 16
 
@@ -29,9 +26,7 @@ _PURCHASE = (
 )
 
 
-async def claim_purchases(
-    conn: AsyncConnection, *, rows: Sequence[dict[str, Any]]
-) -> list[int | None]:
+async def claim_purchases(conn: Connection, *, rows: Sequence[dict[str, Any]]) -> list[int | None]:
     """Insert purchases (dicts of the purchase's columns) under their idempotency keys, in
     one statement; each one's id, or None where its key was taken (before, or by an
     earlier row of the same call)."""
@@ -76,9 +71,7 @@ RETURNING id, client_id, idempotency_key
 """
 
 
-async def purchase_by_key(
-    conn: AsyncConnection, *, client_id: str, idempotency_key: str
-) -> Row[Any] | None:
+async def purchase_by_key(conn: Connection, *, client_id: str, idempotency_key: str) -> Row | None:
     result = await conn.execute(
         sql(
             f"SELECT {_PURCHASE} FROM purchase p"
@@ -89,7 +82,7 @@ async def purchase_by_key(
     return result.first()
 
 
-async def purchases_by_ids(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> list[Row[Any]]:
+async def purchases_by_ids(conn: Connection, *, purchase_ids: Sequence[int]) -> list[Row]:
     result = await conn.execute(
         sql(f"SELECT {_PURCHASE} FROM purchase p WHERE p.id = ANY(CAST(:ids AS bigint[]))"),
         {"ids": list(purchase_ids)},
@@ -97,7 +90,7 @@ async def purchases_by_ids(conn: AsyncConnection, *, purchase_ids: Sequence[int]
     return list(result.all())
 
 
-async def lock_purchase(conn: AsyncConnection, *, purchase_id: int) -> Row[Any] | None:
+async def lock_purchase(conn: Connection, *, purchase_id: int) -> Row | None:
     """A purchase, locked: its refunds are serialized on it."""
     result = await conn.execute(
         sql(f"SELECT {_PURCHASE} FROM purchase p WHERE p.id = :id FOR UPDATE"),
@@ -107,7 +100,7 @@ async def lock_purchase(conn: AsyncConnection, *, purchase_id: int) -> Row[Any] 
 
 
 async def purchases_page(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int | None,
     member_id: int | None,
@@ -116,7 +109,7 @@ async def purchases_page(
     reference: str | None,
     before_id: int | None,
     limit: int,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Newest first, keyset-paginated on id."""
     result = await conn.execute(
         sql(
@@ -144,7 +137,7 @@ async def purchases_page(
     return list(result.all())
 
 
-async def awards_of(conn: AsyncConnection, *, purchase_ids: Sequence[int]) -> list[Row[Any]]:
+async def awards_of(conn: Connection, *, purchase_ids: Sequence[int]) -> list[Row]:
     result = await conn.execute(
         sql(
             """
@@ -174,7 +167,7 @@ class Outcome:
 
 
 async def record_outcomes(
-    conn: AsyncConnection, *, partner_id: int, outcomes: Sequence[Outcome]
+    conn: Connection, *, partner_id: int, outcomes: Sequence[Outcome]
 ) -> None:
     """What purchases of one partner left, in one statement: the awards, each purchase's
     points, and the members' aggregates (purchases and spend here and per category, the
@@ -253,7 +246,7 @@ ON CONFLICT (member_id, month) DO UPDATE SET points = q.points + EXCLUDED.points
 
 
 async def take_back_spend(
-    conn: AsyncConnection, *, member_id: int, partner_id: int, amount: Decimal
+    conn: Connection, *, member_id: int, partner_id: int, amount: Decimal
 ) -> None:
     """A refund lowers the spend of the member's aggregates at the partner (its profile
     there); the purchase still counts as one."""
@@ -266,9 +259,7 @@ async def take_back_spend(
     )
 
 
-async def add_qualifying(
-    conn: AsyncConnection, *, member_id: int, month: date, points: int
-) -> None:
+async def add_qualifying(conn: Connection, *, member_id: int, month: date, points: int) -> None:
     await conn.execute(
         sql(
             """
@@ -282,12 +273,12 @@ async def add_qualifying(
 
 
 async def member_facts(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     partner_id: int,
     members: Sequence[tuple[int, datetime, datetime]],
     window: date,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """What purchases need to know of their members (member id, the purchase's time
     ``at``, ``since``: 30 days before it), in one statement, a row per member in order:
     its tier and qualifying points since ``window`` (with the tier ladder), consent,
@@ -347,7 +338,7 @@ ORDER BY w.position
 """
 
 
-async def qualifying_points(conn: AsyncConnection, *, member_id: int, since: date) -> int:
+async def qualifying_points(conn: Connection, *, member_id: int, since: date) -> int:
     result = await conn.execute(
         sql(
             "SELECT coalesce(sum(points), 0) FROM member_qualifying"
@@ -361,7 +352,7 @@ async def qualifying_points(conn: AsyncConnection, *, member_id: int, since: dat
 # --- refunds --------------------------------------------------------------------------
 
 
-async def claim_refund(conn: AsyncConnection, **values: Any) -> int | None:
+async def claim_refund(conn: Connection, **values: Any) -> int | None:
     result = await conn.execute(
         sql(
             """
@@ -379,9 +370,7 @@ async def claim_refund(conn: AsyncConnection, **values: Any) -> int | None:
     return int(refund_id) if refund_id is not None else None
 
 
-async def refund_by_key(
-    conn: AsyncConnection, *, client_id: str, idempotency_key: str
-) -> Row[Any] | None:
+async def refund_by_key(conn: Connection, *, client_id: str, idempotency_key: str) -> Row | None:
     result = await conn.execute(
         sql(
             "SELECT id, purchase_id, amount, points, request_hash FROM purchase_refund"
@@ -392,7 +381,7 @@ async def refund_by_key(
     return result.first()
 
 
-async def reversed_of(conn: AsyncConnection, *, entry_ids: Sequence[int]) -> dict[int, int]:
+async def reversed_of(conn: Connection, *, entry_ids: Sequence[int]) -> dict[int, int]:
     """Points reversed so far of each entry."""
     result = await conn.execute(
         sql(
@@ -427,7 +416,7 @@ _CAMPAIGN = (
 )
 
 
-async def insert_campaign(conn: AsyncConnection, **values: Any) -> int:
+async def insert_campaign(conn: Connection, **values: Any) -> int:
     result = await conn.execute(
         sql(
             """
@@ -447,7 +436,7 @@ async def insert_campaign(conn: AsyncConnection, **values: Any) -> int:
 
 
 async def insert_funding(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     campaign_id: int,
     funders: Sequence[tuple[int | None, Decimal, bool]],
@@ -474,7 +463,7 @@ async def insert_funding(
     )
 
 
-async def insert_budget(conn: AsyncConnection, *, campaign_id: int, budget: int) -> None:
+async def insert_budget(conn: Connection, *, campaign_id: int, budget: int) -> None:
     """Spread a budget over BUDGET_SHARDS rows: each purchase takes from one of them, so
     concurrent purchases do not queue on one counter, and spent <= budget holds as the
     sum of the shards (each shard refuses to exceed its allotment)."""
@@ -492,13 +481,13 @@ async def insert_budget(conn: AsyncConnection, *, campaign_id: int, budget: int)
 
 
 async def campaigns(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     campaign_ids: Sequence[int] | None = None,
     status: str | None = None,
     before_id: int | None = None,
     limit: int = 1000,
-) -> list[Row[Any]]:
+) -> list[Row]:
     """Campaigns the caller may see (row-level security), newest first."""
     result = await conn.execute(
         sql(
@@ -520,7 +509,7 @@ async def campaigns(
     return list(result.all())
 
 
-async def live_campaign_stamps(conn: AsyncConnection, *, partner_id: int) -> list[Row[Any]]:
+async def live_campaign_stamps(conn: Connection, *, partner_id: int) -> list[Row]:
     """(id, updated_at) of the ACTIVE campaigns that can apply to the partner's purchases:
     its own and the operator's (the window is checked against each purchase's time)."""
     result = await conn.execute(
@@ -537,7 +526,7 @@ async def live_campaign_stamps(conn: AsyncConnection, *, partner_id: int) -> lis
     return list(result.all())
 
 
-async def campaign_terms(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> list[Row[Any]]:
+async def campaign_terms(conn: Connection, *, campaign_ids: Sequence[int]) -> list[Row]:
     """Campaigns' terms and funding, with their updated_at (not what they awarded)."""
     result = await conn.execute(
         sql(
@@ -550,7 +539,7 @@ async def campaign_terms(conn: AsyncConnection, *, campaign_ids: Sequence[int]) 
 
 
 async def set_campaign_status(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     campaign_id: int,
     status: str,
@@ -571,7 +560,7 @@ async def set_campaign_status(
 
 
 async def answer_funding(
-    conn: AsyncConnection, *, campaign_id: int, partner_id: int, accept: bool, now: datetime
+    conn: Connection, *, campaign_id: int, partner_id: int, accept: bool, now: datetime
 ) -> bool:
     """Record a funder's acceptance or refusal (once)."""
     result = await conn.execute(
@@ -591,7 +580,7 @@ async def answer_funding(
 
 
 async def take_member_uses(
-    conn: AsyncConnection, *, limits: dict[tuple[int, int], int]
+    conn: Connection, *, limits: dict[tuple[int, int], int]
 ) -> set[tuple[int, int]]:
     """Count one more purchase of a member for a campaign ((campaign id, member id) -> the
     campaign's per-member limit) where it has not reached the limit, in one statement;
@@ -624,7 +613,7 @@ async def take_member_uses(
     return {(int(row.campaign_id), int(row.member_id)) for row in result}
 
 
-async def give_back_member_uses(conn: AsyncConnection, *, pairs: Sequence[tuple[int, int]]) -> None:
+async def give_back_member_uses(conn: Connection, *, pairs: Sequence[tuple[int, int]]) -> None:
     """Undo :func:`take_member_uses` for these (campaign id, member id) pairs in the same
     transaction (their budgets gave nothing)."""
     if pairs:
@@ -641,7 +630,7 @@ async def give_back_member_uses(conn: AsyncConnection, *, pairs: Sequence[tuple[
         )
 
 
-async def take_budgets(conn: AsyncConnection, *, wants: dict[int, int]) -> dict[int, int]:
+async def take_budgets(conn: Connection, *, wants: dict[int, int]) -> dict[int, int]:
     """Take each campaign's points (id -> points) from its budget; the points granted.
     One statement takes from a shard of each campaign that no other purchase holds; a
     campaign it could not cover falls back to :func:`take_budget`'s rules."""
@@ -691,7 +680,7 @@ RETURNING pick.campaign_id, pick.granted
 """
 
 
-async def take_budget(conn: AsyncConnection, *, campaign_id: int, points: int) -> int:
+async def take_budget(conn: Connection, *, campaign_id: int, points: int) -> int:
     """Take ``points`` from the campaign's budget shards; the points granted (fewer when
     the budget runs out). The first shard is one no other purchase holds, or, when every
     shard with budget left is held, the first to be released; an award one shard cannot
@@ -712,7 +701,7 @@ async def take_budget(conn: AsyncConnection, *, campaign_id: int, points: int) -
 
 
 async def _take_from_a_shard(
-    conn: AsyncConnection, campaign_id: int, points: int, start: int, *, skip_locked: bool
+    conn: Connection, campaign_id: int, points: int, start: int, *, skip_locked: bool
 ) -> int:
     result = await conn.execute(
         sql(_TAKE_BUDGET.format(skip=" SKIP LOCKED" if skip_locked else "")),
@@ -722,7 +711,7 @@ async def _take_from_a_shard(
     return int(granted) if granted is not None else 0
 
 
-async def budgets_left(conn: AsyncConnection, *, campaign_ids: Sequence[int]) -> dict[int, int]:
+async def budgets_left(conn: Connection, *, campaign_ids: Sequence[int]) -> dict[int, int]:
     """What is left of each budget (campaigns without one are absent)."""
     result = await conn.execute(
         sql(
@@ -735,7 +724,7 @@ async def budgets_left(conn: AsyncConnection, *, campaign_ids: Sequence[int]) ->
 
 
 async def member_uses(
-    conn: AsyncConnection, *, campaign_ids: Sequence[int], member_id: int
+    conn: Connection, *, campaign_ids: Sequence[int], member_id: int
 ) -> dict[int, int]:
     """How many of the member's purchases each campaign rewarded."""
     result = await conn.execute(
@@ -763,8 +752,8 @@ RETURNING pick.granted
 
 
 async def purchases_between(
-    conn: AsyncConnection, *, partner_id: int | None, start: datetime, end: datetime, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, partner_id: int | None, start: datetime, end: datetime, limit: int
+) -> list[Row]:
     """Recorded purchases in [start, end), oldest first (a campaign simulation replays
     them); ``partner_id`` None: every partner's."""
     result = await conn.execute(
@@ -786,7 +775,7 @@ async def purchases_between(
 # --- tiers ----------------------------------------------------------------------------
 
 
-async def tiers(conn: AsyncConnection) -> list[Row[Any]]:
+async def tiers(conn: Connection) -> list[Row]:
     result = await conn.execute(
         sql("SELECT name, qualifying_points, earn_multiplier FROM tier ORDER BY qualifying_points")
     )
@@ -794,7 +783,7 @@ async def tiers(conn: AsyncConnection) -> list[Row[Any]]:
 
 
 async def upsert_tier(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     name: str,
     qualifying_points: int,
@@ -814,7 +803,7 @@ async def upsert_tier(
     )
 
 
-async def member_tier(conn: AsyncConnection, *, member_id: int) -> Row[Any] | None:
+async def member_tier(conn: Connection, *, member_id: int) -> Row | None:
     result = await conn.execute(
         sql("SELECT member_id, tier, since, reviewed_at FROM member_tier WHERE member_id = :id"),
         {"id": member_id},
@@ -823,7 +812,7 @@ async def member_tier(conn: AsyncConnection, *, member_id: int) -> Row[Any] | No
 
 
 async def change_tier(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     member_id: int,
     from_tier: str | None,
@@ -858,7 +847,7 @@ async def change_tier(
     )
 
 
-async def tier_holders(conn: AsyncConnection) -> dict[str, int]:
+async def tier_holders(conn: Connection) -> dict[str, int]:
     result = await conn.execute(
         sql("SELECT tier, count(*) AS n FROM member_tier WHERE tier IS NOT NULL GROUP BY tier")
     )
@@ -866,8 +855,8 @@ async def tier_holders(conn: AsyncConnection) -> dict[str, int]:
 
 
 async def members_to_review(
-    conn: AsyncConnection, *, reviewed_before: datetime, after_member: int, limit: int
-) -> list[Row[Any]]:
+    conn: Connection, *, reviewed_before: datetime, after_member: int, limit: int
+) -> list[Row]:
     """Members holding a tier not reviewed since ``reviewed_before``, in member order."""
     result = await conn.execute(
         sql(
@@ -882,7 +871,7 @@ async def members_to_review(
     return list(result.all())
 
 
-async def mark_reviewed(conn: AsyncConnection, *, member_ids: Sequence[int], now: datetime) -> None:
+async def mark_reviewed(conn: Connection, *, member_ids: Sequence[int], now: datetime) -> None:
     await conn.execute(
         sql(
             "UPDATE member_tier SET reviewed_at = :now"
@@ -892,7 +881,7 @@ async def mark_reviewed(conn: AsyncConnection, *, member_ids: Sequence[int], now
     )
 
 
-async def purchases_of_client(conn: AsyncConnection, *, client_id: str) -> int:
+async def purchases_of_client(conn: Connection, *, client_id: str) -> int:
     """How many purchases a client recorded."""
     result = await conn.execute(
         sql("SELECT count(*) FROM purchase WHERE client_id = :client_id"), {"client_id": client_id}

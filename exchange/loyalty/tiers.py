@@ -16,9 +16,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.kit.currency import plain
+from exchange.kit.db import Connection
 from exchange.kit.errors import InvalidInput
 from exchange.kit.limits import (
     MAX_POINTS_PER_OPERATION,
@@ -51,7 +50,7 @@ def next_month_end(moment: datetime) -> datetime:
     return datetime(following.year, following.month, 1, tzinfo=UTC)
 
 
-async def all_tiers(conn: AsyncConnection) -> list[Tier]:
+async def all_tiers(conn: Connection) -> list[Tier]:
     return [
         Tier(row.name, int(row.qualifying_points), plain(Decimal(row.earn_multiplier)))
         for row in await repository.tiers(conn)
@@ -59,7 +58,7 @@ async def all_tiers(conn: AsyncConnection) -> list[Tier]:
 
 
 async def set_tier(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     name: str,
     qualifying_points: int,
@@ -100,7 +99,7 @@ async def set_tier(
     return Tier(name, qualifying_points, earn_multiplier)
 
 
-async def holders(conn: AsyncConnection) -> dict[str, int]:
+async def holders(conn: Connection) -> dict[str, int]:
     """How many members hold each tier."""
     return await repository.tier_holders(conn)
 
@@ -116,7 +115,7 @@ def rank(tiers: list[Tier], name: str | None) -> int:
     return names.index(name) + 1 if name in names else 0
 
 
-async def current(conn: AsyncConnection, *, member_id: int) -> str | None:
+async def current(conn: Connection, *, member_id: int) -> str | None:
     row = await repository.member_tier(conn, member_id=member_id)
     return row.tier if row is not None else None
 
@@ -130,7 +129,7 @@ def ladder_of(rows: Any) -> list[Tier]:
 
 
 async def upgrade_if_earned(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     member_id: int,
     tiers: list[Tier],
@@ -161,7 +160,7 @@ class Review:
 
 
 async def review(
-    conn: AsyncConnection,
+    conn: Connection,
     *,
     as_of: datetime,
     tunables: Tunables,
@@ -204,7 +203,7 @@ def _reviewable_month_end(as_of: datetime, tunables: Tunables) -> datetime:
 
 
 async def member_tier(
-    conn: AsyncConnection, *, member_id: int, now: datetime, tunables: Tunables
+    conn: Connection, *, member_id: int, now: datetime, tunables: Tunables
 ) -> MemberTier | None:
     """A member's tier as the wallet shows it: the tier it holds (or the one its points
     reach, such as a tier that starts at 0), the next one and the points to it, and the

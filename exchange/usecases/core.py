@@ -16,9 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar, overload
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange.audit import Actor
+from exchange.kit.db import Connection
 from exchange.kit.errors import DomainError, Forbidden
 from exchange.kit.settings import Tunables
 from partners.identity import IdentityKeys
@@ -41,7 +40,7 @@ class Call:
     run-time numbers of the settings and where the request came from (the client's
     address, for the audit log)."""
 
-    conn: AsyncConnection
+    conn: Connection
     principal: Principal
     now: datetime
     keys: IdentityKeys

@@ -6,13 +6,12 @@ from __future__ import annotations
 import secrets
 from datetime import UTC, datetime, timedelta
 
+import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from exchange import audit
 from exchange.audit import Action, Actor
-from exchange.kit.db import Database, RowScope
+from exchange.kit.db import Database, RowScope, sql
 from exchange.kit.invariant import InvariantViolation
 from exchange.kit.system import SYSTEM
 
@@ -27,7 +26,7 @@ async def _recorded(db: Database, subject: str, **kw: object) -> int:
 
 
 def _sqlstate(error: BaseException) -> str | None:
-    return getattr(getattr(error, "orig", None), "sqlstate", None)
+    return getattr(error, "sqlstate", None)
 
 
 @pytest.mark.parametrize(
@@ -43,12 +42,12 @@ async def test_the_database_refuses_to_change_or_remove_an_entry_even_to_its_own
 ) -> None:
     entry_id = await _recorded(db, f"client:{secrets.token_hex(4)}")
 
-    with pytest.raises(DBAPIError) as refused:
+    with pytest.raises(asyncpg.PostgresError) as refused:
         async with db.transaction(SYSTEM) as conn:
-            await conn.execute(text(statement), {"id": entry_id})
+            await conn.execute(sql(statement), {"id": entry_id})
     async with db.transaction(SYSTEM) as conn:
         still = await conn.execute(
-            text("SELECT subject FROM audit_log WHERE id = :id"), {"id": entry_id}
+            sql("SELECT subject FROM audit_log WHERE id = :id"), {"id": entry_id}
         )
         subject = still.scalar_one()
 
@@ -66,9 +65,9 @@ async def test_the_api_role_may_not_even_try_to_change_an_entry(
 ) -> None:
     entry_id = await _recorded(db, f"client:{secrets.token_hex(4)}")
 
-    with pytest.raises(DBAPIError) as refused:
+    with pytest.raises(asyncpg.PostgresError) as refused:
         async with db.transaction(RowScope(kind="OPERATOR")) as conn:
-            await conn.execute(text(statement), {"id": entry_id})
+            await conn.execute(sql(statement), {"id": entry_id})
 
     assert _sqlstate(refused.value) == "42501"  # insufficient_privilege
     assert "permission denied" in str(refused.value)
@@ -79,12 +78,12 @@ async def test_only_operators_read_the_log_and_nobody_else_writes_it(db: Databas
 
     async def ids(scope: RowScope) -> set[int]:
         async with db.transaction(scope) as conn:
-            return set((await conn.execute(text("SELECT id FROM audit_log"))).scalars())
+            return set((await conn.execute(sql("SELECT id FROM audit_log"))).scalars())
 
     seen_by_partner = await ids(RowScope(kind="PARTNER", partner_id=1))
     seen_by_member = await ids(RowScope(kind="MEMBER", partner_id=1, member_id=1))
     seen_by_operator = await ids(RowScope(kind="OPERATOR"))
-    with pytest.raises(DBAPIError) as forged:
+    with pytest.raises(asyncpg.PostgresError) as forged:
         async with db.transaction(RowScope(kind="PARTNER", partner_id=1)) as conn:
             await audit.record(conn, actor=OPERATOR, action=Action.KEYS_ROTATED, subject="x")
 
@@ -104,7 +103,7 @@ async def test_a_detail_that_may_hold_a_secret_or_personal_data_is_refused(
         await _recorded(db, subject, details={name: "s3cr3t"})
     async with db.transaction(SYSTEM) as conn:
         written = await conn.execute(
-            text("SELECT count(*) FROM audit_log WHERE subject = :s"), {"s": subject}
+            sql("SELECT count(*) FROM audit_log WHERE subject = :s"), {"s": subject}
         )
 
     assert written.scalar_one() == 0

@@ -12,12 +12,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
-
 from exchange import audit
 from exchange.audit import Action, Actor
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from partners import identity
 from partners.identity import IdentityKeys
@@ -31,7 +29,7 @@ ACTOR = f"cli:{getpass.getuser()}@{socket.gethostname()}"
 async def _entries_after(db: Database, last_id: int) -> list[Any]:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text(
+            sql(
                 "SELECT actor, origin, action, subject, details::text AS details"
                 " FROM audit_log WHERE id > :last ORDER BY id"
             ),
@@ -43,7 +41,7 @@ async def _entries_after(db: Database, last_id: int) -> list[Any]:
 async def _last_id(db: Database) -> int:
     async with db.transaction(SYSTEM) as conn:
         return int(
-            (await conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_log"))).scalar_one()
+            (await conn.execute(sql("SELECT coalesce(max(id), 0) FROM audit_log"))).scalar_one()
         )
 
 

@@ -8,10 +8,8 @@ import json
 import secrets
 from pathlib import Path
 
-from sqlalchemy import text
-
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from partners import identity, registry
 from partners.identity import IdentityKeys
@@ -48,7 +46,7 @@ async def audit_of(url: str) -> list[tuple[str, str, str]]:
     try:
         async with database.transaction(SYSTEM) as conn:
             rows = await conn.execute(
-                text("SELECT action, subject, details::text FROM audit_log ORDER BY id")
+                sql("SELECT action, subject, details::text FROM audit_log ORDER BY id")
             )
             return [(row[0], row[1], row[2]) for row in rows]
     finally:

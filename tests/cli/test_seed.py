@@ -7,12 +7,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from exchange import ledger
 from exchange.devtools import bench, seed
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.errors import InvalidInput
 from exchange.kit.system import SYSTEM
 from exchange.ledger import repository
@@ -41,7 +40,7 @@ async def test_seed_writes_members_links_and_a_valid_history(
         kinds = dict(
             (
                 await conn.execute(
-                    text(
+                    sql(
                         "SELECT kind, count(*) FROM ledger_entry WHERE client_id = 'seed'"
                         " GROUP BY kind"
                     )
@@ -50,12 +49,12 @@ async def test_seed_writes_members_links_and_a_valid_history(
         )
         partner_ids = await seed.seed_partners(conn)
         linked = await conn.execute(
-            text("SELECT count(DISTINCT member_id) FROM member_link WHERE partner_id = ANY(:ids)"),
+            sql("SELECT count(DISTINCT member_id) FROM member_link WHERE partner_id = ANY(:ids)"),
             {"ids": partner_ids},
         )
         events = (
             await conn.execute(
-                text(
+                sql(
                     "SELECT count(*), count(*) FILTER (WHERE fanned_out_at IS NULL)"
                     " FROM event_outbox WHERE partner_id = ANY(:ids)"
                 ),
@@ -80,7 +79,7 @@ async def test_a_seeded_wallet_is_its_lots_and_a_seeded_redemption_replays(
     async with db.transaction(SYSTEM) as conn:
         redemption = (
             await conn.execute(
-                text(
+                sql(
                     "SELECT e.idempotency_key, e.partner_id, e.member_id, e.points, e.effective_at,"
                     " l.member_ref"
                     " FROM ledger_entry e JOIN member_link l ON l.member_id = e.member_id"
@@ -171,7 +170,7 @@ async def test_seed_records_purchases_through_the_loyalty_engine(
         async with database.transaction(SYSTEM) as conn:
             counts = (
                 await conn.execute(
-                    text(
+                    sql(
                         "SELECT (SELECT count(*) FROM purchase) AS purchases,"
                         " (SELECT sum(purchases) FROM member_partner_stats) AS profiled,"
                         " (SELECT count(*) FROM purchase_award) AS awards"
@@ -236,11 +235,11 @@ async def _purchase_counts(database: Database) -> tuple[int, int, int]:
     async with database.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text(
+                sql(
                     "SELECT (SELECT count(*) FROM purchase) AS purchases,"
                     " (SELECT count(DISTINCT idempotency_key) FROM purchase) AS keys,"
                     " (SELECT coalesce(sum(purchases), 0) FROM member_partner_stats) AS profiled"
                 )
             )
         ).one()
-    return int(row.purchases), int(row.keys), int(row.profiled)
+    return int(row.purchases), int(row["keys"]), int(row.profiled)

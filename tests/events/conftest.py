@@ -15,7 +15,6 @@ import httpx
 import orjson
 import pytest
 import uvicorn
-from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -24,7 +23,7 @@ from starlette.routing import Route
 from exchange.app import create_app
 from exchange.delivery import Deliverer
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
 from partners import clients, registry
@@ -143,7 +142,7 @@ async def endpoint(partner: Caller, url: str, types: list[str] | None = None) ->
 async def events_of(db: Database, member_id: int) -> list[str]:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text("SELECT type FROM event_outbox WHERE member_id = :m ORDER BY id"),
+            sql("SELECT type FROM event_outbox WHERE member_id = :m ORDER BY id"),
             {"m": member_id},
         )
         return list(result.scalars())

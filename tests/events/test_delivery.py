@@ -12,13 +12,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from sqlalchemy import text
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from exchange.delivery import FAN_OUT_PER_ROUND, LEASE, LEASES_PER_SLOT
 from exchange.events import dispatch
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from graphql_schema import ids
 from tests.events.conftest import (
@@ -40,7 +39,7 @@ async def _deliveries(db: Database, endpoint_id: str) -> list[tuple[str, int, st
     key = ids.decode_as(endpoint_id, "WebhookEndpoint")
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text("SELECT status, attempts, last_error FROM webhook_delivery"
+            sql("SELECT status, attempts, last_error FROM webhook_delivery"
                  " WHERE endpoint_id = :e ORDER BY event_id"),
             {"e": key},
         )  # fmt: skip
@@ -245,7 +244,7 @@ async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone(
     await endpoint(fine, receiver.url("fine"), ["points.earned"])
     async with db.transaction(SYSTEM) as conn:  # as if sealed under another secret key
         await conn.execute(
-            text("UPDATE webhook_endpoint SET secret = :junk WHERE id = :id"),
+            sql("UPDATE webhook_endpoint SET secret = :junk WHERE id = :id"),
             {"junk": b"not a sealed secret", "id": ids.decode_as(broken_id, "WebhookEndpoint")},
         )
     await earn(broken, await _member(broken), 3, f"k-{secrets.token_hex(3)}")
@@ -258,7 +257,7 @@ async def test_an_endpoint_whose_secret_cannot_be_read_fails_alone(
     async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text("SELECT status, last_error FROM webhook_delivery WHERE endpoint_id = :id"),
+                sql("SELECT status, last_error FROM webhook_delivery WHERE endpoint_id = :id"),
                 {"id": ids.decode_as(broken_id, "WebhookEndpoint")},
             )
         ).one()
@@ -358,7 +357,7 @@ async def test_a_round_fans_out_a_bounded_part_of_a_backlog_and_the_rest_follows
         async with db.transaction(SYSTEM) as conn:
             in_the_round = (
                 await conn.execute(
-                    text("SELECT count(*) FROM event_outbox WHERE fanned_out_at = :at"),
+                    sql("SELECT count(*) FROM event_outbox WHERE fanned_out_at = :at"),
                     {"at": clock.now},
                 )
             ).scalar_one()

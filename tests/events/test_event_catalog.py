@@ -10,12 +10,11 @@ from datetime import timedelta
 from decimal import Decimal
 
 import httpx
-from sqlalchemy import text
 
 from exchange import delivery, ledger
 from exchange.events import payloads, repository
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Tunables
 from exchange.kit.system import SYSTEM
 from exchange.loyalty import campaigns
@@ -81,7 +80,7 @@ async def test_a_tier_change_is_the_members_event(db: Database, make: Factory) -
                                              to_tier="Gold", qualifying=120, reason="qualified",
                                              now=utc_now())  # fmt: skip
         facts = (await conn.execute(
-            text("SELECT partner_id, facts FROM event_outbox WHERE member_id = :m"),
+            sql("SELECT partner_id, facts FROM event_outbox WHERE member_id = :m"),
             {"m": member},
         )).one()  # fmt: skip
 
@@ -143,7 +142,7 @@ async def test_a_finalized_run_tells_each_partner_its_own_net_position(db: Datab
                                                       end=period.end, now=cutoff)  # fmt: skip
         await settlement_service.finalize(conn, run_id=run.id, now=cutoff)
         rows = (await conn.execute(
-            text("SELECT partner_id, facts ->> 'netPosition' AS net FROM event_outbox"
+            sql("SELECT partner_id, facts ->> 'netPosition' AS net FROM event_outbox"
                  " WHERE type = 'settlement.finalized' AND (facts ->> 'run')::bigint = :r"),
             {"r": run.id},
         )).all()  # fmt: skip
@@ -173,12 +172,12 @@ async def test_points_expiring_is_sent_once_per_lot_some_days_before(
 async def _expiring(db: Database, member: int) -> list[tuple[str, int]]:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text("SELECT facts ->> 'points', facts ->> 'lot' FROM event_outbox"
+            sql("SELECT facts ->> 'points', facts ->> 'lot' FROM event_outbox"
                  " WHERE member_id = :m AND type = 'points.expiring' ORDER BY id"),
             {"m": member},
         )  # fmt: skip
         lots = {int(r.id): int(r.entry_id) for r in (await conn.execute(
-            text("SELECT id, entry_id FROM ledger_lot WHERE member_id = :m"), {"m": member}
+            sql("SELECT id, entry_id FROM ledger_lot WHERE member_id = :m"), {"m": member}
         ))}  # fmt: skip
         return [(points, lots[int(lot)]) for points, lot in result]
 
@@ -196,7 +195,7 @@ async def test_retention_purges_what_was_delivered_and_erasure_what_names_the_me
     await deliver_all(db)
     async with db.transaction(SYSTEM) as conn:
         members = dict((await conn.execute(
-            text("SELECT member_ref, member_id FROM member_link WHERE member_ref IN (:a, :b)"),
+            sql("SELECT member_ref, member_id FROM member_link WHERE member_ref IN (:a, :b)"),
             {"a": kept, "b": erased},
         )).all())  # fmt: skip
         forgotten = await repository.forget_member(conn, member_id=members[erased])
@@ -226,16 +225,16 @@ async def test_an_offer_made_and_activated_is_the_members_event(
                                 effect=Effect(EffectKind.FIXED, Decimal(5))),
         )  # fmt: skip
         offer = (await conn.execute(
-            text("INSERT INTO offer (campaign_id, member_id, title, status, created_at)"
+            sql("INSERT INTO offer (campaign_id, member_id, title, status, created_at)"
                  " VALUES (:c, :m, 'Two for one', 'AVAILABLE', :at) RETURNING id"),
             {"c": campaign.id, "m": member, "at": now},
         )).scalar_one()  # fmt: skip
         await conn.execute(
-            text("UPDATE offer SET status = 'ACTIVATED', activated_at = :at WHERE id = :o"),
+            sql("UPDATE offer SET status = 'ACTIVATED', activated_at = :at WHERE id = :o"),
             {"o": offer, "at": now},
         )
         rows = (await conn.execute(
-            text("SELECT partner_id, facts FROM event_outbox WHERE member_id = :m ORDER BY id"),
+            sql("SELECT partner_id, facts FROM event_outbox WHERE member_id = :m ORDER BY id"),
             {"m": member},
         )).all()  # fmt: skip
 

@@ -12,12 +12,11 @@ import secrets
 
 import httpx
 import pytest
-from sqlalchemy import text
 from standardwebhooks import Webhook
 
 from exchange import ledger
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from tests.events.conftest import (
     Receiver,
@@ -68,7 +67,7 @@ async def test_a_rolled_back_change_leaves_no_event_and_a_committed_one_has_exac
     db: Database,
 ) -> None:
     async with db.transaction(SYSTEM) as conn:
-        partner_id = (await conn.execute(text("SELECT min(id) FROM partner"))).scalar_one()
+        partner_id = (await conn.execute(sql("SELECT min(id) FROM partner"))).scalar_one()
         member = await ledger.open_member(conn)
 
     async def earn_then_fail() -> None:

@@ -17,13 +17,12 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange import ledger
 from exchange.app import create_app
 from exchange.http.auth import REFRESH_SECONDS
 from exchange.kit import listener as listener_module
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from partners import tokens as token_service
@@ -284,7 +283,7 @@ async def _revoke_elsewhere(outage: Outage, token: str) -> None:
             token_id=str(claims["jti"]),
             expires_at=datetime.fromtimestamp(int(claims["exp"]), UTC),
         )
-        assert (await conn.execute(text("SELECT count(*) FROM revoked_token"))).scalar()
+        assert (await conn.execute(sql("SELECT count(*) FROM revoked_token"))).scalar()
 
 
 def _claims(token: str) -> dict[str, Any]:

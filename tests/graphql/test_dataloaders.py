@@ -7,7 +7,6 @@ import secrets
 from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from exchange.kit.db import Database
 from tests.graphql.conftest import Caller, email, new_partner
@@ -38,20 +37,11 @@ async def _counted(
 ) -> tuple[dict[str, Any], int]:
     """A request's result and how many SQL statements it ran (a binding sent with BEGIN
     included)."""
-    engine = api._transport.app.state.database.engine.sync_engine  # type: ignore[attr-defined]
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        # The caller's binding rides with a transaction's BEGIN, sent just before its
-        # first statement (exchange.kit.db.ScopedConnection): it counts as a statement.
-        binding = getattr(args[0].connection.driver_connection, "pending_binding", None)
-        seen.extend([binding, args[2]] if binding else [args[2]])
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    database = api._transport.app.state.database  # type: ignore[attr-defined]
+    with database.watching() as sent:
         result = await caller.gql(query, **variables)
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+    # The caller's binding rides with a transaction's BEGIN: it counts as a statement.
+    seen = [statement for statement in sent if statement != "BEGIN"]
     return result, len(seen)
 
 

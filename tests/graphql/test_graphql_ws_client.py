@@ -21,10 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from partners import clients, registry
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
@@ -99,10 +98,12 @@ async def _watching(db: Database, member_id: int) -> None:
     deadline = time.monotonic() + PATIENCE_SECONDS
     while time.monotonic() < deadline:
         async with db.transaction(SYSTEM) as conn:
-            watched = await conn.scalar(
-                text("SELECT count(*) FROM wallet_watch WHERE member_id = :member"),
-                {"member": member_id},
-            )
+            watched = (
+                await conn.execute(
+                    sql("SELECT count(*) FROM wallet_watch WHERE member_id = :member"),
+                    {"member": member_id},
+                )
+            ).scalar()
         if watched:
             return
         await asyncio.sleep(0.05)

@@ -24,11 +24,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from joserfc.jwk import ECKey
-from sqlalchemy import text
 
 from exchange import ledger
 from exchange.kit import limits
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from graphql_schema import ids
 from partners import clients
@@ -94,7 +93,7 @@ async def written(db: Database) -> tuple[int, ...]:
     async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text(
+                sql(
                     "SELECT (SELECT count(*) FROM ledger_entry), (SELECT count(*) FROM"
                     " ledger_posting), (SELECT count(*) FROM member_link), (SELECT count(*)"
                     " FROM member_identity), (SELECT count(*) FROM settlement_run),"

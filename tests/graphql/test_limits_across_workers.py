@@ -12,10 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange.app import create_app
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from graphql_schema.cost import COST_LIMIT, MAXIMUM_AVAILABLE, RESTORE_RATE
@@ -95,7 +94,7 @@ async def _bucket(db: Database, client_id: str) -> tuple[object, ...]:
     async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text("SELECT level, granted, updated_at FROM limit_bucket WHERE name = :name"),
+                sql("SELECT level, granted, updated_at FROM limit_bucket WHERE name = :name"),
                 {"name": f"{COST_LIMIT.name}:{client_id}"},
             )
         ).one()

@@ -10,9 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.invariant import present
 from exchange.kit.system import SYSTEM
 from graphql_schema import ids
@@ -266,7 +265,7 @@ async def test_two_members_given_one_new_email_at_once_one_gets_it_the_other_is_
 
     async with db.transaction(SYSTEM) as conn:
         await conn.execute(
-            text("SELECT 1 FROM member_identity WHERE member_id = ANY(:ids) FOR UPDATE"),
+            sql("SELECT 1 FROM member_identity WHERE member_id = ANY(:ids) FOR UPDATE"),
             {"ids": member_ids},
         )
         calls = [

@@ -12,11 +12,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange import ledger
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from exchange.usecases import points as point_cases
 from exchange.usecases.core import BATCH_FROM
@@ -128,7 +127,7 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
     references = [f"ok-{n}" for n in range(8)] + ["poison"]
     async with db.transaction(SYSTEM) as conn:
         for statement in POISON:
-            await conn.exec_driver_sql(statement)
+            await conn.execute(statement)
     try:
         with caplog.at_level(logging.WARNING, logger="exchange.usecases.runner"):
             results = await asyncio.gather(
@@ -139,8 +138,8 @@ async def test_a_database_failure_in_a_batch_fails_only_the_earn_that_caused_it(
             )
     finally:
         async with db.transaction(SYSTEM) as conn:
-            await conn.exec_driver_sql("DROP TRIGGER test_poison_entry ON ledger_entry")
-            await conn.exec_driver_sql("DROP FUNCTION test_poison_entry()")
+            await conn.execute("DROP TRIGGER test_poison_entry ON ledger_entry")
+            await conn.execute("DROP FUNCTION test_poison_entry()")
 
     assert "retrying each" in caplog.text  # the poisoned batch was rolled back and retried
     for result in results[:-1]:
@@ -244,7 +243,7 @@ async def test_two_waiting_spends_share_one_transaction(
     assert not [o for o in outcomes if isinstance(o, BaseException)], outcomes
     async with db.transaction(SYSTEM) as conn:
         written = await conn.execute(
-            text("SELECT DISTINCT xmin::text FROM ledger_entry WHERE idempotency_key = ANY(:keys)"),
+            sql("SELECT DISTINCT xmin::text FROM ledger_entry WHERE idempotency_key = ANY(:keys)"),
             {"keys": [r.idempotency_key for r in requests]},
         )
         assert len(written.all()) == 1

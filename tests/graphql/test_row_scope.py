@@ -8,10 +8,8 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
-from sqlalchemy import event
 
 from exchange.kit.db import Database
 from exchange.kit.system import SYSTEM
@@ -127,30 +125,21 @@ PROBES: dict[str, tuple[str, str]] = {
 
 @contextmanager
 def first_statements(database: Database) -> Iterator[list[str]]:
-    """The first statement of every transaction begun on the app's engine in the block:
+    """The first statement of every transaction begun on the app's database in the block:
     the binding sent with its BEGIN, or the first statement it ran."""
-    engine = database.engine.sync_engine
-    begun: set[int] = set()
     firsts: list[str] = []
-
-    def on_begin(connection: Any) -> None:
-        begun.add(id(connection))
-
-    def on_execute(connection: Any, *args: Any) -> None:
-        if id(connection) in begun:
-            begun.discard(id(connection))
-            # The binding rides with BEGIN, sent just before this first statement
-            # (exchange.kit.db.ScopedConnection); a binding of its own would be this one.
-            pending = getattr(connection.connection.driver_connection, "pending_binding", None)
-            firsts.append(pending or args[1])
-
-    event.listen(engine, "begin", on_begin)
-    event.listen(engine, "before_cursor_execute", on_execute)
-    try:
+    with database.watching() as sent:
         yield firsts
-    finally:
-        event.remove(engine, "begin", on_begin)
-        event.remove(engine, "before_cursor_execute", on_execute)
+    begun = False
+    for statement in sent:
+        if statement == "BEGIN":
+            begun = True
+        elif statement.startswith("BEGIN; "):
+            firsts.append(statement.removeprefix("BEGIN; "))
+            begun = False
+        elif begun:
+            firsts.append(statement)
+            begun = False
 
 
 async def _callers(db: Database, api: httpx.AsyncClient) -> tuple[dict[str, Caller], str]:

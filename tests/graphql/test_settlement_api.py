@@ -8,10 +8,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
 from exchange import ledger
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from graphql_schema import ids
 from partners import clients
@@ -127,7 +126,7 @@ async def test_finalizing_is_recorded_in_the_audit_log_and_running_is_not(
     start = datetime(1601 + secrets.randbelow(99), 9, 1, tzinfo=UTC)
     period = {"from": start.isoformat(), "to": (start + timedelta(days=30)).isoformat()}
     async with db.transaction(SYSTEM) as conn:
-        before = (await conn.execute(text("SELECT coalesce(max(id), 0) FROM audit_log"))).scalar()
+        before = (await conn.execute(sql("SELECT coalesce(max(id), 0) FROM audit_log"))).scalar()
 
     ran = (await operator.gql(RUN, **period))["data"]["runSettlement"]
     after_run = await _audit_entries_after(db, before)
@@ -148,7 +147,7 @@ async def test_finalizing_is_recorded_in_the_audit_log_and_running_is_not(
 async def _audit_entries_after(db: Database, last_id: int) -> list[Any]:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text(
+            sql(
                 "SELECT actor, origin, action, subject, details FROM audit_log"
                 " WHERE id > :last ORDER BY id"
             ),

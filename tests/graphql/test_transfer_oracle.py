@@ -15,11 +15,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange.app import create_app
 from exchange.kit import limits
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from exchange.usecases.points import FAILED_LOOKUPS
@@ -97,7 +96,7 @@ async def _lookups_in_bucket(db: Database, sender_token: Caller) -> int | None:
     async with db.transaction(SYSTEM) as conn:
         level = (
             await conn.execute(
-                text("SELECT level FROM limit_bucket WHERE name = :name AND member_id = :m"),
+                sql("SELECT level FROM limit_bucket WHERE name = :name AND member_id = :m"),
                 {"name": f"{FAILED_LOOKUPS.name}:member:{member_id}", "m": member_id},
             )
         ).scalar()
@@ -111,14 +110,14 @@ async def _age_bucket(db: Database, sender_token: Caller, by: timedelta) -> None
         "/api/whoami", headers={"Authorization": f"Bearer {sender_token.token}"}
     )
     async with db.transaction(SYSTEM) as conn:
-        moved = await conn.execute(
-            text(
+        moved = await conn.affected(
+            sql(
                 "UPDATE limit_bucket SET updated_at = updated_at - CAST(:by AS interval)"
                 " WHERE member_id = :m"
             ),
             {"by": by, "m": whoami.json()["memberId"]},
         )
-    assert moved.rowcount == 1
+    assert moved == 1
 
 
 async def test_a_sender_without_the_points_learns_nothing_about_the_recipient(

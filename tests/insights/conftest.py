@@ -11,11 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange.app import create_app
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings, Tunables
 from exchange.kit.system import SYSTEM
 from partners import clients
@@ -104,7 +103,7 @@ async def consent(db: Database, partner: Caller, ref: str, given: bool) -> None:
     """Record a member's consent directly (the API's own tests are in test_consent.py)."""
     async with db.transaction(SYSTEM) as conn:
         await conn.execute(
-            text(
+            sql(
                 "INSERT INTO member_profile (member_id, consent_cross_partner)"
                 " SELECT member_id, :given FROM member_link"
                 " WHERE partner_id = :partner AND member_ref = :ref"

@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from partners.oauth import MEMBER_REF_TOKEN_TYPE, TOKEN_EXCHANGE
 from tests.cli.test_cli import run
@@ -26,7 +25,7 @@ SET = """mutation($input: SetMemberConsentInput!) { setMemberConsent(input: $inp
 async def _member_id(db: Database, partner: Caller, ref: str) -> int:
     async with db.transaction(SYSTEM) as conn:
         found = await conn.execute(
-            text("SELECT member_id FROM member_link WHERE partner_id = :p AND member_ref = :r"),
+            sql("SELECT member_id FROM member_link WHERE partner_id = :p AND member_ref = :r"),
             {"p": partner.partner_id, "r": ref},
         )
         return int(found.scalar_one())
@@ -86,7 +85,7 @@ async def test_with_consent_a_partners_segments_use_the_coalitions_profile(
     assert without["segments"] == ["LAPSED"]
     async with db.transaction(SYSTEM) as conn:
         logged = await conn.execute(
-            text("SELECT details ->> 'crossPartner' FROM audit_log"
+            sql("SELECT details ->> 'crossPartner' FROM audit_log"
                  " WHERE action = 'member.consent_changed' AND subject = :s ORDER BY id"),
             {"s": f"member:{member_id}"},
         )  # fmt: skip
@@ -155,7 +154,7 @@ async def test_an_operator_records_consent_with_the_command_and_it_is_audited(
     assert (await profile_of(cafe, ref))["profile"]["consentCrossPartner"] is True
     async with db.transaction(SYSTEM) as conn:
         logged = await conn.execute(
-            text("SELECT actor, origin FROM audit_log WHERE action = 'member.consent_changed'"
+            sql("SELECT actor, origin FROM audit_log WHERE action = 'member.consent_changed'"
                  " AND subject = :s"),
             {"s": f"member:{member_id}"},
         )  # fmt: skip

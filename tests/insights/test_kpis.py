@@ -8,12 +8,11 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
-from exchange.kit.db import Database, RowScope
+from exchange.kit.db import Database, RowScope, sql
 from exchange.kit.system import SYSTEM
 from partners import clients
 from tests.graphql.conftest import Caller, email, token_for
@@ -141,7 +140,7 @@ async def test_a_cross_shopping_row_appears_at_k_members_and_not_at_k_minus_one(
         [("popcorn", K, K + 1)]
     ] * 3
     member = RowScope(kind="MEMBER", member_id=1, client_id=cafe.client_id)
-    with pytest.raises(DBAPIError, match="for partners and operators"):
+    with pytest.raises(asyncpg.PostgresError, match="for partners and operators"):
         await _cross_shopping(db, member, cafe.partner_id)
 
 
@@ -150,7 +149,7 @@ async def _cross_shopping(
 ) -> list[tuple[str, int, int]]:
     async with db.transaction(scope) as conn:
         rows = await conn.execute(
-            text("SELECT * FROM insights_cross_shopping(:wanted, :since, 1)"),
+            sql("SELECT * FROM insights_cross_shopping(:wanted, :since, 1)"),
             {"wanted": wanted, "since": SINCE},
         )
         return [(row.category, row.members, row.population) for row in rows]
@@ -179,10 +178,10 @@ async def test_the_kpi_and_liability_functions_count_the_callers_partner_not_the
     assert figures == [((10, 1, 1, 10), [(cafe.partner_id, 10)])] * 3
     member = RowScope(kind="MEMBER", member_id=1, client_id=cafe.client_id)
     for function in ("insights_kpis(:wanted, :since, :until)", "insights_liability(:wanted)"):
-        with pytest.raises(DBAPIError, match="for partners and operators"):
+        with pytest.raises(asyncpg.PostgresError, match="for partners and operators"):
             async with db.transaction(member) as conn:
                 await conn.execute(
-                    text(f"SELECT * FROM {function}"),
+                    sql(f"SELECT * FROM {function}"),
                     {"wanted": cafe.partner_id, "since": SINCE, "until": UNTIL},
                 )
 
@@ -196,12 +195,12 @@ async def _owner_figures(
     async with db.transaction(scope) as conn:
         kpis = (
             await conn.execute(
-                text("SELECT * FROM insights_kpis(:wanted, :since, :until)"),
+                sql("SELECT * FROM insights_kpis(:wanted, :since, :until)"),
                 {"wanted": wanted, "since": SINCE, "until": UNTIL},
             )
         ).one()
         held = await conn.execute(
-            text("SELECT * FROM insights_liability(:wanted)"), {"wanted": wanted}
+            sql("SELECT * FROM insights_liability(:wanted)"), {"wanted": wanted}
         )
         return (
             (int(kpis.issued), int(kpis.purchasers), int(kpis.spenders), int(kpis.spend)),

@@ -8,9 +8,8 @@ import json
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from tests.cli.test_cli import run
 from tests.insights.conftest import SINCE, bought, consent
@@ -44,7 +43,7 @@ async def test_export_shows_and_erasure_deletes_what_insights_hold(
     assert erased.returncode == 0, erased.stderr
     async with db.transaction(SYSTEM) as conn:
         left = await conn.execute(
-            text(
+            sql(
                 "SELECT (SELECT count(*) FROM member_partner_stats WHERE member_id = :m)"
                 " + (SELECT count(*) FROM member_category_stats WHERE member_id = :m)"
                 " + (SELECT count(*) FROM member_profile WHERE member_id = :m) AS rows,"

@@ -7,11 +7,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
-from sqlalchemy import text
 
 from exchange.insights import profiles
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from tests.cli.test_cli import run
 from tests.graphql.conftest import new_operator
@@ -131,7 +130,7 @@ async def test_a_periodic_refresh_waits_until_it_is_due_and_skips_one_under_way(
 
     not_yet = await _refresh_if_due(db, now=start + hour - timedelta(seconds=1), every=hour)
     async with db.transaction(SYSTEM) as holder:  # another worker, recomputing
-        await holder.execute(text("SELECT 1 FROM insights_refresh FOR UPDATE"))
+        await holder.execute(sql("SELECT 1 FROM insights_refresh FOR UPDATE"))
         under_way = await _refresh_if_due(db, now=start + 2 * hour, every=hour)
     due = await _refresh_if_due(db, now=start + hour, every=hour)
     then = await _refresh_if_due(db, now=start + hour + timedelta(minutes=59), every=hour)

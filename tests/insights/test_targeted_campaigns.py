@@ -13,9 +13,8 @@ from decimal import Decimal
 from typing import Any
 
 import httpx
-from sqlalchemy import text
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
 from tests.graphql.conftest import Caller, email
 from tests.insights.conftest import NOW, SINCE, Clock, K, bought, consent
@@ -65,7 +64,7 @@ async def _groups(db: Database, campaign_id: str) -> dict[int, bool]:
     key = ids.decode_as(campaign_id, "Campaign")
     async with db.transaction(SYSTEM) as conn:
         rows = await conn.execute(
-            text("SELECT member_id, control FROM campaign_selection WHERE campaign_id = :c"),
+            sql("SELECT member_id, control FROM campaign_selection WHERE campaign_id = :c"),
             {"c": key},
         )
         return {int(r.member_id): bool(r.control) for r in rows}
@@ -147,7 +146,7 @@ async def test_each_offer_is_announced_to_partners_the_member_is_linked_to(
     members = [await _member_id(db, cafe, ref) for ref in refs]
     async with db.transaction(SYSTEM) as conn:
         rows = await conn.execute(
-            text(
+            sql(
                 "SELECT member_id, partner_id, facts ->> 'title' AS title FROM event_outbox"
                 " WHERE type = 'offer.created' AND member_id = ANY(:m) ORDER BY member_id"
             ),

@@ -1,5 +1,5 @@
-"""The connection pool of a server process: sized by EXCHANGE_DB_POOL_*, kept open, no
-overflow by default (an overflow connection is a new backend per request)."""
+"""The connection pool of a server process: sized by EXCHANGE_DB_POOL_*, its connections
+reused from one transaction to the next, no overflow by default."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
 from exchange.app import create_app
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Pool, Settings
 from exchange.kit.system import SYSTEM
 from tests.conftest import TEST_SECRET_KEY
@@ -50,7 +49,7 @@ def test_a_pool_setting_that_is_not_a_count_is_refused_by_name(
 async def _backends(database: Database, concurrent: int) -> set[int]:
     async def one() -> int:
         async with database.transaction(SYSTEM) as conn:
-            pid = (await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one()
+            pid = (await conn.execute(sql("SELECT pg_backend_pid()"))).scalar_one()
             await asyncio.sleep(0.05)  # held: the others need connections meanwhile
             return int(pid)
 
@@ -83,7 +82,8 @@ async def test_the_server_builds_its_pool_from_the_settings(
     )
     app = create_app(settings, sweep=False)
     async with app.router.lifespan_context(app):
-        pool = app.state.database.engine.pool
-        size, overflow, timeout = pool.size(), pool._max_overflow, pool.timeout()
+        database = app.state.database
+        size, overflow = database.pool_size, database.max_overflow
+        timeout = database.pool_timeout_seconds
 
     assert (size, overflow, timeout) == (4, 1, 7)

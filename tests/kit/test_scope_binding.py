@@ -8,12 +8,12 @@ from typing import Any
 
 import asyncpg
 import pytest
-from sqlalchemy import text
 
-from exchange.kit.db import Database, RowScope, ScopedConnection, scope_binding
+from exchange.kit import db
+from exchange.kit.db import Database, RowScope, scope_binding, sql
 from exchange.kit.system import SYSTEM
 
-READ = text(
+READ = sql(
     "SELECT current_user, current_setting('exchange.principal_kind', true),"
     " current_setting('exchange.partner_id', true), current_setting('exchange.client_id', true)"
 )
@@ -84,22 +84,15 @@ async def test_a_binding_no_statement_used_does_not_reach_the_next_transaction(
 
 
 async def test_a_failed_binding_leaves_no_open_transaction_behind(
-    one_connection: Database,
+    one_connection: Database, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with one_connection.transaction(SYSTEM) as conn:
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-    assert isinstance(driver, ScopedConnection)
-    driver.pending_binding = "SELECT 1/0;"
-    try:
-        with pytest.raises(asyncpg.DivisionByZeroError):
-            await driver.transaction().start()
-        in_transaction = driver.is_in_transaction()
-    finally:
-        driver.pending_binding = None
-        # the asyncpg Transaction failed to start; tell asyncpg no transaction is open
-        driver._top_xact = None
+    monkeypatch.setattr(db, "scope_binding", lambda scope: "SELECT 1/0;")
+    with pytest.raises(asyncpg.DivisionByZeroError):
+        async with one_connection.transaction(RowScope(kind="PARTNER", partner_id=3)) as conn:
+            await conn.execute(READ)
+    monkeypatch.undo()
 
-    assert not in_transaction
+    # The pool's one connection is not left inside the aborted transaction: a statement
+    # there would fail ("current transaction is aborted").
     async with one_connection.transaction(SYSTEM) as conn:
-        assert (await conn.execute(text("SELECT 1"))).scalar_one() == 1
+        assert (await conn.execute(sql("SELECT 1"))).scalar_one() == 1

@@ -6,10 +6,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.ext.asyncio import AsyncConnection
-
 from exchange import ledger
-from exchange.kit.db import Database
+from exchange.kit.db import Connection, Database
 from exchange.kit.system import SYSTEM
 from exchange.ledger import repository
 
@@ -56,7 +54,7 @@ REQUESTS: dict[str, Callable[..., Any]] = {
 }
 
 
-async def call_ledger(conn: AsyncConnection, name: str, *, now: datetime, **fields: Any) -> Any:
+async def call_ledger(conn: Connection, name: str, *, now: datetime, **fields: Any) -> Any:
     """Call the ledger operation ``name`` with its request's fields and the caller's
     (``client_id``, ``partner_id``) given flat, as a test states them."""
     if name == "release":

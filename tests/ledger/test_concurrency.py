@@ -16,17 +16,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncConnection
-
-from exchange.kit.db import Database
+from exchange.kit.db import Connection, Database, sql
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.kit.system import SYSTEM
 from exchange.ledger.models import EntryKind, EntryResult, PartnerPolicy
 from tests.conftest import NOW, Factory
 from tests.ledger.helpers import call_ledger, lots, partner_balance
 
-Operation = Callable[[AsyncConnection], Awaitable[EntryResult]]
+Operation = Callable[[Connection], Awaitable[EntryResult]]
 Outcome = EntryResult | DomainError
 
 #: The `db` fixture's pool: 20 connections plus 20 overflow. A barrier over more
@@ -129,7 +126,7 @@ def op(make: Factory, name: str, **fields: Any) -> Operation:
     if name != "release":
         fields = {"client_id": make.client_id, "idempotency_key": make.key(), **fields}
 
-    async def operation(conn: AsyncConnection) -> EntryResult:
+    async def operation(conn: Connection) -> EntryResult:
         result: EntryResult = await call_ledger(conn, name, now=NOW, **fields)
         return result
 
@@ -140,7 +137,7 @@ def op(make: Factory, name: str, **fields: Any) -> Operation:
 async def held_by_active_holds(db: Database, member: int) -> int:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text(
+            sql(
                 "SELECT coalesce(sum(points), 0) FROM ledger_hold"
                 " WHERE member_id = :member AND status = 'ACTIVE'"
             ),
@@ -268,7 +265,7 @@ async def test_concurrent_redemptions_sweep_an_expired_lot_into_breakage_only_on
     async with make.db.transaction(SYSTEM) as conn:
         expiries = (
             await conn.execute(
-                text("SELECT points FROM ledger_entry WHERE kind = 'EXPIRY' AND member_id = :m"),
+                sql("SELECT points FROM ledger_entry WHERE kind = 'EXPIRY' AND member_id = :m"),
                 {"m": alice},
             )
         ).scalars()
@@ -489,7 +486,7 @@ async def test_two_hundred_concurrent_earns_of_one_partner_all_succeed_over_seve
     async with make.db.transaction(SYSTEM) as conn:
         shards = (
             await conn.execute(
-                text(
+                sql(
                     "SELECT s.balance FROM ledger_account_shard s"
                     " JOIN ledger_account a ON a.id = s.account_id"
                     " WHERE a.kind = 'PARTNER_ISSUED' AND a.partner_id = :partner"

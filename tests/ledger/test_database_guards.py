@@ -3,11 +3,11 @@ append-only rows and impossible balances even when the Python code is bypassed."
 
 from __future__ import annotations
 
+import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import create_async_engine
 
-from exchange.kit.db import Database, metadata
+from exchange.kit.db import Database, metadata, sql
 from exchange.kit.system import SYSTEM
 from tests.conftest import Factory
 
@@ -27,17 +27,19 @@ async def test_an_unbalanced_entry_inserted_with_raw_sql_is_refused_at_commit(
 ) -> None:
     alice = await make.member()
 
-    with pytest.raises(DBAPIError, match=r"unbalanced|at least two"):
+    with pytest.raises(asyncpg.PostgresError, match=r"unbalanced|at least two"):
         async with make.db.transaction(SYSTEM) as conn:
-            await conn.execute(text(UNBALANCED), {"member": alice})
+            await conn.execute(sql(UNBALANCED), {"member": alice})
 
     async with make.db.transaction(SYSTEM) as conn:
-        count = await conn.scalar(
-            text(
-                "SELECT count(*) FROM ledger_entry WHERE member_id IS NULL AND points = 10"
-                " AND kind = 'ADJUSTMENT' AND client_id IS NULL AND metadata = '{}'"
+        count = (
+            await conn.execute(
+                sql(
+                    "SELECT count(*) FROM ledger_entry WHERE member_id IS NULL AND points = 10"
+                    " AND kind = 'ADJUSTMENT' AND client_id IS NULL AND metadata = '{}'"
+                )
             )
-        )
+        ).scalar()
     assert count == 0
 
 
@@ -46,10 +48,10 @@ async def test_a_posting_added_later_to_a_balanced_entry_is_refused(make: Factor
     alice = await make.member()
     earned = await make.earn(coffee, alice, 10)
 
-    with pytest.raises(DBAPIError, match="unbalanced"):
+    with pytest.raises(asyncpg.PostgresError, match="unbalanced"):
         async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(
-                text(
+                sql(
                     "INSERT INTO ledger_posting (entry_id, account_id, amount)"
                     " SELECT :entry, id, 5 FROM ledger_account"
                     " WHERE member_id = :member AND kind = 'MEMBER_WALLET'"
@@ -77,18 +79,18 @@ async def test_entries_postings_and_consumptions_are_append_only(
     await make.earn(coffee, alice, 10)
     redeemed = await make.redeem(coffee, alice, 4)  # an entry with postings and consumptions
 
-    with pytest.raises(DBAPIError, match="append-only"):
+    with pytest.raises(asyncpg.PostgresError, match="append-only"):
         async with make.db.transaction(SYSTEM) as conn:
-            await conn.execute(text(statement), {"entry": redeemed.entry_id})
+            await conn.execute(sql(statement), {"entry": redeemed.entry_id})
 
 
 async def test_a_held_balance_can_not_go_negative(make: Factory) -> None:
     alice = await make.member()
 
-    with pytest.raises(DBAPIError, match="held_not_negative"):
+    with pytest.raises(asyncpg.PostgresError, match="held_not_negative"):
         async with make.db.transaction(SYSTEM) as conn:
             await conn.execute(
-                text(
+                sql(
                     "UPDATE ledger_account SET balance = -1"
                     " WHERE member_id = :member AND kind = 'MEMBER_HELD'"
                 ),
@@ -112,7 +114,11 @@ async def test_the_migrated_schema_matches_the_table_definitions(db: Database) -
         context = MigrationContext.configure(connection)
         return compare_metadata(context, metadata)
 
-    async with db.engine.connect() as connection:
-        diff = await connection.run_sync(differences)
+    engine = create_async_engine(db.url)  # Alembic compares through SQLAlchemy
+    try:
+        async with engine.connect() as connection:
+            diff = await connection.run_sync(differences)
+    finally:
+        await engine.dispose()
 
     assert diff == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
 
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.ledger.models import PartnerPolicy
@@ -164,18 +163,10 @@ async def test_wallet_breaks_the_balance_down_by_issuing_partner(make: Factory) 
 async def test_a_plain_earn_is_one_statement_and_a_replay_still_replays(make: Factory) -> None:
     coffee = await make.partner()
     alice = await make.member()
-    statements: list[str] = []
-
-    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement)
-
-    event.listen(make.db.engine.sync_engine, "before_cursor_execute", count)
-    try:
+    with make.db.watching() as statements:
         first = await make.earn(coffee, alice, 40, key="k1")
-        plain = len(statements)
+        plain = len([statement for statement in statements if statement != "BEGIN"])
         again = await make.earn(coffee, alice, 40, key="k1")
-    finally:
-        event.remove(make.db.engine.sync_engine, "before_cursor_execute", count)
 
     assert plain == 1
     assert again.replayed

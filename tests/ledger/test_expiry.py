@@ -39,7 +39,7 @@ async def test_expiry_moves_what_is_left_of_expired_lots_into_breakage(make: Fac
         (cinema, 40),
     ]
     async with make.db.transaction(SYSTEM) as conn:
-        rows = await conn.exec_driver_sql(
+        rows = await conn.execute(
             "SELECT c.kind, c.points, c.issuer_partner_id FROM ledger_lot_consumption c"
             " JOIN ledger_lot l ON l.id = c.lot_id"
             f" WHERE l.member_id = {int(alice)} AND c.kind = 'EXPIRY'"

@@ -10,7 +10,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from exchange import ledger
 from exchange.kit.db import Database
@@ -32,18 +31,11 @@ CASES: list[dict[str, Any]] = [
 
 @contextmanager
 def counting(db: Database) -> Iterator[list[str]]:
-    """The SQL statements run on the database while the block runs."""
-    seen: list[str] = []
-
-    def count(*args: Any) -> None:
-        seen.append(args[2])
-
-    engine = db.engine.sync_engine
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    """The SQL statements run on the database while the block runs (BEGIN not counted)."""
+    with db.watching() as sent:
+        seen: list[str] = []
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
+        seen.extend(statement for statement in sent if statement != "BEGIN")
 
 
 async def _written(db: Database, result: ledger.EntryResult) -> dict[str, Any]:

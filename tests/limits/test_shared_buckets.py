@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 
-from sqlalchemy import text
-
-from exchange.kit.db import Database, RowScope, Scope
+from exchange.kit.db import Database, RowScope, Scope, sql
 from exchange.kit.system import SYSTEM
 from exchange.limits import Limit, SharedBuckets
 
@@ -24,7 +22,7 @@ async def _row(db: Database, key: str) -> tuple[object, ...] | None:
     async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text("SELECT level, updated_at FROM limit_bucket WHERE name = :name"),
+                sql("SELECT level, updated_at FROM limit_bucket WHERE name = :name"),
                 {"name": f"{SMALL.name}:{key}"},
             )
         ).first()
@@ -111,7 +109,7 @@ async def test_drained_buckets_are_forgotten_and_live_ones_kept(db: Database) ->
     await other.take(not_yet, 1, scope=SYSTEM)
     async with db.transaction(SYSTEM) as conn:  # untouched for an hour
         await conn.execute(
-            text(
+            sql(
                 "UPDATE limit_bucket SET updated_at = updated_at - interval '1 hour'"
                 " WHERE name IN (:drained, :not_yet)"
             ),
@@ -124,7 +122,7 @@ async def test_drained_buckets_are_forgotten_and_live_ones_kept(db: Database) ->
     async with db.transaction(SYSTEM) as conn:
         names = set(
             (
-                await conn.execute(text("SELECT name FROM limit_bucket WHERE name LIKE 'test-%'"))
+                await conn.execute(sql("SELECT name FROM limit_bucket WHERE name LIKE 'test-%'"))
             ).scalars()
         )
     assert f"test-drain:{live}" in names
@@ -141,7 +139,7 @@ async def test_a_callers_lease_owns_its_row_and_no_other_caller_sees_it(db: Data
 
     async def visible(scope: Scope) -> set[str]:
         async with db.transaction(scope) as conn:
-            return set((await conn.execute(text("SELECT name FROM limit_bucket"))).scalars())
+            return set((await conn.execute(sql("SELECT name FROM limit_bucket"))).scalars())
 
     seen_by_me = await visible(RowScope(kind="PARTNER", partner_id=1, client_id=mine))
     seen_by_operator = await visible(RowScope(kind="OPERATOR", client_id="some-operator"))

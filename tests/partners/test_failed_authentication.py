@@ -11,11 +11,10 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
-from sqlalchemy import text
 
 from exchange.app import create_app
 from exchange.http.throttle import FAILURES_PER_MINUTE
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.settings import Settings
 from exchange.kit.system import SYSTEM
 from partners import clients
@@ -169,7 +168,7 @@ async def test_a_successful_authentication_counts_nothing(db: Database, apps: li
     async with db.transaction(SYSTEM) as conn:
         rows = (
             await conn.execute(
-                text("SELECT name FROM limit_bucket WHERE name IN (:client, :address)"),
+                sql("SELECT name FROM limit_bucket WHERE name IN (:client, :address)"),
                 {"client": f"auth-client:{client_id}", "address": f"auth-address:{address}"},
             )
         ).all()

@@ -5,9 +5,8 @@ from __future__ import annotations
 import secrets
 
 import pytest
-from sqlalchemy import text
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.kit.system import SYSTEM
 from partners import identity, registry
@@ -78,7 +77,7 @@ async def test_identity_is_stored_only_as_blind_index_and_ciphertext(db: Databas
     async with db.transaction(SYSTEM) as conn:
         row = (
             await conn.execute(
-                text("SELECT * FROM member_identity WHERE member_id = :m"),
+                sql("SELECT * FROM member_identity WHERE member_id = :m"),
                 {"m": linked.member_id},
             )
         ).first()

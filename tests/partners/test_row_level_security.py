@@ -18,14 +18,11 @@ from typing import Any
 import asyncpg
 import pytest
 import sqlalchemy
-from sqlalchemy import Row, text
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from exchange import audit, ledger
 from exchange.events import repository as events_repository
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database, RowScope, grant
+from exchange.kit.db import Connection, Database, Row, RowScope, grant, sql
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.kit.system import SYSTEM
 from exchange.loyalty import campaigns
@@ -77,8 +74,8 @@ async def _partner_with_history(db: Database) -> tuple[int, int]:
 async def _partner_ids(db: Database, scope: RowScope | None, table: str, role: bool = True):  # type: ignore[no-untyped-def]
     async with db.transaction(scope or SYSTEM) as conn:
         if scope is None and role:
-            await conn.execute(text("SET LOCAL ROLE exchange_api"))
-        rows = await conn.execute(text(f"SELECT DISTINCT partner_id FROM {table}"))
+            await conn.execute(sql("SET LOCAL ROLE exchange_api"))
+        rows = await conn.execute(sql(f"SELECT DISTINCT partner_id FROM {table}"))
         return {row.partner_id for row in rows}
 
 
@@ -109,8 +106,8 @@ async def test_a_member_sees_only_its_own_links_and_entries(db: Database) -> Non
     _, member_b = await _partner_with_history(db)
 
     async with db.transaction(RowScope(kind="MEMBER", member_id=member_a)) as conn:
-        linked = set((await conn.execute(text("SELECT member_id FROM member_link"))).scalars())
-        entries = set((await conn.execute(text("SELECT member_id FROM ledger_entry"))).scalars())
+        linked = set((await conn.execute(sql("SELECT member_id FROM member_link"))).scalars())
+        entries = set((await conn.execute(sql("SELECT member_id FROM ledger_entry"))).scalars())
 
     assert linked == {member_a}
     assert entries == {member_a}
@@ -275,7 +272,7 @@ class Party:
     friend: int  # another member of the partner, who got a gift
 
 
-async def _link(conn: AsyncConnection, partner_id: int) -> int:
+async def _link(conn: Connection, partner_id: int) -> int:
     linked = await identity.link_member(
         conn,
         keys=KEYS,
@@ -339,7 +336,7 @@ async def _party(db: Database) -> Party:
     return Party(partner, member, friend)
 
 
-async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: datetime) -> None:
+async def _loyalty_rows(conn: Connection, partner: int, member: int, at: datetime) -> None:
     """A row in every table of the loyalty engine: a campaign with a budget and a
     per-member limit, a purchase awarded by it and refunded in part, the member's
     aggregates, tier and consent; a limit bucket of the partner's client and one of the
@@ -353,7 +350,7 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
     )  # fmt: skip
     await loyalty_repository.take_member_uses(conn, limits={(campaign.id, member): 2})
     entry = (await conn.execute(
-        text("SELECT id FROM ledger_entry WHERE partner_id = :p ORDER BY id LIMIT 1"),
+        sql("SELECT id FROM ledger_entry WHERE partner_id = :p ORDER BY id LIMIT 1"),
         {"p": partner},
     )).scalar_one()  # fmt: skip
     [purchase] = await loyalty_repository.claim_purchases(conn, rows=[{
@@ -378,12 +375,12 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
         conn, member_id=member, from_tier=None, to_tier="Gold", qualifying=5, reason="rls", now=at
     )
     await conn.execute(
-        text("INSERT INTO member_profile (member_id, consent_cross_partner) VALUES (:m, true)"),
+        sql("INSERT INTO member_profile (member_id, consent_cross_partner) VALUES (:m, true)"),
         {"m": member},
     )
     await _insights_rows(conn, partner, member, campaign.id, at)
     client = (await conn.execute(
-        text("SELECT client_id FROM oauth_client WHERE partner_id = :p LIMIT 1"), {"p": partner}
+        sql("SELECT client_id FROM oauth_client WHERE partner_id = :p LIMIT 1"), {"p": partner}
     )).scalar_one()  # fmt: skip
     endpoint = await events_repository.insert_endpoint(
         conn, partner_id=partner, url="https://93.184.216.34/rls", event_types=["*"],
@@ -391,37 +388,37 @@ async def _loyalty_rows(conn: AsyncConnection, partner: int, member: int, at: da
     )  # fmt: skip
     await events_repository.ping(conn, endpoint_id=endpoint, at=at)
     await conn.execute(
-        text("INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
+        sql("INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
              " VALUES (:name, :client, 0, 0, :at)"),
         {"name": f"rls:{client}", "client": client, "at": at},
     )  # fmt: skip
     await conn.execute(
-        text("INSERT INTO limit_bucket (name, member_id, level, granted, updated_at)"
+        sql("INSERT INTO limit_bucket (name, member_id, level, granted, updated_at)"
              " VALUES (:name, :member, 1, 1, :at)"),
         {"name": f"rls:member:{member}", "member": member, "at": at},
     )  # fmt: skip
 
 
 async def _insights_rows(
-    conn: AsyncConnection, partner: int, member: int, campaign: int, at: datetime
+    conn: Connection, partner: int, member: int, campaign: int, at: datetime
 ) -> None:
     """A custom segment of the partner, a target of its campaign, an offer to its member."""
     await conn.execute(
-        text(
+        sql(
             "INSERT INTO segment (owner_partner_id, name, condition, created_by, created_at)"
             " VALUES (:p, 'RLS', 'true', 'rls', :at)"
         ),
         {"p": partner, "at": at},
     )
     await conn.execute(
-        text(
+        sql(
             "INSERT INTO campaign_target (campaign_id, segment, audience, control_share,"
             " offer_title) VALUES (:c, 'AT_RISK', 'OWN_MEMBERS', 0.1, 'rls')"
         ),
         {"c": campaign},
     )
     await conn.execute(
-        text(
+        sql(
             "INSERT INTO offer (campaign_id, member_id, title, status, created_at)"
             " VALUES (:c, :m, 'rls', 'AVAILABLE', :at)"
         ),
@@ -437,7 +434,7 @@ async def parties(db: Database) -> tuple[Party, Party]:
 async def _catalog(db: Database) -> list[Row[Any]]:
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text(
+            sql(
                 """
                 SELECT c.relname AS name, c.relrowsecurity AS secured,
                        (SELECT count(*) FROM pg_policy p WHERE p.polrelid = c.oid) AS policies,
@@ -461,7 +458,7 @@ async def _owned(db: Database, table: str, partner: int, member: int) -> set[str
     rule = OWNED[table]
     async with db.transaction(SYSTEM) as conn:
         result = await conn.execute(
-            text(f"SELECT {rule.key} FROM {table} WHERE {rule.where}"),
+            sql(f"SELECT {rule.key} FROM {table} WHERE {rule.where}"),
             {"partner": partner, "member": member},
         )
         return set(result.scalars())
@@ -473,8 +470,8 @@ async def _visible(db: Database, scope: RowScope | None, table: str) -> set[str]
     key = OWNED[table].key if table in OWNED else "ctid::text"
     async with db.transaction(scope or SYSTEM) as conn:
         if scope is None:
-            await conn.execute(text("SET LOCAL ROLE exchange_api"))
-        return set((await conn.execute(text(f"SELECT {key} FROM {table}"))).scalars())
+            await conn.execute(sql("SET LOCAL ROLE exchange_api"))
+        return set((await conn.execute(sql(f"SELECT {key} FROM {table}"))).scalars())
 
 
 async def test_every_table_the_api_role_can_reach_has_row_level_security(db: Database) -> None:
@@ -552,7 +549,7 @@ async def test_partner_names_are_public_to_callers_and_only_operators_change_the
 
     async with db.transaction(as_b) as conn:
         renamed = await conn.execute(
-            text("UPDATE partner SET name = name || '!' WHERE id IN (:a, :b) RETURNING id"),
+            sql("UPDATE partner SET name = name || '!' WHERE id IN (:a, :b) RETURNING id"),
             {"a": a.partner, "b": b.partner},
         )
         renamed_ids = list(renamed.scalars())
@@ -564,7 +561,7 @@ async def test_partner_names_are_public_to_callers_and_only_operators_change_the
 
 async def _partner_ids_seen(db: Database, scope: RowScope) -> set[int]:
     async with db.transaction(scope) as conn:
-        return set((await conn.execute(text("SELECT id FROM partner"))).scalars())
+        return set((await conn.execute(sql("SELECT id FROM partner"))).scalars())
 
 
 # --- writes across scopes: the grant -----------------------------------------------------
@@ -587,7 +584,7 @@ async def _balance_and_lots(db: Database, member_id: int) -> tuple[int, list[int
     async with db.transaction(SYSTEM) as conn:
         wallet = await ledger.wallet(conn, member_id=member_id)
         lots = await conn.execute(
-            text("SELECT amount FROM ledger_lot WHERE member_id = :m ORDER BY id"),
+            sql("SELECT amount FROM ledger_lot WHERE member_id = :m ORDER BY id"),
             {"m": member_id},
         )
         return wallet.balance, list(lots.scalars())
@@ -637,10 +634,10 @@ async def test_the_grant_shows_a_member_the_recipients_wallet_and_nothing_else_o
         "watches": "SELECT member_id FROM wallet_watch WHERE member_id = :m",
     }
 
-    async def seen(conn: AsyncConnection) -> set[str]:
+    async def seen(conn: Connection) -> set[str]:
         found = set()
         for name, query in of_recipient.items():
-            if (await conn.execute(text(query), {"m": b.member})).first() is not None:
+            if (await conn.execute(sql(query), {"m": b.member})).first() is not None:
                 found.add(name)
         return found
 
@@ -676,13 +673,11 @@ async def test_a_partner_issues_from_a_funders_account_only_with_the_grant(
             conn, client_id="rls", partner_id=b.partner, request=funded("yes"), now=NOW
         )
         funders_other_entries = await conn.execute(
-            text("SELECT id FROM ledger_entry WHERE partner_id = :b AND id <> :issued"),
+            sql("SELECT id FROM ledger_entry WHERE partner_id = :b AND id <> :issued"),
             {"b": b.partner, "issued": issued.entry_id},
         )
         funders_redeemed = await conn.execute(
-            text(
-                "SELECT id FROM ledger_account WHERE partner_id = :b AND kind <> 'PARTNER_ISSUED'"
-            ),
+            sql("SELECT id FROM ledger_account WHERE partner_id = :b AND kind <> 'PARTNER_ISSUED'"),
             {"b": b.partner},
         )
         others_seen = list(funders_other_entries.scalars()) + list(funders_redeemed.scalars())
@@ -733,29 +728,27 @@ async def test_the_owners_lookups_answer_only_callers_entitled_to_them(
     async with db.transaction(SYSTEM) as conn:
         index = (
             await conn.execute(
-                text("SELECT email_index FROM member_identity WHERE member_id = :m"),
+                sql("SELECT email_index FROM member_identity WHERE member_id = :m"),
                 {"m": a.member},
             )
         ).scalar_one()
     by_contact = "SELECT exchange_members_by_contact(:index, NULL)"
 
     async with db.transaction(RowScope(kind="PARTNER", partner_id=b.partner)) as conn:
-        found_by_a_partner = list(
-            (await conn.execute(text(by_contact), {"index": index})).scalars()
-        )
+        found_by_a_partner = list((await conn.execute(sql(by_contact), {"index": index})).scalars())
     async with db.transaction(SYSTEM) as conn:
-        await conn.execute(text("SET LOCAL ROLE exchange_api"))
-        found_unbound = list((await conn.execute(text(by_contact), {"index": index})).scalars())
-    with pytest.raises(DBAPIError) as not_its_own:
+        await conn.execute(sql("SET LOCAL ROLE exchange_api"))
+        found_unbound = list((await conn.execute(sql(by_contact), {"index": index})).scalars())
+    with pytest.raises(asyncpg.PostgresError) as not_its_own:
         async with db.transaction(RowScope(kind="PARTNER", partner_id=b.partner)) as conn:
-            await conn.execute(text("SELECT ledger_outstanding_points(:a)"), {"a": a.partner})
+            await conn.execute(sql("SELECT ledger_outstanding_points(:a)"), {"a": a.partner})
     async with db.transaction(RowScope(kind="OPERATOR")) as conn:
-        counted = await conn.execute(text("SELECT ledger_outstanding_points(:a)"), {"a": a.partner})
+        counted = await conn.execute(sql("SELECT ledger_outstanding_points(:a)"), {"a": a.partner})
         outstanding_for_operator = counted.scalar_one()
 
     assert found_by_a_partner == [a.member]
     assert found_unbound == []
-    assert getattr(not_its_own.value.orig, "sqlstate", None) == "42501"
+    assert getattr(not_its_own.value, "sqlstate", None) == "42501"
     assert outstanding_for_operator > 0
 
 

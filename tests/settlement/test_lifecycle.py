@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from exchange import ledger
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.errors import DomainError, ErrorCode
 from exchange.kit.system import SYSTEM
 from settlement import service
@@ -130,8 +130,6 @@ async def test_a_finalized_run_still_ties_to_the_ledger(db: Database) -> None:
 async def test_a_run_stored_before_its_breakdown_existed_still_ties_to_the_ledger(
     db: Database,
 ) -> None:
-    from sqlalchemy import text
-
     from settlement import reconciliation
     from settlement.service import digest_of
 
@@ -144,7 +142,7 @@ async def test_a_run_stored_before_its_breakdown_existed_still_ties_to_the_ledge
         await service.finalize(conn, run_id=run.id, now=period.end)
         # The run as a version without the breakdown stored it.
         await conn.execute(
-            text(
+            sql(
                 "UPDATE settlement_run SET document = CAST(:document AS jsonb), digest = :digest"
                 " WHERE id = :id"
             ),

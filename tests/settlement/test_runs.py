@@ -9,12 +9,11 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 import pytest
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from exchange import ledger
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
 from exchange.kit.errors import DomainError
 from exchange.kit.system import SYSTEM
 from partners import registry
@@ -352,19 +351,21 @@ async def test_a_period_that_has_not_ended_is_refused(db: Database) -> None:
 
 async def _unbalanced_journal(db: Database) -> None:
     async with db.transaction(SYSTEM) as conn:
-        run = await conn.scalar(
-            text(
-                "INSERT INTO settlement_run (period_start, period_end, currency, status,"
-                " document, digest, created_at, cutoff) VALUES ('2030-01-01', '2030-02-01', 'USD',"
-                " 'DRAFT', '{}', 'x', now(), now()) RETURNING id"
+        run = (
+            await conn.execute(
+                sql(
+                    "INSERT INTO settlement_run (period_start, period_end, currency, status,"
+                    " document, digest, created_at, cutoff) VALUES ('2030-01-01', '2030-02-01',"
+                    " 'USD', 'DRAFT', '{}', 'x', now(), now()) RETURNING id"
+                )
             )
-        )
+        ).scalar()
         await conn.execute(
-            text("INSERT INTO settlement_posting (run_id, account, amount) VALUES (:r, 'A', 1)"),
+            sql("INSERT INTO settlement_posting (run_id, account, amount) VALUES (:r, 'A', 1)"),
             {"r": run},
         )
 
 
 async def test_the_database_refuses_an_unbalanced_money_journal(db: Database) -> None:
-    with pytest.raises(DBAPIError, match="unbalanced"):
+    with pytest.raises(asyncpg.PostgresError, match="unbalanced"):
         await _unbalanced_journal(db)
