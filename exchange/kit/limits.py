@@ -218,6 +218,8 @@ def json_problem(body: bytes, *, max_depth: int = MAX_JSON_DEPTH) -> str | None:
         return "the request body is not UTF-8"
     if not body.lstrip().startswith(b"{"):
         return "the request body must be a JSON object"
+    if body.count(b"{") + body.count(b"[") <= max_depth:
+        return None  # fewer openers than the limit, wherever they are: no scan needed
     depth = 0
     for match in _JSON_TOKENS.finditer(body):
         token = match.group()

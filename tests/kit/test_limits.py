@@ -22,6 +22,13 @@ def test_json_depth_is_counted_up_to_the_limit_and_refused_past_it() -> None:
     assert "deeper" in str(limits.json_problem(nested(limits.MAX_JSON_DEPTH + 1)))
 
 
+def test_many_openers_side_by_side_are_not_nesting() -> None:
+    # More openers than the limit (so the scan runs), none deeper than three levels.
+    wide = json.dumps({"items": [{"sku": [n]} for n in range(limits.MAX_JSON_DEPTH)]}).encode()
+
+    assert limits.json_problem(wide) is None
+
+
 def test_brackets_and_escaped_quotes_inside_strings_do_not_count_as_nesting() -> None:
     tricky = json.dumps({"query": '[[[{{{ \\" [[[ " ]]]' * 50, "v": ["]", "[", '"']}).encode()
 
