@@ -235,13 +235,11 @@ def create_app(
             keys=IdentityKeys.from_secret(settings.secret_key()),
             tunables=settings.tunables,
         )
-        tasks = (
-            [asyncio.create_task(_sweep_forever(database, settings.tunables, limits))]
-            if sweep
-            else []
-        )
-        if sweep and settings.serve_delivery:
-            tasks.append(asyncio.create_task(app.state.deliverer.run_forever()))
+        tasks: list[asyncio.Task[None]] = []
+        if sweep:  # the background work of a server (tests build apps without it)
+            tasks.append(asyncio.create_task(_sweep_forever(database, settings.tunables, limits)))
+            if settings.serve_delivery:
+                tasks.append(asyncio.create_task(app.state.deliverer.run_forever()))
         try:
             yield
         finally:
