@@ -1453,7 +1453,8 @@ def _print_bench(result: dict[str, Any], args: argparse.Namespace) -> None:
         print(
             f"{result['ops_per_s']} ops/s  p50 {result['p50_ms']} ms  p95"
             f" {result['p95_ms']} ms  p99 {result['p99_ms']} ms  errors {result['errors']}"
-            f"  (refused: {result['refused_insufficient_points']}; bench CPU"
+            f"  (refused: {result['refused_insufficient_points']}; throttled:"
+            f" {result['throttled']}; bench CPU"
             f" {result['bench_cpu_share']:.0%} of a core)"
         )
         print(_server_cpu_line(result))

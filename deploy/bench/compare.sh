@@ -60,7 +60,7 @@ print(f"pgbench TPC-B scale 16, 16 clients:      {tpcb} tps")
 print(f"pgbench TPC-B scale 1 (hot row), 16 c.:  {hot} tps")
 for name, r in (("exchange earn/redeem, 1 partner ", one), ("exchange earn/redeem, 50 partners", fifty)):
     print(f"{name}:  {r['ops_per_s']} ops/s  p50 {r['p50_ms']} ms  p99 {r['p99_ms']} ms"
-          f"  errors {r['errors']}  bench CPU {r['bench_cpu_share']:.0%}")
+          f"  errors {r['errors']}  throttled {r['throttled']}  bench CPU {r['bench_cpu_share']:.0%}")
     print(f"    server CPU {r['server_cpu_ms_per_op']} ms per operation"
           f" ({r['server_cpu_cores']} cores; target <= 1.0 ms)"
           f"  machine busy {r['machine_busy_share']:.0%}")

@@ -40,7 +40,7 @@ for n in range(0, len(runs), 2):
     for name, r in (("no endpoint   ", plain), ("every event   ", hooked)):
         got = f"  {r['webhooks_received']} events received" if r["webhooks_received"] is not None else ""
         print(f"pair {n // 2 + 1} {name} {r['ops_per_s']} ops/s  p99 {r['p99_ms']} ms"
-              f"  errors {r['errors']}  server CPU {r['server_cpu_ms_per_op']} ms/op{got}")
+              f"  errors {r['errors']}  throttled {r['throttled']}  server CPU {r['server_cpu_ms_per_op']} ms/op{got}")
     print(f"pair {n // 2 + 1} ratio ops/s {hooked['ops_per_s'] / plain['ops_per_s']:.2f}"
           f"  server CPU/op {hooked['server_cpu_ms_per_op'] / plain['server_cpu_ms_per_op']:.2f}"
           "   (target: ops/s ratio >= 0.90)")

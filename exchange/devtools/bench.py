@@ -4,8 +4,11 @@ throughput, latency percentiles, errors and the load generator's own CPU.
 Setup (through the database the server uses): bench partners with OAuth clients, and
 members linked to every partner with a starting balance. Load: `concurrency` workers,
 each sending one GraphQL operation at a time for `duration` seconds. A redemption
-refused for insufficient points is a business answer, not an error; an HTTP error,
-a GraphQL error or any other userError is.
+refused for insufficient points is a business answer, not an error, and a request
+refused as THROTTLED is the client's query-cost budget doing its work (one bench client
+carries every connection's load: ~400 mutations a second, graphql_schema.cost); both are
+counted apart. An HTTP error, any other GraphQL error or any other userError is an
+error.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ class Results:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     errors: int = 0
     refused: int = 0
+    throttled: int = 0
     bulk_items: int = 0
     error_examples: list[str] = field(default_factory=list)
 
@@ -372,11 +376,16 @@ async def _worker(
             if len(results.error_examples) < 5:
                 results.error_examples.append(f"{op}: {type(error).__name__}")
             continue
-        results.record(op, time.perf_counter() - started)
-        _judge(op, status, payload, results)
+        if _judge(op, status, payload, results):
+            results.record(op, time.perf_counter() - started)
 
 
-def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> None:
+def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> bool:
+    """Count an answer's outcome; whether it counts as an operation served (a request
+    refused as THROTTLED does not: it is neither throughput nor latency)."""
+    if _code(payload) == "THROTTLED":  # the client's query-cost budget, as designed
+        results.throttled += 1
+        return False
     problem = None
     if status != 200 or payload.get("errors"):
         problem = f"{op}: HTTP {status} {str(payload.get('errors'))[:120]}"
@@ -403,6 +412,16 @@ def _judge(op: str, status: int, payload: dict[str, Any], results: Results) -> N
         results.errors += 1
         if len(results.error_examples) < 5:
             results.error_examples.append(problem)
+    return True
+
+
+def _code(payload: dict[str, Any]) -> str | None:
+    """The code of a response's first top-level GraphQL error, if it has one."""
+    errors = payload.get("errors")
+    if not isinstance(errors, list) or not errors or not isinstance(errors[0], dict):
+        return None
+    code = (errors[0].get("extensions") or {}).get("code")
+    return code if isinstance(code, str) else None
 
 
 def _server_figures(
@@ -486,6 +505,7 @@ async def run_load(
         "errors": results.errors,
         "error_examples": results.error_examples,
         "refused_insufficient_points": results.refused,
+        "throttled": results.throttled,
         "bulk_items_per_s": round(results.bulk_items / elapsed, 1),
         "bench_cpu_share": round(cpu / elapsed, 3),
         **_server_figures(server_seconds, elapsed, len(everything), results.bulk_items),
