@@ -424,15 +424,23 @@ class Database:
                 connection = Connection(raw, begin, self._observers)
                 try:
                     yield connection
-                except BaseException:
-                    await connection._rollback()
+                    stage = "commit"
+                    await connection._commit()
+                except BaseException as error:
+                    if isinstance(error, Exception) and is_disconnect(error):
+                        raw.terminate()  # never back into the pool
+                    elif stage == "work":
+                        await connection._rollback()
                     raise
-                stage = "commit"
-                await connection._commit()
         except DatabaseUnavailable:
             raise
         except Exception as error:
             if stage == "connect" or is_disconnect(error):
+                if stage != "connect":
+                    # One connection found dead: the server most likely dropped them all
+                    # (a restart, a failover). The others are replaced as they are next
+                    # used, rather than each failing a request first.
+                    await self.renew()
                 raise DatabaseUnavailable(stage) from error
             raise
 
@@ -495,6 +503,8 @@ def is_disconnect(error: BaseException) -> bool:
     for cause in _causes(error):
         if isinstance(cause, asyncpg.PostgresConnectionError | ConnectionError):
             return True
+        if isinstance(cause, asyncpg.InternalClientError):
+            return True  # the protocol out of step: a server that hung up mid-message
         if isinstance(cause, asyncpg.InterfaceError) and "closed" in str(cause):
             return True  # the connection was closed under the statement
         sqlstate = str(getattr(cause, "sqlstate", "") or "")

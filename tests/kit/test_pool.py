@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from exchange.app import create_app
-from exchange.kit.db import Database, sql
+from exchange.kit.db import Database, is_disconnect, is_transient, sql
+from exchange.kit.errors import DatabaseUnavailable
 from exchange.kit.settings import Pool, Settings
 from exchange.kit.system import SYSTEM
 from tests.conftest import TEST_SECRET_KEY
@@ -87,3 +89,15 @@ async def test_the_server_builds_its_pool_from_the_settings(
         timeout = database.pool_timeout_seconds
 
     assert (size, overflow, timeout) == (4, 1, 7)
+
+
+def test_a_protocol_out_of_step_counts_as_a_lost_connection() -> None:
+    # What asyncpg raises when a backend that was terminated is used before its goodbye
+    # was read (seen in the outage test): a lost connection, so the unit of work runs
+    # again on a fresh one and the pool replaces the rest, not an unexpected error.
+    out_of_step = asyncpg.InternalClientError(
+        "cannot switch to state 15; another operation (2) is in progress"
+    )
+
+    assert is_disconnect(out_of_step)
+    assert is_transient(DatabaseUnavailable("work"))
