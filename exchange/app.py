@@ -216,7 +216,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        database = Database.connect(
+        database = Database(
             resolve_database_url(settings),
             pool_size=settings.pool.size,
             max_overflow=settings.pool.overflow,

@@ -714,7 +714,7 @@ def _database(settings: Settings) -> Database:
 
     url = resolve_database_url(settings)
     upgrade_sync(url)
-    return Database.connect(url, pool_size=2)
+    return Database(url, pool_size=2)
 
 
 def _operator() -> Actor:
@@ -869,7 +869,7 @@ def _seed_demo(url: str, settings: Settings, public_url: str) -> None:
     from exchange.devtools.demo import seed
 
     async def run() -> None:
-        database = Database.connect(url, pool_size=1)
+        database = Database(url, pool_size=1)
         try:
             async with database.transaction(SYSTEM) as conn:
                 summary = await seed(

@@ -72,7 +72,7 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
 
 async def _verify_whole_suite(url: str) -> None:
     """`exchange verify` over everything the whole suite left behind."""
-    database = Database.connect(url, pool_size=1)
+    database = Database(url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             report = await ledger.verify(conn)
@@ -84,7 +84,7 @@ async def _verify_whole_suite(url: str) -> None:
 
 @pytest.fixture(scope="session")
 async def db(database_url: str) -> AsyncIterator[Database]:
-    database = Database.connect(database_url, pool_size=20)
+    database = Database(database_url, pool_size=20)
     yield database
     await database.dispose()
 

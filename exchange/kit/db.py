@@ -215,14 +215,15 @@ class Connection:
         if isinstance(statement, str):
             statement = sql(statement)
         given = params or {}
-        missing = [name for name in statement.names if name not in given]
-        if missing:
-            raise TypeError(f"no value for {', '.join(missing)} in {statement.text!r}")
+        try:
+            args = [given[name] for name in statement.names]
+        except KeyError as missing:
+            raise TypeError(f"no value for {missing.args[0]} in {statement.text!r}") from None
         if not self._begun:
             await self._send_begin()
         for observe in self._observers:
             observe(statement.text)
-        return statement.text, [given[name] for name in statement.names]
+        return statement.text, args
 
     async def copy_records(
         self, table: str, *, records: list[tuple[Any, ...]], columns: list[str]
@@ -334,7 +335,10 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 
 
 class Database:
-    """The pool and the unit of work (asyncpg directly: decision 0025)."""
+    """The pool and the unit of work (asyncpg directly: decision 0025): a pool of up to
+    ``pool_size`` + ``max_overflow`` (default as many again) connections, opened on
+    demand and kept while in use (closed after five idle minutes); a connection not had
+    within ``pool_timeout_seconds`` fails the transaction as unavailable (a 503)."""
 
     def __init__(
         self,
@@ -352,27 +356,7 @@ class Database:
         self._opening = asyncio.Lock()
         self._observers: list[Observer] = []
 
-    @classmethod
-    def connect(
-        cls,
-        url: str,
-        *,
-        pool_size: int = 10,
-        max_overflow: int | None = None,
-        pool_timeout_seconds: float = 30,
-    ) -> Database:
-        """A pool of up to ``pool_size`` + ``max_overflow`` (default as many again)
-        connections, opened on demand and kept while in use (closed after five idle
-        minutes); a connection not had within ``pool_timeout_seconds`` fails the
-        transaction as unavailable (a 503)."""
-        return cls(
-            url,
-            pool_size=pool_size,
-            max_overflow=max_overflow,
-            pool_timeout_seconds=pool_timeout_seconds,
-        )
-
-    async def _ready(self) -> asyncpg.Pool:
+    async def _opened_pool(self) -> asyncpg.Pool:
         if self._pool is not None:
             return self._pool
         async with self._opening:
@@ -418,7 +402,7 @@ class Database:
         begin = f"BEGIN; {scope_binding(scope)}" if isinstance(scope, RowScope) else "BEGIN"
         stage = "connect"
         try:
-            pool = await self._ready()
+            pool = await self._opened_pool()
             async with pool.acquire(timeout=self.pool_timeout_seconds) as raw:
                 stage = "work"
                 connection = Connection(raw, begin, self._observers)

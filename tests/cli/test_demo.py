@@ -34,7 +34,7 @@ from tests.graphql.conftest import BASE
 
 
 async def seed_demo(database_url: str, home: Path) -> demo.DemoSummary:
-    database = Database.connect(database_url, pool_size=1)
+    database = Database(database_url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             return await demo.seed(
@@ -101,7 +101,7 @@ async def test_the_demo_runs_a_campaign_and_a_co_funded_one_that_rewarded_purcha
     scratch_database_url: str, tmp_path: Path
 ) -> None:
     summary = await seed_demo(scratch_database_url, tmp_path)
-    database = Database.connect(scratch_database_url, pool_size=1)
+    database = Database(scratch_database_url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             running = await campaigns.everything(conn)
@@ -276,7 +276,7 @@ async def test_a_file_whose_clients_no_longer_work_is_replaced_and_its_clients_r
 ) -> None:
     first = await seed_demo(scratch_database_url, tmp_path)
     partner_id = _ids(first)["partner"]
-    database = Database.connect(scratch_database_url, pool_size=1)
+    database = Database(scratch_database_url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             await clients.revoke_client(conn, client_id=str(partner_id))

@@ -52,7 +52,7 @@ def recorder() -> Iterator[tuple[str, list[str]]]:
 
 
 async def _an_endpoint_and_an_earn(url: str, hook: str) -> None:
-    database = Database.connect(url, pool_size=1)
+    database = Database(url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             partner = await registry.add_partner(conn, name=unique_name(), terms=TERMS,

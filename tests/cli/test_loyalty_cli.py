@@ -137,7 +137,7 @@ def test_the_campaign_list_shows_every_campaign_with_its_owner_and_spending(
 
 
 async def _a_coalition_campaign(url: str) -> None:
-    database = Database.connect(url, pool_size=1)
+    database = Database(url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             await campaigns.create(

@@ -22,7 +22,7 @@ KEYS = IdentityKeys.from_secret(TEST_SECRET_KEY.encode())
 
 async def seed(url: str) -> dict[str, object]:
     """Two partners that linked one person (by e-mail, then by phone), and a stranger."""
-    database = Database.connect(url, pool_size=1)
+    database = Database(url, pool_size=1)
     address = f"ana-{secrets.token_hex(3)}@example.org"
     try:
         async with database.transaction(SYSTEM) as conn:
@@ -42,7 +42,7 @@ async def seed(url: str) -> dict[str, object]:
 
 
 async def audit_of(url: str) -> list[tuple[str, str, str]]:
-    database = Database.connect(url, pool_size=1)
+    database = Database(url, pool_size=1)
     try:
         async with database.transaction(SYSTEM) as conn:
             rows = await conn.execute(

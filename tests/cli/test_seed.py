@@ -165,7 +165,7 @@ async def test_seed_records_purchases_through_the_loyalty_engine(
          "--purchases", "50", "--json"],
         scratch_database_url, tmp_path,
     )  # fmt: skip
-    database = Database.connect(scratch_database_url)
+    database = Database(scratch_database_url)
     try:
         async with database.transaction(SYSTEM) as conn:
             counts = (
@@ -205,7 +205,7 @@ async def test_a_stopped_seed_resumes_its_purchases_where_it_stopped(
             raise _Stopped
 
     lines: list[str] = []
-    database = Database.connect(scratch_database_url)
+    database = Database(scratch_database_url)
     try:
         with pytest.raises(_Stopped):
             await seed.seed(database, **counts, secret=TEST_SECRET_KEY.encode(), now=now,

@@ -53,7 +53,7 @@ async def outage(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outa
             public_url=BASE,
         )
         app = create_app(settings, sweep=False)
-        db = Database.connect(server.url, pool_size=2)
+        db = Database(server.url, pool_size=2)
         try:
             async with app.router.lifespan_context(app):
                 transport = httpx.ASGITransport(app=app)

@@ -334,7 +334,7 @@ async def database_url(server_url: str) -> AsyncIterator[str]:
 async def db(database_url: str) -> AsyncIterator[Database]:
     """The fuzzer's database (the ledger is verified after each test, as for every test
     using ``db``)."""
-    database = Database.connect(database_url, pool_size=5)
+    database = Database(database_url, pool_size=5)
     yield database
     await database.dispose()
 

@@ -61,7 +61,7 @@ async def _backends(database: Database, concurrent: int) -> set[int]:
 async def test_more_concurrent_work_than_the_pool_reuses_its_connections(
     database_url: str,
 ) -> None:
-    database = Database.connect(database_url, pool_size=3, max_overflow=0)
+    database = Database(database_url, pool_size=3, max_overflow=0)
     try:
         first = await _backends(database, 9)
         second = await _backends(database, 9)

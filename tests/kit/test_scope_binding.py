@@ -22,7 +22,7 @@ READ = sql(
 @pytest.fixture
 async def one_connection(database_url: str) -> AsyncIterator[Database]:
     """A database of one pooled connection: every transaction reuses it."""
-    database = Database.connect(database_url, pool_size=1, max_overflow=0)
+    database = Database(database_url, pool_size=1, max_overflow=0)
     yield database
     await database.dispose()
 

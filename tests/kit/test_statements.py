@@ -14,7 +14,7 @@ from exchange.kit.system import SYSTEM
 
 @pytest.fixture
 async def database(database_url: str) -> AsyncIterator[Database]:
-    database = Database.connect(database_url, pool_size=1, max_overflow=0)
+    database = Database(database_url, pool_size=1, max_overflow=0)
     yield database
     await database.dispose()
 

@@ -49,7 +49,7 @@ async def tier_db_url(server_url: str) -> AsyncIterator[str]:
 
 @pytest.fixture(scope="module")
 async def tier_db(tier_db_url: str) -> AsyncIterator[Database]:
-    database = Database.connect(tier_db_url, pool_size=5)
+    database = Database(tier_db_url, pool_size=5)
     async with database.transaction(SYSTEM) as conn:
         for name, threshold, multiplier in (("Silver", 0, "1"), ("Gold", 100, "1.5"),
                                             ("Platinum", 1000, "2")):  # fmt: skip

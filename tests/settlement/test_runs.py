@@ -184,6 +184,16 @@ async def test_on_redemption_issuer_pays_the_redeemer_plus_the_fee(db: Database)
     assert doc["reconciliation"]["journalBalanced"] is True
 
 
+async def _issue_price_from(period: Period, partner: int, price: str, *, day: int) -> None:
+    """A contract change, made on day 1, to ``price`` per point issued from ``day`` on."""
+    async with period.db.transaction(SYSTEM) as conn:
+        current = await registry.get_partner(conn, partner_id=partner, now=period.at(1))
+        terms = ContractTerms(**{**current.contract.terms.__dict__, "issue_price": Decimal(price)})
+        await registry.change_contract(
+            conn, partner_id=partner, terms=terms, effective_from=period.at(day), now=period.at(1)
+        )
+
+
 async def test_a_price_change_mid_period_prices_each_entry_by_its_contract(
     db: Database,
 ) -> None:
@@ -191,18 +201,7 @@ async def test_a_price_change_mid_period_prices_each_entry_by_its_contract(
     grocer = await period.partner(issue="0.010", redeem="0.008")
     alice = await period.member()
     await period.earn(grocer, alice, 100, day=1)
-    async with db.transaction(SYSTEM) as conn:
-        current = await registry.get_partner(conn, partner_id=grocer, now=period.at(1))
-        dearer = ContractTerms(
-            **{**current.contract.terms.__dict__, "issue_price": Decimal("0.02")}
-        )
-        await registry.change_contract(
-            conn,
-            partner_id=grocer,
-            terms=dearer,
-            effective_from=period.at(10),
-            now=period.at(1),
-        )
+    await _issue_price_from(period, grocer, "0.02", day=10)
     await period.earn(grocer, alice, 100, day=15)
 
     doc = (await period.settle()).document
@@ -218,15 +217,8 @@ async def test_of_two_contract_changes_from_the_same_instant_the_later_prices(
     grocer = await period.partner(issue="0.010", redeem="0.008")
     alice = await period.member()
     await period.earn(grocer, alice, 100, day=1)
-    async with db.transaction(SYSTEM) as conn:
-        current = await registry.get_partner(conn, partner_id=grocer, now=period.at(1))
-        for price in ("0.02", "0.03"):
-            terms = ContractTerms(
-                **{**current.contract.terms.__dict__, "issue_price": Decimal(price)}
-            )
-            await registry.change_contract(
-                conn, partner_id=grocer, terms=terms, effective_from=period.at(10), now=period.at(1)
-            )
+    await _issue_price_from(period, grocer, "0.02", day=10)
+    await _issue_price_from(period, grocer, "0.03", day=10)
     await period.earn(grocer, alice, 100, day=9)
     await period.earn(grocer, alice, 100, day=10)
 
