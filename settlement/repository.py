@@ -229,16 +229,21 @@ async def supersede_drafts(
 
 async def room_for_aggregates(conn: Connection) -> None:
     """Settings for this transaction's aggregates over a period's entries: memory to hash
-    and join them in memory (the default 4 MB makes batches on disk), and parallel
-    plans costed low enough to be chosen (the period's scans and joins split across
-    cores). For this transaction only (set_config's is_local): runs are rare, and the
-    server's other transactions keep the defaults, as the insights functions do
-    (migration 0024)."""
+    and join them in memory (the default 4 MB makes batches on disk), parallel plans
+    costed low enough to be chosen (the period's scans and joins split across cores),
+    and no nested loops. Under an operator's row scope (``runSettlement``) the policies'
+    conditions hide the period's size from the planner, which then joins a month of
+    entries to their lots one index lookup at a time; every join here is of a period's
+    rows, which hashing serves best (1,000,000 entries: 4.6 s -> 2.5 s for an operator,
+    unchanged at 1.3 s for `exchange settle`). For this transaction only (set_config's
+    is_local): runs are rare, and the server's other transactions keep the defaults, as
+    the insights functions do (migration 0024)."""
     await conn.execute(
         sql(
             "SELECT set_config('work_mem', '64MB', true),"
             " set_config('parallel_setup_cost', '100', true),"
-            " set_config('parallel_tuple_cost', '0.01', true)"
+            " set_config('parallel_tuple_cost', '0.01', true),"
+            " set_config('enable_nestloop', 'off', true)"
         )
     )
 

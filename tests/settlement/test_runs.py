@@ -13,11 +13,12 @@ import asyncpg
 import pytest
 
 from exchange import ledger
-from exchange.kit.db import Database, sql
+from exchange.kit.db import Database, RowScope, sql
 from exchange.kit.errors import DomainError
 from exchange.kit.system import SYSTEM
 from partners import registry
 from partners.models import ContractTerms, FundingModel
+from settlement import repository
 from settlement.money import allocate
 from settlement.service import run_settlement
 
@@ -270,6 +271,19 @@ async def test_the_same_ledger_and_period_give_the_same_document(db: Database) -
     assert first.digest == second.digest
     assert first.document == second.document
     assert first.id != second.id
+
+
+async def test_a_runs_transaction_hashes_its_joins_and_no_other_does(db: Database) -> None:
+    """Under an operator's row scope (runSettlement) the policies hide a period's size
+    from the planner, which would join a month of entries one index lookup at a time;
+    the run's transaction turns nested loops off, for itself only."""
+    operator = RowScope(kind="OPERATOR", client_id="finance")
+    setting = sql("SELECT current_setting('enable_nestloop')")
+    async with db.transaction(operator) as conn:
+        await repository.room_for_aggregates(conn)
+        assert (await conn.execute(setting)).scalar_one() == "off"
+    async with db.transaction(operator) as conn:
+        assert (await conn.execute(setting)).scalar_one() == "on"
 
 
 def test_rounding_residue_goes_to_the_largest_remainders() -> None:
