@@ -284,18 +284,7 @@ def _bench_commands(commands: Any) -> None:
     bench.add_argument(
         "--duration", type=float, default=10.0, help="seconds of load (default: %(default)s)"
     )
-    bench.add_argument(
-        "--partners",
-        type=int,
-        default=1,
-        help="bench partners to create, 1 to 500 (default: %(default)s)",
-    )
-    bench.add_argument(
-        "--members",
-        type=int,
-        default=1000,
-        help="members to create, or with --seeded to pick, 1 to 1,000,000 (default: %(default)s)",
-    )
+    _bench_population(bench)
     bench.add_argument(
         "--mix",
         default="earn=45,redeem=35,wallet=20",
@@ -334,6 +323,29 @@ def _bench_commands(commands: Any) -> None:
     )
     _json_flag(bench, what="print the measurements as JSON")
     _bench_subcommands(bench)
+
+
+def _bench_population(bench: Any) -> None:
+    """Who the bench loads the server as: partners, their clients, members."""
+    bench.add_argument(
+        "--partners",
+        type=int,
+        default=1,
+        help="bench partners to create, 1 to 500 (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--clients",
+        type=int,
+        default=1,
+        help="OAuth clients per partner, requests spread over them at random, 1 to 64: one"
+        " client's query-cost budget caps it near 400 mutations a second (default: %(default)s)",
+    )
+    bench.add_argument(
+        "--members",
+        type=int,
+        default=1000,
+        help="members to create, or with --seeded to pick, 1 to 1,000,000 (default: %(default)s)",
+    )
 
 
 def _bench_subcommands(bench: Any) -> None:
@@ -1395,6 +1407,8 @@ def command_bench(args: argparse.Namespace) -> int:
     mix = _mix(args.mix)
     if not 1 <= args.concurrency <= 1024 or not 1 <= args.partners <= 500:
         raise UsageError("--concurrency must be 1 to 1024 and --partners 1 to 500")
+    if not 1 <= args.clients <= 64:
+        raise UsageError("--clients must be 1 to 64")
     if not 0 <= args.campaigns <= 1_000:
         raise UsageError("--campaigns must be 0 to 1,000")
     if not 1 <= args.members <= 1_000_000 or args.duration <= 0:
@@ -1423,6 +1437,7 @@ def command_bench(args: argparse.Namespace) -> int:
         if mix.get("purchase") or mix.get("preview"):
             print(f"adding {args.campaigns} active campaigns per partner …", file=sys.stderr)
             await bench.add_campaigns(database, partners, args.campaigns)
+        partners = await bench.with_clients(database, partners, args.clients)
         print(f"loading {args.url} at {args.concurrency} for {args.duration}s …", file=sys.stderr)
         hooks: contextlib.AbstractAsyncContextManager[dict[str, int]] = (
             webhook_bench.receiving(database, secret=settings.secret_key())

@@ -159,6 +159,26 @@ async def setup(
     return created, refs
 
 
+async def with_clients(
+    database: Database, partners: list[BenchPartner], per_partner: int
+) -> list[BenchPartner]:
+    """Each partner's load spread over ``per_partner`` OAuth clients of its own (its
+    first and ``per_partner - 1`` more), drawn at random per request: one client's
+    query-cost budget (graphql_schema.cost: ~400 mutations a second) then no longer caps
+    what one partner can send. Requests batch per client, so more clients make smaller
+    batches."""
+    more: list[BenchPartner] = []
+    async with database.transaction(SYSTEM) as conn:
+        for partner in partners:
+            for _ in range(per_partner - 1):
+                client = await clients.create_client(
+                    conn, scopes=SCOPES, partner_id=partner.partner_id
+                )
+                secret = present(client.client_secret, "a new client has a secret")
+                more.append(BenchPartner(partner.partner_id, client.client_id, secret))
+    return [*partners, *more]
+
+
 async def add_campaigns(database: Database, partners: list[BenchPartner], count: int) -> None:
     """``count`` active campaigns per bench partner, with conditions, effects, budgets and
     per-member limits in turn (CONDITIONS), for the purchase and preview operations."""
@@ -494,7 +514,8 @@ async def run_load(
     return {
         "concurrency": concurrency,
         "duration_s": round(elapsed, 2),
-        "partners": len(partners),
+        "partners": len({partner.partner_id for partner in partners}),
+        "clients": len(partners),
         "members": len(refs),
         "operations": len(everything),
         "ops_per_s": round(len(everything) / elapsed, 1),

@@ -252,6 +252,8 @@ async def test_bench_drives_a_running_server_without_errors(
                 "5",
                 "--partners",
                 "2",
+                "--clients",
+                "2",
                 "--json",
             ],
             database_url,
@@ -266,6 +268,7 @@ async def test_bench_drives_a_running_server_without_errors(
     assert report["errors"] == 0
     assert report["operations"] > 0
     assert set(report["by_operation"]) <= {"earn", "redeem", "wallet"}
+    assert (report["partners"], report["clients"]) == (2, 4)  # two OAuth clients each
     # the server listens on this machine: its CPU per operation is measured
     assert report["server_cpu_ms_per_op"] > 0
     assert report["server_cpu_cores"] > 0
