@@ -214,37 +214,52 @@ class QueryCost(SchemaExtension):
             yield
             return
         operation, fragments = chosen
-        requested = query_cost(
-            context.schema._schema, operation, fragments, context.variables or {}
+        self.cost, refused = await charge(
+            context.context, context.schema._schema, operation, fragments, context.variables
         )
-        decision = await _charge(context.context, requested)
-        self.cost = {
-            "requestedQueryCost": requested,
-            "actualQueryCost": requested if decision.allowed else 0,
-            "throttleStatus": {
-                "maximumAvailable": MAXIMUM_AVAILABLE,
-                "currentlyAvailable": decision.available,
-                "restoreRate": RESTORE_RATE,
-            },
-        }
-        if not decision.allowed:
-            code = "MAX_COST_EXCEEDED" if requested > MAX_QUERY_COST else "THROTTLED"
-            message = (
-                f"query cost {requested} exceeds the limit of {MAX_QUERY_COST}"
-                if requested > MAX_QUERY_COST
-                else f"query cost {requested} exceeds the {decision.available} points available;"
-                f" they refill at {RESTORE_RATE} per second"
-            )
-            extensions: dict[str, Any] = {"code": code}
-            if decision.retry_after_seconds:
-                extensions["retryAfterSeconds"] = decision.retry_after_seconds
-            context.result = ExecutionResult(
-                data=None, errors=[GraphQLError(message, extensions=extensions)]
-            )
+        if refused is not None:
+            context.result = refused
         yield
 
     def get_results(self) -> dict[str, Any]:
         return {"cost": self.cost} if self.cost is not None else {}
+
+
+async def charge(
+    context: Any,
+    schema: GraphQLSchema,
+    operation: OperationDefinitionNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    variables: dict[str, Any] | None,
+) -> tuple[dict[str, Any], ExecutionResult | None]:
+    """What an operation costs, taken from the caller's bucket: ``extensions.cost``, and
+    the result that refuses it when the bucket can't pay (None: it may run)."""
+    requested = query_cost(schema, operation, fragments, variables or {})
+    decision = await _charge(context, requested)
+    cost = {
+        "requestedQueryCost": requested,
+        "actualQueryCost": requested if decision.allowed else 0,
+        "throttleStatus": {
+            "maximumAvailable": MAXIMUM_AVAILABLE,
+            "currentlyAvailable": decision.available,
+            "restoreRate": RESTORE_RATE,
+        },
+    }
+    if not decision.allowed:
+        code = "MAX_COST_EXCEEDED" if requested > MAX_QUERY_COST else "THROTTLED"
+        message = (
+            f"query cost {requested} exceeds the limit of {MAX_QUERY_COST}"
+            if requested > MAX_QUERY_COST
+            else f"query cost {requested} exceeds the {decision.available} points available;"
+            f" they refill at {RESTORE_RATE} per second"
+        )
+        extensions: dict[str, Any] = {"code": code}
+        if decision.retry_after_seconds:
+            extensions["retryAfterSeconds"] = decision.retry_after_seconds
+        return cost, ExecutionResult(
+            data=None, errors=[GraphQLError(message, extensions=extensions)]
+        )
+    return cost, None
 
 
 async def _charge(context: Any, requested: int) -> Decision:

@@ -49,8 +49,20 @@ async def mutate(
     failed: Callable[[list[UserError]], P],
 ) -> P:
     """A mutation's use case: ``payload(result)``, or ``failed(userErrors)``."""
+    return await perform(info.context, use_case, request, payload, failed)
+
+
+async def perform(
+    context: Context,
+    use_case: UseCase[Q, A],
+    request: Callable[[], Q],
+    payload: Callable[[A], P],
+    failed: Callable[[list[UserError]], P],
+) -> P:
+    """:func:`mutate` from the context alone, as the direct lane calls a hot mutation
+    (graphql_schema.direct)."""
     try:
-        result = await info.context.run(use_case, request())
+        result = await context.run(use_case, request())
     except DomainError as error:
         return failed([UserError.of(error)])
     return payload(result)

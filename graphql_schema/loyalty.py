@@ -24,7 +24,7 @@ from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
 from graphql_schema.enums import describe_enum
-from graphql_schema.errors import ask, mutate
+from graphql_schema.errors import ask, mutate, perform
 from graphql_schema.insights import CampaignTargetInput
 from graphql_schema.scalars import BigInt
 from graphql_schema.types import (
@@ -674,6 +674,17 @@ class LoyaltyQuery:
         )
 
 
+async def record(context: Context, input: RecordPurchaseInput) -> RecordPurchasePayload:
+    """recordPurchase, for its resolver and for the direct lane (graphql_schema.direct)."""
+    return await perform(
+        context,
+        cases.record_purchase,
+        input.request,
+        RecordPurchasePayload.of,
+        lambda errors: RecordPurchasePayload(user_errors=errors),
+    )
+
+
 @strawberry.type
 class LoyaltyMutation:
     @strawberry.mutation(
@@ -682,13 +693,7 @@ class LoyaltyMutation:
     async def record_purchase(
         self, info: Info[Context, None], input: InputArgument[RecordPurchaseInput]
     ) -> RecordPurchasePayload:
-        return await mutate(
-            info,
-            cases.record_purchase,
-            input.request,
-            RecordPurchasePayload.of,
-            lambda errors: RecordPurchasePayload(user_errors=errors),
-        )
+        return await record(info.context, input)
 
     @strawberry.mutation(description="What a purchase would earn; writes nothing (points:earn).")
     async def preview_purchase(

@@ -19,7 +19,7 @@ from exchange.usecases import points as point_cases
 from graphql_schema import ids
 from graphql_schema.context import Context
 from graphql_schema.cost import list_size
-from graphql_schema.errors import mutate
+from graphql_schema.errors import mutate, perform
 from graphql_schema.insights import ConsentMutation, InsightsMutation, OfferMutation
 from graphql_schema.loyalty import LoyaltyMutation
 from graphql_schema.settlement import (
@@ -287,6 +287,30 @@ def _moved(payload: type[MovedPayload]) -> Callable[[EntryResult], MovedPayload]
     )
 
 
+async def earn(context: Context, input: EarnPointsInput) -> EarnPointsPayload:
+    """earnPoints, for its resolver and for the direct lane (graphql_schema.direct)."""
+    return await perform(
+        context,
+        point_cases.earn_points,
+        input.request,
+        _moved(EarnPointsPayload),
+        _failed(EarnPointsPayload),
+    )
+
+
+async def redeem(context: Context, input: RedeemPointsInput) -> RedeemPointsPayload:
+    """redeemPoints, for its resolver and for the direct lane (graphql_schema.direct)."""
+    return await perform(
+        context,
+        point_cases.redeem_points,
+        lambda: point_cases.RedeemPoints(
+            input.idempotency_key, input.member_ref, input.points, input.reference
+        ),
+        _moved(RedeemPointsPayload),
+        _failed(RedeemPointsPayload),
+    )
+
+
 def _held(payload: type[HeldPayload]) -> Callable[[point_cases.Held], HeldPayload]:
     return lambda held: payload(hold=Hold.of(held.hold), member_id=held.result.member_id)
 
@@ -376,13 +400,7 @@ class Mutation(LoyaltyMutation, WebhookMutation, InsightsMutation, ConsentMutati
     async def earn_points(
         self, info: Info[Context, None], input: InputArgument[EarnPointsInput]
     ) -> EarnPointsPayload:
-        return await mutate(
-            info,
-            point_cases.earn_points,
-            input.request,
-            _moved(EarnPointsPayload),
-            _failed(EarnPointsPayload),
-        )
+        return await earn(info.context, input)
 
     @strawberry.mutation(
         description="Bulk issuance: items that fail report their own userErrors and move"
@@ -405,15 +423,7 @@ class Mutation(LoyaltyMutation, WebhookMutation, InsightsMutation, ConsentMutati
     async def redeem_points(
         self, info: Info[Context, None], input: InputArgument[RedeemPointsInput]
     ) -> RedeemPointsPayload:
-        return await mutate(
-            info,
-            point_cases.redeem_points,
-            lambda: point_cases.RedeemPoints(
-                input.idempotency_key, input.member_ref, input.points, input.reference
-            ),
-            _moved(RedeemPointsPayload),
-            _failed(RedeemPointsPayload),
-        )
+        return await redeem(info.context, input)
 
     @strawberry.mutation(
         description="Reserve a member's points at a point of sale (points:redeem) until"

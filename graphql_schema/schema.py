@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from functools import lru_cache
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError, GraphQLSchema, parse
+from graphql import ASTValidationRule, GraphQLError, GraphQLSchema, parse, specified_rules
 from strawberry.extensions import MaskErrors, MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.schema.schema import validate_document
@@ -52,6 +52,9 @@ LIMIT_RULES = [
     *QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
+#: Every rule a document is validated with: GraphQL's own, then the limits (what Guard
+#: makes of Strawberry's default rules; the same tuple, so the same validation cache).
+RULES = (*specified_rules, *LIMIT_RULES)
 
 
 class Guard(MaskErrors):
@@ -87,15 +90,26 @@ class Guard(MaskErrors):
         yield
 
     def anonymise_error(self, error: GraphQLError) -> GraphQLError:
-        request_id = _request_id(self.execution_context)
-        return GraphQLError(
-            message=f"Unexpected error (request id {request_id}); it was logged.",
-            nodes=error.nodes,
-            source=error.source,
-            positions=error.positions,
-            path=error.path,
-            extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
-        )
+        return masked(error, _request_id(self.execution_context))
+
+
+def masked(error: GraphQLError, request_id: str) -> GraphQLError:
+    """An unexpected error as the client sees it: the request id, nothing internal."""
+    return GraphQLError(
+        message=f"Unexpected error (request id {request_id}); it was logged.",
+        nodes=error.nodes,
+        source=error.source,
+        positions=error.positions,
+        path=error.path,
+        extensions={"code": "INTERNAL_SERVER_ERROR", "requestId": request_id},
+    )
+
+
+def guarded(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
+    """A result's errors logged (:func:`log_errors`), then the unexpected ones masked, as
+    Guard and the schema do for the executor's results (for the direct lane)."""
+    log_errors(errors, request_id)
+    return [masked(error, request_id) if _should_mask(error) else error for error in errors]
 
 
 #: Parsed documents by their text, CACHE_SIZE of them: bounded, so unique texts cannot
@@ -143,10 +157,15 @@ class _Schema(strawberry.Schema):
         """Log each error of a result once, before it is masked (:func:`log_error`); but
         not an unavailable database: the HTTP layer answers that with 503 and logs it in
         one line (an outage must not log a traceback per request)."""
-        request_id = _request_id(execution_context)
-        for error in errors:
-            if not isinstance(error.original_error, DatabaseUnavailable):
-                log_error(error, request_id)
+        log_errors(errors, _request_id(execution_context))
+
+
+def log_errors(errors: list[GraphQLError], request_id: str) -> None:
+    """Each error once (:func:`log_error`), but not an unavailable database (see
+    :meth:`_Schema.process_errors`)."""
+    for error in errors:
+        if not isinstance(error.original_error, DatabaseUnavailable):
+            log_error(error, request_id)
 
 
 schema = _Schema(

@@ -21,12 +21,14 @@ from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.http import GraphQLRequestData
 from strawberry.http.exceptions import WebSocketDisconnected
+from strawberry.types import ExecutionResult
 
 from exchange.http import graphiql, oauth, unavailable
 from exchange.http.errors import graphql_error
 from exchange.http.persisted import PersistedQueries, PersistedQueryError
 from exchange.http.request_ids import SCOPE_KEY as REQUEST_ID_KEY
 from exchange.kit import limits
+from graphql_schema import direct
 from graphql_schema.context import Context
 from graphql_schema.schema import schema
 from partners.principal import Principal, PrincipalKind
@@ -124,6 +126,27 @@ class _Strawberry(GraphQL[Context, None]):
                 status_code=error.status,
             )
         await response(scope, receive, send)
+
+    async def execute_single(
+        self,
+        request: Any,
+        request_adapter: Any,
+        sub_response: Any,
+        context: Context,
+        root_value: Any,
+        request_data: GraphQLRequestData,
+    ) -> ExecutionResult:
+        """A hot mutation by the direct lane (graphql_schema.direct) when it takes the
+        document (POST only: GET never mutates), else Strawberry's executor."""
+        if request_adapter.method == "POST" and request_data.query:
+            plan = direct.plan_of(request_data.query, request_data.operation_name)
+            if plan is not None:
+                result = await direct.execute(plan, context, request_data.variables)
+                if result is not None:
+                    return result
+        return await super().execute_single(
+            request, request_adapter, sub_response, context, root_value, request_data
+        )
 
     async def process_result(self, request: Any, result: Any) -> Any:
         unavailable.raise_if_unavailable(result)  # 503 for the whole document

@@ -1,0 +1,217 @@
+"""The direct lane: a hot mutation answered without the generic executor.
+
+A document that is one mutation of a field in :data:`DIRECT`, whose selection reads only
+plain fields (no resolver, no arguments, no directives, no fragments: ``transaction { id
+points }``, ``userErrors { code field message }``), is compiled once per text into a
+:class:`Plan`. Running a plan does what the executor would, with the same functions:
+graphql-core coerces the variables and the field's arguments, the query cost is charged
+(graphql_schema.cost), Strawberry converts the input, the mutation's own function runs
+(the one its resolver calls), and the payload is rendered field by field with the
+schema's own serializers. Errors are logged and masked as Guard does.
+
+Nothing is decided here that the executor would decide otherwise: a document the lane
+can't compile, or a request whose variables or arguments are refused, goes the usual
+way, which reports the error; the lane itself refuses nothing and runs nothing twice
+(it steps aside only before the bucket is charged). What it saves is the executor's
+per-request machinery: extension hooks, execution contexts, per-field resolver wrappers
+and result completion, a third of a mutation's CPU (docs/performance.md, issue 17).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    FieldNode,
+    GraphQLError,
+    GraphQLField,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLOutputType,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    is_leaf_type,
+    located_error,
+)
+from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.types import ExecutionResult
+from strawberry.types.arguments import convert_arguments
+
+from exchange.kit.limits import MAX_TOKENS
+from graphql_schema.context import Context
+from graphql_schema.cost import charge
+from graphql_schema.loyalty import record
+from graphql_schema.mutations import earn, redeem
+from graphql_schema.schema import CACHE_SIZE, RULES, _parse, guarded, schema, validation_errors
+
+#: The mutations the lane answers, by root field: each one's own function, the one its
+#: resolver calls, so both ways run the same code.
+DIRECT: Mapping[str, Callable[..., Awaitable[Any]]] = {
+    "earnPoints": earn,
+    "redeemPoints": redeem,
+    "recordPurchase": record,
+}
+
+Render = Callable[[Any], Any]
+
+
+class _Ineligible(Exception):
+    """A selection the lane does not render (it goes the usual way)."""
+
+
+class NullField(Exception):
+    """A non-null field whose value is null: a bug of ours, masked like any other."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    operation: OperationDefinitionNode
+    field: FieldNode
+    key: str
+    definition: GraphQLField
+    arguments: list[Any]
+    mutation: Callable[..., Awaitable[Any]]
+    render: Render
+
+
+@lru_cache(maxsize=CACHE_SIZE)
+def plan_of(query: str, operation_name: str | None) -> Plan | None:
+    """The plan of a document, or None when the lane does not take it. Cached by text,
+    as the parser and validation caches are (the same bound)."""
+    try:
+        document = _parse(query, max_tokens=MAX_TOKENS)
+    except GraphQLError:
+        return None
+    if validation_errors(schema._schema, query, RULES) or len(document.definitions) != 1:
+        return None
+    operation = document.definitions[0]
+    if not isinstance(operation, OperationDefinitionNode) or not _one_mutation(
+        operation, operation_name
+    ):
+        return None
+    node = operation.selection_set.selections[0]
+    mutation = DIRECT.get(node.name.value) if isinstance(node, FieldNode) else None
+    root = schema._schema.mutation_type
+    if mutation is None or root is None or not isinstance(node, FieldNode) or node.directives:
+        return None
+    definition = root.fields[node.name.value]
+    try:
+        render = _compile(definition.type, node)
+    except _Ineligible:
+        return None
+    return Plan(
+        operation=operation,
+        field=node,
+        key=(node.alias or node.name).value,
+        definition=definition,
+        arguments=definition.extensions["strawberry-definition"].arguments,
+        mutation=mutation,
+        render=render,
+    )
+
+
+def _one_mutation(operation: OperationDefinitionNode, operation_name: str | None) -> bool:
+    """A mutation (the one named, if a name is asked for) of one root field."""
+    return (
+        operation.operation == OperationType.MUTATION
+        and not operation.directives
+        and (operation_name is None or (operation.name and operation.name.value) == operation_name)
+        and len(operation.selection_set.selections) == 1
+    )
+
+
+def _compile(field_type: GraphQLOutputType, node: FieldNode) -> Render:
+    """How to render a value of ``field_type`` as ``node`` selects it, null checked."""
+    nullable = not isinstance(field_type, GraphQLNonNull)
+    inner = field_type.of_type if isinstance(field_type, GraphQLNonNull) else field_type
+    render: Render
+    if isinstance(inner, GraphQLList):
+        item = _compile(inner.of_type, node)
+        render = lambda values: [item(value) for value in values]  # noqa: E731
+    elif is_leaf_type(inner):
+        render = inner.serialize  # what the executor calls for a leaf
+    elif isinstance(inner, GraphQLObjectType) and node.selection_set is not None:
+        render = _compile_object(inner, node.selection_set)
+    else:  # an interface or a union: the executor resolves the concrete type
+        raise _Ineligible
+
+    def complete(value: Any) -> Any:
+        if value is None:
+            if nullable:
+                return None
+            raise NullField(f"{node.name.value} is null")
+        return render(value)
+
+    return complete
+
+
+def _compile_object(object_type: GraphQLObjectType, selections: SelectionSetNode) -> Render:
+    fields: list[tuple[str, Render]] = []
+    for selection in selections.selections:
+        if not isinstance(selection, FieldNode) or selection.directives or selection.arguments:
+            raise _Ineligible
+        key = (selection.alias or selection.name).value
+        if any(key == known for known, _ in fields):
+            raise _Ineligible  # fields merged under one key: the executor's job
+        fields.append((key, _reader(object_type, selection)))
+    return lambda value: {key: read(value) for key, read in fields}
+
+
+def _reader(object_type: GraphQLObjectType, selection: FieldNode) -> Render:
+    """How to read one selected field of an object: a plain attribute, rendered."""
+    name = selection.name.value
+    if name == "__typename":
+        return lambda _value: object_type.name
+    definition = object_type.fields.get(name)
+    plain = (definition.extensions or {}).get("strawberry-definition") if definition else None
+    if (
+        definition is None
+        or plain is None
+        or plain.base_resolver is not None
+        or plain.extensions
+        or plain.permission_classes
+    ):
+        raise _Ineligible
+    attribute, complete = plain.python_name, _compile(definition.type, selection)
+    return lambda value: complete(getattr(value, attribute))
+
+
+async def execute(plan: Plan, context: Context, variables: Any) -> ExecutionResult | None:
+    """The plan's result for one request, or None: the usual way must answer it (its
+    variables or arguments are refused; nothing was charged or run)."""
+    if variables is not None and not isinstance(variables, dict):
+        return None
+    coerced = get_variable_values(
+        schema._schema, plan.operation.variable_definitions or (), variables or {}
+    )
+    if isinstance(coerced, list):
+        return None
+    try:
+        raw = get_argument_values(plan.definition, plan.field, coerced)
+    except GraphQLError:
+        return None
+    cost, refused = await charge(context, schema._schema, plan.operation, {}, variables)
+    if refused is not None:
+        return ExecutionResult(data=None, errors=refused.errors, extensions={"cost": cost})
+    try:
+        kwargs = convert_arguments(
+            raw,
+            plan.arguments,
+            scalar_registry=schema.schema_converter.scalar_registry,
+            config=schema.config,
+        )
+        data: dict[str, Any] | None = {
+            plan.key: plan.render(await plan.mutation(context, **kwargs))
+        }
+    except Exception as error:  # as the executor: the field's error, masked if unexpected
+        failure = located_error(error, [plan.field], [plan.key])
+        data = None if isinstance(plan.definition.type, GraphQLNonNull) else {plan.key: None}
+        return ExecutionResult(
+            data=data, errors=guarded([failure], context.request_id), extensions={"cost": cost}
+        )
+    return ExecutionResult(data=data, errors=None, extensions={"cost": cost})
