@@ -196,8 +196,9 @@ async def execute(plan: Plan, context: Context, variables: Any) -> ExecutionResu
     except GraphQLError:
         return None
     cost, refused = await charge(context, schema._schema, plan.operation, {}, variables)
-    if refused is not None:
-        return ExecutionResult(data=None, errors=refused.errors, extensions={"cost": cost})
+    if refused is not None:  # logged as the executor logs it, in one line
+        errors = guarded(list(refused.errors or ()), context.request_id)
+        return ExecutionResult(data=None, errors=errors, extensions={"cost": cost})
     try:
         kwargs = convert_arguments(
             raw,

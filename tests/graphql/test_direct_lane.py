@@ -11,7 +11,8 @@ from typing import Any
 import httpx
 import pytest
 
-from exchange.kit.db import Database
+from exchange.kit.db import Database, sql
+from exchange.kit.system import SYSTEM
 from exchange.usecases import points as point_cases
 from exchange.usecases.core import Call, UseCase
 from graphql_schema import direct
@@ -151,6 +152,36 @@ async def test_an_unexpected_error_is_masked_and_logged_once_as_the_executor_doe
     assert len(lines) == 1, captured.getvalue()
     assert f"ERROR {SCHEMA_LOGGER} [request {request_id}] unexpected error at earned" in lines[0]
     assert "RuntimeError: a bug in the earn" in captured.getvalue()
+
+
+async def test_a_client_whose_budget_is_spent_is_throttled_the_same_way(
+    db: Database, partner: Caller, server_log: ServerLog
+) -> None:
+    # The client's query-cost bucket, full for the next hour (its first request leases
+    # from it, and nothing can be leased).
+    async with db.transaction(SYSTEM) as conn:
+        await conn.execute(
+            sql(
+                "INSERT INTO limit_bucket (name, client_id, level, granted, updated_at)"
+                " VALUES (:name, :client, 20000, 0, now() + interval '1 hour')"
+            ),
+            {"name": f"cost:{partner.client_id}", "client": partner.client_id},
+        )
+    captured = server_log("text")
+
+    answers = [
+        (await post(partner, EARN % forced, "application/json", key=key(), ref="r", points=5))
+        for forced in ("", FORCED)
+    ]
+
+    lane, executor = (answer.json() for answer in answers)
+    for body in (lane, executor):
+        assert body["data"] is None
+        assert body["errors"][0]["extensions"]["code"] == "THROTTLED"
+        assert body["extensions"]["cost"]["actualQueryCost"] == 0
+    assert lane["errors"][0]["message"] == executor["errors"][0]["message"]
+    logged = [line for line in captured.getvalue().splitlines() if "client error THROTTLED" in line]
+    assert len(logged) == 2, captured.getvalue()  # one line for each answer
 
 
 @pytest.mark.parametrize(
