@@ -47,7 +47,7 @@ from graphql_schema.context import Context
 from graphql_schema.cost import charge
 from graphql_schema.loyalty import record
 from graphql_schema.mutations import earn, redeem
-from graphql_schema.schema import CACHE_SIZE, RULES, _parse, guarded, schema, validation_errors
+from graphql_schema.schema import CACHE_SIZE, RULES, guarded, parsed, schema, validation_errors
 
 #: The mutations the lane answers, by root field: each one's own function, the one its
 #: resolver calls, so both ways run the same code.
@@ -84,7 +84,7 @@ def plan_of(query: str, operation_name: str | None) -> Plan | None:
     """The plan of a document, or None when the lane does not take it. Cached by text,
     as the parser and validation caches are (the same bound)."""
     try:
-        document = _parse(query, max_tokens=MAX_TOKENS)
+        document = parsed(query, max_tokens=MAX_TOKENS)
     except GraphQLError:
         return None
     if validation_errors(schema._schema, query, RULES) or len(document.definitions) != 1:

@@ -79,7 +79,7 @@ class Guard(MaskErrors):
 
     def on_parse(self) -> Iterator[None]:
         context = self.execution_context
-        context.graphql_document = _parse(context.query, **context.parse_options)
+        context.graphql_document = parsed(context.query, **context.parse_options)
         yield
 
     def on_validate(self) -> Iterator[None]:
@@ -114,7 +114,7 @@ def guarded(errors: list[GraphQLError], request_id: str) -> list[GraphQLError]:
 
 #: Parsed documents by their text, CACHE_SIZE of them: bounded, so unique texts cannot
 #: grow memory.
-_parse = lru_cache(maxsize=CACHE_SIZE)(parse)
+parsed = lru_cache(maxsize=CACHE_SIZE)(parse)
 
 
 @lru_cache(maxsize=CACHE_SIZE)
@@ -124,7 +124,7 @@ def validation_errors(
     """The validation errors of a document, keyed by its text rather than its syntax tree:
     a tree's hash walks every node on every request, a string's is computed once. Only
     a text that parsed gets here, and it parses to the same tree (the parse cache)."""
-    return validate_document(schema, _parse(query, max_tokens=MAX_TOKENS), rules)
+    return validate_document(schema, parsed(query, max_tokens=MAX_TOKENS), rules)
 
 
 def _request_id(execution_context: ExecutionContext | None) -> str:
