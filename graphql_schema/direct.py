@@ -95,9 +95,11 @@ def plan_of(query: str, operation_name: str | None) -> Plan | None:
     ):
         return None
     node = operation.selection_set.selections[0]
-    mutation = DIRECT.get(node.name.value) if isinstance(node, FieldNode) else None
     root = schema._schema.mutation_type
-    if mutation is None or root is None or not isinstance(node, FieldNode) or node.directives:
+    if not isinstance(node, FieldNode) or node.directives or root is None:
+        return None
+    mutation = DIRECT.get(node.name.value)
+    if mutation is None:
         return None
     definition = root.fields[node.name.value]
     try:

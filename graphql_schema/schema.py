@@ -52,8 +52,8 @@ LIMIT_RULES = [
     *QueryDepthLimiter(max_depth=MAX_QUERY_DEPTH).validation_rules,
     *MaxAliasesLimiter(max_alias_count=MAX_ALIASES).validation_rules,
 ]
-#: Every rule a document is validated with: GraphQL's own, then the limits (what Guard
-#: makes of Strawberry's default rules; the same tuple, so the same validation cache).
+#: Every rule a document is validated with: GraphQL's own, then the limits. One tuple,
+#: set by Guard and used by the direct lane, so both hit the same validation cache.
 RULES = (*specified_rules, *LIMIT_RULES)
 
 
@@ -74,7 +74,7 @@ class Guard(MaskErrors):
     def on_operation(self) -> Iterator[None]:
         context = self.execution_context
         context.parse_options["max_tokens"] = MAX_TOKENS
-        context.validation_rules = (*context.validation_rules, *LIMIT_RULES)
+        context.validation_rules = RULES
         yield from super().on_operation()
 
     def on_parse(self) -> Iterator[None]:

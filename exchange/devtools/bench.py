@@ -5,10 +5,10 @@ Setup (through the database the server uses): bench partners with OAuth clients,
 members linked to every partner with a starting balance. Load: `concurrency` workers,
 each sending one GraphQL operation at a time for `duration` seconds. A redemption
 refused for insufficient points is a business answer, not an error, and a request
-refused as THROTTLED is the client's query-cost budget doing its work (one bench client
-carries every connection's load: ~400 mutations a second, graphql_schema.cost); both are
-counted apart. An HTTP error, any other GraphQL error or any other userError is an
-error.
+refused as THROTTLED is the client's query-cost budget doing its work (~400 mutations a
+second per OAuth client, graphql_schema.cost; one client per partner unless
+:func:`with_clients` adds more); both are counted apart. An HTTP error, any other
+GraphQL error or any other userError is an error.
 """
 
 from __future__ import annotations

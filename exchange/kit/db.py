@@ -466,7 +466,7 @@ def _causes(error: BaseException) -> Iterator[BaseException]:
     seen = 0
     while cause is not None and seen < 10:
         yield cause
-        cause, seen = cause.__cause__ or getattr(cause, "orig", None), seen + 1
+        cause, seen = cause.__cause__, seen + 1
 
 
 def is_transient(error: BaseException) -> bool:
