@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from graphql.execution.values import get_argument_values, get_variable_values
+from strawberry.types.arguments import convert_arguments
 
 from exchange.kit.db import Database, sql
 from exchange.kit.system import SYSTEM
@@ -223,3 +225,53 @@ def test_the_lane_takes_a_purchase_and_a_named_operation_only_by_its_name() -> N
     named = EARN % ""
     assert direct.plan_of(named, "Earn") is not None
     assert direct.plan_of(named, "Other") is None
+
+
+PURCHASE_INPUTS = [
+    {"idempotencyKey": "k", "memberRef": "r", "amount": "12.50", "currency": "USD"},
+    {
+        "idempotencyKey": "k", "memberRef": "r", "amount": "12.50", "currency": "USD",
+        "occurredAt": "2026-11-01T10:00:00Z", "channel": "APP", "storeRef": "s1",
+        "reference": "till 4", "items": [
+            {"sku": "p-1", "category": "snacks", "amount": "2.50", "quantity": 3},
+            {"category": "popcorn", "amount": "10.00"},
+        ],
+    },
+    {
+        "idempotencyKey": "k", "memberRef": "r", "amount": "1", "currency": "JPY",
+        "occurredAt": None, "channel": None, "storeRef": None, "items": None, "reference": None,
+    },
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("document", "variables"),
+    [
+        (EARN % "", {"key": "k", "ref": "r", "points": 5}),
+        (REDEEM % "", {"key": "k", "ref": "r", "points": 5}),
+        *[
+            ("mutation($input: RecordPurchaseInput!) { recordPurchase(input: $input) {"
+             " userErrors { code } } }", {"input": value})
+            for value in PURCHASE_INPUTS
+        ],
+    ],
+)  # fmt: skip
+def test_the_lane_converts_arguments_exactly_as_strawberry_does(
+    document: str, variables: dict[str, Any]
+) -> None:
+    plan = direct.plan_of(document, None)
+    assert plan is not None
+    coerced = get_variable_values(
+        direct.schema._schema, plan.operation.variable_definitions or (), variables
+    )
+    assert not isinstance(coerced, list)  # refused variables come back as a list of errors
+    raw = get_argument_values(plan.definition, plan.field, coerced)
+    expected = convert_arguments(
+        raw,
+        plan.definition.extensions["strawberry-definition"].arguments,
+        scalar_registry=direct.schema.schema_converter.scalar_registry,
+        config=direct.schema.config,
+    )
+    converted = plan.convert(raw)
+    assert converted == expected
+    assert [type(v) for v in converted.values()] == [type(v) for v in expected.values()]
