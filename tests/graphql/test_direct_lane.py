@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+import strawberry
 from graphql.execution.values import get_argument_values, get_variable_values
 from strawberry.types.arguments import convert_arguments
 
@@ -18,6 +19,7 @@ from exchange.kit.system import SYSTEM
 from exchange.usecases import points as point_cases
 from exchange.usecases.core import Call, UseCase
 from graphql_schema import direct
+from graphql_schema.schema import schema
 from tests.graphql.conftest import Caller, email, new_partner
 from tests.graphql.test_server_log import SCHEMA_LOGGER, ServerLog, server_log
 
@@ -262,16 +264,29 @@ def test_the_lane_converts_arguments_exactly_as_strawberry_does(
     plan = direct.plan_of(document, None)
     assert plan is not None
     coerced = get_variable_values(
-        direct.schema._schema, plan.operation.variable_definitions or (), variables
+        schema._schema, plan.operation.variable_definitions or (), variables
     )
     assert not isinstance(coerced, list)  # refused variables come back as a list of errors
     raw = get_argument_values(plan.definition, plan.field, coerced)
     expected = convert_arguments(
         raw,
         plan.definition.extensions["strawberry-definition"].arguments,
-        scalar_registry=direct.schema.schema_converter.scalar_registry,
-        config=direct.schema.config,
+        scalar_registry=schema.schema_converter.scalar_registry,
+        config=schema.config,
     )
     converted = plan.convert(raw)
     assert converted == expected
     assert [type(v) for v in converted.values()] == [type(v) for v in expected.values()]
+
+
+@strawberry.input
+class Nested:
+    """An input that contains itself (the schema has none yet)."""
+
+    name: str
+    child: Nested | None = None
+
+
+def test_an_input_that_contains_itself_is_left_to_strawberry() -> None:
+    with pytest.raises(direct.Ineligible):
+        direct.converter_of(Nested)
