@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import os
 import secrets
+import tempfile
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -240,7 +242,23 @@ class Settings:
             return self.secret_key_from_env.encode()
         path = self.ensure_home() / SECRET_KEY_FILE
         if not path.exists():
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
+            _create_once(path, secrets.token_urlsafe(48))
         return path.read_text().strip().encode()
+
+
+def _create_once(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` unless another process already has. The text is written
+    whole to a private file (mode 0600) beside it, then linked into place: a link is
+    atomic and fails if the name exists, so of processes starting together (``exchange
+    serve --workers N`` on a fresh home) the first to link wins, none reads half a key,
+    and the others read the winner's."""
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with suppress(FileExistsError):  # another process's key is in place: it stands
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)
