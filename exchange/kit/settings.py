@@ -251,14 +251,22 @@ def _create_once(path: Path, text: str) -> None:
     whole to a private file (mode 0600) beside it, then linked into place: a link is
     atomic and fails if the name exists, so of processes starting together (``exchange
     serve --workers N`` on a fresh home) the first to link wins, none reads half a key,
-    and the others read the winner's."""
+    and the others read the winner's. On a file system without hard links the name is
+    claimed by an exclusive create instead (the first to create it wins)."""
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(descriptor, "w") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        with suppress(FileExistsError):  # another process's key is in place: it stands
+        try:
             os.link(temporary, path)
+        except FileExistsError:
+            pass  # another process's key is in place: it stands
+        except OSError:  # a file system without hard links
+            with suppress(FileExistsError):
+                claimed = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(claimed, "w") as handle:
+                    handle.write(text)
     finally:
         os.unlink(temporary)

@@ -5,10 +5,13 @@ key, whole, and none may fail for having lost the race to create it."""
 from __future__ import annotations
 
 import multiprocessing
+import os
 import stat
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
+
+import pytest
 
 from exchange.kit.settings import SECRET_KEY_FILE, Settings
 
@@ -50,3 +53,18 @@ def test_processes_starting_together_on_a_fresh_home_share_one_whole_key(tmp_pat
         assert len(key) == 64  # 48 random bytes, URL-safe base64
         assert stat.S_IMODE((home / SECRET_KEY_FILE).stat().st_mode) == 0o600
         assert [p.name for p in home.iterdir()] == [SECRET_KEY_FILE]  # nothing left behind
+
+
+def test_a_home_on_a_file_system_without_hard_links_still_gets_its_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(source: str, target: Path) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    settings = Settings.from_environment({"EXCHANGE_HOME": str(tmp_path)})
+    key = settings.secret_key()
+    assert len(key) == 64
+    assert settings.secret_key() == key
+    assert stat.S_IMODE((tmp_path / SECRET_KEY_FILE).stat().st_mode) == 0o600
+    assert [p.name for p in tmp_path.iterdir()] == [SECRET_KEY_FILE]
