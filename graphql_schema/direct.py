@@ -223,11 +223,11 @@ def converter_of(type_: Any, within: frozenset[Any] = frozenset()) -> Convert:
         item = converter_of(type_.of_type, within)
         return _absent_kept(lambda values: [item(value) for value in values])
     if isinstance(type_, StrawberryEnumDefinition) or has_enum_definition(type_):
-        return _absent_kept(lambda value: value)  # graphql-core already gave the member
+        return _as_is  # graphql-core already gave the member
     if is_scalar(type_, schema.schema_converter.scalar_registry):
         if type_ is GlobalID:
             raise Ineligible  # decoded by Strawberry
-        return _absent_kept(lambda value: value)
+        return _as_is
     if has_object_definition(type_):
         return _input(type_, within)
     raise Ineligible
@@ -260,6 +260,10 @@ def _input(type_: Any, within: frozenset[Any]) -> Convert:
         return type_(**kwargs)
 
     return _absent_kept(build)
+
+
+def _as_is(value: Any) -> Any:
+    return value
 
 
 def _absent_kept(convert: Convert) -> Convert:

@@ -33,7 +33,7 @@ from exchange import ledger
 from exchange.devtools import seed
 from exchange.devtools.server_cpu import ServerCpu, machine_ticks
 from exchange.kit.clock import utc_now
-from exchange.kit.db import Database
+from exchange.kit.db import Connection, Database
 from exchange.kit.errors import NotFound
 from exchange.kit.invariant import present
 from exchange.kit.system import SYSTEM
@@ -127,9 +127,7 @@ async def setup(
             partner = await registry.add_partner(
                 conn, name=f"bench-{tag}-{number}", terms=terms, now=now
             )
-            client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner.id)
-            client_secret = present(client.client_secret, "a new client has a secret")
-            created.append(BenchPartner(partner.id, client.client_id, client_secret))
+            created.append(await _client_of(conn, partner.id))
     refs = [f"m{number}" for number in range(members)]
     for start in range(0, members, 500):
         async with database.transaction(SYSTEM) as conn:
@@ -171,11 +169,7 @@ async def with_clients(
     async with database.transaction(SYSTEM) as conn:
         for partner in partners:
             for _ in range(per_partner - 1):
-                client = await clients.create_client(
-                    conn, scopes=SCOPES, partner_id=partner.partner_id
-                )
-                secret = present(client.client_secret, "a new client has a secret")
-                more.append(BenchPartner(partner.partner_id, client.client_id, secret))
+                more.append(await _client_of(conn, partner.partner_id))
     return [*partners, *more]
 
 
@@ -235,12 +229,16 @@ async def setup_seeded(database: Database, *, members: int) -> tuple[list[BenchP
         if not partner_ids:
             raise NotFound("no seed partners here: run 'exchange bench seed' first")
         refs = await seed.share_members(conn, partner_ids=partner_ids, count=members)
-        created = []
-        for partner_id in partner_ids:
-            client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner_id)
-            secret = present(client.client_secret, "a new client has a secret")
-            created.append(BenchPartner(partner_id, client.client_id, secret))
+        created = [await _client_of(conn, partner_id) for partner_id in partner_ids]
     return created, refs
+
+
+async def _client_of(conn: Connection, partner_id: int) -> BenchPartner:
+    """A new OAuth client of the partner with the bench's scopes, and its secret."""
+    client = await clients.create_client(conn, scopes=SCOPES, partner_id=partner_id)
+    return BenchPartner(
+        partner_id, client.client_id, present(client.client_secret, "a new client has a secret")
+    )
 
 
 async def _token(http: httpx.AsyncClient, partner: BenchPartner) -> str:
